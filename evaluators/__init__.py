@@ -1,0 +1,1 @@
+"""Evaluators: datasets, proxy training and cost."""

@@ -1,0 +1,168 @@
+"""The public entry points: resolve a spec, materialize it, summarize it, save and load it.
+
+A *spec* is a preset name (``nas.presets()``), a genotype object, a genotype JSON dict, the path
+of a genotype JSON file, or a search run directory (its ``best.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas import space as space_registry
+from nas.compile import compile as compile_ir
+from nas.cost import build_on_meta, count_macs, count_params
+from nas.ir import CellNet, ChainNet
+from nas.serialization import FORMAT_VERSION, genotype_json, read_json_file
+from nas.space import SearchSpace
+
+MODEL_FORMAT = "nas-model"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A spec resolved to its space and genotype (``name`` is the preset name, if any)."""
+
+    space: SearchSpace
+    genotype: Any
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return genotype_json(self.space.name, self.genotype)
+
+
+def presets() -> dict[str, Any]:
+    """Every published architecture, by name: ``{"efficientnet-b0": EfficientNetGenotype(...), ...}``."""
+    found: dict[str, Any] = {}
+    for name in space_registry.names():
+        found.update(space_registry.get(name).presets())
+    return dict(sorted(found.items()))
+
+
+def space_of(genotype: Any) -> SearchSpace:
+    """The registered space whose genotype class ``genotype`` is an instance of."""
+    for name in space_registry.names():
+        space = space_registry.get(name)
+        if isinstance(genotype, getattr(space, "genotype_class", ())):
+            return space
+    raise ValueError(f"{type(genotype).__name__} is not the genotype of any registered space")
+
+
+def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
+    """A genotype from its JSON form (a dict, or a file path); ``ValueError`` names the bad field."""
+    if isinstance(data, (str, Path)):
+        data = read_json_file(data)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"genotype JSON: expected an object, got {type(data).__name__}")
+    for key in ("space", "version", "genotype"):
+        if key not in data:
+            raise ValueError(f"{key}: missing field (expected {{'space', 'version', 'genotype'}})")
+    unknown = sorted(set(data) - {"space", "version", "genotype"})
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown field; valid: ['genotype', 'space', 'version']")
+    if data["version"] != FORMAT_VERSION:
+        raise ValueError(f"version: unsupported genotype format version {data['version']!r}; valid: [{FORMAT_VERSION}]")
+    if not isinstance(data["space"], str):
+        raise ValueError(f"space: expected a string, got {data['space']!r}")
+    try:
+        space = space_registry.get(data["space"])
+    except ValueError as error:
+        raise ValueError(f"space: {error}") from None
+    return space.genotype_from_dict(data["genotype"])
+
+
+def resolve(spec: Any) -> Resolved:
+    """Resolve any accepted spec (see the module docstring)."""
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return Resolved(space_of(spec), spec)
+    if isinstance(spec, Mapping):
+        genotype = load_genotype(spec)
+        return Resolved(space_of(genotype), genotype)
+    if isinstance(spec, (str, Path)):
+        known = presets()
+        if isinstance(spec, str) and spec in known:
+            return Resolved(space_of(known[spec]), known[spec], spec)
+        path = Path(spec)
+        if path.is_dir():
+            if not (path / "best.json").is_file():
+                raise ValueError(f"{path}: a directory without best.json is not a search run")
+            path = path / "best.json"
+        elif not path.exists():
+            raise ValueError(f"{spec}: neither a preset nor a file; presets: {', '.join(known)}")
+        genotype = load_genotype(path)
+        return Resolved(space_of(genotype), genotype)
+    raise ValueError(f"cannot resolve a spec of type {type(spec).__name__}")
+
+
+def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> ChainNet | CellNet:
+    """The IR of ``spec`` (``macro`` passes space-specific overrides, e.g. ``resolution``)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+    resolved = resolve(spec)
+    return resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
+
+
+def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **macro: Any) -> nn.Module:
+    """An ordinary ``nn.Module`` for ``spec``, freshly initialised (``seed`` makes it repeatable)."""
+    return compile_ir(lower(spec, num_classes, **macro), seed=seed)
+
+
+def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any]:
+    """Parameters, MACs (batch 1, at the spec's resolution), resolution and a per-stage table."""
+    resolved = resolve(spec)
+    ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
+    model = build_on_meta(lambda: compile_ir(ir))
+    macs, by_module = count_macs(model, ir.resolution, per_module=True)
+    return {
+        "name": resolved.name, "space": resolved.space.name, "params": count_params(model),
+        "macs": macs, "resolution": ir.resolution, "num_classes": num_classes,
+        "stages": _stage_rows(ir, model, by_module), "genotype": resolved.to_json(),
+    }
+
+
+def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
+    rows = []
+    if isinstance(ir, ChainNet):
+        parts = [("stem", "stem", ir.stem.input_size, ir.stem.out_channels, 1)]
+        parts += [(f"stage {i + 1}", f"stages.{i}", s[0].input_size, s[-1].out_channels, len(s))
+                  for i, s in enumerate(ir.stages)]
+        parts += [("head", "head", ir.head.input_size, ir.head.out_channels, 1),
+                  ("classifier", "classifier", 1, ir.num_classes, 1)]
+        for label, path, size, out, blocks in parts:
+            rows.append({"stage": label, "blocks": blocks, "input_size": size, "out_channels": out,
+                         "params": count_params(model.get_submodule(path)), "macs": macs.get(path, 0)})
+        return rows
+    for i, cell in enumerate(ir.cells):
+        path = f"cells.{i}"
+        rows.append({"stage": f"cell {i} ({'reduction' if cell.reduction else 'normal'})", "blocks": 1,
+                     "input_size": cell.input_size, "out_channels": cell.out_channels,
+                     "params": count_params(model.get_submodule(path)), "macs": macs.get(path, 0)})
+    return rows
+
+
+def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int) -> None:
+    """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``."""
+    payload = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": resolve(spec).to_json(),
+               "num_classes": num_classes, "state_dict": module.state_dict()}
+    torch.save(payload, path)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The module saved by ``save_model``/``nas materialize --out FILE.pt``, weights loaded."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except Exception as error:  # noqa: BLE001  (corrupt or foreign files)
+        raise ValueError(f"{path}: not a model file ({error.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a {MODEL_FORMAT} file")
+    module = materialize(payload["genotype"], num_classes=payload["num_classes"])
+    module.load_state_dict(payload["state_dict"])
+    return module

@@ -1,0 +1,188 @@
+"""``compile(ir) -> nn.Module``: one walk through the op registry.
+
+The returned modules are ordinary PyTorch: they hold no search state, take an image batch and
+return logits. ``init_weights`` is a separate, seedable function.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.ir import CellNet, CellSpec, ChainNet, ClassifierSpec
+from nas.ops import DropPath, FactorizedReduce, ReluConvBn, activation, build_op
+
+
+def _classifier(spec: ClassifierSpec) -> nn.Sequential:
+    if spec.hidden_features:
+        return nn.Sequential(
+            nn.Linear(spec.in_features, spec.hidden_features),
+            activation(spec.hidden_activation),
+            nn.Dropout(spec.dropout, inplace=True),
+            nn.Linear(spec.hidden_features, spec.num_classes),
+        )
+    return nn.Sequential(nn.Dropout(spec.dropout, inplace=True), nn.Linear(spec.in_features, spec.num_classes))
+
+
+class ChainModule(nn.Module):
+    """stem -> stages -> head -> global average pool -> classifier."""
+
+    def __init__(self, ir: ChainNet) -> None:
+        super().__init__()
+        norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
+
+        def build(block):  # noqa: ANN001, ANN202
+            return build_op(block.op, block.in_channels, block.out_channels, block.stride,
+                            **block.op_options(), **norm)
+
+        self.stem = build(ir.stem)
+        self.stages = nn.Sequential(*(nn.Sequential(*(build(b) for b in stage)) for stage in ir.stages))
+        self.head = build(ir.head)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = _classifier(ir.classifier)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+class Cell(nn.Module):
+    """One NASNet cell, compiled from a placed ``CellSpec`` (TF ``NasNetABaseCell``)."""
+
+    def __init__(self, spec: CellSpec, bn_eps: float, bn_momentum: float) -> None:
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        filters = spec.filters
+        self.preprocess = ReluConvBn(spec.in_channels, filters, 1, ((1, 1),), **norm)
+        if spec.prev_index is None:
+            self.preprocess_prev: nn.Module = nn.Identity()  # reference: reuse the raw input
+        elif spec.prev_size != spec.input_size:
+            self.preprocess_prev = FactorizedReduce(spec.prev_channels, filters, 2, True, **norm)
+        elif spec.prev_channels != filters:
+            self.preprocess_prev = ReluConvBn(spec.prev_channels, filters, 1, ((1, 1),), **norm)
+        else:
+            self.preprocess_prev = nn.Identity()
+        channels = spec.state_channels()
+        stride = 2 if spec.reduction else 1
+        self.inputs = [(b.input_a, b.input_b) for b in spec.topology.blocks]
+        self.combines = [b.combine for b in spec.topology.blocks]
+        self.ops = nn.ModuleList()
+        for block in spec.topology.blocks:
+            for index, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
+                # Only the cell inputs are strided (TF ``is_from_original_input``).
+                layer = build_op(op, channels[index], filters, stride if index < 2 else 1, **norm)
+                # Drop-path applies to every op but identity (TF ``_apply_conv_operation``).
+                if op != "identity" and spec.drop_path > 0:
+                    layer = nn.Sequential(layer, DropPath(spec.drop_path))
+                self.ops.append(layer)
+        self.concat = list(spec.topology.concat)
+        self.match = nn.ModuleList()
+        for index in self.concat:
+            # Cell inputs that reach the output are matched in size and width (``_combine_unused_states``).
+            if index < 2 and spec.reduction:
+                self.match.append(FactorizedReduce(channels[index], filters, 2, False, **norm))
+            elif index < 2 and channels[index] != filters:
+                self.match.append(FactorizedReduce(channels[index], filters, 1, False, **norm))
+            else:
+                self.match.append(nn.Identity())
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess(x), self.preprocess_prev(prev)]
+        for k, ((index_a, index_b), combine) in enumerate(zip(self.inputs, self.combines)):
+            a = self.ops[2 * k](states[index_a])
+            b = self.ops[2 * k + 1](states[index_b])
+            states.append(a + b if combine == "add" else torch.cat([a, b], dim=1))
+        return torch.cat([match(states[i]) for match, i in zip(self.match, self.concat)], dim=1)
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier (TF ``_build_aux_head``): pool 5/3 -> 1x1 to 128 -> full conv to 768 -> FC."""
+
+    def __init__(self, in_channels: int, input_size: int, num_classes: int, bn_eps: float,
+                 bn_momentum: float) -> None:
+        super().__init__()
+        pooled = (input_size - 5) // 3 + 1
+        self.features = nn.Sequential(
+            nn.ReLU(),
+            nn.AvgPool2d(5, stride=3),
+            nn.Conv2d(in_channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128, eps=bn_eps, momentum=bn_momentum),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, pooled, bias=False),
+            nn.BatchNorm2d(768, eps=bn_eps, momentum=bn_momentum),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class CellModule(nn.Module):
+    """A NASNet network: stem conv, cells, ReLU, global pool, dropout, linear (TF ``_build_nasnet_base``).
+
+    ``forward`` returns logits. ``forward_with_aux`` also returns the auxiliary logits (``None``
+    without an aux head or in eval mode), for training loops that weight the aux loss (0.4).
+    """
+
+    def __init__(self, ir: CellNet) -> None:
+        super().__init__()
+        stride, padding = (2, 0) if ir.stem == "imagenet" else (1, 1)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, ir.stem_channels, 3, stride, padding, bias=False),
+            nn.BatchNorm2d(ir.stem_channels, eps=ir.bn_eps, momentum=ir.bn_momentum),
+        )
+        self.cells = nn.ModuleList(Cell(spec, ir.bn_eps, ir.bn_momentum) for spec in ir.cells)
+        self.prev_indices = [spec.input_index if spec.prev_index is None else spec.prev_index for spec in ir.cells]
+        self.aux_head_after = ir.aux_head_after
+        self.aux_head = None
+        if ir.aux_head_after is not None:
+            cell = ir.cells[ir.aux_head_after]
+            self.aux_head = AuxHead(cell.out_channels, cell.output_size, ir.num_classes, ir.bn_eps, ir.bn_momentum)
+        self.relu = nn.ReLU(inplace=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(ir.dropout)
+        self.classifier = nn.Linear(ir.out_channels, ir.num_classes)
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        states = [self.stem(x)]
+        aux = None
+        for i, (cell, prev) in enumerate(zip(self.cells, self.prev_indices)):
+            states.append(cell(states[i], states[prev]))
+            if i == self.aux_head_after and self.aux_head is not None and self.training:
+                aux = self.aux_head(states[-1])
+        out = torch.flatten(self.pool(self.relu(states[-1])), 1)
+        return self.classifier(self.dropout(out)), aux
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_aux(x)[0]
+
+
+def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:
+    """Kaiming-normal (fan-out) convs, unit BN, N(0, 0.01) linears, zero biases; seedable."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", generator=generator)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, 0.01, generator=generator)
+            nn.init.zeros_(layer.bias)
+    return module
+
+
+def compile(ir: ChainNet | CellNet, seed: int | None = None) -> nn.Module:  # noqa: A001
+    """Build the PyTorch module for ``ir``, initialised by ``init_weights(module, seed)``."""
+    if isinstance(ir, ChainNet):
+        module: nn.Module = ChainModule(ir)
+    elif isinstance(ir, CellNet):
+        module = CellModule(ir)
+    else:
+        raise TypeError(f"compile() takes a ChainNet or CellNet, got {type(ir).__name__}")
+    return init_weights(module, seed)

@@ -1,0 +1,59 @@
+"""Analytic cost of a compiled network: parameters and multiply-accumulates.
+
+MACs are counted by ``torch.utils.flop_counter`` (convolutions and matrix products, i.e. conv
+and linear layers) at batch 1 and divided by 2: the papers' "Mult-Adds"/"FLOPS" and
+torchvision's "GFLOPS" are multiply-accumulates (paper-facts §6.8). The forward pass runs on
+the ``meta`` device, so counting EfficientNet-B7 at 600 px takes milliseconds, not seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(module: nn.Module) -> int:
+    """Trainable parameters (BatchNorm running statistics are buffers and are not counted)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def count_macs(module: nn.Module, resolution: int, per_module: bool = False) -> int | tuple[int, dict[str, int]]:
+    """Multiply-accumulates of one ``3 x resolution x resolution`` image through ``module``.
+
+    The module is copied to the meta device (no memory, no arithmetic). With ``per_module`` also
+    return the MACs of every submodule, keyed by its dotted name ('' = the whole network).
+    """
+    meta = module if _is_meta(module) else _to_meta(module)
+    meta.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty(1, 3, resolution, resolution, device="meta"))
+    total = counter.get_total_flops() // 2
+    if not per_module:
+        return total
+    prefix = type(meta).__name__
+    by_module = {}
+    for name, counts in counter.get_flop_counts().items():
+        key = "" if name in ("Global", prefix) else name.removeprefix(prefix + ".")
+        by_module[key] = sum(counts.values()) // 2
+    return total, by_module
+
+
+def _is_meta(module: nn.Module) -> bool:
+    return all(p.is_meta for p in module.parameters())
+
+
+def _to_meta(module: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(module) if not _is_meta(module) else module
+    return clone.to("meta")
+
+
+def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
+    """Run ``factory`` with the meta device as default: shapes only, no storage or init cost."""
+    with torch.device("meta"):
+        return factory()

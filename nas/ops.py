@@ -1,0 +1,336 @@
+"""The one op registry, and the layers every space shares.
+
+Every op is a factory with one signature::
+
+    factory(in_channels, out_channels, stride, *, bn_eps=1e-5, bn_momentum=0.1, **options) -> nn.Module
+
+Registering a name twice raises (torchvision's ``_api.py``, not timm's warning). ``get_op`` also
+accepts a callable, so a user can hand in a layer without registering it (timm ``get_act_layer``).
+
+The 13 NASNet ops follow the TF reference (``nasnet_utils.py``, arXiv 1707.07012 App. A.4):
+ReLU -> conv -> BN; a separable conv is applied twice with no BN/ReLU between its depthwise and
+pointwise parts; identity and pooling get a 1x1 conv when the channel count must change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OpFactory = Callable[..., nn.Module]
+OPS: dict[str, OpFactory] = {}
+
+# The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4).
+NASNET_OPS: tuple[str, ...] = (
+    "identity", "conv_1x3_3x1", "conv_1x7_7x1", "dil_conv_3x3",
+    "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
+    "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
+)
+
+
+def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
+    """Decorator adding a factory under ``name``; a duplicate name raises ``ValueError``."""
+
+    def decorate(factory: OpFactory) -> OpFactory:
+        if name in OPS:
+            raise ValueError(f"an op named {name!r} is already registered")
+        OPS[name] = factory
+        return factory
+
+    return decorate
+
+
+def get_op(op: str | OpFactory) -> OpFactory:
+    """The factory for ``op`` (a registered name, or a callable passed through)."""
+    if callable(op):
+        return op
+    try:
+        return OPS[op]
+    except KeyError:
+        raise ValueError(f"unknown op {op!r}; valid: {sorted(OPS)}") from None
+
+
+def check_op(path: str, name: object) -> None:
+    """Raise ``ValueError`` naming ``path`` unless ``name`` is a registered op."""
+    if not isinstance(name, str) or name not in OPS:
+        raise ValueError(f"{path}: unknown op {name!r}; valid: {sorted(OPS)}")
+
+
+def activation(name: str, inplace: bool = True) -> nn.Module:
+    """The module for an activation name of ``nas.ir.Activation``."""
+    if name == "relu":
+        return nn.ReLU(inplace=inplace)
+    if name == "relu6":
+        return nn.ReLU6(inplace=inplace)
+    if name == "hardswish":  # h-swish, arXiv 1905.02244 §5.2
+        return nn.Hardswish(inplace=inplace)
+    if name == "silu":  # swish, used by EfficientNet
+        return nn.SiLU(inplace=inplace)
+    if name == "identity":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _bn(channels: int, bn_eps: float, bn_momentum: float) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
+
+
+class ConvBnAct(nn.Sequential):
+    """Conv (no bias, 'same' padding) -> BatchNorm -> activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, activation_name: str = "relu", bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
+                      groups=groups, bias=False),
+            _bn(out_channels, bn_eps, bn_momentum),
+            activation(activation_name),
+        )
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation (arXiv 1709.01507): pool -> 1x1 -> act -> 1x1 -> gate -> scale."""
+
+    def __init__(self, channels: int, squeeze_channels: int, gate: str = "sigmoid",
+                 activation_name: str = "relu") -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.activation = activation(activation_name)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+        self.gate = nn.Hardsigmoid(inplace=True) if gate == "hardsigmoid" else nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = self.gate(self.fc2(self.activation(self.fc1(scale))))
+        return x * scale
+
+
+class DropPath(nn.Module):
+    """Drops whole examples of a path in training; survivors are rescaled by 1 / keep.
+
+    The rate is ``drop_prob * progress``. ``progress`` (0..1) is how far training has come:
+    ScheduledDropPath (arXiv 1707.07012 §4, App. A.5) raises it linearly over training through
+    ``set_drop_path_progress``; left at 1.0 the layer is plain DropPath / stochastic depth.
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+        self.progress = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rate = self.drop_prob * self.progress
+        if not self.training or rate <= 0.0:
+            return x
+        keep = 1.0 - rate
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * mask.bernoulli_(keep).div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}, progress={self.progress}"
+
+
+def set_drop_path_progress(module: nn.Module, progress: float) -> None:
+    """Set the ScheduledDropPath ``progress`` (fraction of training done) of every DropPath."""
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress: must be in [0, 1], got {progress}")
+    for layer in module.modules():
+        if isinstance(layer, DropPath):
+            layer.progress = float(progress)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck (MobileNetV2/V3, EfficientNet): expand -> depthwise -> SE -> project."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int,
+                 expand_channels: int, se_channels: int, se_gate: str, se_activation: str,
+                 activation_name: str, drop_path: float, bn_eps: float, bn_momentum: float) -> None:
+        super().__init__()
+        hidden = expand_channels or in_channels
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        layers: list[nn.Module] = []
+        if hidden != in_channels:
+            layers.append(ConvBnAct(in_channels, hidden, 1, activation_name=activation_name, **norm))
+        layers.append(ConvBnAct(hidden, hidden, kernel_size, stride, groups=hidden,
+                                activation_name=activation_name, **norm))
+        if se_channels:
+            layers.append(SqueezeExcitation(hidden, se_channels, se_gate, se_activation))
+        layers.append(ConvBnAct(hidden, out_channels, 1, activation_name="identity", **norm))
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.drop_path = DropPath(drop_path) if self.use_residual and drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return self.drop_path(out) + x if self.use_residual else out
+
+
+@register_op("conv_bn_act")
+def _conv_bn_act(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 1,
+                 activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> nn.Module:
+    return ConvBnAct(in_channels, out_channels, kernel_size, stride, activation_name=activation,
+                     bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+
+@register_op("mbconv")
+def _mbconv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
+            expand_channels: int = 0, se_channels: int = 0, se_gate: str = "sigmoid",
+            se_activation: str = "relu", activation: str = "relu", drop_path: float = 0.0,
+            bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> nn.Module:
+    return MBConv(in_channels, out_channels, stride, kernel_size, expand_channels, se_channels,
+                  se_gate, se_activation, activation, drop_path, bn_eps, bn_momentum)
+
+
+# ---------------------------------------------------------------- NASNet cell ops (TF reference)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two offset 1x1 paths, concatenated, then BN.
+
+    TF ``factorized_reduction``; with stride 1 it is a 1x1 conv + BN. ``relu`` adds the leading
+    ReLU that ``_reduce_prev_layer`` applies (``_combine_unused_states`` applies none).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, relu: bool = True,
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        self.relu = nn.ReLU() if relu else nn.Identity()
+        self.stride = stride
+        if stride == 1:
+            self.path1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            self.path2 = None
+        else:
+            half = out_channels // 2
+            self.path1 = nn.Conv2d(in_channels, half, 1, bias=False)
+            self.path2 = nn.Conv2d(in_channels, out_channels - half, 1, bias=False)
+        self.bn = _bn(out_channels, bn_eps, bn_momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        if self.path2 is None:
+            return self.bn(self.path1(x))
+        path1 = self.path1(x[:, :, ::self.stride, ::self.stride])
+        # Shift by one pixel (pad right/bottom, drop the first row/column) to sample the other grid.
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        path2 = self.path2(shifted[:, :, ::self.stride, ::self.stride])
+        return self.bn(torch.cat([path1, path2], dim=1))
+
+
+class ReluConvBn(nn.Sequential):
+    """ReLU -> conv(s) -> BN, the NASNet order (App. A.4). ``kernels`` lists (kh, kw) convs."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 kernels: tuple[tuple[int, int], ...], dilation: int = 1, bn_eps: float = 1e-5,
+                 bn_momentum: float = 0.1) -> None:
+        layers: list[nn.Module] = [nn.ReLU()]
+        channels = in_channels
+        for kh, kw in kernels:
+            # A 1xk then kx1 pair strides once per axis, so the pair reduces like one conv.
+            conv_stride = (stride if kh > 1 or len(kernels) == 1 else 1, stride if kw > 1 or len(kernels) == 1 else 1)
+            padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+            layers.append(nn.Conv2d(channels, out_channels, (kh, kw), conv_stride, padding,
+                                    dilation=dilation, bias=False))
+            channels = out_channels
+        layers.append(_bn(out_channels, bn_eps, bn_momentum))
+        super().__init__(*layers)
+
+
+class SepConv(nn.Sequential):
+    """TF ``separable_kxk_2``: [ReLU -> depthwise -> pointwise -> BN] twice; only the first strides."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for repeat in range(2):
+            layers += [
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, kernel_size, stride if repeat == 0 else 1,
+                          kernel_size // 2, groups=channels, bias=False),
+                nn.Conv2d(channels, out_channels, 1, bias=False),
+                _bn(out_channels, bn_eps, bn_momentum),
+            ]
+            channels = out_channels
+        super().__init__(*layers)
+
+
+class Pool(nn.Module):
+    """Max or average pooling ('same' padding, padding excluded from averages), then a 1x1 conv +
+    BN when the channel count changes (TF ``_apply_conv_operation``)."""
+
+    def __init__(self, kind: str, kernel_size: int, in_channels: int, out_channels: int, stride: int,
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        padding = kernel_size // 2
+        self.pool = (nn.MaxPool2d(kernel_size, stride, padding) if kind == "max"
+                     else nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=False))
+        self.project = (nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                                      _bn(out_channels, bn_eps, bn_momentum))
+                        if in_channels != out_channels else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.pool(x))
+
+
+@register_op("identity")
+def _identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
+              bn_momentum: float = 0.1) -> nn.Module:
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    return ReluConvBn(in_channels, out_channels, stride, ((1, 1),), bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+
+@register_op("factorized_reduce")
+def _factorized_reduce(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
+                       bn_momentum: float = 0.1) -> nn.Module:
+    return FactorizedReduce(in_channels, out_channels, stride, True, bn_eps, bn_momentum)
+
+
+def _register_conv(name: str, kernels: tuple[tuple[int, int], ...], dilation: int = 1) -> None:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
+                bn_momentum: float = 0.1) -> nn.Module:
+        return ReluConvBn(in_channels, out_channels, stride, kernels, dilation, bn_eps, bn_momentum)
+
+    register_op(name)(factory)
+
+
+def _register_sep(name: str, kernel_size: int) -> None:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
+                bn_momentum: float = 0.1) -> nn.Module:
+        return SepConv(in_channels, out_channels, kernel_size, stride, bn_eps, bn_momentum)
+
+    register_op(name)(factory)
+
+
+def _register_pool(name: str, kind: str, kernel_size: int) -> None:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
+                bn_momentum: float = 0.1) -> nn.Module:
+        return Pool(kind, kernel_size, in_channels, out_channels, stride, bn_eps, bn_momentum)
+
+    register_op(name)(factory)
+
+
+_register_conv("conv_1x1", ((1, 1),))
+_register_conv("conv_3x3", ((3, 3),))
+_register_conv("conv_1x3_3x1", ((1, 3), (3, 1)))
+_register_conv("conv_1x7_7x1", ((1, 7), (7, 1)))
+_register_conv("dil_conv_3x3", ((3, 3),), dilation=2)
+for _k in (3, 5, 7):
+    _register_sep(f"sep_conv_{_k}x{_k}", _k)
+    _register_pool(f"max_pool_{_k}x{_k}", "max", _k)
+_register_pool("avg_pool_3x3", "avg", 3)
+
+
+def build_op(op: str | OpFactory, in_channels: int, out_channels: int, stride: int,
+             **options: Any) -> nn.Module:
+    """Call the factory of ``op``; an option it does not take is a ``ValueError`` naming it."""
+    factory = get_op(op)
+    try:
+        return factory(in_channels, out_channels, stride, **options)
+    except TypeError as error:
+        raise ValueError(f"op {op!r} rejected its options {sorted(options)}: {error}") from None

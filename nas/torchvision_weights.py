@@ -1,0 +1,65 @@
+"""Start from torchvision's pretrained weights: map its state dicts onto our presets.
+
+Our compiled EfficientNet and MobileNetV3 have torchvision's layers in torchvision's order, but
+under our own module names. The mapping walks torchvision's canonical key order (read off a
+model built on the meta device, so nothing is allocated or downloaded) and pairs it with ours,
+checking every shape; any mismatch is a ``ValueError`` naming both keys.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+
+TORCHVISION_TO_PRESET: dict[str, str] = {
+    **{f"efficientnet_b{i}": f"efficientnet-b{i}" for i in range(8)},
+    "mobilenet_v3_large": "mobilenetv3-large",
+    "mobilenet_v3_small": "mobilenetv3-small",
+}
+
+
+def _torchvision_name(name: str) -> str:
+    if name in TORCHVISION_TO_PRESET:
+        return name
+    for tv_name, preset in TORCHVISION_TO_PRESET.items():
+        if preset == name:
+            return tv_name
+    valid = sorted(TORCHVISION_TO_PRESET) + sorted(TORCHVISION_TO_PRESET.values())
+    raise ValueError(f"no torchvision model maps to {name!r}; valid: {valid}")
+
+
+def from_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """Our state dict for the preset matching torchvision model ``name``.
+
+    ``name`` is torchvision's (``"efficientnet_b0"``) or ours (``"efficientnet-b0"``). The class
+    count is read from the classifier. Load the result with
+    ``nas.materialize(preset, num_classes=...).load_state_dict(...)``.
+    """
+    import torchvision
+
+    from nas.api import materialize
+    from nas.cost import build_on_meta
+
+    tv_name = _torchvision_name(name)
+    classifier = [k for k in state_dict if k.startswith("classifier.") and k.endswith(".weight")]
+    if not classifier:
+        raise ValueError(f"state_dict: no classifier weight found; is this a torchvision {tv_name}?")
+    num_classes = int(state_dict[sorted(classifier)[-1]].shape[0])
+    reference = build_on_meta(lambda: torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes))
+    ours = build_on_meta(lambda: materialize(TORCHVISION_TO_PRESET[tv_name], num_classes=num_classes))
+    reference_keys = list(reference.state_dict())
+    our_items = list(ours.state_dict().items())
+    missing = [key for key in reference_keys if key not in state_dict]
+    if missing:
+        raise ValueError(f"state_dict: missing key {missing[0]!r} ({len(missing)} missing) for {tv_name}")
+    if len(reference_keys) != len(our_items):
+        raise ValueError(f"{tv_name}: {len(reference_keys)} tensors in torchvision, {len(our_items)} in ours")
+    mapped: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for tv_key, (our_key, our_tensor) in zip(reference_keys, our_items):
+        tensor = state_dict[tv_key]
+        if tuple(tensor.shape) != tuple(our_tensor.shape):
+            raise ValueError(f"{tv_key} {tuple(tensor.shape)} does not fit {our_key} {tuple(our_tensor.shape)}")
+        mapped[our_key] = tensor
+    return mapped

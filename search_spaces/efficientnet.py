@@ -1,0 +1,180 @@
+"""EfficientNet: the B0 baseline and compound scaling (Tan & Le, arXiv 1905.11946).
+
+A genotype is a set of scaling multipliers (width, depth, resolution) over the fixed B0 table,
+plus the regularization rates that go with them. ``scale_stages`` applies the reference
+rounding; ``compound_coefficients`` is eq. 3 of the paper. The published B1-B7 are a table, not
+alpha^phi etc. (paper-facts §3.3), so the presets list their coefficients explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
+from nas.space import Decision, check_choices, register
+from search_spaces.base import SpaceBase, make_divisible
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the B0 table: MBConv``expand_ratio``, ``kernel_size``, first-block stride."""
+
+    expand_ratio: int
+    kernel_size: int
+    stride: int
+    out_channels: int
+    repeats: int
+
+
+# EfficientNet-B0 (paper Table 1; strides and expansion from the reference `_DEFAULT_BLOCKS_ARGS`).
+B0_STEM_CHANNELS = 32
+B0_HEAD_CHANNELS = 1280
+B0_STAGES: tuple[Stage, ...] = (
+    Stage(1, 3, 1, 16, 1),
+    Stage(6, 3, 2, 24, 2),
+    Stage(6, 5, 2, 40, 2),
+    Stage(6, 3, 2, 80, 3),
+    Stage(6, 5, 1, 112, 3),
+    Stage(6, 5, 2, 192, 4),
+    Stage(6, 3, 1, 320, 1),
+)
+
+
+@dataclass(frozen=True)
+class EfficientNetGenotype:
+    """Multipliers over B0 and the training-time rates that belong to each model.
+
+    ``bn_eps``/``bn_momentum`` default to the TF reference (1e-3, decay 0.99); the presets use
+    torchvision's values so that its pretrained weights reproduce its outputs exactly.
+    """
+
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: int = 224
+    dropout: float = 0.2
+    stochastic_depth: float = 0.2
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth"):
+            if not 0 < getattr(self, name) <= 10:
+                raise ValueError(f"{name}: must be in (0, 10], got {getattr(self, name)!r}")
+        if not 8 <= self.resolution <= 2048:
+            raise ValueError(f"resolution: must be in [8, 2048], got {self.resolution!r}")
+        for name in ("dropout", "stochastic_depth"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)!r}")
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Depth rounding of the reference (``round_repeats``): always up."""
+    return int(math.ceil(depth * repeats))
+
+
+def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple[Stage, ...]:
+    """Compound-scale a stage table: channels x ``width`` (rounded to 8), repeats x ``depth`` (ceil)."""
+    return tuple(
+        replace(stage, out_channels=make_divisible(stage.out_channels * width),
+                repeats=round_repeats(stage.repeats, depth))
+        for stage in stages
+    )
+
+
+def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
+                          base_resolution: int = 224) -> tuple[float, float, int]:
+    """Width, depth and resolution multipliers for compound coefficient phi (arXiv 1905.11946 eq. 3).
+
+    depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi, subject to
+    alpha * beta^2 * gamma^2 ~= 2 so FLOPS grow by about 2^phi. Defaults are the paper's
+    grid-search result for B0 (alpha 1.2, beta 1.1, gamma 1.15, §4 step 1).
+    """
+    if min(alpha, beta, gamma) < 1:
+        raise ValueError(f"alpha, beta, gamma must be >= 1, got {alpha}, {beta}, {gamma}")
+    return beta ** phi, alpha ** phi, int(round(base_resolution * gamma ** phi))
+
+
+# torchvision's B5-B7 use eps 1e-3 / momentum 0.01; B0-B4 use BatchNorm2d defaults.
+_TV_SMALL_NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}
+_TV_LARGE_NORM = {"bn_eps": 1e-3, "bn_momentum": 0.01}
+# (width, depth, resolution, dropout): reference `efficientnet_params` (paper-facts §0).
+_PRESET_TABLE = {
+    "efficientnet-b0": (1.0, 1.0, 224, 0.2, _TV_SMALL_NORM),
+    "efficientnet-b1": (1.0, 1.1, 240, 0.2, _TV_SMALL_NORM),
+    "efficientnet-b2": (1.1, 1.2, 260, 0.3, _TV_SMALL_NORM),
+    "efficientnet-b3": (1.2, 1.4, 300, 0.3, _TV_SMALL_NORM),
+    "efficientnet-b4": (1.4, 1.8, 380, 0.4, _TV_SMALL_NORM),
+    "efficientnet-b5": (1.6, 2.2, 456, 0.4, _TV_LARGE_NORM),
+    "efficientnet-b6": (1.8, 2.6, 528, 0.5, _TV_LARGE_NORM),
+    "efficientnet-b7": (2.0, 3.1, 600, 0.5, _TV_LARGE_NORM),
+}
+PRESETS: dict[str, EfficientNetGenotype] = {
+    name: EfficientNetGenotype(width=w, depth=d, resolution=r, dropout=p, stochastic_depth=0.2, **norm)
+    for name, (w, d, r, p, norm) in _PRESET_TABLE.items()
+}
+
+
+class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
+    """Compound scaling of EfficientNet-B0. Decisions are the published multiplier values."""
+
+    name = "efficientnet"
+    genotype_class = EfficientNetGenotype
+
+    def decisions(self) -> list[Decision]:
+        return [
+            Decision("width", tuple(sorted({g.width for g in PRESETS.values()}))),
+            Decision("depth", tuple(sorted({g.depth for g in PRESETS.values()}))),
+            Decision("resolution", tuple(sorted({g.resolution for g in PRESETS.values()}))),
+        ]
+
+    def decode(self, choices: Mapping[str, Any]) -> EfficientNetGenotype:
+        check_choices(self.decisions(), choices)
+        return EfficientNetGenotype(width=float(choices["width"]), depth=float(choices["depth"]),
+                                    resolution=int(choices["resolution"]))
+
+    def encode(self, genotype: EfficientNetGenotype) -> dict[str, Any]:
+        choices = {"width": genotype.width, "depth": genotype.depth, "resolution": genotype.resolution}
+        check_choices(self.decisions(), choices)
+        return choices
+
+    def presets(self) -> dict[str, EfficientNetGenotype]:
+        return dict(PRESETS)
+
+    def lower(self, genotype: EfficientNetGenotype, *, num_classes: int = 1000,
+              resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
+        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies."""
+        width = genotype.width * width_multiplier
+        size = resolution or genotype.resolution
+        stages = scale_stages(B0_STAGES, width, genotype.depth)
+        total = sum(stage.repeats for stage in stages)
+        stem = BlockSpec("conv_bn_act", 3, make_divisible(B0_STEM_CHANNELS * width), 2, 3,
+                         activation="silu", input_size=size)
+        channels, size, index, lowered = stem.out_channels, stem.output_size, 0, []
+        for stage in stages:
+            blocks = []
+            for repeat in range(stage.repeats):
+                stride = stage.stride if repeat == 0 else 1
+                blocks.append(BlockSpec(
+                    "mbconv", channels, stage.out_channels, stride, stage.kernel_size,
+                    expand_channels=make_divisible(channels * stage.expand_ratio) if stage.expand_ratio != 1 else 0,
+                    se_channels=max(1, channels // 4),  # SE ratio 0.25 of the block *input* (§3.1)
+                    se_gate="sigmoid", se_activation="silu", activation="silu",
+                    # Stochastic depth grows linearly with block index (torchvision, TF drop_connect).
+                    drop_path=genotype.stochastic_depth * index / total, input_size=size,
+                ))
+                channels, size, index = stage.out_channels, conv_output_size(size, stride), index + 1
+            lowered.append(tuple(blocks))
+        head = BlockSpec("conv_bn_act", channels, make_divisible(B0_HEAD_CHANNELS * width), 1, 1,
+                         activation="silu", input_size=size)
+        return ChainNet(
+            stem=stem, stages=tuple(lowered), head=head,
+            classifier=ClassifierSpec(head.out_channels, num_classes, dropout=genotype.dropout),
+            resolution=resolution or genotype.resolution,
+            bn_eps=genotype.bn_eps, bn_momentum=genotype.bn_momentum,
+        )
+
+
+SPACE = register(EfficientNetSpace())

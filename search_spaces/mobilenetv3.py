@@ -1,0 +1,214 @@
+"""MobileNetV3 blocks (Howard et al., arXiv 1905.02244) and a MnasNet-style factorized space.
+
+A genotype lists every bottleneck explicitly (kernel, expansion width, output width, SE,
+activation, stride), so the published Large and Small networks are genotypes. The search
+decisions are factorized per stage as in MnasNet (arXiv 1807.11626 §4.1): kernel 3/5/7,
+expansion ratio, SE on/off and number of blocks, over the stage skeleton of V3-Large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
+from nas.space import Decision, check_choices, register
+from search_spaces.base import SpaceBase, make_divisible
+
+Nonlinearity = Literal["relu", "hardswish"]
+
+
+@dataclass(frozen=True)
+class MobileNetV3Block:
+    """One bneck row of paper Tables 1-2: ``exp`` = ``expand_channels``, NL = ``activation``."""
+
+    kernel_size: int
+    expand_channels: int
+    out_channels: int
+    se: bool
+    activation: Nonlinearity
+    stride: int
+
+    def __post_init__(self) -> None:
+        if self.kernel_size not in (3, 5, 7):
+            raise ValueError(f"kernel_size: must be 3, 5 or 7, got {self.kernel_size!r}")
+        for name in ("expand_channels", "out_channels"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.stride not in (1, 2):
+            raise ValueError(f"stride: must be 1 or 2, got {self.stride!r}")
+
+
+@dataclass(frozen=True)
+class MobileNetV3Genotype:
+    """Stem, bottlenecks, last 1x1 conv and the classifier's hidden width (paper §5.1)."""
+
+    blocks: tuple[MobileNetV3Block, ...]
+    stem_channels: int = 16
+    head_channels: int = 960
+    classifier_hidden: int = 1280
+    resolution: int = 224
+    dropout: float = 0.2
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ValueError("blocks: need at least one block")
+        for name in ("stem_channels", "head_channels", "classifier_hidden", "resolution"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
+
+
+def _blocks(rows: list[tuple[int, int, int, bool, str, int]]) -> tuple[MobileNetV3Block, ...]:
+    return tuple(MobileNetV3Block(k, e, o, se, nl, s) for k, e, o, se, nl, s in rows)  # type: ignore[arg-type]
+
+
+RE, HS = "relu", "hardswish"
+# Paper Table 1 (kernel, exp, out, SE, NL, stride), final version; same numbers as torchvision.
+LARGE = MobileNetV3Genotype(_blocks([
+    (3, 16, 16, False, RE, 1), (3, 64, 24, False, RE, 2), (3, 72, 24, False, RE, 1),
+    (5, 72, 40, True, RE, 2), (5, 120, 40, True, RE, 1), (5, 120, 40, True, RE, 1),
+    (3, 240, 80, False, HS, 2), (3, 200, 80, False, HS, 1), (3, 184, 80, False, HS, 1),
+    (3, 184, 80, False, HS, 1), (3, 480, 112, True, HS, 1), (3, 672, 112, True, HS, 1),
+    (5, 672, 160, True, HS, 2), (5, 960, 160, True, HS, 1), (5, 960, 160, True, HS, 1),
+]), head_channels=960, classifier_hidden=1280)
+# Paper Table 2. The table marks SE on the last 1x1 conv; the reference models have none there.
+SMALL = MobileNetV3Genotype(_blocks([
+    (3, 16, 16, True, RE, 2), (3, 72, 24, False, RE, 2), (3, 88, 24, False, RE, 1),
+    (5, 96, 40, True, HS, 2), (5, 240, 40, True, HS, 1), (5, 240, 40, True, HS, 1),
+    (5, 120, 48, True, HS, 1), (5, 144, 48, True, HS, 1), (5, 288, 96, True, HS, 2),
+    (5, 576, 96, True, HS, 1), (5, 576, 96, True, HS, 1),
+]), head_channels=576, classifier_hidden=1024)
+
+
+def scale_width(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3Genotype:
+    """Width multiplier with a fixed classifier head, as the paper's 0.75 models (paper-facts §2.5).
+
+    Widths round to multiples of 8; each block keeps its expansion *ratio* over its (scaled)
+    input, as the reference arch strings do (timm ``tf_mobilenetv3_*_075``).
+    """
+    old_in, new_in = genotype.stem_channels, make_divisible(genotype.stem_channels * multiplier)
+    blocks = []
+    for block in genotype.blocks:
+        out = make_divisible(block.out_channels * multiplier)
+        expand = make_divisible(new_in * block.expand_channels / old_in)
+        blocks.append(replace(block, expand_channels=expand, out_channels=out))
+        old_in, new_in = block.out_channels, out
+    return replace(genotype, blocks=tuple(blocks), stem_channels=make_divisible(genotype.stem_channels * multiplier),
+                   head_channels=make_divisible(genotype.head_channels * multiplier))
+
+
+PRESETS: dict[str, MobileNetV3Genotype] = {
+    "mobilenetv3-large": LARGE,
+    "mobilenetv3-small": SMALL,
+    "mobilenetv3-large-075": scale_width(LARGE, 0.75),
+    "mobilenetv3-small-075": scale_width(SMALL, 0.75),
+}
+
+# The stage skeleton of V3-Large: (out_channels, first stride, nonlinearity).
+STAGES: tuple[tuple[int, int, Nonlinearity], ...] = (
+    (16, 1, "relu"), (24, 2, "relu"), (40, 2, "relu"),
+    (80, 2, "hardswish"), (112, 1, "hardswish"), (160, 2, "hardswish"),
+)
+KERNEL_SIZES = (3, 5, 7)
+EXPAND_RATIOS = (1, 3, 4, 6)
+DEPTHS = (1, 2, 3, 4)
+
+
+class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
+    """Per-stage kernel, expansion ratio, SE and depth (MnasNet's factorized hierarchical space)."""
+
+    name = "mobilenetv3"
+    genotype_class = MobileNetV3Genotype
+
+    def decisions(self) -> list[Decision]:
+        decisions = []
+        for i in range(len(STAGES)):
+            decisions += [
+                Decision(f"stage{i}.kernel_size", KERNEL_SIZES),
+                Decision(f"stage{i}.expand_ratio", EXPAND_RATIOS),
+                Decision(f"stage{i}.se", (False, True)),
+                Decision(f"stage{i}.depth", DEPTHS),
+            ]
+        return decisions
+
+    def decode(self, choices: Mapping[str, Any]) -> MobileNetV3Genotype:
+        check_choices(self.decisions(), choices)
+        blocks, in_channels = [], LARGE.stem_channels
+        for i, (out, stride, nonlinearity) in enumerate(STAGES):
+            for repeat in range(choices[f"stage{i}.depth"]):
+                expand = make_divisible(in_channels * choices[f"stage{i}.expand_ratio"])
+                blocks.append(MobileNetV3Block(choices[f"stage{i}.kernel_size"], expand, out,
+                                               choices[f"stage{i}.se"], nonlinearity, stride if repeat == 0 else 1))
+                in_channels = out
+        return MobileNetV3Genotype(tuple(blocks))
+
+    def encode(self, genotype: MobileNetV3Genotype) -> dict[str, Any]:
+        choices: dict[str, Any] = {}
+        remaining, in_channels = list(genotype.blocks), genotype.stem_channels
+        for i, (out, _, _) in enumerate(STAGES):
+            stage = []
+            while remaining and remaining[0].out_channels == out:
+                stage.append(remaining.pop(0))
+            if not stage:
+                raise ValueError(f"blocks: stage {i} (out_channels {out}) is missing; the genotype is "
+                                 "outside the factorized space")
+            ratios = [r for r in EXPAND_RATIOS if make_divisible(in_channels * r) == stage[0].expand_channels]
+            first = stage[0]
+            choices.update({f"stage{i}.kernel_size": first.kernel_size, f"stage{i}.se": first.se,
+                            f"stage{i}.depth": len(stage), f"stage{i}.expand_ratio": ratios[0] if ratios else None})
+            if not ratios or any((b.kernel_size, b.se) != (first.kernel_size, first.se) for b in stage):
+                raise ValueError(f"blocks: stage {i} is not uniform; the genotype is outside the factorized space")
+            in_channels = out
+        if remaining:
+            raise ValueError("blocks: more blocks than the factorized space's stages")
+        check_choices(self.decisions(), choices)
+        if self.decode(choices) != genotype:
+            raise ValueError("genotype is outside the factorized decision space")
+        return choices
+
+    def presets(self) -> dict[str, MobileNetV3Genotype]:
+        return dict(PRESETS)
+
+    def lower(self, genotype: MobileNetV3Genotype, *, num_classes: int = 1000,
+              resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
+        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies."""
+        if width_multiplier != 1.0:
+            genotype = scale_width(genotype, width_multiplier)
+        size = resolution or genotype.resolution
+        stem = BlockSpec("conv_bn_act", 3, genotype.stem_channels, 2, 3, activation="hardswish", input_size=size)
+        channels, size, blocks = stem.out_channels, stem.output_size, []
+        for block in genotype.blocks:
+            blocks.append(BlockSpec(
+                "mbconv", channels, block.out_channels, block.stride, block.kernel_size,
+                expand_channels=block.expand_channels if block.expand_channels != channels else 0,
+                # SE squeezes to 1/4 of the expansion width, rounded to 8, hard-sigmoid gate (§5.3).
+                se_channels=make_divisible(block.expand_channels // 4) if block.se else 0,
+                se_gate="hardsigmoid", se_activation="relu", activation=block.activation, input_size=size,
+            ))
+            channels, size = block.out_channels, conv_output_size(size, block.stride)
+        head = BlockSpec("conv_bn_act", channels, genotype.head_channels, 1, 1, activation="hardswish", input_size=size)
+        return ChainNet(
+            stem=stem, stages=_group_stages(blocks), head=head,
+            classifier=ClassifierSpec(head.out_channels, num_classes, genotype.classifier_hidden,
+                                      "hardswish", genotype.dropout),
+            resolution=resolution or genotype.resolution,
+            bn_eps=genotype.bn_eps, bn_momentum=genotype.bn_momentum,
+        )
+
+
+def _group_stages(blocks: list[BlockSpec]) -> tuple[tuple[BlockSpec, ...], ...]:
+    """Split blocks into stages at every stride-2 block (for per-stage tables)."""
+    stages: list[list[BlockSpec]] = []
+    for block in blocks:
+        if not stages or block.stride == 2:
+            stages.append([])
+        stages[-1].append(block)
+    return tuple(tuple(stage) for stage in stages)
+
+
+SPACE = register(MobileNetV3Space())

@@ -1,0 +1,220 @@
+"""NASNet cells (Zoph et al., arXiv 1707.07012) on the reference macro networks.
+
+A genotype is a normal and a reduction cell (B = 5 blocks each: two inputs, two of the 13 ops,
+add or concat) plus the macro configuration of the TF-slim reference (``nasnet.py``): N normal
+cells per stack, F filters in the penultimate layer ("N @ F"), a CIFAR or an ImageNet stem.
+The search decisions are the paper's 2 x 5B = 50 softmax choices (§3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import networkx as nx
+
+from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
+from nas.ops import NASNET_OPS
+from nas.space import Decision, check_choices, register
+from search_spaces.base import SpaceBase
+
+NUM_BLOCKS = 5
+COMBINES = ("add", "concat")
+
+
+@dataclass(frozen=True)
+class NasNetGenotype:
+    """Two cells and the macro network they are stacked into (TF-slim ``*_config`` names)."""
+
+    normal: CellTopology
+    reduction: CellTopology
+    num_cells: int = 6
+    penultimate_filters: int = 768
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    stem_multiplier: float = 3.0
+    resolution: int = 32
+    dropout: float = 0.0
+    drop_path_keep_prob: float = 0.6
+    skip_reduction_layer_input: bool = False
+    bn_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.num_cells <= 0:
+            raise ValueError(f"num_cells: must be > 0, got {self.num_cells!r}")
+        if self.penultimate_filters <= 0 or self.penultimate_filters % 24:
+            raise ValueError(f"penultimate_filters: must be a positive multiple of 24, got {self.penultimate_filters!r}")
+        if self.stem_multiplier <= 0 or self.resolution <= 0:
+            raise ValueError("stem_multiplier and resolution: must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
+        if not 0 < self.drop_path_keep_prob <= 1:
+            raise ValueError(f"drop_path_keep_prob: must be in (0, 1], got {self.drop_path_keep_prob!r}")
+
+    @property
+    def filters(self) -> int:
+        """Filters of the first stack (TF ``num_conv_filters``): F / 24 for NASNet-A."""
+        return self.penultimate_filters // 24
+
+
+def _cell(rows: list[tuple[int, str, int, str]], concat: tuple[int, ...]) -> CellTopology:
+    return CellTopology(tuple(CellBlock(a, op_a, b, op_b) for a, op_a, b, op_b in rows), concat)
+
+
+# NASNet-A (TF nasnet_utils.py: 0 = h_i, 1 = h_{i-1}); concat = states with used_hiddenstates 0.
+NASNET_A_NORMAL = _cell([
+    (0, "sep_conv_5x5", 1, "sep_conv_3x3"),
+    (1, "sep_conv_5x5", 1, "sep_conv_3x3"),
+    (0, "avg_pool_3x3", 1, "identity"),
+    (1, "avg_pool_3x3", 1, "avg_pool_3x3"),
+    (0, "sep_conv_3x3", 0, "identity"),
+], concat=(1, 2, 3, 4, 5, 6))
+NASNET_A_REDUCTION = _cell([
+    (0, "sep_conv_5x5", 1, "sep_conv_7x7"),
+    (0, "max_pool_3x3", 1, "sep_conv_7x7"),
+    (0, "avg_pool_3x3", 1, "sep_conv_5x5"),
+    (3, "identity", 2, "avg_pool_3x3"),
+    (2, "sep_conv_3x3", 0, "max_pool_3x3"),
+], concat=(3, 4, 5, 6))
+
+# TF-slim cifar_config / mobile_imagenet_config / large_imagenet_config (paper-facts §1.4).
+PRESETS: dict[str, NasNetGenotype] = {
+    "nasnet-a-cifar": NasNetGenotype(NASNET_A_NORMAL, NASNET_A_REDUCTION),
+    "nasnet-a-mobile": NasNetGenotype(
+        NASNET_A_NORMAL, NASNET_A_REDUCTION, num_cells=4, penultimate_filters=1056, stem="imagenet",
+        stem_multiplier=1.0, resolution=224, dropout=0.5, drop_path_keep_prob=1.0, bn_eps=1e-3),
+    "nasnet-a-large": NasNetGenotype(
+        NASNET_A_NORMAL, NASNET_A_REDUCTION, num_cells=6, penultimate_filters=4032, stem="imagenet",
+        stem_multiplier=3.0, resolution=331, dropout=0.5, drop_path_keep_prob=0.7,
+        skip_reduction_layer_input=True, bn_eps=1e-3),
+}
+
+
+class _Builder:
+    """Places cells exactly as TF ``_build_nasnet_base`` does, tracking shapes as it goes."""
+
+    def __init__(self, genotype: NasNetGenotype, stem_channels: int, resolution: int, total_cells: int) -> None:
+        self.genotype, self.total_cells = genotype, total_cells
+        self.channels, self.sizes = [stem_channels], [stem_output_size(genotype.stem, resolution)]
+        self.cells: list[CellSpec] = []
+
+    def add(self, topology: CellTopology, reduction: bool, filters: int, prev: int | None) -> int:
+        i = len(self.cells)
+        source = i if prev is None else prev
+        keep = self.genotype.drop_path_keep_prob
+        # ScheduledDropPath, depth part: keep = 1 - (cell + 1) / total * (1 - keep) (App. A.5, "v3").
+        drop = (i + 1) / self.total_cells * (1 - keep)
+        spec = CellSpec(topology, reduction, filters, i, prev, self.channels[i], self.channels[source],
+                        self.sizes[i], self.sizes[source], drop)
+        self.cells.append(spec)
+        self.channels.append(spec.out_channels)
+        self.sizes.append(spec.output_size)
+        return i + 1  # index of the new state
+
+
+class NasNetSpace(SpaceBase[NasNetGenotype]):
+    """The NASNet cell space; decoded genotypes take the macro settings of ``defaults``."""
+
+    name = "nasnet"
+    genotype_class = NasNetGenotype
+
+    def __init__(self, defaults: NasNetGenotype = PRESETS["nasnet-a-cifar"]) -> None:
+        self.defaults = defaults
+
+    def decisions(self) -> list[Decision]:
+        decisions = []
+        for cell in ("normal", "reduction"):
+            for k in range(NUM_BLOCKS):
+                prefix, inputs = f"{cell}.block{k}", tuple(range(k + 2))
+                decisions += [
+                    Decision(f"{prefix}.input_a", inputs), Decision(f"{prefix}.input_b", inputs),
+                    Decision(f"{prefix}.op_a", NASNET_OPS), Decision(f"{prefix}.op_b", NASNET_OPS),
+                    Decision(f"{prefix}.combine", COMBINES),
+                ]
+        return decisions
+
+    def decode(self, choices: Mapping[str, Any]) -> NasNetGenotype:
+        check_choices(self.decisions(), choices)
+        cells = {}
+        for cell in ("normal", "reduction"):
+            blocks = tuple(
+                CellBlock(*(choices[f"{cell}.block{k}.{field}"] for field in ("input_a", "op_a", "input_b", "op_b", "combine")))
+                for k in range(NUM_BLOCKS)
+            )
+            # "All of the unused hidden states generated in the cell are concatenated" (§3).
+            cells[cell] = CellTopology(blocks, CellTopology(blocks, (2,)).unused_blocks())
+        return replace(self.defaults, **cells)
+
+    def encode(self, genotype: NasNetGenotype) -> dict[str, Any]:
+        choices = {}
+        for cell in ("normal", "reduction"):
+            topology: CellTopology = getattr(genotype, cell)
+            if len(topology.blocks) != NUM_BLOCKS:
+                raise ValueError(f"{cell}.blocks: the search space has {NUM_BLOCKS} blocks, got {len(topology.blocks)}")
+            for k, block in enumerate(topology.blocks):
+                for field in ("input_a", "input_b", "op_a", "op_b", "combine"):
+                    choices[f"{cell}.block{k}.{field}"] = getattr(block, field)
+        check_choices(self.decisions(), choices)
+        return choices
+
+    def presets(self) -> dict[str, NasNetGenotype]:
+        return dict(PRESETS)
+
+    def lower(self, genotype: NasNetGenotype, *, num_classes: int = 1000, num_cells: int | None = None,
+              penultimate_filters: int | None = None, resolution: int | None = None,
+              aux_head: bool = False) -> CellNet:
+        """Place the cells as the reference does; keyword overrides shrink proxies."""
+        genotype = replace(genotype, num_cells=num_cells or genotype.num_cells,
+                           penultimate_filters=penultimate_filters or genotype.penultimate_filters,
+                           resolution=resolution or genotype.resolution)
+        n, filters, imagenet = genotype.num_cells, genotype.filters, genotype.stem == "imagenet"
+        stem_channels = int((32 if imagenet else filters) * genotype.stem_multiplier)
+        total_cells = 3 * n + 2 + (2 if imagenet else 0)
+        build = _Builder(genotype, stem_channels, genotype.resolution, total_cells)
+        outputs: list[int | None] = [None, 0]  # TF ``cell_outputs``; state 0 is the stem conv
+        if imagenet:  # two reduction "stem cells" at 1/4 and 1/2 of the filters
+            for scaling in (0.25, 0.5):
+                outputs.append(build.add(genotype.reduction, True, int(filters * scaling), outputs[-2]))
+        reductions = [int(k / 3 * (3 * n)) for k in (1, 2)]  # ``calc_reduction_layers``
+        scaling, aux_state, prev = 1, None, outputs[-2]
+        for cell_num in range(3 * n):
+            if genotype.skip_reduction_layer_input:
+                prev = outputs[-2]
+            if cell_num in reductions:
+                scaling *= 2
+                outputs.append(build.add(genotype.reduction, True, filters * scaling, outputs[-2]))
+            if not genotype.skip_reduction_layer_input:
+                prev = outputs[-2]
+            outputs.append(build.add(genotype.normal, False, filters * scaling, prev))
+            if cell_num == reductions[1] - 1:
+                aux_state = len(build.cells) - 1
+        if aux_head and build.sizes[aux_state + 1] < 5:
+            raise ValueError(f"aux_head: needs a feature map of at least 5x5 at cell {aux_state}, "
+                             f"got {build.sizes[aux_state + 1]}x{build.sizes[aux_state + 1]}")
+        return CellNet(
+            stem=genotype.stem, stem_channels=stem_channels, cells=tuple(build.cells), num_cells=n,
+            penultimate_filters=genotype.penultimate_filters, resolution=genotype.resolution,
+            num_classes=num_classes, dropout=genotype.dropout,
+            aux_head_after=aux_state if aux_head else None, bn_eps=genotype.bn_eps,
+        )
+
+
+def cell_graph(topology: CellTopology) -> nx.DiGraph:
+    """The cell as a DiGraph: nodes h_i, h_{i-1}, b0..b4, out; edges carry the op name."""
+    names = ["h_i", "h_{i-1}"] + [f"b{k}" for k in range(len(topology.blocks))]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names[:2], kind="input")
+    for k, block in enumerate(topology.blocks):
+        graph.add_node(names[k + 2], kind="block", combine=block.combine)
+        for source, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
+            if graph.has_edge(names[source], names[k + 2]):  # both inputs from one state
+                graph.edges[names[source], names[k + 2]]["op"] += f" + {op}"
+            else:
+                graph.add_edge(names[source], names[k + 2], op=op)
+    graph.add_node("out", kind="output")
+    for index in topology.concat:
+        graph.add_edge(names[index], "out", op="concat")
+    return graph
+
+
+SPACE = register(NasNetSpace())
