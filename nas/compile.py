@@ -55,9 +55,14 @@ class Cell(nn.Module):
         super().__init__()
         norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         filters = spec.filters
-        self.preprocess = ReluConvBn(spec.in_channels, filters, 1, ((1, 1),), **norm)
-        if spec.prev_index is None:
-            self.preprocess_prev: nn.Module = nn.Identity()  # reference: reuse the raw input
+        read = spec.topology.read_states()
+        # An input no block reads and the output skips gets no layers (they would never train).
+        self.uses_input, self.uses_prev = 0 in read, 1 in read
+        self.preprocess = ReluConvBn(spec.in_channels, filters, 1, ((1, 1),), **norm) if self.uses_input else None
+        if not self.uses_prev:
+            self.preprocess_prev = None
+        elif spec.prev_index is None:
+            self.preprocess_prev: nn.Module | None = nn.Identity()  # reference: reuse the raw input
         elif spec.prev_size != spec.input_size:
             self.preprocess_prev = FactorizedReduce(spec.prev_channels, filters, 2, True, **norm)
         elif spec.prev_channels != filters:
@@ -89,7 +94,8 @@ class Cell(nn.Module):
                 self.match.append(nn.Identity())
 
     def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        states = [self.preprocess(x), self.preprocess_prev(prev)]
+        states = [self.preprocess(x) if self.preprocess is not None else None,
+                  self.preprocess_prev(prev) if self.preprocess_prev is not None else None]
         for k, ((index_a, index_b), combine) in enumerate(zip(self.inputs, self.combines)):
             a = self.ops[2 * k](states[index_a])
             b = self.ops[2 * k + 1](states[index_b])
@@ -134,8 +140,12 @@ class CellModule(nn.Module):
             nn.Conv2d(3, ir.stem_channels, 3, stride, padding, bias=False),
             nn.BatchNorm2d(ir.stem_channels, eps=ir.bn_eps, momentum=ir.bn_momentum),
         )
-        self.cells = nn.ModuleList(Cell(spec, ir.bn_eps, ir.bn_momentum) for spec in ir.cells)
         self.prev_indices = [spec.input_index if spec.prev_index is None else spec.prev_index for spec in ir.cells]
+        live = _live_states(ir, self.prev_indices)
+        # A cell whose output nothing downstream reads is not built: it could never train.
+        self.cells = nn.ModuleList(Cell(spec, ir.bn_eps, ir.bn_momentum) if i + 1 in live else nn.Identity()
+                                   for i, spec in enumerate(ir.cells))
+        self.live = [i + 1 in live for i in range(len(ir.cells))]
         self.aux_head_after = ir.aux_head_after
         self.aux_head = None
         if ir.aux_head_after is not None:
@@ -150,7 +160,7 @@ class CellModule(nn.Module):
         states = [self.stem(x)]
         aux = None
         for i, (cell, prev) in enumerate(zip(self.cells, self.prev_indices)):
-            states.append(cell(states[i], states[prev]))
+            states.append(cell(states[i], states[prev]) if self.live[i] else None)
             if i == self.aux_head_after and self.aux_head is not None and self.training:
                 aux = self.aux_head(states[-1])
         out = torch.flatten(self.pool(self.relu(states[-1])), 1)
@@ -158,6 +168,22 @@ class CellModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_aux(x)[0]
+
+
+def _live_states(ir: CellNet, prev_indices: list[int]) -> set[int]:
+    """States (0 = stem, i + 1 = cell i) that the logits or the aux head depend on."""
+    live = {len(ir.cells)}
+    if ir.aux_head_after is not None:
+        live.add(ir.aux_head_after + 1)
+    for i in reversed(range(len(ir.cells))):
+        if i + 1 not in live:
+            continue
+        read = ir.cells[i].topology.read_states()
+        if 0 in read:
+            live.add(i)
+        if 1 in read:
+            live.add(prev_indices[i])
+    return live
 
 
 def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:

@@ -229,6 +229,10 @@ class CellTopology:
         if len(set(self.concat)) != len(self.concat):
             raise ValueError(f"concat: duplicate state indices {list(self.concat)}")
 
+    def read_states(self) -> set[int]:
+        """States a block reads or the output concatenates; the others need no layers."""
+        return {i for block in self.blocks for i in (block.input_a, block.input_b)} | set(self.concat)
+
     def unused_blocks(self) -> tuple[int, ...]:
         """State indices of blocks no later block reads (the paper's output rule, §3)."""
         used = {i for block in self.blocks for i in (block.input_a, block.input_b)}

@@ -1,0 +1,254 @@
+"""The RNN controller of Zoph & Le (arXiv 1611.01578) and NASNet (arXiv 1707.07012), on any space.
+
+A one-layer LSTM emits the decisions of ``space.decisions()`` one after another; the input of
+each step is an embedding of the previous choice, and each decision has its own embedding table
+and its own linear softmax head sized by its number of choices (space-agnostic, like NNI's
+``ReinforceController`` fields). Nothing here knows what a cell or a block is.
+
+Training follows the papers:
+
+- Zoph & Le 2017 (§3.2): REINFORCE, ``grad = 1/m sum_k sum_t grad log P(a_t | a_<t) (R_k - b)``
+  with ``b`` an exponential moving average of previous rewards; Adam.
+- NASNet (App. A.2/A.3): PPO, learning rate 0.00035, entropy weight 0.00001, baseline decay 0.95,
+  weights uniform in [-0.1, 0.1], one update per minibatch of 20 architectures, 100 LSTM units.
+- ENAS (arXiv 1802.03268) and its reference code add an optional softmax temperature and a tanh
+  constant on the logits (``controller_tanh_constant``); both are off by default here.
+
+Bookkeeping choices, all documented because the papers leave them open:
+
+- ``ask`` hands out the trials of one batch (``batch_size`` ids); it returns ``None`` while the
+  batch's results are pending and updates once all of them are told. A final batch cut short by
+  the budget is never used for an update (the search is over by then).
+- Failed trials (``Result.error`` set) are left out of the update by default; with
+  ``failure_reward`` set they count with that reward instead (e.g. 0.0 so the controller learns
+  to avoid architectures that fail). A batch with nothing to learn from is skipped.
+- The baseline starts at the mean reward of the first batch (so the first update is not one
+  big push towards whatever was sampled), then moves by ``b <- decay * b + (1 - decay) * R``
+  for each reward in trial-id order; advantages use the baseline before the batch.
+- The sampled choice indices are kept per trial id and log-probabilities are recomputed at update
+  time (never held on ``self`` between calls, style-anchors §10.1(d)).
+- Trial ``t`` is sampled with a ``torch.Generator`` seeded from ``(seed, t)``, under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from controllers._base import ControllerBase, trial_seed
+from nas.controller import Result
+from nas.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+UpdateRule = Literal["reinforce", "ppo"]
+UPDATE_RULES: tuple[str, ...] = ("reinforce", "ppo")
+_INIT_STREAM = 1  # stream of trial_seed used for the weight init, apart from the sampling streams
+
+
+class ControllerPolicy(nn.Module):
+    """LSTM policy over a flat list of categorical decisions (``sizes[i]`` choices at step ``i``)."""
+
+    def __init__(self, sizes: Sequence[int], hidden_size: int, temperature: float | None = None,
+                 tanh_constant: float | None = None) -> None:
+        super().__init__()
+        self.sizes, self.temperature, self.tanh_constant = tuple(sizes), temperature, tanh_constant
+        self.start = nn.Parameter(torch.zeros(1, hidden_size))  # input of the first step (ENAS g_emb)
+        self.lstm = nn.LSTMCell(hidden_size, hidden_size)
+        # The choice of step i is embedded as the input of step i + 1; the last one feeds nothing.
+        self.embeddings = nn.ModuleList(nn.Embedding(n, hidden_size) for n in self.sizes[:-1])
+        self.heads = nn.ModuleList(nn.Linear(hidden_size, n) for n in self.sizes)
+
+    def reset_parameters(self, init_range: float, generator: torch.Generator) -> None:
+        """Every weight uniform in ``[-init_range, init_range]`` (NASNet App. A.2)."""
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.uniform_(-init_range, init_range, generator=generator)
+
+    def _logits(self, hidden: torch.Tensor, step: int) -> torch.Tensor:
+        logits = self.heads[step](hidden)
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.tanh_constant is not None:  # ENAS: bounded logits keep the policy exploring
+            logits = self.tanh_constant * torch.tanh(logits)
+        return logits
+
+    @torch.no_grad()
+    def sample(self, generator: torch.Generator) -> list[int]:
+        """One architecture: a choice index per decision, drawn step by step."""
+        # Inverse-CDF draws from one block of uniforms: same law as multinomial, half the cost.
+        uniforms = torch.rand(len(self.sizes), 1, generator=generator)
+        inputs, state, indices = self.start, None, []
+        for step, size in enumerate(self.sizes):
+            state = self.lstm(inputs, state)
+            cumulative = torch.softmax(self._logits(state[0], step), dim=-1)[0].cumsum(0)
+            index = min(int(torch.searchsorted(cumulative, uniforms[step])), size - 1)
+            indices.append(index)
+            if step + 1 < len(self.sizes):
+                inputs = self.embeddings[step].weight[index:index + 1]
+        return indices
+
+    def forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy (summed over the decisions) of each row of ``indices``."""
+        batch, widest = indices.shape[0], max(self.sizes)
+        inputs, state, logits = self.start.expand(batch, -1), None, []
+        for step, size in enumerate(self.sizes):
+            state = self.lstm(inputs, state)
+            # Pad every head to the widest one; exp(-1e4) is exactly 0, so padding has no mass.
+            logits.append(F.pad(self._logits(state[0], step), (0, widest - size), value=-1e4))
+            if step + 1 < len(self.sizes):
+                inputs = self.embeddings[step](indices[:, step])
+        log_probs = torch.log_softmax(torch.stack(logits, dim=1), dim=-1)  # batch x decisions x widest
+        log_prob = log_probs.gather(2, indices.unsqueeze(2)).squeeze(2).sum(dim=1)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=(1, 2))
+        return log_prob, entropy
+
+
+class Reinforce(ControllerBase):
+    """The NAS/NASNet RNN controller trained by REINFORCE (default) or PPO-clip.
+
+    Args:
+        space: any ``nas.space.SearchSpace``; one LSTM step per decision.
+        seed: root of the weight init and of the per-trial sampling streams.
+        hidden_size: LSTM units (NASNet App. A.2: one layer of 100).
+        batch_size: architectures per update (NASNet App. A.3: minibatches of 20).
+        learning_rate: Adam learning rate (NASNet App. A.2: 0.00035).
+        entropy_weight: weight of the entropy bonus (NASNet App. A.2: 0.00001).
+        baseline_decay: decay of the moving-average baseline (NASNet App. A.2: 0.95).
+        init_range: weights start uniform in ``[-init_range, init_range]`` (NASNet App. A.2: 0.1).
+        update: ``"reinforce"`` (Zoph & Le 2017) or ``"ppo"`` (clipped surrogate, NASNet App. A.2).
+        ppo_clip: PPO's epsilon (Schulman et al. 2017, arXiv 1707.06347: 0.2).
+        ppo_epochs: optimisation passes over each batch with PPO (Schulman et al.: 3 to 10).
+        temperature: divide the logits by this (ENAS has one); ``None`` leaves them alone.
+        tanh_constant: logits become ``c * tanh(logits)`` (ENAS micro-search script:
+            ``controller_tanh_constant=1.10``); ``None`` leaves them alone.
+        failure_reward: reward of a failed trial; ``None`` leaves failed trials out of the update.
+        budget: trials after which ``finished`` is true; ``None`` never finishes.
+
+    ``state_dict()`` adds to the base keys: ``policy`` (the LSTM's tensors), ``optimizer`` (Adam's
+    state), ``baseline`` (float or None), ``num_batches`` (batches closed, updated or skipped) and
+    ``batch`` (told trials of the open batch: ``{"id", "indices", "reward"}``, reward None when
+    failed).
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, hidden_size: int = 100, batch_size: int = 20,
+                 learning_rate: float = 0.00035, entropy_weight: float = 1e-5, baseline_decay: float = 0.95,
+                 init_range: float = 0.1, update: UpdateRule = "reinforce", ppo_clip: float = 0.2,
+                 ppo_epochs: int = 4, temperature: float | None = None, tanh_constant: float | None = None,
+                 failure_reward: float | None = None, budget: int | None = None) -> None:
+        super().__init__(space, seed=seed, budget=budget)
+        if update not in UPDATE_RULES:
+            raise ValueError(f"update: {update!r} is not a valid update rule; valid: {list(UPDATE_RULES)}")
+        _check_positive(hidden_size=hidden_size, batch_size=batch_size, learning_rate=learning_rate,
+                        init_range=init_range, ppo_clip=ppo_clip, ppo_epochs=ppo_epochs,
+                        temperature=temperature, tanh_constant=tanh_constant)
+        if not 0 <= baseline_decay < 1:
+            raise ValueError(f"baseline_decay: must be in [0, 1), got {baseline_decay!r}")
+        if entropy_weight < 0:
+            raise ValueError(f"entropy_weight: must be >= 0, got {entropy_weight!r}")
+        if failure_reward is not None and not math.isfinite(failure_reward):
+            raise ValueError(f"failure_reward: must be a finite number or None, got {failure_reward!r}")
+        self.hidden_size, self.batch_size, self.learning_rate = int(hidden_size), int(batch_size), float(learning_rate)
+        self.entropy_weight, self.baseline_decay = float(entropy_weight), float(baseline_decay)
+        self.init_range = float(init_range)
+        self.update, self.ppo_clip, self.ppo_epochs = update, float(ppo_clip), int(ppo_epochs)
+        self.temperature, self.tanh_constant, self.failure_reward = temperature, tanh_constant, failure_reward
+        self.policy = ControllerPolicy([len(d.choices) for d in self.decisions], self.hidden_size,
+                                       temperature, tanh_constant)
+        self.policy.reset_parameters(self.init_range,
+                                     torch.Generator().manual_seed(trial_seed(self.seed, 0, _INIT_STREAM)))
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate)
+        self.baseline: float | None = None
+        self.num_batches = 0
+        self._batch: list[dict[str, Any]] = []
+
+    # ---- sampling and learning ---------------------------------------------------------------
+
+    def _propose(self, trial_id: int) -> dict[str, Any] | None:
+        if trial_id >= (self.num_batches + 1) * self.batch_size:
+            return None  # the rest of this batch is still being evaluated
+        indices = self.policy.sample(torch.Generator().manual_seed(trial_seed(self.seed, trial_id)))
+        return {d.name: d.choices[i] for d, i in zip(self.decisions, indices)}
+
+    def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
+        reward = None if result.failed else float(result.reward)  # type: ignore[arg-type]
+        indices = [d.index(choices[d.name]) for d in self.decisions]
+        self._batch.append({"id": trial_id, "indices": indices, "reward": reward})
+        if len(self._batch) == self.batch_size:
+            self._update(sorted(self._batch, key=lambda record: record["id"]))
+            self._batch, self.num_batches = [], self.num_batches + 1
+
+    def _update(self, records: list[dict[str, Any]]) -> None:
+        """One policy update from a closed batch (REINFORCE step or PPO epochs)."""
+        used = [(r["indices"], r["reward"] if r["reward"] is not None else self.failure_reward) for r in records]
+        used = [(indices, reward) for indices, reward in used if reward is not None]
+        if not used:
+            logger.warning("Reinforce: batch %d has no successful trial; no update", self.num_batches)
+            return
+        indices = torch.tensor([item[0] for item in used], dtype=torch.long)
+        rewards = torch.tensor([item[1] for item in used], dtype=torch.float32)
+        baseline = float(rewards.mean()) if self.baseline is None else self.baseline
+        advantages = rewards - baseline
+        if self.update == "reinforce":
+            entropy = self._step(indices, advantages, None)
+        else:
+            with torch.no_grad():
+                old_log_prob = self.policy(indices)[0]
+            for _ in range(self.ppo_epochs):
+                entropy = self._step(indices, advantages, old_log_prob)
+        for reward in rewards.tolist():
+            baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
+        self.baseline = baseline
+        logger.info("Reinforce update %d: mean reward %.4f, baseline %.4f, entropy %.3f",
+                    self.num_batches, float(rewards.mean()), baseline, entropy)
+
+    def _step(self, indices: torch.Tensor, advantages: torch.Tensor, old_log_prob: torch.Tensor | None) -> float:
+        """One Adam step on the policy-gradient (or PPO clipped-surrogate) loss; returns the entropy."""
+        log_prob, entropy = self.policy(indices)
+        if old_log_prob is None:  # Zoph & Le 2017, eq. 2 with a baseline
+            objective = advantages * log_prob
+        else:  # PPO-clip, Schulman et al. 2017, eq. 7
+            ratio = torch.exp(log_prob - old_log_prob)
+            clipped = torch.clamp(ratio, 1 - self.ppo_clip, 1 + self.ppo_clip)
+            objective = torch.minimum(ratio * advantages, clipped * advantages)
+        loss = -objective.mean() - self.entropy_weight * entropy.mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return float(entropy.detach().mean())
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {"hidden_size": self.hidden_size, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "entropy_weight": self.entropy_weight,
+                "baseline_decay": self.baseline_decay, "init_range": self.init_range, "update": self.update,
+                "ppo_clip": self.ppo_clip, "ppo_epochs": self.ppo_epochs, "temperature": self.temperature,
+                "tanh_constant": self.tanh_constant, "failure_reward": self.failure_reward,
+                "decisions": [len(d.choices) for d in self.decisions]}
+
+    def _extra_state(self) -> dict[str, Any]:
+        # Copies: the live tensors change in place at the next update.
+        return {"policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "baseline": self.baseline,
+                "num_batches": self.num_batches, "batch": copy.deepcopy(self._batch)}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.num_batches = int(state["num_batches"])
+        self._batch = copy.deepcopy(list(state["batch"]))
+
+
+def _check_positive(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}: must be > 0, got {value!r}")

@@ -1,0 +1,163 @@
+"""The ``nas`` command: presets, show, materialize, search.
+
+A user mistake (unknown preset, malformed or missing file, bad number, unknown format) prints
+one line on stderr and exits with code 2, without a traceback, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake of the user's: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _millions(value: int) -> str:
+    return f"{value / 1e6:,.1f}M"
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    import nas
+
+    table = Table(title="Presets")
+    for column in ("name", "space", "resolution", "params", "MACs"):
+        table.add_column(column, justify="left" if column in ("name", "space") else "right")
+    for name in nas.presets():
+        summary = nas.summarize(name)
+        table.add_row(name, summary["space"], str(summary["resolution"]), f"{summary['params']:,}",
+                      _millions(summary["macs"]))
+    Console().print(table)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    import nas
+
+    summary = nas.summarize(args.spec, num_classes=args.num_classes)
+    if args.plot:
+        _plot(args.spec, args.plot, args.num_classes)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    title = summary["name"] or str(args.spec)
+    console.print(f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
+                  f"{_millions(summary['macs'])} MACs at {summary['resolution']}x{summary['resolution']}, "
+                  f"{summary['num_classes']} classes")
+    table = Table()
+    for column in ("stage", "blocks", "input", "out channels", "params", "MACs"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for row in summary["stages"]:
+        table.add_row(row["stage"], str(row["blocks"]), f"{row['input_size']}x{row['input_size']}",
+                      str(row["out_channels"]), f"{row['params']:,}", _millions(row["macs"]))
+    console.print(table)
+    if args.plot:
+        console.print(f"plot written to {args.plot}")
+
+
+def _plot(spec: Any, path: str, num_classes: int) -> None:
+    from pathlib import Path
+
+    import nas
+    from nas.ir import ChainNet
+    from nas.plotting import plot_cells, plot_chain
+
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(f"{path}: --plot writes a .png file")
+    if not Path(path).parent.is_dir():
+        raise UsageError(f"{Path(path).parent}: no such directory")
+    resolved = nas.resolve(spec)
+    ir = resolved.space.lower(resolved.genotype, num_classes=num_classes)
+    if isinstance(ir, ChainNet):
+        plot_chain(ir, path, title=resolved.name or str(spec))
+    else:
+        plot_cells([("normal cell", resolved.genotype.normal), ("reduction cell", resolved.genotype.reduction)], path)
+
+
+def cmd_materialize(args: argparse.Namespace) -> None:
+    import nas
+    from nas.export import check_output, write_model
+
+    check_output(args.out, args.force)  # before building anything: a bad path writes nothing
+    ir = nas.lower(args.spec, num_classes=args.num_classes)
+    module = nas.compile(ir, seed=args.seed)
+    path = write_model(module, args.spec, args.out, args.num_classes, ir.resolution, args.force)
+    print(f"wrote {path} ({sum(p.numel() for p in module.parameters()):,} parameters)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas", description="Neural architecture search for PyTorch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    presets = commands.add_parser("presets", help="list the published architectures")
+    presets.set_defaults(run=cmd_presets)
+
+    show = commands.add_parser("show", help="parameters, MACs and a per-stage table of a spec")
+    show.add_argument("spec", help="preset name, genotype JSON file, or search run directory")
+    show.add_argument("--json", action="store_true", help="print the summary as JSON")
+    show.add_argument("--plot", metavar="FILE.png", help="draw the cells (or block widths) to a PNG")
+    show.add_argument("--num-classes", type=_positive_int, default=1000)
+    show.set_defaults(run=cmd_show)
+
+    materialize = commands.add_parser("materialize", help="build a spec and write it to a file")
+    materialize.add_argument("spec", help="preset name, genotype JSON file, or search run directory")
+    materialize.add_argument("--out", required=True, metavar="FILE", help="output: .pt, .pt2 or .onnx")
+    materialize.add_argument("--num-classes", type=_positive_int, default=1000)
+    materialize.add_argument("--seed", type=int, default=None, help="seed of the weight initialisation")
+    materialize.add_argument("--force", action="store_true", help="replace an existing output file")
+    materialize.set_defaults(run=cmd_materialize)
+
+    try:
+        from nas.search_cli import add_search_command
+    except ImportError:  # the search command lives in its own module
+        pass
+    else:
+        add_search_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.INFO)
+        args.run(args)
+    except (UsageError, ValueError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"nas: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nas: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

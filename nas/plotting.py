@@ -1,0 +1,104 @@
+"""Pictures: NASNet cells from their networkx graphs, chain-network widths, search history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: always render to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import networkx as nx  # noqa: E402
+
+from nas.ir import CellTopology, ChainNet  # noqa: E402
+
+_COLORS = {"input": "#9ecae1", "block": "#fdd0a2", "output": "#a1d99b"}
+
+
+def _layers(graph: nx.DiGraph) -> None:
+    for node in nx.topological_sort(graph):
+        preds = list(graph.predecessors(node))
+        graph.nodes[node]["layer"] = 0 if not preds else 1 + max(graph.nodes[p]["layer"] for p in preds)
+
+
+def draw_cell(topology: CellTopology, axis: Any, title: str) -> None:
+    """Draw one cell on ``axis``: states left to right by depth, ops on the edges."""
+    from search_spaces.nasnet import cell_graph
+
+    graph = cell_graph(topology)
+    _layers(graph)
+    position = nx.multipartite_layout(graph, subset_key="layer")
+    colors = [_COLORS[graph.nodes[n]["kind"]] for n in graph.nodes]
+    labels = {n: f"{n}\n({graph.nodes[n]['combine']})" if graph.nodes[n]["kind"] == "block" else n
+              for n in graph.nodes}
+    nx.draw_networkx_nodes(graph, position, ax=axis, node_color=colors, node_size=1400, edgecolors="#444444")
+    nx.draw_networkx_labels(graph, position, labels=labels, ax=axis, font_size=7)
+    op_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["op"] != "concat"]
+    concat_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["op"] == "concat"]
+    nx.draw_networkx_edges(graph, position, edgelist=op_edges, ax=axis, arrows=True, arrowsize=12,
+                           node_size=1400, connectionstyle="arc3,rad=0.08")
+    # Concatenation into the output is dashed and curved, so a skipped-over state stays visible.
+    nx.draw_networkx_edges(graph, position, edgelist=concat_edges, ax=axis, arrows=True, arrowsize=10,
+                           node_size=1400, style="dashed", edge_color="#2ca25f", connectionstyle="arc3,rad=0.25")
+    edge_labels = {(u, v): d["op"] for u, v, d in graph.edges(data=True) if d["op"] != "concat"}
+    nx.draw_networkx_edge_labels(graph, position, edge_labels=edge_labels, ax=axis, font_size=6,
+                                 label_pos=0.6, bbox={"alpha": 0.7, "color": "white"})
+    axis.set_title(title)
+    axis.axis("off")
+
+
+def plot_cells(cells: Sequence[tuple[str, CellTopology]], path: str | Path) -> None:
+    """One PNG with every ``(title, topology)`` side by side."""
+    figure, axes = plt.subplots(1, len(cells), figsize=(8 * len(cells), 6), squeeze=False)
+    for axis, (title, topology) in zip(axes[0], cells):
+        draw_cell(topology, axis, title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
+    """Bar chart of every block's expansion and output width, with stride-2 blocks marked."""
+    blocks = [block for _, block in ir.named_blocks()]
+    figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(blocks)), 4))
+    index = range(len(blocks))
+    axis.bar(index, [b.expand_channels or b.in_channels for b in blocks], color="#fdd0a2", label="expansion")
+    axis.bar(index, [b.out_channels for b in blocks], color="#6baed6", label="output")
+    for i, block in enumerate(blocks):
+        if block.stride == 2:
+            axis.annotate("s2", (i, block.out_channels), ha="center", va="bottom", fontsize=7)
+    axis.set_xlabel("block")
+    axis.set_ylabel("channels")
+    axis.set_title(title or f"{len(blocks)} blocks at {ir.resolution} px")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:
+    """Reward per trial (failed trials marked) and the best reward so far."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    best, running = [], float("-inf")
+    for reward in rewards:
+        running = max(running, reward) if reward is not None else running
+        best.append(running if running != float("-inf") else None)
+    done = [(i, r) for i, r in enumerate(rewards) if r is not None]
+    failed = [i for i, r in enumerate(rewards) if r is None]
+    if done:
+        axis.scatter([i for i, _ in done], [r for _, r in done], s=14, color="#3182bd", label="trial reward")
+    axis.plot(range(len(best)), [b if b is not None else float("nan") for b in best], color="#e6550d",
+              label="best so far")
+    if failed:
+        low = min((r for _, r in done), default=0.0)
+        axis.scatter(failed, [low] * len(failed), marker="x", color="#999999", label="failed")
+    axis.set_xlabel("trial")
+    axis.set_ylabel("reward")
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

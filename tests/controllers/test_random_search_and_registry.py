@@ -1,0 +1,61 @@
+"""Random search and the controller registry (``controllers.make``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+import controllers
+import search_spaces
+from controllers import RandomSearch, trial_rng
+from nas.controller import Result
+from nas.space import sample_choices
+
+EFFICIENTNET = search_spaces.get("efficientnet")
+
+
+def test_random_search_draws_every_choice_about_uniformly() -> None:
+    controller = RandomSearch(EFFICIENTNET, seed=0)
+    counts: Counter = Counter()
+    for _ in range(800):
+        trial = controller.ask()
+        counts[trial.genotype.resolution] += 1
+        controller.tell(trial.id, Result(reward=0.0))
+    resolutions = EFFICIENTNET.decisions()[2].choices
+    assert set(counts) == set(resolutions)
+    expected = 800 / len(resolutions)
+    assert all(abs(count - expected) < 0.35 * expected for count in counts.values())
+
+
+def test_random_trial_is_a_function_of_seed_and_id_only() -> None:
+    controller = RandomSearch(EFFICIENTNET, seed=9)
+    trials = [controller.ask() for _ in range(5)]  # never waits, tells in any order
+    for trial in trials:
+        expected = sample_choices(EFFICIENTNET.decisions(), trial_rng(9, trial.id))
+        assert EFFICIENTNET.encode(trial.genotype) == expected
+
+
+def test_make_builds_every_registered_controller_with_options() -> None:
+    space = search_spaces.get("nasnet")
+    for name, cls in controllers.CONTROLLERS.items():
+        controller = controllers.make(name, space, seed=4, budget=3)
+        assert isinstance(controller, cls) and controller.seed == 4 and controller.budget == 3
+    assert controllers.make("evolution", space, population_size=7, sample_size=2).population_size == 7
+    assert controllers.names() == sorted(controllers.CONTROLLERS)
+
+
+def test_make_unknown_name_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="'bayes'.*evolution.*random.*reinforce"):
+        controllers.make("bayes", EFFICIENTNET)
+
+
+def test_register_refuses_a_taken_name() -> None:
+    with pytest.raises(ValueError, match="'random'"):
+        controllers.register("random", RandomSearch)
+
+
+@pytest.mark.parametrize("options, match", [({"seed": -1}, "seed"), ({"budget": 0}, "budget")])
+def test_bad_seed_or_budget_raise_value_error(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RandomSearch(EFFICIENTNET, **options)
