@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from nas.search_cli import add_search_command
+
 EXIT_USAGE = 2
 
 
@@ -59,12 +61,21 @@ def cmd_show(args: argparse.Namespace) -> None:
     import nas
 
     summary = nas.summarize(args.spec, num_classes=args.num_classes)
+    run = _run_summary(args.spec)
+    if run is not None:
+        summary["run"] = run
     if args.plot:
         _plot(args.spec, args.plot, args.num_classes)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
     console = Console()
+    if run is not None:
+        settings = run["settings"]
+        best = "-" if run["best_reward"] is None else f"{run['best_reward']:.4f}"
+        console.print(f"[bold]search run {args.spec}[/bold]: {settings.get('controller')} on {settings.get('space')} / "
+                      f"{settings.get('dataset')}, {run['finished']} finished evaluations ({run['failed']} failed), "
+                      f"best reward {best}; the best architecture at full size:")
     title = summary["name"] or str(args.spec)
     console.print(f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
                   f"{_millions(summary['macs'])} MACs at {summary['resolution']}x{summary['resolution']}, "
@@ -78,6 +89,14 @@ def cmd_show(args: argparse.Namespace) -> None:
     console.print(table)
     if args.plot:
         console.print(f"plot written to {args.plot}")
+
+
+def _run_summary(spec: str) -> dict[str, Any] | None:
+    from pathlib import Path
+
+    from nas.journal import open_study_summary
+
+    return open_study_summary(Path(spec)) if Path(spec).is_dir() else None
 
 
 def _plot(spec: Any, path: str, num_classes: int) -> None:
@@ -133,12 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument("--force", action="store_true", help="replace an existing output file")
     materialize.set_defaults(run=cmd_materialize)
 
-    try:
-        from nas.search_cli import add_search_command
-    except ImportError:  # the search command lives in its own module
-        pass
-    else:
-        add_search_command(commands)
+    add_search_command(commands)
     return parser
 
 

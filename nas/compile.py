@@ -190,6 +190,8 @@ def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:
     """Kaiming-normal (fan-out) convs, unit BN, N(0, 0.01) linears, zero biases; seedable."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     for layer in module.modules():
+        if any(p.is_meta for p in layer.parameters(recurse=False)):
+            continue  # shapes only (cost counting): nothing to initialise
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", generator=generator)
             if layer.bias is not None:

@@ -1,0 +1,149 @@
+"""The search journal: an Optuna study, plus the controller's state beside it.
+
+Every finished evaluation is one finished Optuna trial (COMPLETE, or FAIL with the reason):
+its params are the space's decisions, its user attributes hold the controller's trial id, the
+genotype JSON, the metrics and the status. The study's user attributes hold the search settings,
+so a different command on the same run is refused. ``optuna-dashboard sqlite:///RUN/study.db``
+opens any run.
+
+Crash safety: SQLite commits each trial atomically, and the controller state is written to a
+temporary file and renamed. A resumed search replays recorded results for any trial the
+controller proposes again, so nothing finished is lost or evaluated twice (``nas.search``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from nas.controller import Result
+from nas.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SETTINGS_KEY = "nas_settings"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished evaluation as kept in the journal."""
+
+    trial_id: int
+    choices: dict[str, Any]
+    genotype: dict[str, Any]
+    result: Result
+
+
+class Journal:
+    """Read and append finished trials of one search; save and load the controller state."""
+
+    def __init__(self, out: Path, storage: str | None, study_name: str, settings: dict[str, Any]) -> None:
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.state_path = out / "controller.pt"
+        self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        self.study = optuna.create_study(storage=self.storage, study_name=study_name,
+                                         direction="maximize", load_if_exists=True)
+        recorded = self.study.user_attrs.get(SETTINGS_KEY)
+        if recorded is None:
+            if self.study.trials:
+                raise ValueError(f"study {study_name!r} in {self.storage} has trials but no nas settings")
+            self.study.set_user_attr(SETTINGS_KEY, settings)
+        elif recorded != settings:
+            changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+            detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
+            raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "
+                             "or the original settings to resume")
+        self.records: dict[int, Record] = {}
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            record = _record_of(trial)
+            self.records[record.trial_id] = record
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, trial_id: int, space: SearchSpace, genotype: Any, genotype_json: dict[str, Any],
+            result: Result) -> Record:
+        """Append one finished evaluation as a finished Optuna trial."""
+        choices = space.encode(genotype)
+        distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
+        state = TrialState.FAIL if result.failed else TrialState.COMPLETE
+        frozen = optuna.trial.create_trial(
+            params=choices, distributions=distributions, state=state,
+            value=None if result.failed else float(result.reward),
+            user_attrs={"trial_id": trial_id, "genotype": genotype_json, "metrics": _jsonable(result.metrics),
+                        "status": "failed" if result.failed else "complete", "error": result.error},
+        )
+        self.study.add_trial(frozen)
+        record = Record(trial_id, choices, genotype_json, result)
+        self.records[trial_id] = record
+        return record
+
+    def save_controller(self, state: dict[str, Any]) -> None:
+        """Write the controller state atomically (temporary file, then rename)."""
+        partial = self.state_path.with_suffix(".partial")
+        torch.save(state, partial)
+        os.replace(partial, self.state_path)
+
+    def load_controller(self) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            return torch.load(self.state_path, weights_only=True)
+        except Exception:  # noqa: BLE001  (a torn file: replaying the journal recovers the state)
+            logger.warning("could not read %s; replaying the journal instead", self.state_path)
+            return None
+
+    def ranked(self) -> list[Record]:
+        """Successful records, best reward first (ties: lower trial id first)."""
+        done = [r for r in self.records.values() if not r.result.failed]
+        return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    clean = {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = str(value)
+        clean[key] = value
+    return clean
+
+
+def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
+    attrs = trial.user_attrs
+    if attrs.get("status") == "failed":
+        result = Result.failure(attrs.get("error") or "failed", attrs.get("metrics", {}))
+    else:
+        result = Result(reward=float(trial.value), metrics=attrs.get("metrics", {}))
+    return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result)
+
+
+def open_study_summary(out: Path) -> dict[str, Any] | None:
+    """Settings and progress of the run in ``out`` (for ``nas show``), or None if it is not a run."""
+    if not (out / "study.db").exists():
+        return None
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        return None
+    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return {"settings": study.user_attrs.get(SETTINGS_KEY, {}), "finished": len(trials),
+            "failed": len(trials) - len(complete),
+            "best_reward": max((t.value for t in complete), default=None)}

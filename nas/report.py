@@ -1,0 +1,85 @@
+"""What a finished search leaves in its run directory: best.json, report.md and pictures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from nas.journal import Journal, Record
+from nas.plotting import plot_cells, plot_history
+from nas.search import SearchStats
+
+
+def _write_text(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _number(value: Any, millions: bool = False) -> str:
+    if value is None:
+        return "-"
+    if millions:
+        return f"{float(value) / 1e6:.2f}M"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_outputs(out: Path, journal: Journal, settings: dict[str, Any], stats: SearchStats | None,
+                  genotype_of: Any = None) -> Record | None:
+    """Write best.json, report.md, history.png (and the best cells for NASNet); return the best record."""
+    ranked = journal.ranked()
+    records = [journal.records[i] for i in sorted(journal.records)]
+    plot_history([None if r.result.failed else r.result.reward for r in records], out / "history.png",
+                 title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}")
+    best = ranked[0] if ranked else None
+    if best is not None:
+        _write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
+        if settings["space"] == "nasnet" and genotype_of is not None:
+            genotype = genotype_of(best.genotype)
+            plot_cells([("normal cell", genotype.normal)], out / "normal.png")
+            plot_cells([("reduction cell", genotype.reduction)], out / "reduction.png")
+    _write_text(out / "report.md", _report(settings, journal, ranked, stats))
+    return best
+
+
+def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None) -> str:
+    failed = [r for r in journal.records.values() if r.result.failed]
+    lines = [
+        f"# Search report: {settings['controller']} on {settings['space']}",
+        "",
+        "## Settings",
+        "",
+        *(f"- **{key}**: `{json.dumps(value)}`" for key, value in sorted(settings.items())),
+        "",
+        "## Outcome",
+        "",
+        f"- finished evaluations: {len(journal.records)} ({len(failed)} failed)",
+        f"- best reward: {_number(ranked[0].result.reward) if ranked else '-'}"
+        + (f" (trial {ranked[0].trial_id})" if ranked else ""),
+        "",
+        "## Top 10",
+        "",
+        "| rank | trial | reward | accuracy | proxy params | proxy MACs | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rank, record in enumerate(ranked[:10], start=1):
+        metrics = record.result.metrics
+        lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
+                     f"{_number(metrics.get('accuracy'))} | {_number(metrics.get('params'), True)} | "
+                     f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('seconds'))} |")
+    if failed:
+        lines += ["", "## Failed trials", "", "| trial | reason |", "|---:|---|"]
+        lines += [f"| {r.trial_id} | {r.result.error} |" for r in sorted(failed, key=lambda r: r.trial_id)[:20]]
+    if stats is not None:
+        lines += [
+            "", "## Timing (this invocation)", "",
+            f"- wall time: {stats.wall_seconds:.1f} s",
+            f"- evaluations run: {stats.evaluated}, replayed from the journal: {stats.replayed}",
+            f"- evaluation time: {stats.evaluation_seconds:.1f} s"
+            + (f" (mean {stats.evaluation_seconds / stats.evaluated:.2f} s per trial)" if stats.evaluated else ""),
+            f"- loop overhead (ask, tell, journal, state): {stats.overhead_seconds:.2f} s "
+            f"({100 * stats.overhead_fraction:.2f}% of the wall time)",
+        ]
+    return "\n".join(lines) + "\n"

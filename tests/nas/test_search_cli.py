@@ -1,0 +1,97 @@
+"""``nas search`` end to end: outputs, ``nas show``/``materialize`` of a run, and kill -9 + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+
+import nas
+from nas.cli import main
+
+TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
+
+
+def search_args(out, config, budget=6, controller="evolution"):
+    return ["search", "--space", "nasnet", "--controller", controller, "--budget", str(budget), "--dataset",
+            "synthetic", "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress"]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY + "controller_options:\n  population_size: 3\n  sample_size: 2\n")
+    return path
+
+
+def genotypes(out):
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
+    trials = sorted(study.get_trials(), key=lambda t: t.user_attrs["trial_id"])
+    return [t.user_attrs["trial_id"] for t in trials], [t.user_attrs["genotype"] for t in trials]
+
+
+def test_search_writes_its_outputs_and_materializes(tmp_path, config, capsys):
+    out = tmp_path / "run"
+    assert main(search_args(out, config, budget=4)) == 0
+    for name in ("best.json", "report.md", "history.png", "normal.png", "reduction.png", "study.db", "controller.pt"):
+        assert (out / name).is_file(), name
+    best = nas.load_genotype(out / "best.json")
+    ids, documents = genotypes(out)
+    assert ids == [0, 1, 2, 3] and json.loads((out / "best.json").read_text()) in documents
+    report = (out / "report.md").read_text()
+    assert "## Top 10" in report and "finished evaluations: 4" in report and "loop overhead" in report
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    assert "4 finished evaluations" in capsys.readouterr().out
+    model_path = tmp_path / "best.pt"
+    assert main(["materialize", str(out), "--out", str(model_path), "--num-classes", "10"]) == 0
+    model = nas.load_model(model_path)
+    assert sum(p.numel() for p in model.parameters()) == nas.summarize(best, num_classes=10)["params"]
+    assert best.num_cells == 6 and best.penultimate_filters == 768  # the full-size network, not the proxy
+    # the same command again: nothing left to do, nothing re-run
+    assert main(search_args(out, config, budget=4)) == 0
+    assert genotypes(out)[0] == [0, 1, 2, 3]
+    # other settings on the same run directory: a clear refusal
+    assert main(search_args(out, config, budget=4, controller="random")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def _run_and_kill(args, after_lines):
+    """Start ``nas search``, kill -9 it once ``after_lines`` trial lines have been printed."""
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stderr=subprocess.PIPE, text=True)
+    seen = 0
+    deadline = time.monotonic() + 240
+    while seen < after_lines and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen += line.startswith("trial ")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return seen
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config):
+    budget = 6
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "nas.cli", *search_args(straight, config, budget)], check=True,
+                   capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    assert _run_and_kill(search_args(killed, config, budget), after_lines=1) == 1
+    finished_before = genotypes(killed)[1]
+    assert 1 <= len(finished_before) < budget
+    assert _run_and_kill(search_args(killed, config, budget), after_lines=2) == 2
+    kept = genotypes(killed)[1]
+    assert kept[: len(finished_before)] == finished_before  # nothing finished was lost
+    result = subprocess.run([sys.executable, "-m", "nas.cli", *search_args(killed, config, budget)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rerun = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    assert len(rerun) == budget - len(kept)  # only the unfinished trials were evaluated
+    assert genotypes(killed) == genotypes(straight)  # same trials, same order, exactly the budget
+    assert torch.load(killed / "controller.pt", weights_only=True)["num_told"] == budget
