@@ -102,7 +102,8 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
         self.activation = activation(activation_name)
         self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
-        self.gate = nn.Hardsigmoid(inplace=True) if gate == "hardsigmoid" else nn.Sigmoid()
+        # Not in place: hardsigmoid_'s backward needs its input, so autograd would save a copy.
+        self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = F.adaptive_avg_pool2d(x, 1)
@@ -167,7 +168,13 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
-        return self.drop_path(out) + x if self.use_residual else out
+        if not self.use_residual:
+            return out
+        out = self.drop_path(out)
+        # In place, as torchvision: the projection BN's output is not saved for backward, so
+        # this saves one activation-sized allocation per residual block.
+        out += x
+        return out
 
 
 @register_op("conv_bn_act")

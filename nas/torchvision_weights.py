@@ -38,15 +38,19 @@ def from_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> Order
     ``nas.materialize(preset, num_classes=...).load_state_dict(...)``.
     """
     import torchvision
+    from torch import nn
 
     from nas.api import materialize
     from nas.cost import build_on_meta
 
     tv_name = _torchvision_name(name)
-    classifier = [k for k in state_dict if k.startswith("classifier.") and k.endswith(".weight")]
-    if not classifier:
-        raise ValueError(f"state_dict: no classifier weight found; is this a torchvision {tv_name}?")
-    num_classes = int(state_dict[sorted(classifier)[-1]].shape[0])
+    # The class count is the row count of torchvision's last Linear ("classifier.1.weight" for
+    # EfficientNet, "classifier.3.weight" for MobileNetV3), located on a meta-device build.
+    default = build_on_meta(lambda: torchvision.models.get_model(tv_name, weights=None))
+    classifier_key = [n for n, m in default.named_modules() if isinstance(m, nn.Linear)][-1] + ".weight"
+    if classifier_key not in state_dict:
+        raise ValueError(f"state_dict: missing key {classifier_key!r} for {tv_name}")
+    num_classes = int(state_dict[classifier_key].shape[0])
     reference = build_on_meta(lambda: torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes))
     ours = build_on_meta(lambda: materialize(TORCHVISION_TO_PRESET[tv_name], num_classes=num_classes))
     reference_keys = list(reference.state_dict())
@@ -54,6 +58,11 @@ def from_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> Order
     missing = [key for key in reference_keys if key not in state_dict]
     if missing:
         raise ValueError(f"state_dict: missing key {missing[0]!r} ({len(missing)} missing) for {tv_name}")
+    known = set(reference_keys)
+    unexpected = [key for key in state_dict if key not in known]
+    if unexpected:
+        raise ValueError(f"state_dict: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected) "
+                         f"for {tv_name}; is it another model's state dict?")
     if len(reference_keys) != len(our_items):
         raise ValueError(f"{tv_name}: {len(reference_keys)} tensors in torchvision, {len(our_items)} in ours")
     mapped: OrderedDict[str, torch.Tensor] = OrderedDict()

@@ -8,10 +8,12 @@ input size: the networks are fully convolutional, so 64 px exercises every layer
 BatchNorm is randomised before mapping (running statistics, affine parameters, var spread over
 two decades), otherwise BN is close to identity and a wrong ``eps`` or ``momentum`` would hide
 inside the tolerance; ``test_randomised_batchnorm_exposes_a_wrong_eps`` proves it does not.
+Runs with one intra-op thread (``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import Counter
 
@@ -50,16 +52,6 @@ def ours_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
 @functools.lru_cache(maxsize=None)
 def torchvision_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
     return build_on_meta(lambda: torchvision.models.get_model(name, weights=None, num_classes=num_classes))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these are small inputs, and on a shared 2-core machine OpenMP's
-    spinning threads make a 64-px forward up to 100x slower (measured: 5 s vs 0.04 s for B0)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,8 +155,6 @@ def _loaded_pair(ours: str, num_classes: int) -> tuple[nn.Module, nn.Module]:
 
 def loaded_pair(ours: str, num_classes: int) -> tuple[nn.Module, nn.Module]:
     """A randomised torchvision model and ours with its weights, both fresh copies."""
-    import copy
-
     reference, model = _loaded_pair(ours, num_classes)
     return copy.deepcopy(reference), copy.deepcopy(model)
 
@@ -252,8 +242,6 @@ def test_missing_key_is_named(name, key):
         nas.from_torchvision(name, state)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: from_torchvision reports 'no classifier weight found' "
-                   "without naming the missing key (see report)")
 def test_missing_classifier_key_is_named():
     state = dict(meta_state_dict("efficientnet_b0"))
     del state["classifier.1.weight"]
@@ -284,8 +272,6 @@ def test_our_names_are_accepted():
         list(ours_on_meta("mobilenetv3-small").state_dict())
 
 
-@pytest.mark.xfail(strict=True, reason="bug: keys torchvision's model does not have are ignored, so a "
-                   "B1 state dict maps silently onto B0 (360 of its 508 tensors; see report)")
 def test_another_models_state_dict_is_rejected():
     with pytest.raises(ValueError, match=r"features\.1\.1"):
         nas.from_torchvision("efficientnet_b0", meta_state_dict("efficientnet_b1"))
