@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# A short NASNet cell search on the bundled digits (resumes if interrupted), then its best cell
+# materialized at full size (NASNet-A CIFAR macro network, 10 classes).
 run: $(STAMP)
-	$(VENV)/bin/nas show nasnet-a-cifar --num-classes 10 --plot $(VENV)/nasnet-a-cells.png
-	$(VENV)/bin/nas materialize efficientnet-b0 --num-classes 10 --out $(VENV)/efficientnet-b0.pt --force
+	$(VENV)/bin/nas search --config configs/quickstart.yaml --out $(RUN_DIR)
+	$(VENV)/bin/nas materialize $(RUN_DIR) --out $(RUN_DIR)/best.pt --num-classes 10 --force
+	$(VENV)/bin/nas show $(RUN_DIR)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider

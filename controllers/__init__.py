@@ -64,13 +64,25 @@ def make(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Contro
     """Build the controller called ``name`` on ``space``; ``options`` go to its constructor.
 
     Raises:
-        ValueError: ``name`` is not registered (the message lists the valid names).
+        ValueError: ``name`` is not registered (the message lists the valid names), or ``options``
+            holds a name the controller does not take.
     """
     _load_plugins()
     try:
         factory = CONTROLLERS[name]
     except KeyError:
         raise ValueError(f"unknown controller {name!r}; valid: {sorted(CONTROLLERS)}") from None
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a factory without a signature: let it check its own options
+        parameters = {}
+    if parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(options) - set(parameters))
+        if unknown:
+            valid = sorted(n for n, p in parameters.items() if n not in ("space", "seed") and p.kind is not p.VAR_POSITIONAL)
+            raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
     return factory(space, seed=seed, **options)
 
 

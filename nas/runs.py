@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluators.datasets import DATASET_NAMES
 from nas import space as space_registry
 from nas.journal import Journal, Record
 from nas.report import write_outputs
@@ -20,7 +21,7 @@ from nas.search import SearchStats, search
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "cifar10", "imagefolder", "synthetic")
+DATASETS = DATASET_NAMES  # the evaluators' loaders are the single source of the names
 # Settings that define a search; resuming with any of them changed is refused.
 # ``budget`` may grow (continue a search), and data location or storage may move.
 IDENTITY_FIELDS = ("space", "controller", "dataset", "epochs", "seed", "proxy", "controller_options")

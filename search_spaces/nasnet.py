@@ -164,9 +164,8 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
               penultimate_filters: int | None = None, resolution: int | None = None,
               aux_head: bool = False) -> CellNet:
         """Place the cells as the reference does; keyword overrides shrink proxies."""
-        genotype = replace(genotype, num_cells=num_cells or genotype.num_cells,
-                           penultimate_filters=penultimate_filters or genotype.penultimate_filters,
-                           resolution=resolution or genotype.resolution)
+        overrides = {"num_cells": num_cells, "penultimate_filters": penultimate_filters, "resolution": resolution}
+        genotype = replace(genotype, **{k: v for k, v in overrides.items() if v is not None})  # re-validated
         n, filters, imagenet = genotype.num_cells, genotype.filters, genotype.stem == "imagenet"
         stem_channels = int((32 if imagenet else filters) * genotype.stem_multiplier)
         total_cells = 3 * n + 2 + (2 if imagenet else 0)

@@ -57,8 +57,12 @@ def test_search_writes_its_outputs_and_materializes(tmp_path, config, capsys):
     assert main(search_args(out, config, budget=4)) == 0
     assert genotypes(out)[0] == [0, 1, 2, 3]
     # other settings on the same run directory: a clear refusal
-    assert main(search_args(out, config, budget=4, controller="random")) == 2
+    assert main([*search_args(out, config, budget=4), "--seed", "7"]) == 2
     assert "other settings" in capsys.readouterr().err
+    # options a controller does not take: one clear line, exit 2, the run untouched
+    assert main(search_args(tmp_path / "other", config, budget=4, controller="random")) == 2
+    assert "takes no option" in capsys.readouterr().err
+    assert genotypes(out)[0] == [0, 1, 2, 3]
 
 
 def _run_and_kill(args, after_lines):

@@ -1,0 +1,157 @@
+"""ProxyEvaluator: learns, is deterministic per (seed, trial_id), and turns failures into results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import evaluators
+from evaluators import Evaluator, ProxyEvaluator, load_dataset
+from evaluators import proxy as proxy_module
+from evaluators.base import trial_seeds
+from evaluators.datasets import DatasetSplits
+from nas.ir import CellBlock, CellTopology
+from nas.space import get, sample_choices
+from search_spaces.nasnet import NasNetGenotype
+
+# A cheap cell: 3x3 separable convs, pools and identities (NASNet op names, TF input indices).
+CHEAP = CellTopology((
+    CellBlock(0, "sep_conv_3x3", 1, "identity"),
+    CellBlock(0, "avg_pool_3x3", 1, "conv_1x1"),
+    CellBlock(2, "max_pool_3x3", 0, "identity"),
+    CellBlock(3, "identity", 1, "sep_conv_3x3"),
+    CellBlock(4, "conv_3x3", 2, "identity", "concat"),
+), concat=(5, 6))
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> DatasetSplits:
+    return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="module")
+def genotype() -> NasNetGenotype:
+    return NasNetGenotype(CHEAP, CHEAP)
+
+
+def _evaluator(splits: DatasetSplits, **options) -> ProxyEvaluator:
+    return ProxyEvaluator("nasnet", dataset=splits, **{"epochs": 3, **options})
+
+
+def test_learns_an_easy_synthetic_task(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    metrics = _evaluator(synthetic).evaluate(genotype, trial_id=0)
+    assert "error" not in metrics, metrics
+    assert metrics["accuracy"] > 0.7  # measured 0.86-0.98 over three trials; chance is 0.25
+    assert metrics["epochs"] == 3 and metrics["params"] > 1000 and metrics["macs"] > 10_000
+    assert metrics["resolution"] == 8 and np.isfinite(metrics["final_train_loss"])
+    assert 0 < metrics["train_seconds"] <= metrics["seconds"]
+
+
+def test_chain_space_learns(synthetic: DatasetSplits) -> None:
+    space = get("mobilenetv3")
+    genotype = space.decode(sample_choices(space.decisions(), np.random.default_rng(0)))
+    metrics = ProxyEvaluator(space, dataset=synthetic, epochs=3, full_cost=True).evaluate(genotype, 0)
+    assert "error" not in metrics, metrics
+    assert metrics["accuracy"] > 0.4  # measured 0.53-0.68 over three trials; chance is 0.25
+    assert metrics["full_params"] > metrics["params"] and metrics["full_macs"] > metrics["macs"]
+
+
+def test_same_trial_same_result_and_global_rng_untouched(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    evaluator = _evaluator(synthetic, epochs=1)
+    state = torch.random.get_rng_state()
+    first, again = evaluator.evaluate(genotype, 7), _evaluator(synthetic, epochs=1).evaluate(genotype, 7)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert (first["accuracy"], first["final_train_loss"]) == (again["accuracy"], again["final_train_loss"])
+    other = evaluator.evaluate(genotype, 8)
+    assert other["final_train_loss"] != first["final_train_loss"]
+
+
+def test_trial_seeds_depend_on_seed_and_trial_only() -> None:
+    assert trial_seeds(0, 5) == trial_seeds(0, 5)
+    assert len({trial_seeds(0, 5), trial_seeds(0, 6), trial_seeds(1, 5)}) == 3
+    with pytest.raises(ValueError, match="trial_id"):
+        trial_seeds(0, -1)
+
+
+def test_nan_loss_is_an_error_result(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    images, labels = synthetic.train.tensors
+    poisoned = images.clone()
+    poisoned[:, 0, 0, 0] = float("nan")
+    splits = DatasetSplits("poisoned", TensorDataset(poisoned, labels), synthetic.validation, None, 4, 8)
+    metrics = _evaluator(splits).evaluate(genotype, 0)
+    assert metrics["error"] == "nan loss at epoch 1" and "accuracy" not in metrics
+    assert metrics["params"] > 0 and metrics["seconds"] > 0
+
+
+def test_huge_learning_rate_fails_without_raising(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    metrics = _evaluator(synthetic, learning_rate=1e12, gradient_clip=None).evaluate(genotype, 0)
+    assert metrics["error"].startswith("nan loss at epoch"), metrics
+
+
+def test_time_limit_is_an_error_result(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    metrics = _evaluator(synthetic, time_limit=1e-3).evaluate(genotype, 0)
+    assert metrics["error"].startswith("time limit 0.001 s exceeded"), metrics
+    assert "accuracy" not in metrics
+
+
+def test_exceptions_and_out_of_memory_are_error_results(synthetic: DatasetSplits, genotype: NasNetGenotype,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluator = _evaluator(synthetic)
+    assert evaluator.evaluate("not a genotype", 0)["error"].startswith("TypeError: ")
+
+    def out_of_memory(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(proxy_module, "compile_ir", out_of_memory)
+    assert evaluator.evaluate(genotype, 0)["error"].startswith("out of memory: CUDA out of memory")
+
+
+def test_drop_path_progress_follows_the_epochs(synthetic: DatasetSplits, genotype: NasNetGenotype,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+    monkeypatch.setattr(proxy_module, "set_drop_path_progress", lambda module, progress: calls.append(progress))
+    _evaluator(synthetic, epochs=2, drop_path=True).evaluate(genotype, 0)
+    assert calls == [0.0, 0.5]
+    calls.clear()
+    _evaluator(synthetic, epochs=2).evaluate(genotype, 0)  # the proxy default: no drop-path
+    assert calls == [0.0, 0.0]
+
+
+def test_aux_head(genotype: NasNetGenotype) -> None:
+    splits = load_dataset("synthetic", resolution=16)  # the aux head needs a 5x5 map at 2/3 depth
+    metrics = ProxyEvaluator("nasnet", dataset=splits, epochs=3, aux_head=True).evaluate(genotype, 0)
+    assert "error" not in metrics, metrics
+    assert metrics["accuracy"] > 0.6
+
+
+def test_adamw_learns(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    metrics = _evaluator(synthetic, optimizer="adamw").evaluate(genotype, 0)
+    assert metrics["accuracy"] > 0.5, metrics  # measured 0.64-0.75 over three trials; chance is 0.25
+
+
+def test_no_io_in_the_constructor_and_missing_data_raises(tmp_path: Path, genotype: NasNetGenotype) -> None:
+    evaluator = ProxyEvaluator("nasnet", dataset="cifar10", data_dir=tmp_path / "missing")
+    with pytest.raises(ValueError, match="--download"):
+        evaluator.evaluate(genotype, 0)
+
+
+@pytest.mark.parametrize("space, options, match", [
+    ("mobilenetv3", {"num_cells": 2}, r"num_cells: .*valid: \['resolution', 'width_multiplier'\]"),
+    ("nasnet", {"optimizer": "rmsprop"}, r"valid: \['sgd', 'adamw'\]"),
+    ("nasnet", {"epochs": 0}, "epochs"),
+    ("nasnet", {"time_limit": -1}, "time_limit"),
+    ("nasnet", {"device": "abacus"}, "device"),
+    ("hypernet", {}, "unknown search space"),
+])
+def test_bad_settings_raise_value_error(space: str, options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ProxyEvaluator(space, **options)
+
+
+def test_public_api() -> None:
+    assert isinstance(ProxyEvaluator("efficientnet"), Evaluator)
+    assert {"Evaluator", "ProxyEvaluator", "load_dataset", "DatasetSplits"} <= set(evaluators.__all__)
