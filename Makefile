@@ -19,7 +19,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/nas search --config configs/quickstart.yaml --out $(RUN_DIR)
 	$(VENV)/bin/nas materialize $(RUN_DIR) --out $(RUN_DIR)/best.pt --num-classes 10 --force
-	$(VENV)/bin/nas show $(RUN_DIR)
+	$(VENV)/bin/nas show $(RUN_DIR) --num-classes 10
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
