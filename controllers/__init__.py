@@ -10,6 +10,7 @@ group, never by editing this file::
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -72,8 +73,6 @@ def make(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Contro
         factory = CONTROLLERS[name]
     except KeyError:
         raise ValueError(f"unknown controller {name!r}; valid: {sorted(CONTROLLERS)}") from None
-    import inspect
-
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a factory without a signature: let it check its own options
@@ -81,7 +80,8 @@ def make(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Contro
     if parameters and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         unknown = sorted(set(options) - set(parameters))
         if unknown:
-            valid = sorted(n for n, p in parameters.items() if n not in ("space", "seed") and p.kind is not p.VAR_POSITIONAL)
+            valid = sorted(n for n, p in parameters.items()
+                           if n not in ("space", "seed") and p.kind is not p.VAR_POSITIONAL)
             raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
     return factory(space, seed=seed, **options)
 
