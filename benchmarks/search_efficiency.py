@@ -37,16 +37,15 @@ from typing import Any
 import numpy as np
 import torch
 
-import controllers
-import search_spaces
-from nas.controller import Controller, Result
+from nas import registry
+from nas.controller import Controller, Result, make_controller
 
 Objective = Callable[[Any, int], float]  # (genotype, trial id) -> reward
 
 
 def synthetic_objective(space_name: str, objective_seed: int, noise: float, search_seed: int) -> Objective:
     """Additive score table over the decisions, normalised so that the optimum is 1.0."""
-    space = search_spaces.get(space_name)
+    space = registry.spaces.get(space_name)
     rng = np.random.default_rng(objective_seed)
     tables = {d.name: dict(zip(d.choices, rng.random(len(d.choices)))) for d in space.decisions()}
     best = sum(max(table.values()) for table in tables.values())
@@ -106,7 +105,7 @@ def compare(args: argparse.Namespace, space_name: str, budget: int,
         best, top5, last, seconds = [], [], [], []
         for seed in args.seeds:
             start = time.perf_counter()
-            controller = controllers.make(name, search_spaces.get(space_name), seed=seed, budget=budget, **options)
+            controller = make_controller(name, registry.spaces.get(space_name), seed=seed, budget=budget, **options)
             rewards = run_search(controller, make_objective(seed), budget)
             seconds.append(time.perf_counter() - start)
             finite = np.sort(rewards[np.isfinite(rewards)])
@@ -120,7 +119,7 @@ def compare(args: argparse.Namespace, space_name: str, budget: int,
 def digits(args: argparse.Namespace) -> None:
     """Part (b): proxy training on the digits set (needs ``evaluators.ProxyEvaluator``)."""
     from evaluators import ProxyEvaluator
-    space = search_spaces.get(args.space)
+    space = registry.spaces.get(args.space)
 
     def make_objective(seed: int) -> Objective:
         evaluator = ProxyEvaluator(space, dataset="digits", epochs=args.epochs, seed=seed)
@@ -140,7 +139,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000, help="trials per search, synthetic objective")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--space", default="nasnet", choices=search_spaces.names())
+    parser.add_argument("--space", default="nasnet", choices=registry.spaces.names())
     parser.add_argument("--objective-seed", type=int, default=1234, help="seed of the score table")
     parser.add_argument("--noise", type=float, default=0.0, help="std of observation noise on the reward")
     parser.add_argument("--updates", nargs="+", default=["reinforce", "ppo"], choices=["reinforce", "ppo"])

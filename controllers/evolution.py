@@ -28,8 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controllers._base import ControllerBase, trial_rng
 from nas.controller import Result
+from nas.controller_base import ControllerBase
+from nas.seeds import trial_rng
 from nas.space import SearchSpace, sample_choices
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers._base import ControllerBase, trial_rng
 from nas.controller import Result
+from nas.controller_base import ControllerBase
+from nas.seeds import trial_rng
 from nas.space import SearchSpace, sample_choices
 
 

@@ -46,8 +46,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from controllers._base import ControllerBase, trial_seed
 from nas.controller import Result
+from nas.controller_base import ControllerBase
+from nas.seeds import trial_seed
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)

@@ -1,15 +1,18 @@
-"""Evaluators: datasets, proxy training and cost.
+"""The built-in evaluators and datasets.
 
-An evaluator maps ``(genotype, trial_id)`` to a metrics dict and never raises for a bad candidate
-(``base.Evaluator``). ``ProxyEvaluator`` trains a reduced candidate for a few epochs
-(NASNet App. A.6) on a dataset from ``load_dataset``.
+``ProxyEvaluator`` (registered as ``proxy``) trains a reduced candidate for a few epochs
+(NASNet App. A.6) on a registered dataset (``digits``, ``synthetic``, ``cifar10``,
+``imagefolder``). Both are declared as entry points in ``pyproject.toml``, the path a plug-in's
+evaluators and datasets take.
 """
 
-from evaluators.base import Evaluator, TrialSeeds, trial_seeds
-from evaluators.datasets import DATASET_NAMES, DatasetSplits, load_dataset
-from evaluators.proxy import PROXY_DEFAULTS, ProxyEvaluator, accuracy
+from evaluators.datasets import iterate_batches, stratified_split
+from evaluators.proxy import ProxyEvaluator, accuracy, recalibrate_batchnorm
+from nas.data import DatasetSplits, load_dataset
+from nas.evaluator import Evaluator
+from nas.seeds import TrialSeeds, trial_seeds
 
 __all__ = [
-    "DATASET_NAMES", "DatasetSplits", "Evaluator", "PROXY_DEFAULTS", "ProxyEvaluator", "TrialSeeds", "accuracy",
-    "load_dataset", "trial_seeds",
+    "DatasetSplits", "Evaluator", "ProxyEvaluator", "TrialSeeds", "accuracy", "iterate_batches", "load_dataset",
+    "recalibrate_batchnorm", "stratified_split", "trial_seeds",
 ]

@@ -1,4 +1,4 @@
-"""Datasets for proxy training: train / validation / test splits of image classification data.
+"""The built-in dataset loaders (``nas.datasets`` entry points), and batching for proxy training.
 
 The *validation* split is always held out from the training data with a seeded, per-class
 split (the NASNet controller's reward is "validation accuracy on a held-out 5,000-image split of
@@ -20,25 +20,22 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
-DatasetName = Literal["digits", "cifar10", "imagefolder", "synthetic"]
-DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 # Native sizes: upsampling adds pixels, not information. For digits (8x8 source) we measured
 # NASNet proxies at 8 px against 16 px on a 2-core CPU: 8 px trains an epoch about 1.7x faster
-# *and* reaches higher, equally seed-consistent validation accuracy (see ``evaluators/proxy.py``).
+# *and* reaches higher, equally seed-consistent validation accuracy (benchmarks/README.md).
 # Pass ``resolution=16`` for the NASNet aux head, which needs a 5x5 map at 2/3 depth.
 DEFAULT_RESOLUTION: dict[str, int] = {"digits": 8, "cifar10": 32, "imagefolder": 64, "synthetic": 8}
-DEFAULT_VALIDATION_FRACTION = 0.2
 DEFAULT_DATA_DIR = Path("data")
 TEST_FRACTION = 0.2  # digits, synthetic and single-folder ImageFolder: carved once, seed-independent
 TEST_SPLIT_SEED = 1707_07012  # fixed, so every search seed sees the same untouched test split
@@ -47,45 +44,32 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
-class DatasetSplits:
-    """Train, validation (held out from training data) and test splits of one dataset."""
+def digits(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
+           seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+           augment: bool = True) -> DatasetSplits:
+    """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images, nothing downloaded."""
+    from sklearn.datasets import load_digits
 
-    name: str
-    train: Dataset
-    validation: Dataset
-    test: Dataset | None
-    num_classes: int
-    resolution: int
-    channels: int = 3
-    class_names: tuple[str, ...] = ()
+    bunch = load_digits()
+    grey = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = grey.expand(-1, 3, -1, -1)  # 3 channels, as every stem in the engine expects
+    return _in_memory("digits", images, np.asarray(bunch.target), resolution or DEFAULT_RESOLUTION["digits"], seed,
+                      validation_fraction, tuple(str(c) for c in bunch.target_names))
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,
-                 resolution: int | None = None, seed: int = 0,
-                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION, augment: bool = True) -> DatasetSplits:
-    """Load ``name`` and split it; ``seed`` picks the validation split (per class, stratified).
-
-    ``data_dir`` (``cifar10``: the folder holding ``cifar-10-batches-py/``, default ``./data``;
-    ``imagefolder``: required) is read, and written only with ``download=True`` (CIFAR-10).
-    ``resolution`` defaults to ``DEFAULT_RESOLUTION[name]``. ``augment`` adds random crops/flips
-    to the training split of ``cifar10`` (NASNet App. A.1) and flips to ``imagefolder``.
-    ``ValueError`` for an unknown name, a bad fraction or resolution, or missing data.
-    """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"dataset: unknown dataset {name!r}; valid: {list(DATASET_NAMES)}")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction: must be in (0, 1), got {validation_fraction!r}")
-    resolution = DEFAULT_RESOLUTION[name] if resolution is None else resolution
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution: must be a positive integer, got {resolution!r}")
-    if name == "digits":
-        return _digits(resolution, seed, validation_fraction)
-    if name == "synthetic":
-        return _synthetic(resolution, seed, validation_fraction)
-    if name == "cifar10":
-        return _cifar10(data_dir, download, resolution, seed, validation_fraction, augment)
-    return _imagefolder(data_dir, resolution, seed, validation_fraction, augment)
+def synthetic(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
+              seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+              augment: bool = True) -> DatasetSplits:
+    """Smooth random prototypes (one per class) plus white noise; the task is fixed, ``seed`` splits it."""
+    resolution = resolution or DEFAULT_RESOLUTION["synthetic"]
+    rng = np.random.default_rng(TEST_SPLIT_SEED)
+    prototypes = torch.as_tensor(rng.normal(size=(SYNTHETIC_CLASSES, 3, 4, 4)), dtype=torch.float32)
+    prototypes = F.interpolate(prototypes, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    labels = rng.permutation(np.arange(SYNTHETIC_EXAMPLES) % SYNTHETIC_CLASSES)
+    noise = torch.as_tensor(rng.normal(size=(SYNTHETIC_EXAMPLES, 3, resolution, resolution)), dtype=torch.float32)
+    images = prototypes[torch.as_tensor(labels)] + SYNTHETIC_NOISE * noise
+    return _in_memory("synthetic", images, labels, resolution, seed, validation_fraction,
+                      tuple(f"class{c}" for c in range(SYNTHETIC_CLASSES)))
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,28 +145,6 @@ def _in_memory(name: str, images: torch.Tensor, labels: np.ndarray, resolution: 
                          images.shape[1], class_names)
 
 
-def _digits(resolution: int, seed: int, fraction: float) -> DatasetSplits:
-    from sklearn.datasets import load_digits  # ships with scikit-learn: nothing is downloaded
-
-    bunch = load_digits()
-    grey = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = grey.expand(-1, 3, -1, -1)  # 3 channels, as every stem in the engine expects
-    return _in_memory("digits", images, np.asarray(bunch.target), resolution, seed, fraction,
-                      tuple(str(c) for c in bunch.target_names))
-
-
-def _synthetic(resolution: int, seed: int, fraction: float) -> DatasetSplits:
-    """Smooth random prototypes (one per class) plus white noise; the task is fixed, ``seed`` splits it."""
-    rng = np.random.default_rng(TEST_SPLIT_SEED)
-    prototypes = torch.as_tensor(rng.normal(size=(SYNTHETIC_CLASSES, 3, 4, 4)), dtype=torch.float32)
-    prototypes = F.interpolate(prototypes, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    labels = rng.permutation(np.arange(SYNTHETIC_EXAMPLES) % SYNTHETIC_CLASSES)
-    noise = torch.as_tensor(rng.normal(size=(SYNTHETIC_EXAMPLES, 3, resolution, resolution)), dtype=torch.float32)
-    images = prototypes[torch.as_tensor(labels)] + SYNTHETIC_NOISE * noise
-    return _in_memory("synthetic", images, labels, resolution, seed, fraction,
-                      tuple(f"class{c}" for c in range(SYNTHETIC_CLASSES)))
-
-
 def _with_transform(dataset: Dataset, transform: object) -> Dataset:
     """A shallow copy sharing the decoded data, with another transform (train vs. evaluation)."""
     clone = copy.copy(dataset)
@@ -212,9 +174,16 @@ def _splits_from(name: str, dataset: Dataset, targets: list[int], classes: list[
     return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes))
 
 
-def _cifar10(data_dir: str | Path | None, download: bool, resolution: int, seed: int, fraction: float,
-             augment: bool) -> DatasetSplits:
+def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
+            seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+            augment: bool = True) -> DatasetSplits:
+    """torchvision's ``CIFAR10`` from ``data_dir`` (default ``./data``); downloads only with ``download``.
+
+    ``augment`` adds random crops and flips to the training split (NASNet App. A.1).
+    """
     from torchvision.datasets import CIFAR10
+
+    resolution, fraction = resolution or DEFAULT_RESOLUTION["cifar10"], validation_fraction
 
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     folder = root / CIFAR10.base_folder
@@ -233,9 +202,14 @@ def _cifar10(data_dir: str | Path | None, download: bool, resolution: int, seed:
                         seed, fraction, transforms, _with_transform(test_set, transforms[1]))
 
 
-def _imagefolder(data_dir: str | Path | None, resolution: int, seed: int, fraction: float,
-                 augment: bool) -> DatasetSplits:
+def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
+                seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                augment: bool = True) -> DatasetSplits:
+    """torchvision's ``ImageFolder``: ``data_dir/train`` (+ optional ``val/`` or ``test/`` as the test
+    split), or one folder of class subfolders split by seed. ``augment`` adds flips."""
     from torchvision.datasets import ImageFolder
+
+    resolution, fraction = resolution or DEFAULT_RESOLUTION["imagefolder"], validation_fraction
 
     if data_dir is None:
         raise ValueError("imagefolder: needs --data-dir, a folder with train/ (and optional val/) "

@@ -7,33 +7,8 @@ children for 5 epochs on ImageNet (arXiv 1807.11626 §4.2). ``ProxyEvaluator`` i
 sized for a laptop CPU: the network is reduced (NASNet ``num_cells``/``penultimate_filters``,
 chain spaces ``width_multiplier``), the images are small, and a candidate takes seconds.
 
-Default settings and why. Measured on this project's 2-core CPU (torch 2.14, 2 threads, other
-jobs sharing the machine), random NASNet cells on ``digits``:
-
-- ``digits`` at its native 8 px (``datasets.DEFAULT_RESOLUTION``): 1,151 train / 287 validation
-  images. At 16 px, 3 epochs took 7.9 s per cell for 0.89-0.97 accuracy. At 8 px, 4 epochs took
-  6.2 s for 0.94-0.99, with the same seed-to-seed rank agreement. Upsampling adds pixels, not
-  information. The price: NASNet's third stack works on 2x2 maps, and the aux head needs ``resolution=16``.
-- NASNet proxy ``N = 1, F = 96`` (5 cells; 4, 8 and 16 filters per stack; stem 12 channels), the
-  smallest network the macro structure allows above 2-filter cells. NASNet searched with N = 2 (A.6).
-- Chain spaces (MobileNetV3, EfficientNet): ``width_multiplier = 0.5`` at 32 px. A stride-32
-  backbone at 16 px runs half its stages on 1x1 maps, where the kernel size, the very thing the
-  search chooses, makes no difference.
-- ``epochs = 4``, ``batch_size = 64`` (17 steps per epoch), SGD with Nesterov momentum 0.9 and
-  learning rate 0.1, decayed by a single-period cosine to 0 (App. A.6). The learning rate was
-  measured against 0.05 (slower) and 0.2 (noisier). Weight decay 5e-4 (TF-slim
-  ``nasnet_cifar_arg_scope``), gradient-norm clipping at 5 (TF-slim NASNet CIFAR notes). The
-  alternative is AdamW (lr 2e-3, weight decay 0.05).
-  Measured with these defaults, in seconds per candidate: 10 random NASNet cells, mean 7.3 and
-  max 10.3, accuracy 0.89-0.97. The widest cell (all concat, all 7x7 separable) took 18 s.
-  5 random MobileNetV3 networks, mean 13 and max 17, accuracy 0.93-0.99.
-- No drop-path by default (``drop_path=False``). ScheduledDropPath (App. A.5) regularises
-  600-epoch training. In a 4-epoch proxy it only adds noise: it lowered accuracy to 0.80-0.97,
-  and the seed-to-seed Spearman correlation of 12 random cells fell from 0.71 to 0.16. With
-  ``drop_path=True`` the rate follows the genotype's ``drop_path_keep_prob`` with progress
-  ``epoch / epochs``. The NASNet aux head (``aux_head=True``) adds 0.4 x its loss.
-- BatchNorm statistics are re-estimated on 512 training images before validation
-  (``recalibrate_batchnorm``). Without that, MobileNetV3 (BN momentum 0.01) scored chance.
+The default settings, and the measurements behind each, are in ``benchmarks/README.md``.
+The reduced network is the space's ``proxy_reduction``, with any override given here.
 
 All randomness of one evaluation (initial weights, data order, dropout and drop-path) is derived
 from ``(seed, trial_id)`` (``base.trial_seeds``), so re-running a trial gives the same metrics on
@@ -46,6 +21,7 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -53,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.base import TrialSeeds, trial_seeds
-from evaluators.datasets import (
-    DATASET_NAMES, DEFAULT_VALIDATION_FRACTION, DatasetSplits, iterate_batches, load_dataset,
-)
+from evaluators.datasets import iterate_batches
+from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_macs, count_params
+from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.ops import set_drop_path_progress
+from nas.seeds import TrialSeeds, trial_seeds
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -74,13 +50,6 @@ DEFAULT_WEIGHT_DECAY: dict[str, float] = {"sgd": 5e-4, "adamw": 0.05}
 AUX_LOSS_WEIGHT = 0.4  # NASNet App. A.7, TF-slim ``aux_head`` loss weight
 GRADIENT_CLIP = 5.0  # TF-slim NASNet CIFAR ``clip_gradient_norm``
 CALIBRATION_EXAMPLES = 512  # training images that re-estimate the BatchNorm statistics
-# The reduced macro settings per space; any other keyword of ``space.lower`` may be overridden.
-PROXY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "nasnet": {"num_cells": 1, "penultimate_filters": 96},
-    # A stride-32 backbone at 32 px still has 4x4 and 2x2 maps where kernel sizes are searched.
-    "mobilenetv3": {"width_multiplier": 0.5, "resolution": 32},
-    "efficientnet": {"width_multiplier": 0.5, "resolution": 32},
-}
 
 
 class CandidateFailure(Exception):
@@ -90,25 +59,29 @@ class CandidateFailure(Exception):
 class ProxyEvaluator:
     """Train the reduced candidate for ``epochs`` epochs; report validation accuracy and cost.
 
-    ``space`` is a ``SearchSpace`` or its registered name. ``dataset`` is a name for
-    ``load_dataset`` (loaded lazily, once, on the first ``evaluate``) or ready ``DatasetSplits``.
-    ``reduction`` are keyword overrides of ``space.lower`` for the proxy network (``num_cells``,
-    ``penultimate_filters``, ``aux_head`` for NASNet; ``width_multiplier`` for chain spaces;
-    ``resolution`` for all, also used to load the data). ``time_limit`` is in seconds per candidate.
-    ``num_threads``, if given, is passed to ``torch.set_num_threads`` on the first ``evaluate``.
+    ``space`` is a ``SearchSpace`` or its registered name. ``dataset`` is a registered dataset name
+    (loaded once, by ``prepare`` or the first ``evaluate``) or ready ``DatasetSplits``.
+    ``reduction`` are keyword overrides of ``space.lower`` on top of ``space.proxy_reduction``
+    (``num_cells``, ``penultimate_filters``, ``aux_head`` for NASNet; ``width_multiplier`` for chain
+    spaces; ``resolution`` for all, also used to load the data). ``time_limit`` is in seconds per
+    candidate. The caller sets the thread count (``torch.set_num_threads``); the search runner does.
     """
 
-    def __init__(self, space: SearchSpace | str, dataset: str | DatasetSplits = "digits",
+    def __init__(self, space: SearchSpace[Any] | str, dataset: str | DatasetSplits | None = "digits",
                  data_dir: str | Path | None = None, download: bool = False, epochs: int = DEFAULT_EPOCHS,
                  batch_size: int = DEFAULT_BATCH_SIZE, optimizer: OptimizerName = "sgd",
                  learning_rate: float | None = None, weight_decay: float | None = None, seed: int = 0,
                  time_limit: float | None = None, device: str | torch.device = "cpu",
-                 num_threads: int | None = None, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                  gradient_clip: float | None = GRADIENT_CLIP, drop_path: bool = False,
                  calibration_examples: int = CALIBRATION_EXAMPLES, full_cost: bool = False, **reduction: Any) -> None:
         self.space = space_registry.get(space) if isinstance(space, str) else space
-        if isinstance(dataset, str) and dataset not in DATASET_NAMES:
-            raise ValueError(f"dataset: unknown dataset {dataset!r}; valid: {list(DATASET_NAMES)}")
+        dataset = "digits" if dataset is None else dataset
+        if isinstance(dataset, str) and dataset not in registry.datasets:
+            raise ValueError(f"dataset: unknown dataset {dataset!r}; valid: {registry.datasets.names()}")
+        if not isinstance(getattr(self.space, "proxy_reduction", None), Mapping):
+            raise ValueError(f"space {self.space.name!r} declares no proxy_reduction (the lower() settings of "
+                             "its proxy network); give it one, {} to train at full size")
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction: must be in (0, 1), got {validation_fraction!r}")
         trial_seeds(seed, 0)  # validates ``seed``
@@ -119,8 +92,6 @@ class ProxyEvaluator:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit: must be a positive number of seconds or None, got {time_limit!r}")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads: must be a positive integer or None, got {num_threads!r}")
         try:
             self.device = torch.device(device)
         except RuntimeError:
@@ -133,10 +104,10 @@ class ProxyEvaluator:
         if not (self.learning_rate > 0 and self.weight_decay >= 0):
             raise ValueError(f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate!r}, "
                              f"{self.weight_decay!r}")
-        self.seed, self.time_limit, self.num_threads = seed, time_limit, num_threads
+        self.seed, self.time_limit = seed, time_limit
         self.validation_fraction, self.gradient_clip, self.full_cost = validation_fraction, gradient_clip, full_cost
         self.drop_path, self.calibration_examples = drop_path, calibration_examples
-        self.reduction = {**PROXY_DEFAULTS.get(self.space.name, {}), **reduction}
+        self.reduction = {**self.space.proxy_reduction, **reduction}
         _check_reduction(self.space, self.reduction)
         self._splits: DatasetSplits | None = dataset if isinstance(dataset, DatasetSplits) else None
 
@@ -149,6 +120,10 @@ class ProxyEvaluator:
                                         self.seed, self.validation_fraction)
         return self._splits
 
+    def prepare(self) -> None:
+        """Load the data now, so that a missing or unusable dataset fails before the first trial."""
+        _ = self.splits
+
     def macro(self) -> dict[str, Any]:
         """The keyword arguments given to ``space.lower`` for the proxy network."""
         macro, keywords = dict(self.reduction), _lower_keywords(self.space)
@@ -159,8 +134,6 @@ class ProxyEvaluator:
     def evaluate(self, genotype: Any, trial_id: int) -> dict[str, Any]:
         """Train and validate one candidate. Never raises for a bad candidate: see ``base.Evaluator``."""
         splits = self.splits  # a missing dataset is the user's mistake and raises
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
         seeds = trial_seeds(self.seed, trial_id)
         started = time.perf_counter()
         metrics: dict[str, Any] = {"epochs": 0}

@@ -10,7 +10,15 @@ evaluators (``evaluators``); every architecture, searched or published, compiles
 """
 
 from nas.api import (
-    Resolved, load_genotype, load_model, lower, materialize, presets, resolve, save_model, space_of,
+    Resolved,
+    load_genotype,
+    load_model,
+    lower,
+    materialize,
+    presets,
+    resolve,
+    save_model,
+    space_of,
     summarize,
 )
 from nas.compile import compile, init_weights

@@ -129,11 +129,12 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
 def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
     rows = []
     if isinstance(ir, ChainNet):
-        parts = [("stem", "stem", ir.stem.input_size, ir.stem.out_channels, 1)]
+        parts = [("stem", "stem", ir.stem[0].input_size, ir.stem[-1].out_channels, len(ir.stem))]
         parts += [(f"stage {i + 1}", f"stages.{i}", s[0].input_size, s[-1].out_channels, len(s))
                   for i, s in enumerate(ir.stages)]
-        parts += [("head", "head", ir.head.input_size, ir.head.out_channels, 1),
-                  ("classifier", "classifier", 1, ir.num_classes, 1)]
+        if ir.head:
+            parts.append(("head", "head", ir.head[0].input_size, ir.head[-1].out_channels, len(ir.head)))
+        parts.append(("classifier", "classifier", 1, ir.num_classes, 1))
         for label, path, size, out, blocks in parts:
             rows.append({"stage": label, "blocks": blocks, "input_size": size, "out_channels": out,
                          "params": count_params(model.get_submodule(path)), "macs": macs.get(path, 0)})

@@ -103,8 +103,7 @@ def _plot(spec: Any, path: str, num_classes: int) -> None:
     from pathlib import Path
 
     import nas
-    from nas.ir import ChainNet
-    from nas.plotting import plot_cells, plot_chain
+    from nas.plotting import plot_architecture
 
     if Path(path).suffix.lower() != ".png":
         raise UsageError(f"{path}: --plot writes a .png file")
@@ -112,10 +111,7 @@ def _plot(spec: Any, path: str, num_classes: int) -> None:
         raise UsageError(f"{Path(path).parent}: no such directory")
     resolved = nas.resolve(spec)
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes)
-    if isinstance(ir, ChainNet):
-        plot_chain(ir, path, title=resolved.name or str(spec))
-    else:
-        plot_cells([("normal cell", resolved.genotype.normal), ("reduction cell", resolved.genotype.reduction)], path)
+    plot_architecture(ir, path, title=resolved.name or str(spec))
 
 
 def cmd_materialize(args: argparse.Namespace) -> None:
@@ -157,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import optuna
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the application's choice, not the library's
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.ir import CellNet, CellSpec, ChainNet, ClassifierSpec
+from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, ClassifierSpec
 from nas.ops import DropPath, FactorizedReduce, ReluConvBn, activation, build_op
 
 
@@ -25,19 +25,28 @@ def _classifier(spec: ClassifierSpec) -> nn.Sequential:
 
 
 class ChainModule(nn.Module):
-    """stem -> stages -> head -> global average pool -> classifier."""
+    """stem -> stages -> head -> global average pool -> classifier.
+
+    A one-block stem or head is the block's module itself (state-dict keys ``stem.0...``, as
+    before stems could have several blocks); several are an ``nn.Sequential``; no head is identity.
+    """
 
     def __init__(self, ir: ChainNet) -> None:
         super().__init__()
         norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
 
-        def build(block):  # noqa: ANN001, ANN202
-            return build_op(block.op, block.in_channels, block.out_channels, block.stride,
-                            **block.op_options(), **norm)
+        def build(path: str, block: BlockSpec) -> nn.Module:
+            return _build_block(path, block.op, block.in_channels, block.out_channels, block.stride,
+                                block.op_options(), norm)
 
-        self.stem = build(ir.stem)
-        self.stages = nn.Sequential(*(nn.Sequential(*(build(b) for b in stage)) for stage in ir.stages))
-        self.head = build(ir.head)
+        def part(name: str, blocks: tuple[BlockSpec, ...]) -> nn.Module:
+            modules = [build(f"{name}[{i}]", block) for i, block in enumerate(blocks)]
+            return modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
+
+        self.stem = part("stem", ir.stem)
+        self.stages = nn.Sequential(*(nn.Sequential(*(build(f"stages[{i}][{j}]", b) for j, b in enumerate(stage)))
+                                      for i, stage in enumerate(ir.stages)))
+        self.head = part("head", ir.head)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = _classifier(ir.classifier)
 
@@ -77,7 +86,8 @@ class Cell(nn.Module):
         for block in spec.topology.blocks:
             for index, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
                 # Only the cell inputs are strided (TF ``is_from_original_input``).
-                layer = build_op(op, channels[index], filters, stride if index < 2 else 1, **norm)
+                layer = _build_block(f"cell op {op!r}", op, channels[index], filters, stride if index < 2 else 1,
+                                     {}, norm)
                 # Drop-path applies to every op but identity (TF ``_apply_conv_operation``).
                 if op != "identity" and spec.drop_path > 0:
                     layer = nn.Sequential(layer, DropPath(spec.drop_path))
@@ -184,6 +194,15 @@ def _live_states(ir: CellNet, prev_indices: list[int]) -> set[int]:
         if 1 in read:
             live.add(prev_indices[i])
     return live
+
+
+def _build_block(path: str, op: str, in_channels: int, out_channels: int, stride: int,
+                 options: dict[str, object], norm: dict[str, float]) -> nn.Module:
+    """``build_op``, with the block's path in the error: op names are resolved here, at compile time."""
+    try:
+        return build_op(op, in_channels, out_channels, stride, options, **norm)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:

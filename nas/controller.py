@@ -8,17 +8,25 @@ stop-by-exception.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from nas import registry
+
+if TYPE_CHECKING:
+    from nas.space import SearchSpace
+
+G = TypeVar("G")
 
 
 @dataclass(frozen=True)
-class Trial:
+class Trial(Generic[G]):
     """One proposed architecture. ``id`` is issued by the controller, counting from 0."""
 
     id: int
-    genotype: Any
+    genotype: G
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,12 @@ class Result:
 
 
 @runtime_checkable
-class Controller(Protocol):
-    """What every controller implements (see ``controllers/``)."""
+class Controller(Protocol[G]):
+    """What every controller implements (see ``controllers/``; ``nas.controller_base`` does the bookkeeping)."""
 
     seed: int
 
-    def ask(self) -> Trial | None: ...
+    def ask(self) -> Trial[G] | None: ...
 
     def tell(self, trial_id: int, result: Result) -> None: ...
 
@@ -59,3 +67,23 @@ class Controller(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def make_controller(name: str, space: SearchSpace[G], seed: int = 0, **options: Any) -> Controller[G]:
+    """Build the registered controller ``name`` on ``space``; ``options`` go to its factory.
+
+    A factory is called as ``factory(space, seed=seed, **options)``. ``ValueError`` for an unknown
+    name (listing the valid ones) or an option the factory does not take (listing those it does),
+    before anything is built.
+    """
+    factory = registry.controllers.get(name)
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read: the factory checks its own options
+        parameters = {}  # type: ignore[assignment]
+    if parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(options) - set(parameters))
+        if unknown:
+            valid = sorted(n for n, p in parameters.items() if n not in ("space", "seed") and p.kind is not p.VAR_POSITIONAL)
+            raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
+    return factory(space, seed=seed, **options)

@@ -11,8 +11,9 @@ Errors are ``ValueError`` naming the bad field, e.g. ``stages[2][0].in_channels`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Literal, get_args
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Union, get_args
 
 Activation = Literal["relu", "relu6", "hardswish", "silu", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
@@ -51,57 +52,66 @@ def stem_output_size(stem: StemKind, resolution: int) -> int:
     return (resolution - 3) // 2 + 1 if stem == "imagenet" else resolution
 
 
+OptionValue = Union[int, float, str, bool, None, tuple]
+
+
+def _check_option(path: str, value: object) -> None:
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            _check_option(f"{path}[{i}]", item)
+    elif value is not None and not isinstance(value, (int, float, str, bool)):
+        raise ValueError(f"{path}: option values are numbers, strings, booleans, None or tuples of them, "
+                         f"got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class BlockSpec:
-    """One layer of a chain network, fully resolved.
+    """One layer of a chain network, fully resolved: an op, its shapes, and the op's own options.
 
-    ``op`` names a factory in ``nas.ops``; the remaining fields are passed to it when they differ
-    from their defaults. ``expand_channels`` = 0 means no expansion (MobileNetV2-style
-    ``expand_ratio`` = 1); ``se_channels`` = 0 means no squeeze-and-excitation.
+    ``op`` names a factory of the op registry; it is resolved when the network is compiled, so an
+    IR can name an op that a plug-in registers later. ``options`` holds the op-specific settings
+    (``kernel_size``, ``expand_channels``, ``groups``, ...), every one of which reaches the
+    factory; an option left out takes the factory's default, which is defined there and only there.
+    A mapping is accepted and stored as sorted ``(name, value)`` pairs, so a block stays hashable
+    and is its own latency-table key.
     """
 
     op: str
     in_channels: int
     out_channels: int
     stride: int = 1
-    kernel_size: int = 1
-    expand_channels: int = 0
-    se_channels: int = 0
-    se_gate: Gate = "sigmoid"
-    se_activation: Activation = "relu"
-    activation: Activation = "relu"
-    drop_path: float = 0.0
     input_size: int = 0
+    options: tuple[tuple[str, OptionValue], ...] = ()
 
     def __post_init__(self) -> None:
-        from nas.ops import check_op  # ops import the IR types; keep the cycle lazy
-
-        check_op("op", self.op)
-        for name in ("in_channels", "out_channels", "kernel_size"):
+        if not isinstance(self.op, str) or not self.op:
+            raise ValueError(f"op: must be a non-empty op name, got {self.op!r}")
+        for name in ("in_channels", "out_channels", "stride"):
             _check_positive(name, getattr(self, name))
-        for name in ("expand_channels", "se_channels", "input_size"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
-        if self.stride not in (1, 2):
-            raise ValueError(f"stride: must be 1 or 2, got {self.stride!r}")
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size: must be odd, got {self.kernel_size}")
-        _check_literal("se_gate", self.se_gate, GATES)
-        _check_literal("se_activation", self.se_activation, ACTIVATIONS)
-        _check_literal("activation", self.activation, ACTIVATIONS)
-        _check_probability("drop_path", self.drop_path)
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name}: expected an integer, got {getattr(self, name)!r}")
+        _check_positive("input_size", self.input_size, allow_zero=True)
+        items = self.options.items() if isinstance(self.options, Mapping) else self.options
+        options = tuple(sorted((str(k), v) for k, v in items))
+        for name, value in options:
+            if not name.isidentifier():
+                raise ValueError(f"options: {name!r} is not a valid option name")
+            _check_option(f"options.{name}", value)
+        if len({name for name, _ in options}) != len(options):
+            raise ValueError(f"options: duplicate names in {[name for name, _ in options]}")
+        object.__setattr__(self, "options", options)
 
     @property
     def output_size(self) -> int:
         return conv_output_size(self.input_size, self.stride)
 
-    def op_options(self) -> dict[str, object]:
-        """Keyword options for the op factory: every field that differs from its default."""
-        skip = {"op", "in_channels", "out_channels", "stride", "input_size"}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in skip and getattr(self, f.name) != f.default
-        }
+    def op_options(self) -> dict[str, OptionValue]:
+        """The op-specific keyword options for the factory, all of them."""
+        return dict(self.options)
+
+    def option(self, name: str, default: OptionValue = None) -> OptionValue:
+        """The value of option ``name``, or ``default`` if the block leaves it to the op."""
+        return dict(self.options).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -124,46 +134,44 @@ class ClassifierSpec:
 
 @dataclass(frozen=True)
 class ChainNet:
-    """A stem, stages of blocks, a head block and a classifier, at ``resolution``."""
+    """Stem blocks, stages of blocks, head blocks and a classifier, at ``resolution``.
 
-    stem: BlockSpec
+    The stem is one or more blocks (ShuffleNet's conv + max-pool needs two); the head is zero or
+    more (ShuffleNet v1 pools the last stage directly). A single ``BlockSpec`` is accepted for
+    either and stored as a one-block tuple.
+    """
+
+    stem: tuple[BlockSpec, ...]
     stages: tuple[tuple[BlockSpec, ...], ...]
-    head: BlockSpec
+    head: tuple[BlockSpec, ...]
     classifier: ClassifierSpec
     resolution: int
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
 
     def __post_init__(self) -> None:
+        for part in ("stem", "head"):
+            if isinstance(getattr(self, part), BlockSpec):
+                object.__setattr__(self, part, (getattr(self, part),))
         _check_positive("resolution", self.resolution)
         _check_positive("bn_eps", self.bn_eps)
         _check_positive("bn_momentum", self.bn_momentum)
+        if not self.stem:
+            raise ValueError("stem: need at least one block")
         if not self.stages or any(not stage for stage in self.stages):
             raise ValueError("stages: need at least one stage, each with at least one block")
-        if self.stem.in_channels != 3:
-            raise ValueError(f"stem.in_channels: expected 3 (RGB), got {self.stem.in_channels}")
-        previous, size = self.stem, conv_output_size(self.resolution, self.stem.stride)
-        self._check_size("stem", self.stem, self.resolution)
-        for path, block in self.named_blocks():
-            if block.in_channels != previous.out_channels:
-                raise ValueError(
-                    f"{path}.in_channels: expected {previous.out_channels} (the previous block's "
-                    f"out_channels), got {block.in_channels}"
-                )
-            self._check_size(path, block, size)
-            previous, size = block, block.output_size
-        if self.head.in_channels != previous.out_channels:
-            raise ValueError(f"head.in_channels: expected {previous.out_channels}, got {self.head.in_channels}")
-        self._check_size("head", self.head, size)
-        if self.classifier.in_features != self.head.out_channels:
-            raise ValueError(
-                f"classifier.in_features: expected {self.head.out_channels}, got {self.classifier.in_features}"
-            )
-
-    @staticmethod
-    def _check_size(path: str, block: BlockSpec, size: int) -> None:
-        if block.input_size != size:
-            raise ValueError(f"{path}.input_size: expected {size}, got {block.input_size}")
+        if self.stem[0].in_channels != 3:
+            raise ValueError(f"stem[0].in_channels: expected 3 (RGB), got {self.stem[0].in_channels}")
+        channels, size = 3, self.resolution
+        for path, block in self.all_blocks():
+            if block.in_channels != channels:
+                raise ValueError(f"{path}.in_channels: expected {channels} (the previous block's "
+                                 f"out_channels), got {block.in_channels}")
+            if block.input_size != size:
+                raise ValueError(f"{path}.input_size: expected {size}, got {block.input_size}")
+            channels, size = block.out_channels, block.output_size
+        if self.classifier.in_features != channels:
+            raise ValueError(f"classifier.in_features: expected {channels}, got {self.classifier.in_features}")
 
     def named_blocks(self) -> list[tuple[str, BlockSpec]]:
         """``("stages[i][j]", block)`` for every block of every stage, in order."""
@@ -172,6 +180,16 @@ class ChainNet:
             for i, stage in enumerate(self.stages)
             for j, block in enumerate(stage)
         ]
+
+    def all_blocks(self) -> list[tuple[str, BlockSpec]]:
+        """Stem, stage and head blocks with their paths, in the order the network runs them."""
+        return ([(f"stem[{i}]", block) for i, block in enumerate(self.stem)] + self.named_blocks()
+                + [(f"head[{i}]", block) for i, block in enumerate(self.head)])
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the last block, the classifier's input."""
+        return self.all_blocks()[-1][1].out_channels
 
     @property
     def num_classes(self) -> int:
@@ -193,14 +211,13 @@ class CellBlock:
     combine: Combine = "add"
 
     def __post_init__(self) -> None:
-        from nas.ops import check_op
-
         for name in ("input_a", "input_b"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: must be a non-negative int, got {value!r}")
-        check_op("op_a", self.op_a)
-        check_op("op_b", self.op_b)
+        for name in ("op_a", "op_b"):  # resolved against the op registry when compiled
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}: must be a non-empty op name, got {getattr(self, name)!r}")
         _check_literal("combine", self.combine, COMBINES)
 
 

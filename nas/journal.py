@@ -30,7 +30,6 @@ from nas.controller import Result
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SETTINGS_KEY = "nas_settings"
 
@@ -48,7 +47,9 @@ class Record:
 class Journal:
     """Read and append finished trials of one search; save and load the controller state."""
 
-    def __init__(self, out: Path, storage: str | None, study_name: str, settings: dict[str, Any]) -> None:
+    def __init__(self, out: Path, storage: str | None, study_name: str, settings: dict[str, Any],
+                 defaults: dict[str, Any] | None = None) -> None:
+        """Open or create the study; ``defaults`` stand in for settings a run recorded before they existed."""
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.state_path = out / "controller.pt"
@@ -60,7 +61,8 @@ class Journal:
             if self.study.trials:
                 raise ValueError(f"study {study_name!r} in {self.storage} has trials but no nas settings")
             self.study.set_user_attr(SETTINGS_KEY, settings)
-        elif recorded != settings:
+        elif {**(defaults or {}), **recorded} != settings:
+            recorded = {**(defaults or {}), **recorded}
             changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
             detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
             raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "

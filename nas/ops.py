@@ -1,11 +1,17 @@
-"""The one op registry, and the layers every space shares.
+"""The op registry's factories, and the layers every space shares.
 
 Every op is a factory with one signature::
 
-    factory(in_channels, out_channels, stride, *, bn_eps=1e-5, bn_momentum=0.1, **options) -> nn.Module
+    factory(in_channels, out_channels, stride, *, <options>, bn_eps, bn_momentum) -> nn.Module
 
-Registering a name twice raises (torchvision's ``_api.py``, not timm's warning). ``get_op`` also
-accepts a callable, so a user can hand in a layer without registering it (timm ``get_act_layer``).
+The keyword-only parameters other than ``bn_eps``/``bn_momentum`` are the op's *declared
+options*: each has a type annotation and its one default, here in the signature; an IR block's
+``options`` are checked against them and all of them are passed on (``build_op``).
+``bn_eps``/``bn_momentum`` are the network's BatchNorm settings, passed to ops that take them.
+
+Ops are registered by name in ``nas.registry.ops``; ours are declared as ``nas.ops`` entry points
+in ``pyproject.toml``, the path a plug-in's ops take. ``build_op`` also accepts a callable, so a
+user can hand in a layer without registering it (timm ``get_act_layer``).
 
 The 13 NASNet ops follow the TF reference (``nasnet_utils.py``, arXiv 1707.07012 App. A.4):
 ReLU -> conv -> BN; a separable conv is applied twice with no BN/ReLU between its depthwise and
@@ -14,50 +20,83 @@ pointwise parts; identity and pooling get a 1x1 conv when the channel count must
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, get_type_hints
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nas import registry
+from nas.ir import Activation, Gate
+
 OpFactory = Callable[..., nn.Module]
-OPS: dict[str, OpFactory] = {}
-
-# The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4).
-NASNET_OPS: tuple[str, ...] = (
-    "identity", "conv_1x3_3x1", "conv_1x7_7x1", "dil_conv_3x3",
-    "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
-    "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
-)
-
+OPS = registry.ops
+NORM_DEFAULTS: dict[str, float] = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # PyTorch's BatchNorm2d defaults
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
-    """Decorator adding a factory under ``name``; a duplicate name raises ``ValueError``."""
-
-    def decorate(factory: OpFactory) -> OpFactory:
-        if name in OPS:
-            raise ValueError(f"an op named {name!r} is already registered")
-        OPS[name] = factory
-        return factory
-
-    return decorate
+    """Decorator adding a factory to the op registry under ``name``; a taken name raises ``ValueError``."""
+    return OPS.register(name)
 
 
 def get_op(op: str | OpFactory) -> OpFactory:
     """The factory for ``op`` (a registered name, or a callable passed through)."""
     if callable(op):
         return op
-    try:
-        return OPS[op]
-    except KeyError:
-        raise ValueError(f"unknown op {op!r}; valid: {sorted(OPS)}") from None
+    return OPS.get(op)
 
 
 def check_op(path: str, name: object) -> None:
     """Raise ``ValueError`` naming ``path`` unless ``name`` is a registered op."""
     if not isinstance(name, str) or name not in OPS:
-        raise ValueError(f"{path}: unknown op {name!r}; valid: {sorted(OPS)}")
+        raise ValueError(f"{path}: unknown op {name!r}; valid: {OPS.names()}")
+
+
+def declared_options(op: str | OpFactory) -> dict[str, inspect.Parameter]:
+    """The options ``op`` declares: its keyword-only parameters other than the BatchNorm settings."""
+    parameters = inspect.signature(get_op(op)).parameters.values()
+    return {p.name: p for p in parameters if p.kind is p.KEYWORD_ONLY and p.name not in NORM_DEFAULTS}
+
+
+def option_types(op: str | OpFactory) -> dict[str, Any]:
+    """The annotated type of every declared option (``typing.get_type_hints`` of the factory)."""
+    hints = get_type_hints(get_op(op))
+    return {name: hints.get(name) for name in declared_options(op)}
+
+
+def check_options(op: str | OpFactory, options: Mapping[str, Any], path: str = "options") -> None:
+    """``ValueError`` naming the option unless ``options`` are declared by ``op`` and of its types."""
+    from nas.serialization import decode_value
+
+    declared, types = declared_options(op), option_types(op)
+    for name, value in options.items():
+        if name not in declared:
+            raise ValueError(f"{path}.{name}: op {op if isinstance(op, str) else op.__name__!r} takes no such "
+                             f"option; valid: {sorted(declared)}")
+        if types[name] is not None:
+            decode_value(types[name], value, f"{path}.{name}")
+    missing = [n for n, p in declared.items() if p.default is p.empty and n not in options]
+    if missing:
+        raise ValueError(f"{path}.{missing[0]}: op {op!r} needs this option")
+
+
+def build_op(op: str | OpFactory, in_channels: int, out_channels: int, stride: int,
+             options: Mapping[str, Any] | None = None, **norm: float) -> nn.Module:
+    """Call the factory of ``op`` with every one of ``options`` (checked against its declaration).
+
+    ``norm`` holds ``bn_eps``/``bn_momentum`` (default ``NORM_DEFAULTS``); they reach factories
+    that take them.
+    """
+    factory, options = get_op(op), dict(options or {})
+    unknown_norm = sorted(set(norm) - set(NORM_DEFAULTS))
+    if unknown_norm:
+        raise ValueError(f"build_op: {unknown_norm[0]!r} is not a BatchNorm setting; options go in options=")
+    check_options(op, options)
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    settings = {k: v for k, v in {**NORM_DEFAULTS, **norm}.items() if takes_any or k in parameters}
+    return factory(in_channels, out_channels, stride, **options, **settings)
 
 
 def activation(name: str, inplace: bool = True) -> nn.Module:
@@ -177,20 +216,34 @@ class MBConv(nn.Module):
         return out
 
 
-@register_op("conv_bn_act")
-def _conv_bn_act(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 1,
-                 activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> nn.Module:
-    return ConvBnAct(in_channels, out_channels, kernel_size, stride, activation_name=activation,
+# ---------------------------------------------------------------- chain ops (declared options)
+
+
+def conv_bn_act(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 1,
+                activation: Activation = "relu", bn_eps: float, bn_momentum: float) -> nn.Module:
+    """Conv -> BN -> activation: stems, heads and 1x1 projections of the chain networks."""
+    return ConvBnAct(in_channels, out_channels, _odd(kernel_size), stride, activation_name=activation,
                      bn_eps=bn_eps, bn_momentum=bn_momentum)
 
 
-@register_op("mbconv")
-def _mbconv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
-            expand_channels: int = 0, se_channels: int = 0, se_gate: str = "sigmoid",
-            se_activation: str = "relu", activation: str = "relu", drop_path: float = 0.0,
-            bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> nn.Module:
-    return MBConv(in_channels, out_channels, stride, kernel_size, expand_channels, se_channels,
+def mbconv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
+           expand_channels: int = 0, se_channels: int = 0, se_gate: Gate = "sigmoid",
+           se_activation: Activation = "relu", activation: Activation = "relu", drop_path: float = 0.0,
+           bn_eps: float, bn_momentum: float) -> nn.Module:
+    """MobileNetV2/V3 and EfficientNet bottleneck. ``expand_channels`` 0: no expansion (ratio 1);
+    ``se_channels`` 0: no squeeze-and-excitation; ``drop_path``: stochastic depth of the residual."""
+    if expand_channels < 0 or se_channels < 0 or not 0 <= drop_path < 1:
+        raise ValueError(f"mbconv: expand_channels and se_channels must be >= 0 and drop_path in [0, 1), got "
+                         f"{expand_channels}, {se_channels}, {drop_path}")
+    return MBConv(in_channels, out_channels, stride, _odd(kernel_size), expand_channels, se_channels,
                   se_gate, se_activation, activation, drop_path, bn_eps, bn_momentum)
+
+
+def _odd(kernel_size: int) -> int:
+    """'Same' padding keeps the IR's sizes only for odd kernels."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size: must be a positive odd integer, got {kernel_size!r}")
+    return kernel_size
 
 
 # ---------------------------------------------------------------- NASNet cell ops (TF reference)
@@ -284,60 +337,46 @@ class Pool(nn.Module):
         return self.project(self.pool(x))
 
 
-@register_op("identity")
-def _identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
-              bn_momentum: float = 0.1) -> nn.Module:
+def identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float) -> nn.Module:
+    """Identity; a ReLU -> 1x1 conv -> BN when the shape must change."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     return ReluConvBn(in_channels, out_channels, stride, ((1, 1),), bn_eps=bn_eps, bn_momentum=bn_momentum)
 
 
-@register_op("factorized_reduce")
-def _factorized_reduce(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
-                       bn_momentum: float = 0.1) -> nn.Module:
+def factorized_reduce(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
+                      bn_momentum: float) -> nn.Module:
+    """TF ``factorized_reduction`` with its leading ReLU."""
     return FactorizedReduce(in_channels, out_channels, stride, True, bn_eps, bn_momentum)
 
 
-def _register_conv(name: str, kernels: tuple[tuple[int, int], ...], dilation: int = 1) -> None:
-    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
-                bn_momentum: float = 0.1) -> nn.Module:
+def _relu_conv_bn(kernels: tuple[tuple[int, int], ...], dilation: int = 1) -> OpFactory:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float) -> nn.Module:
         return ReluConvBn(in_channels, out_channels, stride, kernels, dilation, bn_eps, bn_momentum)
 
-    register_op(name)(factory)
+    return factory
 
 
-def _register_sep(name: str, kernel_size: int) -> None:
-    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
-                bn_momentum: float = 0.1) -> nn.Module:
+def _separable(kernel_size: int) -> OpFactory:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float) -> nn.Module:
         return SepConv(in_channels, out_channels, kernel_size, stride, bn_eps, bn_momentum)
 
-    register_op(name)(factory)
+    return factory
 
 
-def _register_pool(name: str, kind: str, kernel_size: int) -> None:
-    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float = 1e-5,
-                bn_momentum: float = 0.1) -> nn.Module:
+def _pool(kind: str, kernel_size: int) -> OpFactory:
+    def factory(in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float) -> nn.Module:
         return Pool(kind, kernel_size, in_channels, out_channels, stride, bn_eps, bn_momentum)
 
-    register_op(name)(factory)
+    return factory
 
 
-_register_conv("conv_1x1", ((1, 1),))
-_register_conv("conv_3x3", ((3, 3),))
-_register_conv("conv_1x3_3x1", ((1, 3), (3, 1)))
-_register_conv("conv_1x7_7x1", ((1, 7), (7, 1)))
-_register_conv("dil_conv_3x3", ((3, 3),), dilation=2)
-for _k in (3, 5, 7):
-    _register_sep(f"sep_conv_{_k}x{_k}", _k)
-    _register_pool(f"max_pool_{_k}x{_k}", "max", _k)
-_register_pool("avg_pool_3x3", "avg", 3)
-
-
-def build_op(op: str | OpFactory, in_channels: int, out_channels: int, stride: int,
-             **options: Any) -> nn.Module:
-    """Call the factory of ``op``; an option it does not take is a ``ValueError`` naming it."""
-    factory = get_op(op)
-    try:
-        return factory(in_channels, out_channels, stride, **options)
-    except TypeError as error:
-        raise ValueError(f"op {op!r} rejected its options {sorted(options)}: {error}") from None
+# Module-level names, so that each is an entry point of the ``nas.ops`` group (pyproject.toml).
+conv_1x1 = _relu_conv_bn(((1, 1),))
+conv_3x3 = _relu_conv_bn(((3, 3),))
+conv_1x3_3x1 = _relu_conv_bn(((1, 3), (3, 1)))
+conv_1x7_7x1 = _relu_conv_bn(((1, 7), (7, 1)))
+dil_conv_3x3 = _relu_conv_bn(((3, 3),), dilation=2)
+sep_conv_3x3, sep_conv_5x5, sep_conv_7x7 = (_separable(k) for k in (3, 5, 7))
+max_pool_3x3, max_pool_5x5, max_pool_7x7 = (_pool("max", k) for k in (3, 5, 7))
+avg_pool_3x3 = _pool("avg", 3)

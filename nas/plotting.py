@@ -1,4 +1,8 @@
-"""Pictures: NASNet cells from their networkx graphs, chain-network widths, search history."""
+"""Pictures of architectures (dispatched on the IR type) and of a search's history.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which renders to
+files without pyplot, so importing this module selects no backend and touches no global state.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,48 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import networkx as nx
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: always render to files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-
-from nas.ir import CellTopology, ChainNet  # noqa: E402
+from nas.ir import CellNet, CellTopology, ChainNet
 
 _COLORS = {"input": "#9ecae1", "block": "#fdd0a2", "output": "#a1d99b"}
+
+
+def cell_graph(topology: CellTopology) -> nx.DiGraph:
+    """The cell as a DiGraph: nodes h_i, h_{i-1}, b0..b4, out; edges carry the op name."""
+    names = ["h_i", "h_{i-1}"] + [f"b{k}" for k in range(len(topology.blocks))]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names[:2], kind="input")
+    for k, block in enumerate(topology.blocks):
+        graph.add_node(names[k + 2], kind="block", combine=block.combine)
+        for source, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
+            if graph.has_edge(names[source], names[k + 2]):  # both inputs from one state
+                graph.edges[names[source], names[k + 2]]["op"] += f" + {op}"
+            else:
+                graph.add_edge(names[source], names[k + 2], op=op)
+    graph.add_node("out", kind="output")
+    for index in topology.concat:
+        graph.add_edge(names[index], "out", op="concat")
+    return graph
+
+
+def cell_types(ir: CellNet) -> list[tuple[str, CellTopology]]:
+    """The distinct kinds of cell in a network, normal first: ``[("normal", topology), ("reduction", ...)]``."""
+    found: dict[str, CellTopology] = {}
+    for cell in ir.cells:
+        found.setdefault("reduction" if cell.reduction else "normal", cell.topology)
+    return sorted(found.items(), key=lambda item: item[0] != "normal")
+
+
+def plot_architecture(ir: ChainNet | CellNet, path: str | Path, title: str = "") -> None:
+    """One PNG of any IR: the cells side by side for a ``CellNet``, the block widths for a ``ChainNet``."""
+    if isinstance(ir, ChainNet):
+        plot_chain(ir, path, title)
+    elif isinstance(ir, CellNet):
+        plot_cells([(f"{kind} cell", topology) for kind, topology in cell_types(ir)], path)
+    else:
+        raise TypeError(f"plot_architecture() takes a ChainNet or CellNet, got {type(ir).__name__}")
 
 
 def _layers(graph: nx.DiGraph) -> None:
@@ -26,8 +62,6 @@ def _layers(graph: nx.DiGraph) -> None:
 
 def draw_cell(topology: CellTopology, axis: Any, title: str) -> None:
     """Draw one cell on ``axis``: states left to right by depth, ops on the edges."""
-    from search_spaces.nasnet import cell_graph
-
     graph = cell_graph(topology)
     _layers(graph)
     position = nx.multipartite_layout(graph, subset_key="layer")
@@ -52,20 +86,23 @@ def draw_cell(topology: CellTopology, axis: Any, title: str) -> None:
 
 def plot_cells(cells: Sequence[tuple[str, CellTopology]], path: str | Path) -> None:
     """One PNG with every ``(title, topology)`` side by side."""
-    figure, axes = plt.subplots(1, len(cells), figsize=(8 * len(cells), 6), squeeze=False)
+    figure = Figure(figsize=(8 * len(cells), 6))
+    axes = figure.subplots(1, len(cells), squeeze=False)
     for axis, (title, topology) in zip(axes[0], cells):
         draw_cell(topology, axis, title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
-    """Bar chart of every block's expansion and output width, with stride-2 blocks marked."""
+    """Bar chart of every block's output width (and expansion width, where the op has one);
+    stride-2 blocks are marked."""
     blocks = [block for _, block in ir.named_blocks()]
-    figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(blocks)), 4))
+    figure = Figure(figsize=(max(6, 0.45 * len(blocks)), 4))
+    axis = figure.subplots()
     index = range(len(blocks))
-    axis.bar(index, [b.expand_channels or b.in_channels for b in blocks], color="#fdd0a2", label="expansion")
+    expansion = [b.option("expand_channels") or b.in_channels for b in blocks]
+    axis.bar(index, expansion, color="#fdd0a2", label="expansion / input")
     axis.bar(index, [b.out_channels for b in blocks], color="#6baed6", label="output")
     for i, block in enumerate(blocks):
         if block.stride == 2:
@@ -76,12 +113,12 @@ def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:
     """Reward per trial (failed trials marked) and the best reward so far."""
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
     best, running = [], float("-inf")
     for reward in rewards:
         running = max(running, reward) if reward is not None else running
@@ -101,4 +138,3 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)

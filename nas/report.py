@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nas.ir import CellNet
 from nas.journal import Journal, Record
-from nas.plotting import plot_cells, plot_history
+from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history
 from nas.search import SearchStats
+from nas.space import SearchSpace
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -26,9 +28,13 @@ def _number(value: Any, millions: bool = False) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def write_outputs(out: Path, journal: Journal, settings: dict[str, Any], stats: SearchStats | None,
-                  genotype_of: Any = None) -> Record | None:
-    """Write best.json, report.md, history.png (and the best cells for NASNet); return the best record."""
+def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
+                  stats: SearchStats | None) -> Record | None:
+    """Write best.json, report.md, history.png and pictures of the best architecture; return the best record.
+
+    The pictures follow the IR of the best genotype at full size: a ``CellNet`` gives one PNG per
+    kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
+    """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
     plot_history([None if r.result.failed else r.result.reward for r in records], out / "history.png",
@@ -36,10 +42,12 @@ def write_outputs(out: Path, journal: Journal, settings: dict[str, Any], stats: 
     best = ranked[0] if ranked else None
     if best is not None:
         _write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
-        if settings["space"] == "nasnet" and genotype_of is not None:
-            genotype = genotype_of(best.genotype)
-            plot_cells([("normal cell", genotype.normal)], out / "normal.png")
-            plot_cells([("reduction cell", genotype.reduction)], out / "reduction.png")
+        ir = space.lower(space.genotype_from_dict(best.genotype["genotype"]))
+        if isinstance(ir, CellNet):
+            for kind, topology in cell_types(ir):
+                plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
+        else:
+            plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
     _write_text(out / "report.md", _report(settings, journal, ranked, stats))
     return best
 

@@ -1,59 +1,71 @@
-"""A search run: settings, the parts they build, and the run directory they fill.
+"""A search run: settings, the parts they name, and the run directory they fill.
 
 ``run_search(settings)`` is what ``nas search`` calls: it opens (or resumes) the journal in
-``settings.out``, builds the space, controller and proxy evaluator, runs the loop and writes
-best.json, report.md and the pictures.
+``settings.out``, builds the space, controller and evaluator by their registered names, runs the
+loop and writes best.json, report.md and the pictures. Nothing here knows a space, controller,
+evaluator or dataset by name: all four come from ``nas.registry``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluators.datasets import DATASET_NAMES
-from nas import space as space_registry
+import torch
+
+from nas import registry
+from nas.controller import Controller, make_controller
+from nas.evaluator import Evaluator, make_evaluator
 from nas.journal import Journal, Record
 from nas.report import write_outputs
 from nas.search import SearchStats, search
+from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-DATASETS = DATASET_NAMES  # the evaluators' loaders are the single source of the names
 # Settings that define a search; resuming with any of them changed is refused.
-# ``budget`` may grow (continue a search), and data location or storage may move.
-IDENTITY_FIELDS = ("space", "controller", "dataset", "epochs", "seed", "proxy", "controller_options")
+# ``budget`` may grow (continue a search), and data location, storage and threads may change.
+IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options")
+# Identity settings added after runs were first written: a run that lacks one was made with this value.
+IDENTITY_DEFAULTS = {"evaluator": "proxy"}
 
 
 @dataclass
 class SearchSettings:
-    """Everything ``nas search`` takes (CLI flags or a YAML ``--config``)."""
+    """Everything ``nas search`` takes (CLI flags or a YAML ``--config``).
+
+    ``proxy`` holds the evaluator's options (for ``proxy``: epochs, batch size, the ``lower``
+    overrides of the proxy network); ``threads`` is the intra-op thread count of the evaluations
+    (one: proxy networks are too small to gain from more, DESIGN: Search loop).
+    """
 
     out: str
     space: str = "nasnet"
     controller: str = "reinforce"
+    evaluator: str = "proxy"
     budget: int = 20
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
     epochs: int | None = None
     seed: int = 0
+    threads: int = 1
     storage: str | None = None
     study_name: str | None = None
     proxy: dict[str, Any] = field(default_factory=dict)
     controller_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        from controllers import CONTROLLERS
-
-        space_registry.get(self.space)  # ValueError names the valid spaces
-        if self.controller not in CONTROLLERS:
-            raise ValueError(f"controller: unknown {self.controller!r}; valid: {sorted(CONTROLLERS)}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: unknown {self.dataset!r}; valid: {list(DATASETS)}")
-        for name in ("budget", "epochs"):
+        """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
+        for name, known in (("space", registry.spaces), ("controller", registry.controllers),
+                            ("evaluator", registry.evaluators), ("dataset", registry.datasets)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name}: unknown {known.kind} {getattr(self, name)!r}; valid: {known.names()}")
+        for name in ("budget", "epochs", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
@@ -68,77 +80,45 @@ class SearchSettings:
         return {key: values[key] for key in IDENTITY_FIELDS}
 
 
-def build_parts(settings: SearchSettings) -> tuple[Any, Any, Any]:
-    """The space, controller and evaluator of ``settings``."""
-    from controllers import make
-    from evaluators import ProxyEvaluator
-
-    space = space_registry.get(settings.space)
-    controller = make(settings.controller, space, seed=settings.seed, **settings.controller_options)
+def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[Any], Evaluator[Any]]:
+    """The space, controller and evaluator of ``settings``, built through the registries."""
+    space = registry.spaces.get(settings.space)
+    controller = make_controller(settings.controller, space, seed=settings.seed, **settings.controller_options)
     options = dict(settings.proxy)
     if settings.epochs is not None:
         options["epochs"] = settings.epochs
-    evaluator = ProxyEvaluator(space, dataset=settings.dataset, data_dir=settings.data_dir,
-                               download=settings.download, seed=settings.seed, **options)
+    evaluator = make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
+                               data_dir=settings.data_dir, download=settings.download, **options)
     return space, controller, evaluator
 
 
-def run_search(settings: SearchSettings, progress: bool | None = None) -> tuple[Record | None, SearchStats]:
-    """Run (or resume) the search of ``settings``; return the best record and the timing."""
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run the evaluations with ``count`` intra-op threads, restoring the caller's setting after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_search(settings: SearchSettings,
+               on_record: Callable[[Record, bool], None] | None = None) -> tuple[Record | None, SearchStats]:
+    """Run (or resume) the search of ``settings``; return the best record and the timing.
+
+    ``on_record(record, replayed)`` is called after every trial (a progress display uses it).
+    """
     settings.validate()
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
     space, controller, evaluator = build_parts(settings)
+    evaluator.prepare()  # data mistakes fail here, before a run directory or a trial exists
     out.mkdir(parents=True, exist_ok=True)
-    journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity())
-    reporter = _Progress(settings.budget, len(journal), progress)
-    with reporter:
-        stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=reporter.update)
-    best = write_outputs(out, journal, {**settings.identity(), "budget": settings.budget}, stats,
-                         genotype_of=lambda document: _genotype(document))
+    journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
+                      defaults=IDENTITY_DEFAULTS)
+    with intra_op_threads(settings.threads):
+        stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=on_record)
+    best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget}, stats)
     return best, stats
-
-
-def _genotype(document: dict[str, Any]) -> Any:
-    from nas.api import load_genotype
-
-    return load_genotype(document)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; one line per trial otherwise (logs, CI)."""
-
-    def __init__(self, budget: int, done: int, enabled: bool | None) -> None:
-        self.budget, self.done, self.best = budget, done, None
-        self.interactive = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = None
-
-    def __enter__(self) -> _Progress:
-        if self.interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("search", total=self.budget, completed=self.done, best="-")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def update(self, record: Record, replayed: bool) -> None:
-        if not record.result.failed and (self.best is None or record.result.reward > self.best):
-            self.best = record.result.reward
-        if replayed:
-            return
-        self.done += 1
-        best = "-" if self.best is None else f"{self.best:.4f}"
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done, best=best)
-        else:
-            outcome = (f"failed ({record.result.error})" if record.result.failed
-                       else f"reward {record.result.reward:.4f}")
-            print(f"trial {record.trial_id}: {outcome}; {self.done}/{self.budget} done, best {best}",
-                  file=sys.stderr, flush=True)

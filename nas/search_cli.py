@@ -10,29 +10,39 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nas.runs import DATASETS, SearchSettings
+from nas import registry
+from nas.journal import Record
+from nas.runs import SearchSettings
 
-_FLAGS = ("space", "controller", "budget", "dataset", "data_dir", "download", "epochs", "seed", "storage",
-          "study_name")
+_FLAGS = ("space", "controller", "evaluator", "budget", "dataset", "data_dir", "download", "epochs", "seed",
+          "threads", "storage", "study_name")
+
+
+def _listed(known: registry.Registry, default: str) -> str:
+    """Help text naming what is registered now (built-ins and installed plug-ins)."""
+    return f"one of: {', '.join(known.names())} (default {default})"
 
 
 def add_search_command(commands: Any) -> None:
     search = commands.add_parser("search", help="run (or resume) an architecture search")
-    search.add_argument("--space", help="nasnet, mobilenetv3 or efficientnet (default nasnet)")
-    search.add_argument("--controller", help="reinforce, random or evolution (default reinforce)")
+    search.add_argument("--space", help=_listed(registry.spaces, "nasnet"))
+    search.add_argument("--controller", help=_listed(registry.controllers, "reinforce"))
+    search.add_argument("--evaluator", help=_listed(registry.evaluators, "proxy"))
     search.add_argument("--budget", type=int, help="finished evaluations to reach (default 20)")
-    search.add_argument("--dataset", choices=DATASETS, help="default digits (bundled, nothing downloaded)")
-    search.add_argument("--data-dir", help="folder of cifar10 / imagefolder data")
+    search.add_argument("--dataset", help=_listed(registry.datasets, "digits") + "; digits is bundled")
+    search.add_argument("--data-dir", help="folder of the data set (cifar10, imagefolder)")
     search.add_argument("--download", action="store_true", default=None,
                         help="allow downloading CIFAR-10 into --data-dir")
     search.add_argument("--epochs", type=int, help="proxy training epochs per candidate")
     search.add_argument("--out", help="run directory (journal, controller state, report)")
     search.add_argument("--seed", type=int, help="search seed (default 0)")
+    search.add_argument("--threads", type=int, help="intra-op threads per evaluation (default 1)")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")
     search.add_argument("--study-name", help="study name inside --storage (default nas-search)")
     search.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
@@ -76,10 +86,54 @@ def cmd_search(args: argparse.Namespace) -> None:
     from nas.runs import run_search
 
     settings = settings_from_args(args)
-    best, stats = run_search(settings, progress=False if args.no_progress else None)
+    with _Progress(settings.budget, False if args.no_progress else None) as progress:
+        best, stats = run_search(settings, on_record=progress.update)
     out = Path(settings.out)
     if best is None:
         print(f"no successful evaluation in {out}; see {out / 'report.md'}")
         return
     print(f"best reward {best.result.reward:.4f} (trial {best.trial_id}); wrote {out / 'best.json'} and "
           f"{out / 'report.md'}; loop overhead {100 * stats.overhead_fraction:.2f}% of {stats.wall_seconds:.1f} s")
+
+
+class _Progress:
+    """A rich progress bar on a terminal; one line per trial otherwise (logs, CI)."""
+
+    def __init__(self, budget: int, enabled: bool | None) -> None:
+        self.budget, self.done, self.best = budget, None, None
+        self.interactive = sys.stderr.isatty() if enabled is None else enabled
+        self.bar: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.interactive:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("search", total=self.budget, completed=0, best="-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, record: Record, replayed: bool) -> None:
+        """Count every trial told (replayed ones too) and show the best reward so far."""
+        self.done = (self.done or 0) + 1
+        if not record.result.failed and (self.best is None or record.result.reward > self.best):
+            self.best = record.result.reward
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done, best=best)
+        elif not replayed:
+            outcome = (f"failed ({record.result.error})" if record.result.failed
+                       else f"reward {record.result.reward:.4f}")
+            print(f"trial {record.trial_id}: {outcome}; {self.done}/{self.budget} done, best {best}",
+                  file=sys.stderr, flush=True)

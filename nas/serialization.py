@@ -24,7 +24,8 @@ def to_dict(genotype: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(genotype)))
 
 
-def _decode(hint: Any, value: Any, path: str) -> Any:
+def decode_value(hint: Any, value: Any, path: str) -> Any:
+    """``value`` checked against the type ``hint`` (converted where JSON differs, e.g. lists to tuples)."""
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, path)
@@ -40,7 +41,7 @@ def _decode(hint: Any, value: Any, path: str) -> Any:
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
-                return _decode(option, value, path)
+                return decode_value(option, value, path)
             except ValueError as error:
                 errors.append(str(error))
         raise ValueError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {options}")
@@ -49,10 +50,10 @@ def _decode(hint: Any, value: Any, path: str) -> Any:
             raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
+            return tuple(decode_value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
         if len(args) != len(value):
             raise ValueError(f"{path}: expected {len(args)} items, got {len(value)}")
-        return tuple(_decode(a, item, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value)))
+        return tuple(decode_value(a, item, f"{path}[{i}]") for i, (a, item) in enumerate(zip(args, value)))
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{path}: expected true or false, got {value!r}")
@@ -87,7 +88,7 @@ def from_dict(cls: type[T], data: Any, path: str = "genotype") -> T:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
                 raise ValueError(f"{path}.{name}: missing field")
             continue
-        kwargs[name] = _decode(hints[name], data[name], f"{path}.{name}")
+        kwargs[name] = decode_value(hints[name], data[name], f"{path}.{name}")
     try:
         return cls(**kwargs)
     except ValueError as error:  # semantic checks in __post_init__ name the field relative to cls

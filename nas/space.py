@@ -9,19 +9,18 @@ so random search, evolution and the RNN controller work on every space without s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import Any, Hashable, Protocol, runtime_checkable
+from typing import Any, Hashable, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from nas import registry
 from nas.ir import CellNet, ChainNet
-
-logger = logging.getLogger(__name__)
+from nas.registry import Registry
 
 Choice = Hashable
+G = TypeVar("G")
 
 
 @dataclass(frozen=True)
@@ -50,24 +49,31 @@ class Decision:
 
 
 @runtime_checkable
-class SearchSpace(Protocol):
-    """What a search space provides. See ``search_spaces/`` for the built-in ones."""
+class SearchSpace(Protocol[G]):
+    """What a search space provides; ``G`` is its genotype class. See ``search_spaces/`` for ours.
+
+    ``proxy_reduction`` holds the keyword arguments of ``lower`` that shrink a candidate for proxy
+    training (NASNet: fewer cells and filters; chain spaces: narrower and at a lower resolution).
+    The space owns it because only the space knows what can shrink; ``{}`` trains at full size.
+    """
 
     name: str
+    genotype_class: type[G]
+    proxy_reduction: Mapping[str, Any]
 
     def decisions(self) -> Sequence[Decision]: ...
 
-    def decode(self, choices: Mapping[str, Choice]) -> Any: ...
+    def decode(self, choices: Mapping[str, Choice]) -> G: ...
 
-    def encode(self, genotype: Any) -> dict[str, Choice]: ...
+    def encode(self, genotype: G) -> dict[str, Choice]: ...
 
-    def lower(self, genotype: Any, **macro: Any) -> ChainNet | CellNet: ...
+    def lower(self, genotype: G, **macro: Any) -> ChainNet | CellNet: ...
 
-    def presets(self) -> dict[str, Any]: ...
+    def presets(self) -> dict[str, G]: ...
 
-    def mutate(self, genotype: Any, rng: np.random.Generator) -> Any: ...
+    def mutate(self, genotype: G, rng: np.random.Generator) -> G: ...
 
-    def genotype_from_dict(self, data: Mapping[str, Any]) -> Any: ...
+    def genotype_from_dict(self, data: Mapping[str, Any]) -> G: ...
 
 
 def check_choices(decisions: Sequence[Decision], choices: Mapping[str, Choice]) -> None:
@@ -83,7 +89,7 @@ def check_choices(decisions: Sequence[Decision], choices: Mapping[str, Choice]) 
         decision.index(choices[decision.name])
 
 
-def mutate_one_decision(space: SearchSpace, genotype: Any, rng: np.random.Generator) -> Any:
+def mutate_one_decision(space: SearchSpace[G], genotype: G, rng: np.random.Generator) -> G:
     """Change one decision of ``genotype`` to another of its values (Real et al. 2019, §2).
 
     Decisions with a single choice cannot change and are never picked, so the result always
@@ -105,42 +111,19 @@ def sample_choices(decisions: Sequence[Decision], rng: np.random.Generator) -> d
     return {d.name: d.choices[int(rng.integers(len(d.choices)))] for d in decisions}
 
 
-_SPACES: dict[str, SearchSpace] = {}
-_ENTRY_POINTS_LOADED = False
+SPACES: Registry[SearchSpace[Any]] = registry.spaces
 
 
-def register(space: SearchSpace) -> SearchSpace:
-    """Add a space to the registry; a second space under the same name raises ``ValueError``."""
-    if space.name in _SPACES:
-        raise ValueError(f"a search space named {space.name!r} is already registered")
-    _SPACES[space.name] = space
-    return space
+def register(space: SearchSpace[Any]) -> SearchSpace[Any]:
+    """Add a space instance under its ``name``; a second space under the same name raises ``ValueError``."""
+    return SPACES.register(space.name, space)
 
 
-def _load_builtin_and_plugins() -> None:
-    global _ENTRY_POINTS_LOADED
-    import search_spaces  # noqa: F401  (registers the built-in spaces on import)
-
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    for entry in entry_points(group="nas.search_spaces"):
-        try:
-            entry.load()
-        except Exception:  # a broken plug-in must not break the engine
-            logger.exception("could not load search-space plug-in %s", entry.name)
-
-
-def get(name: str) -> SearchSpace:
-    """The registered space called ``name``."""
-    _load_builtin_and_plugins()
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise ValueError(f"unknown search space {name!r}; valid: {sorted(_SPACES)}") from None
+def get(name: str) -> SearchSpace[Any]:
+    """The registered space called ``name``; ``ValueError`` listing the valid names otherwise."""
+    return SPACES.get(name)
 
 
 def names() -> list[str]:
     """Names of every registered space."""
-    _load_builtin_and_plugins()
-    return sorted(_SPACES)
+    return SPACES.names()

@@ -1,13 +1,18 @@
-"""The built-in search spaces. Importing this package registers them with ``nas.space``."""
+"""The built-in search spaces: NASNet cells, MobileNetV3 blocks, EfficientNet compound scaling.
 
-from nas.space import get, names
-from search_spaces import efficientnet, mobilenetv3, nasnet
+They are registered through the ``nas.spaces`` entry points of ``pyproject.toml``, the path a
+plug-in's spaces take; look them up with ``nas.space.get(name)``.
+"""
+
 from search_spaces.efficientnet import EfficientNetGenotype, EfficientNetSpace
-from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype, MobileNetV3Space
+from search_spaces.mobilenetv3 import (
+    MobileNetV3Block,
+    MobileNetV3Genotype,
+    MobileNetV3Space,
+)
 from search_spaces.nasnet import NasNetGenotype, NasNetSpace
 
 __all__ = [
-    "EfficientNetGenotype", "EfficientNetSpace", "MobileNetV3Block", "MobileNetV3Genotype",
-    "MobileNetV3Space", "NasNetGenotype", "NasNetSpace", "efficientnet", "get", "mobilenetv3",
-    "names", "nasnet",
+    "EfficientNetGenotype", "EfficientNetSpace", "MobileNetV3Block", "MobileNetV3Genotype", "MobileNetV3Space",
+    "NasNetGenotype", "NasNetSpace",
 ]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
-from nas.space import Decision, check_choices, register
+from nas.space import Decision, check_choices
 from search_spaces.base import SpaceBase, make_divisible
 
 
@@ -122,6 +123,8 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
 
     name = "efficientnet"
     genotype_class = EfficientNetGenotype
+    # Half width at 32 px: a stride-32 backbone still has 4x4 and 2x2 maps where kernels are searched.
+    proxy_reduction = MappingProxyType({"width_multiplier": 0.5, "resolution": 32})
 
     def decisions(self) -> list[Decision]:
         return [
@@ -150,25 +153,25 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
         size = resolution or genotype.resolution
         stages = scale_stages(B0_STAGES, width, genotype.depth)
         total = sum(stage.repeats for stage in stages)
-        stem = BlockSpec("conv_bn_act", 3, make_divisible(B0_STEM_CHANNELS * width), 2, 3,
-                         activation="silu", input_size=size)
+        stem = BlockSpec("conv_bn_act", 3, make_divisible(B0_STEM_CHANNELS * width), 2, size,
+                         {"kernel_size": 3, "activation": "silu"})
         channels, size, index, lowered = stem.out_channels, stem.output_size, 0, []
         for stage in stages:
             blocks = []
             for repeat in range(stage.repeats):
                 stride = stage.stride if repeat == 0 else 1
-                blocks.append(BlockSpec(
-                    "mbconv", channels, stage.out_channels, stride, stage.kernel_size,
-                    expand_channels=make_divisible(channels * stage.expand_ratio) if stage.expand_ratio != 1 else 0,
-                    se_channels=max(1, channels // 4),  # SE ratio 0.25 of the block *input* (§3.1)
-                    se_gate="sigmoid", se_activation="silu", activation="silu",
+                blocks.append(BlockSpec("mbconv", channels, stage.out_channels, stride, size, {
+                    "kernel_size": stage.kernel_size,
+                    "expand_channels": make_divisible(channels * stage.expand_ratio) if stage.expand_ratio != 1 else 0,
+                    "se_channels": max(1, channels // 4),  # SE ratio 0.25 of the block *input* (§3.1)
+                    "se_gate": "sigmoid", "se_activation": "silu", "activation": "silu",
                     # Stochastic depth grows linearly with block index (torchvision, TF drop_connect).
-                    drop_path=genotype.stochastic_depth * index / total, input_size=size,
-                ))
+                    "drop_path": genotype.stochastic_depth * index / total,
+                }))
                 channels, size, index = stage.out_channels, conv_output_size(size, stride), index + 1
             lowered.append(tuple(blocks))
-        head = BlockSpec("conv_bn_act", channels, make_divisible(B0_HEAD_CHANNELS * width), 1, 1,
-                         activation="silu", input_size=size)
+        head = BlockSpec("conv_bn_act", channels, make_divisible(B0_HEAD_CHANNELS * width), 1, size,
+                         {"kernel_size": 1, "activation": "silu"})
         return ChainNet(
             stem=stem, stages=tuple(lowered), head=head,
             classifier=ClassifierSpec(head.out_channels, num_classes, dropout=genotype.dropout),
@@ -176,5 +179,3 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
             bn_eps=genotype.bn_eps, bn_momentum=genotype.bn_momentum,
         )
 
-
-SPACE = register(EfficientNetSpace())

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
-from nas.space import Decision, check_choices, register
+from nas.space import Decision, check_choices
 from search_spaces.base import SpaceBase, make_divisible
 
 Nonlinearity = Literal["relu", "hardswish"]
@@ -124,6 +125,8 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
 
     name = "mobilenetv3"
     genotype_class = MobileNetV3Genotype
+    # Half width at 32 px: a stride-32 backbone still has 4x4 and 2x2 maps where kernels are searched.
+    proxy_reduction = MappingProxyType({"width_multiplier": 0.5, "resolution": 32})
 
     def decisions(self) -> list[Decision]:
         decisions = []
@@ -180,18 +183,19 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         if width_multiplier != 1.0:
             genotype = scale_width(genotype, width_multiplier)
         size = resolution or genotype.resolution
-        stem = BlockSpec("conv_bn_act", 3, genotype.stem_channels, 2, 3, activation="hardswish", input_size=size)
+        stem = BlockSpec("conv_bn_act", 3, genotype.stem_channels, 2, size, {"kernel_size": 3, "activation": "hardswish"})
         channels, size, blocks = stem.out_channels, stem.output_size, []
         for block in genotype.blocks:
-            blocks.append(BlockSpec(
-                "mbconv", channels, block.out_channels, block.stride, block.kernel_size,
-                expand_channels=block.expand_channels if block.expand_channels != channels else 0,
+            blocks.append(BlockSpec("mbconv", channels, block.out_channels, block.stride, size, {
+                "kernel_size": block.kernel_size,
+                "expand_channels": block.expand_channels if block.expand_channels != channels else 0,
                 # SE squeezes to 1/4 of the expansion width, rounded to 8, hard-sigmoid gate (§5.3).
-                se_channels=make_divisible(block.expand_channels // 4) if block.se else 0,
-                se_gate="hardsigmoid", se_activation="relu", activation=block.activation, input_size=size,
-            ))
+                "se_channels": make_divisible(block.expand_channels // 4) if block.se else 0,
+                "se_gate": "hardsigmoid", "se_activation": "relu", "activation": block.activation,
+            }))
             channels, size = block.out_channels, conv_output_size(size, block.stride)
-        head = BlockSpec("conv_bn_act", channels, genotype.head_channels, 1, 1, activation="hardswish", input_size=size)
+        head = BlockSpec("conv_bn_act", channels, genotype.head_channels, 1, size,
+                         {"kernel_size": 1, "activation": "hardswish"})
         return ChainNet(
             stem=stem, stages=_group_stages(blocks), head=head,
             classifier=ClassifierSpec(head.out_channels, num_classes, genotype.classifier_hidden,
@@ -210,5 +214,3 @@ def _group_stages(blocks: list[BlockSpec]) -> tuple[tuple[BlockSpec, ...], ...]:
         stages[-1].append(block)
     return tuple(tuple(stage) for stage in stages)
 
-
-SPACE = register(MobileNetV3Space())

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
-import networkx as nx
-
 from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
-from nas.ops import NASNET_OPS
-from nas.space import Decision, check_choices, register
+from nas.ops import check_op
+from nas.space import Decision, check_choices
 from search_spaces.base import SpaceBase
 
 NUM_BLOCKS = 5
+# The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4), all in ``nas.ops``.
+NASNET_OPS: tuple[str, ...] = (
+    "identity", "conv_1x3_3x1", "conv_1x7_7x1", "dil_conv_3x3",
+    "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
+    "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
+)
 COMBINES = ("add", "concat")
 
 
@@ -117,9 +122,22 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
 
     name = "nasnet"
     genotype_class = NasNetGenotype
+    # N = 1, F = 96: 5 cells of 4, 8 and 16 filters, the smallest network the macro structure allows
+    # above 2-filter cells (NASNet searched with N = 2, App. A.6; measurements in benchmarks/README.md).
+    proxy_reduction = MappingProxyType({"num_cells": 1, "penultimate_filters": 96})
 
     def __init__(self, defaults: NasNetGenotype = PRESETS["nasnet-a-cifar"]) -> None:
         self.defaults = defaults
+
+    def genotype_from_dict(self, data: Mapping[str, Any]) -> NasNetGenotype:
+        """Validate plain data into a genotype; every op must be registered (a user's file may name any
+        op, a plug-in's included, but a misspelt one is reported here, with its field path)."""
+        genotype = super().genotype_from_dict(data)
+        for cell in ("normal", "reduction"):
+            for k, block in enumerate(getattr(genotype, cell).blocks):
+                for field in ("op_a", "op_b"):
+                    check_op(f"genotype.{cell}.blocks[{k}].{field}", getattr(block, field))
+        return genotype
 
     def decisions(self) -> list[Decision]:
         decisions = []
@@ -196,24 +214,3 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
             num_classes=num_classes, dropout=genotype.dropout,
             aux_head_after=aux_state if aux_head else None, bn_eps=genotype.bn_eps,
         )
-
-
-def cell_graph(topology: CellTopology) -> nx.DiGraph:
-    """The cell as a DiGraph: nodes h_i, h_{i-1}, b0..b4, out; edges carry the op name."""
-    names = ["h_i", "h_{i-1}"] + [f"b{k}" for k in range(len(topology.blocks))]
-    graph = nx.DiGraph()
-    graph.add_nodes_from(names[:2], kind="input")
-    for k, block in enumerate(topology.blocks):
-        graph.add_node(names[k + 2], kind="block", combine=block.combine)
-        for source, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
-            if graph.has_edge(names[source], names[k + 2]):  # both inputs from one state
-                graph.edges[names[source], names[k + 2]]["op"] += f" + {op}"
-            else:
-                graph.add_edge(names[source], names[k + 2], op=op)
-    graph.add_node("out", kind="output")
-    for index in topology.concat:
-        graph.add_edge(names[index], "out", op="concat")
-    return graph
-
-
-SPACE = register(NasNetSpace())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import search_spaces
+import nas.space
 from controllers import RandomSearch, RegularizedEvolution
 from nas.controller import Result
 
-NASNET = search_spaces.get("nasnet")
+NASNET = nas.space.get("nasnet")
 DECISIONS = NASNET.decisions()
 
 

@@ -1,4 +1,4 @@
-"""Random search and the controller registry (``controllers.make``)."""
+"""Random search, and building controllers by name (``nas.controller.make_controller``)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from collections import Counter
 
 import pytest
 
-import controllers
-import search_spaces
-from controllers import RandomSearch, trial_rng
-from nas.controller import Result
+import nas.space
+from controllers import RandomSearch
+from nas import registry
+from nas.controller import Result, make_controller
+from nas.seeds import trial_rng
 from nas.space import sample_choices
 
-EFFICIENTNET = search_spaces.get("efficientnet")
+EFFICIENTNET = nas.space.get("efficientnet")
 
 
 def test_random_search_draws_every_choice_about_uniformly() -> None:
@@ -37,22 +38,27 @@ def test_random_trial_is_a_function_of_seed_and_id_only() -> None:
 
 
 def test_make_builds_every_registered_controller_with_options() -> None:
-    space = search_spaces.get("nasnet")
-    for name, cls in controllers.CONTROLLERS.items():
-        controller = controllers.make(name, space, seed=4, budget=3)
-        assert isinstance(controller, cls) and controller.seed == 4 and controller.budget == 3
-    assert controllers.make("evolution", space, population_size=7, sample_size=2).population_size == 7
-    assert controllers.names() == sorted(controllers.CONTROLLERS)
+    space = nas.space.get("nasnet")
+    for name in registry.controllers.names():
+        controller = make_controller(name, space, seed=4, budget=3)
+        assert isinstance(controller, registry.controllers.get(name)) and controller.seed == 4 and controller.budget == 3
+    assert make_controller("evolution", space, population_size=7, sample_size=2).population_size == 7
+    assert {"random", "reinforce", "evolution"} <= set(registry.controllers.names())
 
 
 def test_make_unknown_name_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="'bayes'.*evolution.*random.*reinforce"):
-        controllers.make("bayes", EFFICIENTNET)
+        make_controller("bayes", EFFICIENTNET)
+
+
+def test_make_unknown_option_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"takes no option 'populaton_size'; valid: \[.*'population_size'"):
+        make_controller("evolution", EFFICIENTNET, populaton_size=3)
 
 
 def test_register_refuses_a_taken_name() -> None:
     with pytest.raises(ValueError, match="'random'"):
-        controllers.register("random", RandomSearch)
+        registry.controllers.register("random", RandomSearch)
 
 
 @pytest.mark.parametrize("options, match", [({"seed": -1}, "seed"), ({"budget": 0}, "budget")])

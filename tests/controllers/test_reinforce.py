@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import search_spaces
-from controllers import Reinforce, trial_seed
+import nas.space
+from controllers import Reinforce
 from nas.controller import Result
+from nas.seeds import trial_seed
 
 torch.set_num_threads(1)
 
-NASNET = search_spaces.get("nasnet")
+NASNET = nas.space.get("nasnet")
 
 
 def target_reward(genotype) -> float:

@@ -12,9 +12,9 @@ from torch.utils.data import TensorDataset
 import evaluators
 from evaluators import Evaluator, ProxyEvaluator, load_dataset
 from evaluators import proxy as proxy_module
-from evaluators.base import trial_seeds
 from evaluators.datasets import DatasetSplits
 from nas.ir import CellBlock, CellTopology
+from nas.seeds import trial_seeds
 from nas.space import get, sample_choices
 from search_spaces.nasnet import NasNetGenotype
 

@@ -83,7 +83,7 @@ def test_materialize_onnx(tmp_path):
     (["materialize", "efficientnet-b0", "--out", "{tmp}/no/such/dir/x.pt"], "no such directory"),
     (["materialize", "efficientnet-b0", "--out", "{tmp}/taken.pt"], "already exists"),
     (["show", "efficientnet-b0", "--plot", "{tmp}/x.jpg"], "--plot writes a .png"),
-    (["search", "--out", "{tmp}/run", "--controller", "bayes"], "unknown 'bayes'"),
+    (["search", "--out", "{tmp}/run", "--controller", "bayes"], "unknown controller 'bayes'; valid: ["),
     (["search", "--out", "{tmp}/run", "--config", "{tmp}/bad.yaml"], "unknown setting 'budgett'"),
     (["frobnicate"], "invalid choice"),
 ])

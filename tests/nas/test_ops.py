@@ -1,29 +1,26 @@
-"""Every registered op: output shape at stride 1 and 2, and a backward pass; the registry's rules."""
+"""Every registered op through the op contract of ``nas.testing``; the registry's rules; the
+behaviour of the shared layers."""
 
 import pytest
 import torch
 from torch import nn
 
-from nas import ops
+from nas import ops, registry
+from nas.compile import compile as compile_ir
+from nas.ir import BlockSpec, ChainNet, ClassifierSpec
+from nas.testing import OpContract
+from search_spaces.nasnet import NASNET_OPS
 
 
-@pytest.mark.parametrize("name", sorted(ops.OPS))
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("in_channels,out_channels", [(8, 8), (6, 16)])
-def test_op_shape_and_backward(name, stride, in_channels, out_channels):
-    torch.manual_seed(0)
-    op = ops.build_op(name, in_channels, out_channels, stride)
-    x = torch.randn(2, in_channels, 9, 9, requires_grad=True)
-    y = op(x)
-    assert y.shape == (2, out_channels, 5 if stride == 2 else 9, 5 if stride == 2 else 9)
-    y.square().mean().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
-    assert x.grad.abs().sum() > 0
+class TestRegisteredOps(OpContract):
+    @pytest.fixture(params=registry.ops.names())
+    def op(self, request):
+        return request.param
 
 
 def test_nasnet_has_13_ops_all_registered():
-    assert len(ops.NASNET_OPS) == 13 == len(set(ops.NASNET_OPS))
-    assert set(ops.NASNET_OPS) <= set(ops.OPS)
+    assert len(NASNET_OPS) == 13 == len(set(NASNET_OPS))
+    assert set(NASNET_OPS) <= set(registry.ops.names())
 
 
 def test_registering_a_name_twice_raises():
@@ -42,9 +39,43 @@ def test_callable_passes_through():
     assert ops.build_op(factory, 3, 4, 2)(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 4, 4)
 
 
-def test_rejected_option_is_a_value_error():
-    with pytest.raises(ValueError, match="se_channels"):
-        ops.build_op("conv_bn_act", 3, 4, 1, se_channels=2)
+def test_rejected_option_names_the_option_and_the_valid_ones():
+    with pytest.raises(ValueError, match=r"options.se_channels: op 'conv_bn_act' takes no such option; valid: "
+                                         r"\['activation', 'kernel_size'\]"):
+        ops.build_op("conv_bn_act", 3, 4, 1, {"se_channels": 2})
+    with pytest.raises(ValueError, match=r"options.activation: 'gelu' is not valid"):
+        ops.build_op("conv_bn_act", 3, 4, 1, {"activation": "gelu"})
+    with pytest.raises(ValueError, match="kernel_size: must be a positive odd integer"):
+        ops.build_op("mbconv", 8, 8, 1, {"kernel_size": 4})
+
+
+def _chain(block: BlockSpec) -> ChainNet:
+    stem = BlockSpec("conv_bn_act", 3, 16, 1, 8, {"kernel_size": 3})
+    return ChainNet(stem, ((block,),), (), ClassifierSpec(block.out_channels, 10), 8)
+
+
+def test_every_ir_option_reaches_the_op_even_at_the_ir_s_old_default():
+    """Issue 6, fault 1: kernel 1 used to be dropped as 'the default' and compiled to a 3x3 depthwise conv."""
+    block = BlockSpec("mbconv", 16, 16, 1, 8, {"kernel_size": 1, "expand_channels": 32})
+    depthwise = compile_ir(_chain(block)).stages[0][0].block[1][0]
+    assert depthwise.groups == 32 and depthwise.kernel_size == (1, 1)
+
+
+def test_an_option_left_out_takes_the_op_s_own_default():
+    block = BlockSpec("mbconv", 16, 16, 1, 8, {"expand_channels": 32})
+    depthwise = compile_ir(_chain(block)).stages[0][0].block[1][0]
+    assert depthwise.kernel_size == (3, 3) == (ops.declared_options("mbconv")["kernel_size"].default,) * 2
+
+
+def test_op_names_are_resolved_at_compile_time():
+    block = BlockSpec("not_registered_yet", 16, 16, 1, 8)  # an IR may name an op a plug-in adds later
+    with pytest.raises(ValueError, match=r"stages\[0\]\[0\]: unknown op 'not_registered_yet'"):
+        compile_ir(_chain(block))
+    registry.ops.register("not_registered_yet", lambda c_in, c_out, stride: nn.Conv2d(c_in, c_out, 1, stride))
+    try:
+        assert isinstance(compile_ir(_chain(block)).stages[0][0], nn.Conv2d)
+    finally:
+        registry.ops.unregister("not_registered_yet")
 
 
 def test_identity_is_free_when_shapes_match():
@@ -84,9 +115,20 @@ def test_scheduled_drop_path_progress():
 
 
 def test_mbconv_residual_only_when_shapes_match():
-    assert ops.build_op("mbconv", 16, 16, 1, expand_channels=64).use_residual
-    assert not ops.build_op("mbconv", 16, 24, 1, expand_channels=64).use_residual
-    assert not ops.build_op("mbconv", 16, 16, 2, expand_channels=64).use_residual
+    assert ops.build_op("mbconv", 16, 16, 1, {"expand_channels": 64}).use_residual
+    assert not ops.build_op("mbconv", 16, 24, 1, {"expand_channels": 64}).use_residual
+    assert not ops.build_op("mbconv", 16, 16, 2, {"expand_channels": 64}).use_residual
+
+
+def test_mbconv_options_build_what_they_say():
+    block = ops.build_op("mbconv", 16, 16, 1, {"kernel_size": 5, "expand_channels": 48, "se_channels": 8,
+                                               "se_gate": "hardsigmoid", "activation": "hardswish",
+                                               "drop_path": 0.1})
+    expand, depthwise, se, project = block.block
+    assert expand[0].out_channels == 48 and isinstance(expand[2], nn.Hardswish)
+    assert depthwise[0].kernel_size == (5, 5) and depthwise[0].groups == 48
+    assert se.fc1.out_channels == 8 and isinstance(se.gate, nn.Hardsigmoid)
+    assert project[0].out_channels == 16 and block.drop_path.drop_prob == 0.1
 
 
 def test_squeeze_excitation_gates():

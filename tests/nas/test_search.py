@@ -5,13 +5,13 @@ import shutil
 import optuna
 import pytest
 
-import controllers
 import nas
-import search_spaces
+import nas.space
+from nas.controller import make_controller
 from nas.journal import Journal
 from nas.search import search
 
-SPACE = search_spaces.get("nasnet")
+SPACE = nas.space.get("nasnet")
 SETTINGS = {"space": "nasnet", "controller": "random", "seed": 0}
 
 
@@ -35,7 +35,7 @@ class Counting:
 def run(out, budget, name="reinforce", evaluate=None, settings=SETTINGS, **options):
     evaluate = evaluate or Counting()
     journal = Journal(out, None, "nas-search", settings)
-    controller = controllers.make(name, SPACE, seed=0, **options)
+    controller = make_controller(name, SPACE, seed=0, **options)
     stats = search(SPACE, controller, evaluate, journal, budget)
     return journal, stats, evaluate
 
@@ -119,6 +119,6 @@ def test_a_different_controller_sequence_is_detected(tmp_path):
     run(tmp_path, 3, "random")
     (tmp_path / "controller.pt").unlink()
     journal = Journal(tmp_path, None, "nas-search", SETTINGS)
-    other_seed = controllers.make("random", SPACE, seed=99)
+    other_seed = make_controller("random", SPACE, seed=99)
     with pytest.raises(RuntimeError, match="another genotype than the journal"):
         search(SPACE, other_seed, score, journal, 5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nas
-import search_spaces
+import nas.space
 from nas.space import sample_choices
 
 
@@ -26,7 +26,7 @@ def test_every_preset_round_trips_through_json(name, tmp_path):
 
 @pytest.mark.parametrize("space_name", ["nasnet", "mobilenetv3", "efficientnet"])
 def test_random_genotypes_round_trip(space_name):
-    space = search_spaces.get(space_name)
+    space = nas.space.get(space_name)
     rng = np.random.default_rng(0)
     for _ in range(20):
         genotype = space.decode(sample_choices(space.decisions(), rng))

@@ -4,7 +4,12 @@ import pytest
 
 import nas
 from search_spaces.base import make_divisible
-from search_spaces.efficientnet import B0_STAGES, compound_coefficients, round_repeats, scale_stages
+from search_spaces.efficientnet import (
+    B0_STAGES,
+    compound_coefficients,
+    round_repeats,
+    scale_stages,
+)
 
 
 def test_make_divisible_is_the_reference_rule():
@@ -41,7 +46,7 @@ def test_scaled_channels_and_repeats(name):
     assert tuple(s.out_channels for s in scaled) == outputs
     assert tuple(s.repeats for s in scaled) == repeats
     ir = nas.lower(name)
-    assert ir.stem.out_channels == stem and ir.head.out_channels == head
+    assert ir.stem[0].out_channels == stem and ir.head[0].out_channels == head
     assert tuple(len(stage) for stage in ir.stages) == repeats
 
 
@@ -49,7 +54,7 @@ def test_presets_carry_their_rates():
     dropouts = [nas.presets()[f"efficientnet-b{i}"].dropout for i in range(8)]
     assert dropouts == [0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5]
     ir = nas.lower("efficientnet-b0")
-    rates = [block.drop_path for _, block in ir.named_blocks()]
+    rates = [block.option("drop_path") for _, block in ir.named_blocks()]
     assert rates[0] == 0 and rates == sorted(rates) and rates[-1] == pytest.approx(0.2 * 15 / 16)
     assert ir.classifier.dropout == 0.2
 
@@ -57,8 +62,8 @@ def test_presets_carry_their_rates():
 def test_se_squeezes_a_quarter_of_the_block_input():
     ir = nas.lower("efficientnet-b0")
     for _, block in ir.named_blocks():
-        assert block.se_channels == max(1, block.in_channels // 4)
-        assert block.activation == block.se_activation == "silu" and block.se_gate == "sigmoid"
+        assert block.option("se_channels") == max(1, block.in_channels // 4)
+        assert block.option("activation") == block.option("se_activation") == "silu" and block.option("se_gate") == "sigmoid"
 
 
 def test_compound_coefficients_eq3():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import nas
-import search_spaces
+import nas.space
 from nas.ops import MBConv, SqueezeExcitation
 
-SPACE = search_spaces.get("mobilenetv3")
+SPACE = nas.space.get("mobilenetv3")
 
 
 def test_large_and_small_follow_the_paper_tables():
@@ -20,9 +20,9 @@ def test_large_and_small_follow_the_paper_tables():
 
 def test_se_is_a_quarter_of_the_expansion_rounded_to_8_with_hard_sigmoid():
     ir = nas.lower("mobilenetv3-large")
-    with_se = [b for _, b in ir.named_blocks() if b.se_channels]
-    assert [b.se_channels for b in with_se] == [24, 32, 32, 120, 168, 168, 240, 240]
-    assert all(b.se_gate == "hardsigmoid" and b.se_activation == "relu" for b in with_se)
+    with_se = [b for _, b in ir.named_blocks() if b.option("se_channels")]
+    assert [b.option("se_channels") for b in with_se] == [24, 32, 32, 120, 168, 168, 240, 240]
+    assert all(b.option("se_gate") == "hardsigmoid" and b.option("se_activation") == "relu" for b in with_se)
     model = nas.compile(ir)
     gates = [m.gate for m in model.modules() if isinstance(m, SqueezeExcitation)]
     assert gates and all(isinstance(g, torch.nn.Hardsigmoid) for g in gates)
@@ -30,8 +30,8 @@ def test_se_is_a_quarter_of_the_expansion_rounded_to_8_with_hard_sigmoid():
 
 def test_h_swish_in_the_second_half_and_the_stem():
     ir = nas.lower("mobilenetv3-large")
-    assert ir.stem.activation == "hardswish" and ir.stem.out_channels == 16
-    activations = [b.activation for _, b in ir.named_blocks()]
+    assert ir.stem[0].option("activation") == "hardswish" and ir.stem[0].out_channels == 16
+    activations = [b.option("activation") for _, b in ir.named_blocks()]
     assert activations == ["relu"] * 6 + ["hardswish"] * 9
 
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 import nas
-import search_spaces
-from nas.ops import NASNET_OPS, DropPath
-from search_spaces.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, cell_graph
+import nas.space
+from nas.ops import DropPath
+from nas.plotting import cell_graph
+from search_spaces.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, NASNET_OPS
 
-SPACE = search_spaces.get("nasnet")
+SPACE = nas.space.get("nasnet")
 
 
 @pytest.mark.parametrize("preset,classes,params,tolerance,macs,macs_tolerance,resolution", [

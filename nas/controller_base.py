@@ -1,6 +1,6 @@
-"""Bookkeeping every controller shares: trial ids, pending trials, budget, resume.
+"""``ControllerBase``: the bookkeeping every controller shares (trial ids, pending trials, budget, resume).
 
-A subclass says *what* to propose (``_propose``) and *what it learns* from a result (``_observe``);
+Ours and plug-ins' controllers subclass it. A subclass says *what* to propose (``_propose``) and *what it learns* from a result (``_observe``);
 this base class owns everything the ask/tell protocol (``nas.controller.Controller``) promises:
 
 - trial ids count from 0 and are issued here, never by the caller (Optuna ``study.ask``);
@@ -23,30 +23,21 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from nas.controller import Result, Trial
+from nas.seeds import trial_rng, trial_seed  # noqa: F401  (re-exported for subclasses)
 from nas.space import Decision, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+G = TypeVar("G")
 
 
-def trial_rng(seed: int, trial_id: int, stream: int = 0) -> np.random.Generator:
-    """The numpy generator of trial ``trial_id``: a function of ``(seed, trial_id, stream)`` only."""
-    return np.random.default_rng(np.random.SeedSequence([seed, trial_id, stream]))
-
-
-def trial_seed(seed: int, trial_id: int, stream: int = 0) -> int:
-    """A 63-bit integer seed for ``(seed, trial_id, stream)``, e.g. for a ``torch.Generator``."""
-    words = np.random.SeedSequence([seed, trial_id, stream]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
-
-
-class ControllerBase(abc.ABC):
+class ControllerBase(abc.ABC, Generic[G]):
     """Trial ids, pending trials, budget and resume for one controller over one space.
 
     Args:
@@ -57,7 +48,7 @@ class ControllerBase(abc.ABC):
             ``None`` never finishes. At most ``budget`` trials are ever issued.
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, budget: int | None = None) -> None:
+    def __init__(self, space: SearchSpace[G], seed: int = 0, budget: int | None = None) -> None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
         if budget is not None and (not isinstance(budget, (int, np.integer)) or budget < 1):
@@ -111,7 +102,7 @@ class ControllerBase(abc.ABC):
         """Ids asked but not yet told, in the order they were issued."""
         return tuple(sorted(self._pending))
 
-    def ask(self) -> Trial | None:
+    def ask(self) -> Trial[G] | None:
         """The next trial, or ``None`` while waiting on pending results or once the budget is issued.
 
         A restored controller first hands out, again, the trials that were pending when its state
