@@ -20,6 +20,7 @@ pointwise parts; identity and pooling get a 1x1 conv when the channel count must
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, get_type_hints
@@ -29,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas import registry
-from nas.ir import Activation, Gate
+from nas.ir import Activation, BlockSpec, Gate
 
 OpFactory = Callable[..., nn.Module]
 OPS = registry.ops
@@ -79,6 +80,17 @@ def check_options(op: str | OpFactory, options: Mapping[str, Any], path: str = "
     missing = [n for n, p in declared.items() if p.default is p.empty and n not in options]
     if missing:
         raise ValueError(f"{path}.{missing[0]}: op {op!r} needs this option")
+
+
+def with_defaults(block: BlockSpec) -> BlockSpec:
+    """``block`` with every declared option of its op spelled out, defaults included.
+
+    Two blocks that build the same module then compare equal, so the result is the key to use for
+    anything measured per block (a latency table), while the IR itself keeps what its space set.
+    """
+    declared = declared_options(block.op)
+    defaults = {name: p.default for name, p in declared.items() if p.default is not p.empty}
+    return dataclasses.replace(block, options={**defaults, **block.op_options()})
 
 
 def build_op(op: str | OpFactory, in_channels: int, out_channels: int, stride: int,

@@ -104,10 +104,11 @@ def intra_op_threads(count: int) -> Iterator[None]:
 
 
 def run_search(settings: SearchSettings,
-               on_record: Callable[[Record, bool], None] | None = None) -> tuple[Record | None, SearchStats]:
+               on_record: Callable[[Record, bool, int], None] | None = None) -> tuple[Record | None, SearchStats]:
     """Run (or resume) the search of ``settings``; return the best record and the timing.
 
-    ``on_record(record, replayed)`` is called after every trial (a progress display uses it).
+    ``on_record(record, replayed, finished)`` is called after every trial told, with the number of
+    finished evaluations in the journal (a progress display uses it).
     """
     settings.validate()
     out = Path(settings.out)
@@ -118,7 +119,8 @@ def run_search(settings: SearchSettings,
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
                       defaults=IDENTITY_DEFAULTS)
+    report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
     with intra_op_threads(settings.threads):
-        stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=on_record)
+        stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)
     best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget}, stats)
     return best, stats

@@ -100,19 +100,13 @@ class _Progress:
     """A rich progress bar on a terminal; one line per trial otherwise (logs, CI)."""
 
     def __init__(self, budget: int, enabled: bool | None) -> None:
-        self.budget, self.done, self.best = budget, None, None
+        self.budget, self.done, self.best = budget, 0, None
         self.interactive = sys.stderr.isatty() if enabled is None else enabled
         self.bar: Any = None
 
     def __enter__(self) -> _Progress:
         if self.interactive:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=False)
@@ -124,9 +118,9 @@ class _Progress:
         if self.bar is not None:
             self.bar.stop()
 
-    def update(self, record: Record, replayed: bool) -> None:
-        """Count every trial told (replayed ones too) and show the best reward so far."""
-        self.done = (self.done or 0) + 1
+    def update(self, record: Record, replayed: bool, finished: int) -> None:
+        """Show the finished evaluations in the journal and the best reward told so far."""
+        self.done = finished
         if not record.result.failed and (self.best is None or record.result.reward > self.best):
             self.best = record.result.reward
         best = "-" if self.best is None else f"{self.best:.4f}"

@@ -55,6 +55,10 @@ class SearchSpace(Protocol[G]):
     ``proxy_reduction`` holds the keyword arguments of ``lower`` that shrink a candidate for proxy
     training (NASNet: fewer cells and filters; chain spaces: narrower and at a lower resolution).
     The space owns it because only the space knows what can shrink; ``{}`` trains at full size.
+
+    ``lower(genotype, *, num_classes=..., resolution=None, **macro)``: ``num_classes`` has a
+    default (reports lower the best genotype without one); a ``resolution`` keyword, if ``lower``
+    takes it, receives the input size of the data a proxy evaluator trains on.
     """
 
     name: str

@@ -37,13 +37,7 @@ from nas.evaluator import Evaluator
 from nas.ir import BlockSpec, CellNet, ChainNet, ClassifierSpec
 from nas.ops import build_op, declared_options, option_types
 from nas.serialization import from_dict, genotype_json
-from nas.space import (
-    Decision,
-    SearchSpace,
-    check_choices,
-    mutate_one_decision,
-    sample_choices,
-)
+from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision, sample_choices
 
 # ---------------------------------------------------------------------------------- a toy space
 

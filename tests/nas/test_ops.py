@@ -67,6 +67,14 @@ def test_an_option_left_out_takes_the_op_s_own_default():
     assert depthwise.kernel_size == (3, 3) == (ops.declared_options("mbconv")["kernel_size"].default,) * 2
 
 
+def test_with_defaults_makes_equal_modules_equal_keys():
+    implicit = BlockSpec("mbconv", 16, 16, 1, 8, {"expand_channels": 32})
+    explicit = BlockSpec("mbconv", 16, 16, 1, 8, {"expand_channels": 32, "kernel_size": 3, "se_channels": 0})
+    assert implicit != explicit and ops.with_defaults(implicit) == ops.with_defaults(explicit)
+    assert ops.with_defaults(implicit).option("se_gate") == "sigmoid"
+    assert hash(ops.with_defaults(implicit)) == hash(ops.with_defaults(explicit))
+
+
 def test_op_names_are_resolved_at_compile_time():
     block = BlockSpec("not_registered_yet", 16, 16, 1, 8)  # an IR may name an op a plug-in adds later
     with pytest.raises(ValueError, match=r"stages\[0\]\[0\]: unknown op 'not_registered_yet'"):

@@ -122,3 +122,11 @@ def test_a_different_controller_sequence_is_detected(tmp_path):
     other_seed = make_controller("random", SPACE, seed=99)
     with pytest.raises(RuntimeError, match="another genotype than the journal"):
         search(SPACE, other_seed, score, journal, 5)
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """Runs written before ``evaluator`` was a setting were proxy runs: they resume as such, nothing else."""
+    Journal(tmp_path, None, "nas-search", SETTINGS)  # recorded without "evaluator"
+    Journal(tmp_path, None, "nas-search", {**SETTINGS, "evaluator": "proxy"}, defaults={"evaluator": "proxy"})
+    with pytest.raises(ValueError, match="evaluator: 'proxy' -> 'other'"):
+        Journal(tmp_path, None, "nas-search", {**SETTINGS, "evaluator": "other"}, defaults={"evaluator": "proxy"})

@@ -99,3 +99,38 @@ def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config):
     assert len(rerun) == budget - len(kept)  # only the unfinished trials were evaluated
     assert genotypes(killed) == genotypes(straight)  # same trials, same order, exactly the budget
     assert torch.load(killed / "controller.pt", weights_only=True)["num_told"] == budget
+
+
+def test_help_lists_what_is_registered_including_run_time_additions(capsys):
+    from nas import registry
+    from nas.cli import build_parser
+
+    registry.controllers.register("help-probe", lambda space, seed=0: None)
+    try:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["search", "--help"])
+    finally:
+        registry.controllers.unregister("help-probe")
+    text = " ".join(capsys.readouterr().out.split())
+    for name in registry.spaces.names() + registry.datasets.names() + ["help-probe", "evolution", "proxy"]:
+        assert name in text
+
+
+def test_a_chain_space_run_draws_its_architecture(tmp_path):
+    out, config = tmp_path / "run", tmp_path / "small.yaml"
+    config.write_text("proxy:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 128\n")
+    args = ["search", "--space", "efficientnet", "--controller", "random", "--budget", "1", "--dataset", "synthetic",
+            "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress"]
+    assert main(args) == 0
+    assert (out / "architecture.png").stat().st_size > 0 and not (out / "normal.png").exists()
+
+
+def test_a_space_without_a_proxy_reduction_is_refused_before_any_trial(tmp_path):
+    from evaluators import ProxyEvaluator
+    from nas.testing import ToySpace
+
+    class NoProxy(ToySpace):
+        proxy_reduction = None
+
+    with pytest.raises(ValueError, match="space 'toy' declares no proxy_reduction"):
+        ProxyEvaluator(NoProxy(), dataset="synthetic")

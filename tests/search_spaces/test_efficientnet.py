@@ -4,12 +4,7 @@ import pytest
 
 import nas
 from search_spaces.base import make_divisible
-from search_spaces.efficientnet import (
-    B0_STAGES,
-    compound_coefficients,
-    round_repeats,
-    scale_stages,
-)
+from search_spaces.efficientnet import B0_STAGES, compound_coefficients, round_repeats, scale_stages
 
 
 def test_make_divisible_is_the_reference_rule():
