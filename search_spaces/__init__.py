@@ -5,11 +5,7 @@ plug-in's spaces take; look them up with ``nas.space.get(name)``.
 """
 
 from search_spaces.efficientnet import EfficientNetGenotype, EfficientNetSpace
-from search_spaces.mobilenetv3 import (
-    MobileNetV3Block,
-    MobileNetV3Genotype,
-    MobileNetV3Space,
-)
+from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype, MobileNetV3Space
 from search_spaces.nasnet import NasNetGenotype, NasNetSpace
 
 __all__ = [
