@@ -64,14 +64,16 @@ class ProxyEvaluator:
     ``reduction`` are keyword overrides of ``space.lower`` on top of ``space.proxy_reduction``
     (``num_cells``, ``penultimate_filters``, ``aux_head`` for NASNet; ``width_multiplier`` for chain
     spaces; ``resolution`` for all, also used to load the data). ``time_limit`` is in seconds per
-    candidate. The caller sets the thread count (``torch.set_num_threads``); the search runner does.
+    candidate; ``"auto"`` (the default) scales it with the candidate's proxy cost (``auto_time_limit``),
+    so that one huge candidate cannot stall a search; ``None`` sets no limit. The caller sets the
+    thread count (``torch.set_num_threads``); the search runner does.
     """
 
     def __init__(self, space: SearchSpace[Any] | str, dataset: str | DatasetSplits | None = "digits",
                  data_dir: str | Path | None = None, download: bool = False, epochs: int = DEFAULT_EPOCHS,
                  batch_size: int = DEFAULT_BATCH_SIZE, optimizer: OptimizerName = "sgd",
                  learning_rate: float | None = None, weight_decay: float | None = None, seed: int = 0,
-                 time_limit: float | None = None, device: str | torch.device = "cpu",
+                 time_limit: float | Literal["auto"] | None = "auto", device: str | torch.device = "cpu",
                  validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                  gradient_clip: float | None = GRADIENT_CLIP, drop_path: bool = False,
                  calibration_examples: int = CALIBRATION_EXAMPLES, full_cost: bool = False, **reduction: Any) -> None:
@@ -90,8 +92,9 @@ class ProxyEvaluator:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        if time_limit is not None and not time_limit > 0:
-            raise ValueError(f"time_limit: must be a positive number of seconds or None, got {time_limit!r}")
+        if time_limit != "auto" and time_limit is not None and (isinstance(time_limit, (str, bool))
+                                                                or not time_limit > 0):
+            raise ValueError(f"time_limit: must be a positive number of seconds, 'auto' or None, got {time_limit!r}")
         try:
             self.device = torch.device(device)
         except RuntimeError:
@@ -121,8 +124,15 @@ class ProxyEvaluator:
         return self._splits
 
     def prepare(self) -> None:
-        """Load the data now, so that a missing or unusable dataset fails before the first trial."""
-        _ = self.splits
+        """Load the data and build one sample proxy network (shapes only), so that a missing dataset
+        or a proxy setting the space refuses fails before the first trial, not as every trial."""
+        splits = self.splits
+        sample = self.space.decode({d.name: d.choices[0] for d in self.space.decisions()})
+        try:
+            ir = self.space.lower(sample, num_classes=splits.num_classes, **self.macro())
+            build_on_meta(lambda: compile_ir(ir))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"proxy settings {self.reduction}: {_first_line(error)}") from None
 
     def macro(self) -> dict[str, Any]:
         """The keyword arguments given to ``space.lower`` for the proxy network."""
@@ -140,6 +150,9 @@ class ProxyEvaluator:
         try:
             ir = self.space.lower(genotype, num_classes=splits.num_classes, **self.macro())
             metrics.update(self._cost(genotype, ir, splits.num_classes))
+            limit = (auto_time_limit(metrics["macs"], self.epochs, len(splits.train) + self.calibration_examples,
+                                     len(splits.validation)) if self.time_limit == "auto" else self.time_limit)
+            metrics["time_limit"] = limit
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
                                        device_type=self.device.type if self.device.type != "cpu" else "cuda"):
                 torch.manual_seed(seeds.other)
@@ -148,7 +161,7 @@ class ProxyEvaluator:
                 recalibrate_batchnorm(model, splits.train, self.batch_size, self.calibration_examples, self.device,
                                       torch.Generator().manual_seed(seeds.data_order))
                 metrics["accuracy"] = accuracy(model, splits.validation, self.device)
-            self._check_time(started, "after validation")
+            self._check_time(started, limit, "after validation")
         except CandidateFailure as failure:
             metrics["error"] = str(failure)
         except torch.OutOfMemoryError as error:
@@ -213,19 +226,38 @@ class ProxyEvaluator:
                 optimizer.step()
                 scheduler.step()
                 batches += 1
-                self._check_time(started, f"at epoch {epoch + 1} of {self.epochs}")
+                self._check_time(started, metrics.get("time_limit"), f"at epoch {epoch + 1} of {self.epochs}")
             metrics.update(epochs=epoch + 1, final_train_loss=total / max(1, batches),
                            train_seconds=time.perf_counter() - train_started)
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])
 
-    def _check_time(self, started: float, where: str) -> None:
-        if self.time_limit is not None and time.perf_counter() - started > self.time_limit:
-            raise CandidateFailure(f"time limit {self.time_limit:g} s exceeded {where}")
+    @staticmethod
+    def _check_time(started: float, limit: float | None, where: str) -> None:
+        if limit is not None and time.perf_counter() - started > limit:
+            raise CandidateFailure(f"time limit {limit:g} s exceeded {where}")
 
     def __repr__(self) -> str:
         name = self.dataset if isinstance(self.dataset, str) else self.dataset.name
         return (f"ProxyEvaluator(space={self.space.name!r}, dataset={name!r}, epochs={self.epochs}, "
                 f"batch_size={self.batch_size}, optimizer={self.optimizer!r}, reduction={self.reduction})")
+
+
+AUTO_LIMIT_FLOOR = 120.0  # seconds: start-up, data loading and a tiny network's whole training
+AUTO_LIMIT_FACTOR = 20.0  # how many times its expected time a candidate may take
+AUTO_LIMIT_THROUGHPUT = 1e9  # MACs per second assumed: a slow single CPU thread, so no GPU run is cut short
+
+
+def auto_time_limit(macs: int, epochs: int, train_images: int, validation_images: int) -> float:
+    """A candidate's time limit from its proxy cost: ``floor + factor * expected`` seconds.
+
+    Expected time counts a training step as 3 forward passes (forward, backward for inputs and
+    weights) over ``epochs`` x ``train_images``, plus one forward pass over the validation images,
+    at ``AUTO_LIMIT_THROUGHPUT``. On digits (1 thread, this project's CPU): NASNet proxies of
+    0.3-0.5 M MACs get 250-330 s and take 4-18 s; chain proxies of 2-19 M MACs get 1,000-7,900 s
+    and take 20-100 s.
+    """
+    expected = macs * (3 * epochs * train_images + validation_images) / AUTO_LIMIT_THROUGHPUT
+    return AUTO_LIMIT_FLOOR + AUTO_LIMIT_FACTOR * expected
 
 
 @torch.no_grad()

@@ -8,23 +8,56 @@ into through entry points, compile, the search loop, the journal and the CLI::
     import nas
     model = nas.materialize("efficientnet-b0", num_classes=10)
     nas.summarize("mobilenetv3-large")["macs"]   # 216.6 M multiply-accumulates
+
+The names below are imported on first use (PEP 562), so that ``import nas`` and the command
+line's validation of a user's input do not pay for importing torch.
 """
 
-from nas import registry
-from nas.api import Resolved, load_genotype, load_model, lower, materialize, presets, resolve, save_model
-from nas.api import space_of, summarize
-from nas.compile import compile, init_weights
-from nas.controller import Controller, Result, Trial, make_controller
-from nas.evaluator import Evaluator, make_evaluator
-from nas.ops import register_op, set_drop_path_progress
-from nas.serialization import genotype_json
-from nas.space import Decision, SearchSpace
-from nas.torchvision_weights import from_torchvision
+from __future__ import annotations
 
-__all__ = [
-    "Controller", "Decision", "Evaluator", "Resolved", "Result", "SearchSpace", "Trial", "compile",
-    "from_torchvision", "genotype_json", "init_weights", "load_genotype", "load_model", "lower",
-    "make_controller", "make_evaluator", "materialize", "presets", "register_op", "registry", "resolve",
-    "save_model", "set_drop_path_progress", "space_of", "summarize",
-]
+import importlib
+import sys
+import types
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("Resolved", "load_genotype", "load_model", "lower", "materialize", "presets", "resolve",
+                     "save_model", "space_of", "summarize"), "nas.api"),
+    "compile": "nas.compile", "init_weights": "nas.compile",
+    "Controller": "nas.controller", "Result": "nas.controller", "Trial": "nas.controller",
+    "make_controller": "nas.controller",
+    "Evaluator": "nas.evaluator", "make_evaluator": "nas.evaluator",
+    "register_op": "nas.ops", "set_drop_path_progress": "nas.ops",
+    "genotype_json": "nas.serialization",
+    "Decision": "nas.space", "SearchSpace": "nas.space",
+    "from_torchvision": "nas.torchvision_weights",
+}
+__all__ = sorted([*_EXPORTS, "registry"])
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name == "registry":
+        return importlib.import_module("nas.registry")
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class _Package(types.ModuleType):
+    """Keeps ``nas.compile`` the function: importing the submodule ``nas.compile`` would otherwise
+    rebind the package attribute to the module (the eager import used to rebind it back)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

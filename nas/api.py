@@ -2,6 +2,12 @@
 
 A *spec* is a preset name (``nas.presets()``), a genotype object, a genotype JSON dict, the path
 of a genotype JSON file, or a search run directory (its ``best.json``).
+
+A user's genotype is refused with one ``ValueError`` naming the bad field before anything is
+built: the file's size and nesting (``nas.serialization``), every field's type and range (each
+space's ``BOUNDS``, checked while decoding), and in ``lower`` the network's size: a network of
+more than ``MAX_PARAMETERS`` weights is refused after counting them on the meta device (no
+memory, well under a second), because the field ranges bound each dimension, not their product.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_macs, count_params
 from nas.ir import CellNet, ChainNet
-from nas.serialization import FORMAT_VERSION, genotype_json, read_json_file
+from nas.serialization import FORMAT_VERSION, check_depth, genotype_json, read_json_file
 from nas.space import SearchSpace
 
 MODEL_FORMAT = "nas-model"
+# 2**30 weights = 4 GiB of float32: EfficientNet-L2 (480M) fits, and so does NASNet-A Large with
+# every op replaced by the heaviest of the search space (907M); 10x the largest preset (89M).
+MAX_PARAMETERS = 2**30
 
 
 @dataclass(frozen=True)
@@ -57,17 +66,21 @@ def space_of(genotype: Any) -> SearchSpace:
 def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
     """A genotype from its JSON form (a dict, or a file path); ``ValueError`` names the bad field."""
     if isinstance(data, (str, Path)):
-        data = read_json_file(data)
+        data = read_json_file(data)  # size and nesting limits, see ``nas.serialization``
     if not isinstance(data, Mapping):
         raise ValueError(f"genotype JSON: expected an object, got {type(data).__name__}")
+    check_depth(data, "genotype JSON")  # a dict built in Python gets the file's nesting limit too
     for key in ("space", "version", "genotype"):
         if key not in data:
             raise ValueError(f"{key}: missing field (expected {{'space', 'version', 'genotype'}})")
     unknown = sorted(set(data) - {"space", "version", "genotype"})
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown field; valid: ['genotype', 'space', 'version']")
-    if data["version"] != FORMAT_VERSION:
-        raise ValueError(f"version: unsupported genotype format version {data['version']!r}; valid: [{FORMAT_VERSION}]")
+    version = data["version"]
+    if isinstance(version, bool) or not isinstance(version, int):  # true == 1 and 1.0 == 1 in Python
+        raise ValueError(f"version: expected the integer {FORMAT_VERSION}, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"version: unsupported genotype format version {version!r}; valid: [{FORMAT_VERSION}]")
     if not isinstance(data["space"], str):
         raise ValueError(f"space: expected a string, got {data['space']!r}")
     try:
@@ -101,11 +114,25 @@ def resolve(spec: Any) -> Resolved:
 
 
 def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> ChainNet | CellNet:
-    """The IR of ``spec`` (``macro`` passes space-specific overrides, e.g. ``resolution``)."""
+    """The IR of ``spec`` (``macro`` passes space-specific overrides, e.g. ``resolution``).
+
+    This is what ``materialize`` and ``nas materialize`` build, so a network of more than
+    ``MAX_PARAMETERS`` weights is refused here, counted on the meta device before any allocation.
+    """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
     resolved = resolve(spec)
-    return resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
+    ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
+    check_size(ir)
+    return ir
+
+
+def check_size(ir: ChainNet | CellNet, limit: int = MAX_PARAMETERS) -> None:
+    """``ValueError`` if the network of ``ir`` has more than ``limit`` weights (counted on the meta device)."""
+    params = count_params(build_on_meta(lambda: compile_ir(ir)))
+    if params > limit:
+        raise ValueError(f"genotype: the network has {params:,} parameters, more than the {limit:,} "
+                         f"({limit * 4 / 2**30:g} GiB of float32) that can be built")
 
 
 def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **macro: Any) -> nn.Module:

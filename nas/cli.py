@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -109,6 +111,8 @@ def _plot(spec: Any, path: str, num_classes: int) -> None:
         raise UsageError(f"{path}: --plot writes a .png file")
     if not Path(path).parent.is_dir():
         raise UsageError(f"{Path(path).parent}: no such directory")
+    if not os.access(Path(path).parent, os.W_OK):
+        raise UsageError(f"{Path(path).parent}: not writable")
     resolved = nas.resolve(spec)
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes)
     plot_architecture(ir, path, title=resolved.name or str(spec))
@@ -123,6 +127,22 @@ def cmd_materialize(args: argparse.Namespace) -> None:
     module = nas.compile(ir, seed=args.seed)
     path = write_model(module, args.spec, args.out, args.num_classes, ir.resolution, args.force)
     print(f"wrote {path} ({sum(p.numel() for p in module.parameters()):,} parameters)")
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from nas.doctor import diagnose, export
+
+    diagnosis = diagnose(Path(args.directory))
+    print(f"{diagnosis.path}: {'intact' if diagnosis.damage is None else 'DAMAGED: ' + diagnosis.damage}")
+    print(f"studies: {', '.join(diagnosis.studies) or '-'}; settings readable: {diagnosis.settings is not None}")
+    print(f"finished trials readable: {diagnosis.finished}; unreadable trial rows: {diagnosis.unreadable}")
+    if args.export:
+        count = export(diagnosis, Path(args.export))
+        print(f"exported {count} finished trials to {args.export}; `nas search` with the original settings and "
+              f"--out {args.export} resumes from them")
+    args.exit_code = 0 if diagnosis.healthy else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.set_defaults(run=cmd_materialize)
 
     add_search_command(commands)
+
+    doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
+    doctor.add_argument("directory", metavar="RUN", help="search run directory")
+    doctor.add_argument("--export", metavar="NEW_DIR", help="write the readable trials to a new run directory")
+    doctor.set_defaults(run=cmd_doctor)
     return parser
 
 
@@ -162,14 +187,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             logging.getLogger().setLevel(logging.INFO)
         args.run(args)
+        return int(getattr(args, "exit_code", 0))
     except (UsageError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"nas: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # a path the user gave: unreadable, unwritable, full
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"nas: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except Exception:  # noqa: BLE001  (a real bug: the traceback, then one line that says so)
+        traceback.print_exc()
+        print("nas: internal error: the lines above are a bug in nas, not a mistake of yours; please report them",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
         raise ValueError(f"{path}: is a directory")
     if not path.parent.is_dir():
         raise ValueError(f"{path.parent}: no such directory")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"{path.parent}: not writable")
     return path
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,11 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from nas.controller import Result
+from nas.doctor import check_journal_file, check_storage  # noqa: F401  (re-exported)
+from nas.files import atomic_torch_save
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -53,9 +55,14 @@ class Journal:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.state_path = out / "controller.pt"
+        if storage is None:
+            check_journal_file(out)  # a damaged journal stops here, untouched
         self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-        self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                         direction="maximize", load_if_exists=True)
+        try:
+            self.study = optuna.create_study(storage=self.storage, study_name=study_name,
+                                             direction="maximize", load_if_exists=True)
+        except (SQLAlchemyError, OSError, ValueError, ImportError) as error:
+            raise ValueError(f"storage {self.storage}: cannot open the study ({_first_line(error)})") from None
         recorded = self.study.user_attrs.get(SETTINGS_KEY)
         if recorded is None:
             if self.study.trials:
@@ -93,10 +100,8 @@ class Journal:
         return record
 
     def save_controller(self, state: dict[str, Any]) -> None:
-        """Write the controller state atomically (temporary file, then rename)."""
-        partial = self.state_path.with_suffix(".partial")
-        torch.save(state, partial)
-        os.replace(partial, self.state_path)
+        """Write the controller state atomically (temporary file, fsync, rename)."""
+        atomic_torch_save(self.state_path, state)
 
     def load_controller(self) -> dict[str, Any] | None:
         if not self.state_path.exists():
@@ -111,6 +116,11 @@ class Journal:
         """Successful records, best reward first (ties: lower trial id first)."""
         done = [r for r in self.records.values() if not r.result.failed]
         return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +149,7 @@ def open_study_summary(out: Path) -> dict[str, Any] | None:
     """Settings and progress of the run in ``out`` (for ``nas show``), or None if it is not a run."""
     if not (out / "study.db").exists():
         return None
+    check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:

@@ -6,6 +6,7 @@ files without pyplot, so importing this module selects no backend and touches no
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import networkx as nx
 from matplotlib.figure import Figure
 
+from nas.files import atomic_write_bytes
 from nas.ir import CellNet, CellTopology, ChainNet
 
 _COLORS = {"input": "#9ecae1", "block": "#fdd0a2", "output": "#a1d99b"}
@@ -54,6 +56,13 @@ def plot_architecture(ir: ChainNet | CellNet, path: str | Path, title: str = "")
         raise TypeError(f"plot_architecture() takes a ChainNet or CellNet, got {type(ir).__name__}")
 
 
+def _save(figure: Figure, path: str | Path) -> None:
+    """Render to memory, then write atomically: a failed write leaves no partial PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=120, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def _layers(graph: nx.DiGraph) -> None:
     for node in nx.topological_sort(graph):
         preds = list(graph.predecessors(node))
@@ -91,7 +100,7 @@ def plot_cells(cells: Sequence[tuple[str, CellTopology]], path: str | Path) -> N
     for axis, (title, topology) in zip(axes[0], cells):
         draw_cell(topology, axis, title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    _save(figure, path)
 
 
 def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
@@ -112,7 +121,7 @@ def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
     axis.set_title(title or f"{len(blocks)} blocks at {ir.resolution} px")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    _save(figure, path)
 
 
 def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:
@@ -137,4 +146,4 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
     axis.set_title(title)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    _save(figure, path)

@@ -9,15 +9,17 @@ A registry maps names to objects. Entries come from two places, and both take th
   and tests.
 
 A name taken twice raises ``ValueError`` (torchvision's ``_api.py``, not timm's silent overwrite);
-an unknown name raises ``ValueError`` listing the valid ones. A plug-in whose entry point fails to
-import is reported by name when it is looked up, never silently dropped.
+an unknown name raises ``ValueError`` listing the valid ones. Names come from the entry points'
+metadata, and an entry is imported only when it is first looked up, so listing or checking names
+(``nas search --help``, settings validation) imports no plug-in and no torch. A plug-in whose
+entry point fails to import is reported by name when it is looked up, never silently dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar, overload
 
 logger = logging.getLogger(__name__)
@@ -36,8 +38,9 @@ class Registry(Generic[T]):
         self.kind, self.group = kind, group
         self._prepare = prepare or (lambda name, obj: obj)
         self._entries: dict[str, T] = {}
-        self._broken: dict[str, str] = {}  # entry-point name -> why it could not be loaded
-        self._loaded = False
+        self._declared: dict[str, EntryPoint] = {}  # entry points not imported yet
+        self._broken: dict[str, str] = {}  # name -> why it could not be loaded
+        self._scanned = False
 
     @overload
     def register(self, name: str) -> Callable[[T], T]: ...
@@ -51,39 +54,42 @@ class Registry(Generic[T]):
             return lambda target: self.register(name, target)
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name: must be a non-empty string, got {name!r}")
-        self._load_entry_points()
-        self._add(name, self._prepare(name, obj))
+        self._scan()
+        if name in self._entries or name in self._declared or name in self._broken:
+            raise ValueError(f"a {self.kind} named {name!r} is already registered")
+        self._entries[name] = self._prepare(name, obj)
         return obj
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests and notebooks that re-define a plug-in)."""
-        self._load_entry_points()
-        self._entries.pop(name, None)
+        for table in (self._entries, self._declared, self._broken):
+            table.pop(name, None)
 
     def get(self, name: str) -> T:
         """The object registered as ``name``; ``ValueError`` listing the valid names otherwise."""
-        self._load_entry_points()
-        try:
+        self._scan()
+        if isinstance(name, str) and name in self._declared:
+            self._load(name)
+        if isinstance(name, str) and name in self._entries:
             return self._entries[name]
-        except (KeyError, TypeError):
-            pass
         if name in self._broken:
             raise ValueError(f"{self.kind} {name!r} is declared by a plug-in that failed to load: "
                              f"{self._broken[name]}")
         raise ValueError(f"unknown {self.kind} {name!r}; valid: {self.names()}")
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
-        self._load_entry_points()
-        return sorted(self._entries)
+        """Every registered or declared name, sorted (nothing is imported to list them)."""
+        self._scan()
+        return sorted({*self._entries, *self._declared, *self._broken})
 
     def items(self) -> list[tuple[str, T]]:
-        self._load_entry_points()
+        """Every loadable entry, imported; broken ones are left out (``get`` names them)."""
+        for name in list(self._declared):
+            self._load(name)
         return sorted(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
-        self._load_entry_points()
-        return name in self._entries
+        return isinstance(name, str) and name in self.names()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -94,22 +100,28 @@ class Registry(Generic[T]):
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, group={self.group!r})"
 
-    def _add(self, name: str, obj: T) -> None:
-        if name in self._entries:
-            raise ValueError(f"a {self.kind} named {name!r} is already registered")
-        self._entries[name] = obj
-
-    def _load_entry_points(self) -> None:
-        if self._loaded:
+    def _scan(self) -> None:
+        """Read the group's entry points from the installed distributions' metadata (once)."""
+        if self._scanned:
             return
-        self._loaded = True
-        for entry in sorted(entry_points(group=self.group), key=lambda e: e.name):
-            try:
-                self._add(entry.name, self._prepare(entry.name, entry.load()))
-            except Exception as error:  # noqa: BLE001  (one broken plug-in must not break the engine)
-                reason = f"{type(error).__name__}: {error}"
-                self._broken[entry.name] = f"{entry.value} ({reason})"
-                logger.warning("could not load %s plug-in %r from %s: %s", self.kind, entry.name, entry.value, reason)
+        self._scanned = True
+        for entry in entry_points(group=self.group):
+            if entry.name in self._entries or entry.name in self._broken:
+                continue
+            if entry.name in self._declared and self._declared[entry.name].value != entry.value:
+                first = self._declared.pop(entry.name)
+                self._broken[entry.name] = f"declared twice, by {first.value} and {entry.value}"
+                continue
+            self._declared[entry.name] = entry
+
+    def _load(self, name: str) -> None:
+        entry = self._declared.pop(name)
+        try:
+            self._entries[name] = self._prepare(name, entry.load())
+        except Exception as error:  # noqa: BLE001  (one broken plug-in must not break the engine)
+            reason = f"{type(error).__name__}: {error}"
+            self._broken[name] = f"{entry.value} ({reason})"
+            logger.warning("could not load %s plug-in %r from %s: %s", self.kind, name, entry.value, reason)
 
 
 def _space(name: str, obj: Any) -> Any:

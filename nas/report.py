@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from nas.files import atomic_write_text
 from nas.ir import CellNet
 from nas.journal import Journal, Record
 from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history
 from nas.search import SearchStats
 from nas.space import SearchSpace
-
-
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def _number(value: Any, millions: bool = False) -> str:
@@ -41,14 +35,14 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
                  title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}")
     best = ranked[0] if ranked else None
     if best is not None:
-        _write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
+        atomic_write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
         ir = space.lower(space.genotype_from_dict(best.genotype["genotype"]))
         if isinstance(ir, CellNet):
             for kind, topology in cell_types(ir):
                 plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
-    _write_text(out / "report.md", _report(settings, journal, ranked, stats))
+    atomic_write_text(out / "report.md", _report(settings, journal, ranked, stats))
     return best
 
 

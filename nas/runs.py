@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
 
 from nas import registry
 from nas.controller import Controller, make_controller
+from nas.doctor import check_storage
 from nas.evaluator import Evaluator, make_evaluator
-from nas.journal import Journal, Record
-from nas.report import write_outputs
-from nas.search import SearchStats, search
 from nas.space import SearchSpace
+
+if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
+    from nas.journal import Record
+    from nas.search import SearchStats
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,15 @@ logger = logging.getLogger(__name__)
 IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options")
 # Identity settings added after runs were first written: a run that lacks one was made with this value.
 IDENTITY_DEFAULTS = {"evaluator": "proxy"}
+MAX_SEED = 2**63 - 1
+_OPTIONAL_STR = (str, type(None))
+_OPTIONAL_INT = (int, type(None))
+# The type of every setting: YAML can hold anything, and a wrong type must be one clear line.
+_TYPES: dict[str, Any] = {
+    "out": str, "space": str, "controller": str, "evaluator": str, "budget": int, "dataset": str,
+    "data_dir": _OPTIONAL_STR, "download": bool, "epochs": _OPTIONAL_INT, "seed": int, "threads": int,
+    "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "proxy": dict, "controller_options": dict,
+}
 
 
 @dataclass
@@ -61,6 +73,14 @@ class SearchSettings:
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
+        for name, kind in _TYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                expected = " or ".join("null" if k is type(None) else k.__name__ for k in
+                                       (kind if isinstance(kind, tuple) else (kind,)))
+                raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        if not self.out:
+            raise ValueError("out: a run directory is required")
         for name, known in (("space", registry.spaces), ("controller", registry.controllers),
                             ("evaluator", registry.evaluators), ("dataset", registry.datasets)):
             if getattr(self, name) not in known:
@@ -69,11 +89,10 @@ class SearchSettings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
-        for name in ("proxy", "controller_options"):
-            if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"{name}: must be a mapping of option names to values")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: must be in [0, 2**63 - 1] (journals store it as a 64-bit integer), got {self.seed}")
+        if self.storage is not None:
+            check_storage(self.storage)
 
     def identity(self) -> dict[str, Any]:
         values = asdict(self)
@@ -95,6 +114,8 @@ def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[
 @contextlib.contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run the evaluations with ``count`` intra-op threads, restoring the caller's setting after."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -110,17 +131,33 @@ def run_search(settings: SearchSettings,
     ``on_record(record, replayed, finished)`` is called after every trial told, with the number of
     finished evaluations in the journal (a progress display uses it).
     """
+    from nas.journal import Journal
+    from nas.lock import RunLock
+    from nas.report import write_outputs
+    from nas.search import search
+
     settings.validate()
     out = Path(settings.out)
+    check_run_directory(out)
+    space, controller, evaluator = build_parts(settings)
+    evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):  # one writer: a second search on this directory is refused
+        journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
+                          defaults=IDENTITY_DEFAULTS)
+        report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
+        with intra_op_threads(settings.threads):
+            stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)
+        best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget}, stats)
+    return best, stats
+
+
+def check_run_directory(out: Path) -> None:
+    """``ValueError`` unless ``out`` is, or can become, a writable run directory."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
-    space, controller, evaluator = build_parts(settings)
-    evaluator.prepare()  # data mistakes fail here, before a run directory or a trial exists
-    out.mkdir(parents=True, exist_ok=True)
-    journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
-                      defaults=IDENTITY_DEFAULTS)
-    report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-    with intra_op_threads(settings.threads):
-        stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)
-    best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget}, stats)
-    return best, stats
+    existing = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ValueError(f"{out}: no existing folder to create it in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing}: not writable, so {out} cannot hold a search")

@@ -12,13 +12,15 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from nas import registry
-from nas.journal import Record
 from nas.runs import SearchSettings
+
+if TYPE_CHECKING:
+    from nas.journal import Record
 
 _FLAGS = ("space", "controller", "evaluator", "budget", "dataset", "data_dir", "download", "epochs", "seed",
           "threads", "storage", "study_name")

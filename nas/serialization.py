@@ -4,12 +4,20 @@ Decoding walks the genotype dataclass's type hints (int, float, bool, str, Liter
 optionals, nested dataclasses), so every space gets the same strict checks: unknown or missing
 fields, wrong types and out-of-range values raise ``ValueError`` naming the field path, e.g.
 ``genotype.normal.blocks[2].op_a``. No ``eval``, no pickle, and the input is never mutated.
+
+A genotype is a few KB, and a user's file is refused before it can cost much: at most
+``MAX_FILE_BYTES`` (4 MiB) are read, documents nested deeper than ``MAX_DEPTH`` (64) levels are
+refused (without ``RecursionError``, however deep), a list field holds at most ``MAX_ITEMS``
+(1024) items (so decoding stays in milliseconds; each space bounds its own lists tighter), and
+``NaN``/``Infinity``, which Python's json accepts, are refused in every float field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +25,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 T = TypeVar("T")
 FORMAT_VERSION = 1
+MAX_FILE_BYTES = 4 * 2**20  # a genotype file is a few KB
+MAX_DEPTH = 64  # nesting of objects and lists; a NASNet genotype document is 5 deep
+MAX_ITEMS = 1024  # items of one list field; the spaces' own bounds are tighter (e.g. 64 blocks)
 
 
 def to_dict(genotype: Any) -> dict[str, Any]:
@@ -50,6 +61,8 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
             raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
         args = get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
+            if len(value) > MAX_ITEMS:
+                raise ValueError(f"{path}: at most {MAX_ITEMS} items, got {len(value)}")
             return tuple(decode_value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
         if len(args) != len(value):
             raise ValueError(f"{path}: expected {len(args)} items, got {len(value)}")
@@ -65,7 +78,13 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise ValueError(f"{path}: expected a finite number, got an integer of {value.bit_length()} bits") from None
+        if not math.isfinite(number):  # json.loads accepts NaN, Infinity and -Infinity (and 1e999)
+            raise ValueError(f"{path}: expected a finite number, got {number!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"{path}: expected a string, got {value!r}")
@@ -77,7 +96,7 @@ def from_dict(cls: type[T], data: Any, path: str = "genotype") -> T:
     """Build dataclass ``cls`` from plain data, validating every field (errors name the path)."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
-    hints = get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -95,21 +114,66 @@ def from_dict(cls: type[T], data: Any, path: str = "genotype") -> T:
         raise ValueError(f"{path}.{error}" if ":" in str(error).split()[0] else f"{path}: {error}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def check_depth(document: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """``ValueError`` naming ``where`` if ``document`` nests objects/lists deeper than ``limit``.
+
+    Iterative, so no document (a cyclic one included) can raise ``RecursionError`` here.
+    """
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(f"{where}: nested deeper than {limit} levels; a genotype needs a few")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def genotype_json(space: str, genotype: Any) -> dict[str, Any]:
     """``{"space", "version", "genotype"}`` for ``genotype`` of ``space``."""
     return {"space": space, "version": FORMAT_VERSION, "genotype": to_dict(genotype)}
 
 
 def read_json_file(path: str | Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is a ``ValueError`` naming it."""
+    """Parse a JSON file; a missing, malformed, oversized or too deeply nested file is a ``ValueError`` naming it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+    except (IsADirectoryError, PermissionError) as error:
         raise ValueError(f"{path}: cannot read ({error.__class__.__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a genotype file (a few KB)")
+    return loads(data, str(path))
+
+
+def loads(text: str | bytes, where: str = "genotype JSON") -> Any:
+    """Parse a JSON document with ``read_json_file``'s limits; errors are one ``ValueError`` naming ``where``."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a genotype (a few KB)")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: cannot read (not UTF-8 text)") from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: malformed JSON ({error.msg} at line {error.lineno})") from None
+        raise ValueError(f"{where}: malformed JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:  # the parser gives up near the interpreter's limit, far above ours
+        raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels; a genotype needs a few") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"{where}: malformed JSON ({str(error).splitlines()[0] if str(error) else 'bad value'})") from None
+    check_depth(document, where)
+    return document

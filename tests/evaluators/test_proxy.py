@@ -155,3 +155,14 @@ def test_bad_settings_raise_value_error(space: str, options: dict, match: str) -
 def test_public_api() -> None:
     assert isinstance(ProxyEvaluator("efficientnet"), Evaluator)
     assert {"Evaluator", "ProxyEvaluator", "load_dataset", "DatasetSplits"} <= set(evaluators.__all__)
+
+
+def test_the_default_time_limit_scales_with_the_candidate(synthetic: DatasetSplits, genotype: NasNetGenotype) -> None:
+    from evaluators.proxy import auto_time_limit
+
+    metrics = _evaluator(synthetic).evaluate(genotype, trial_id=0)
+    expected = auto_time_limit(metrics["macs"], 3, len(synthetic.train) + 512, len(synthetic.validation))
+    assert metrics["time_limit"] == pytest.approx(expected) and expected > 120
+    assert auto_time_limit(10 * metrics["macs"], 3, 1000, 100) > auto_time_limit(metrics["macs"], 3, 1000, 100)
+    stalled = _evaluator(synthetic, time_limit=1e-3).evaluate(genotype, trial_id=0)
+    assert stalled["error"].startswith("time limit 0.001 s exceeded")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def test_entry_points_load_once_and_a_broken_plugin_is_named(tmp_path: Path, mon
                   module="def make():\n    return 'made'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     widgets: Registry[object] = Registry("widget", "nas.test.widgets")
-    assert widgets.names() == ["good"]
+    assert widgets.names() == ["broken", "good"]  # declared names, listed without importing anything
+    assert "fake_plugin" not in sys.modules
     assert widgets.get("good")() == "made"
     with pytest.raises(ValueError, match="widget 'broken' is declared by a plug-in that failed to load: "
                                          "no_such_module:make .ModuleNotFoundError"):

@@ -60,7 +60,7 @@ MALFORMED = [
     ("negative input", "nasnet-a-mobile",
      lambda g: g["normal"]["blocks"][1].update(input_a=-1), r"genotype\.normal\.blocks\[1\]\.input_a: must be a non-negative"),
     ("negative channels", "mobilenetv3-large",
-     lambda g: g["blocks"][4].update(out_channels=-40), r"genotype\.blocks\[4\]\.out_channels: must be > 0"),
+     lambda g: g["blocks"][4].update(out_channels=-40), r"genotype\.blocks\[4\]\.out_channels: must be in \[1, 8192\], got -40"),
     ("bad literal", "mobilenetv3-large",
      lambda g: g["blocks"][0].update(activation="hs"), r"genotype\.blocks\[0\]\.activation: 'hs' is not valid"),
     ("bad combine", "nasnet-a-cifar",
@@ -70,7 +70,7 @@ MALFORMED = [
     ("list expected", "nasnet-a-cifar", lambda g: g["normal"].update(blocks="none"), r"genotype\.normal\.blocks: expected a list"),
     ("bad width", "efficientnet-b0", lambda g: g.update(width=-1.0), r"genotype\.width: must be in"),
     ("F not a multiple of 24", "nasnet-a-cifar",
-     lambda g: g.update(penultimate_filters=100), r"genotype\.penultimate_filters: must be a positive multiple of 24"),
+     lambda g: g.update(penultimate_filters=100), r"genotype\.penultimate_filters: must be a multiple of 24 in \[24, 24576\], got 100"),
 ]
 
 

@@ -1,0 +1,228 @@
+"""A journal that cannot be read is never replaced: detect the damage, report it, rescue what is readable.
+
+``check_storage`` checks an ``--storage`` URL before anything is created.
+
+``check_journal_file`` runs before a search opens ``DIR/study.db``: a file that is not an intact
+Optuna SQLite database stops the command (exit 2) with the damage named, and nothing is written.
+``diagnose`` (``nas doctor DIR``) reports what is readable, working on a copy so the original is
+never touched; ``export`` writes the readable finished trials and the run's settings into a new
+run directory, from which ``nas search`` resumes by replaying them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+JOURNAL_NAME = "study.db"
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "trial_values", "trial_params", "study_user_attributes"}
+RUN_OUTPUTS = ("controller.pt", "best.json", "report.md")
+
+
+def check_storage(url: str) -> None:
+    """``ValueError`` (one line) unless ``url`` is an Optuna RDB URL whose database can be reached.
+
+    Checked before a search creates anything: an SQLite file's folder must exist and be writable;
+    another database must accept a connection.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"storage: expected an RDB URL such as sqlite:///runs/x.db, got {url!r}")
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"storage: {url!r} is not a database URL; e.g. sqlite:///runs/x.db or "
+                         "postgresql://user@host/db") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:":
+            raise ValueError(f"storage: {url!r} names no database file; an in-memory journal cannot resume")
+        folder = Path(database).resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"storage: {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"storage: {folder} is not writable")
+        return
+    try:
+        engine = create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (SQLAlchemyError, ImportError, OSError) as error:
+        raise ValueError(f"storage {parsed.render_as_string(hide_password=True)}: cannot connect "
+                         f"({_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _damage(path: Path) -> str | None:
+    """Why ``path`` is not an intact Optuna journal, or None if it is."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        return f"cannot be read: {error.strerror}"
+    if header != SQLITE_HEADER:
+        return "not an SQLite database (its first bytes are not the SQLite header)"
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        return f"SQLite cannot read it: {error}"
+    if check != "ok":
+        return f"SQLite's integrity check fails: {check}"
+    missing = sorted(OPTUNA_TABLES - tables)
+    if missing:
+        return f"an SQLite database without Optuna's tables ({', '.join(missing)})"
+    return None
+
+
+def check_journal_file(out: Path) -> None:
+    """``ValueError`` (one line, exit 2) unless ``out`` may be searched into with its default journal."""
+    path = out / JOURNAL_NAME
+    if not path.exists():
+        outputs = [name for name in RUN_OUTPUTS if (out / name).exists()]
+        if outputs:
+            raise ValueError(f"{out} holds the outputs of a search ({', '.join(outputs)}) but no {JOURNAL_NAME}; "
+                             "refusing to start a new journal over them: use another --out")
+        return
+    reason = _damage(path)
+    if reason is not None:
+        raise ValueError(f"{path} is damaged ({reason}); it was left as it is: `nas doctor {out}` reports what "
+                         f"is readable and `nas doctor {out} --export NEW_DIR` rescues it")
+
+
+@dataclass
+class Diagnosis:
+    """What ``nas doctor`` found: the damage, the run's settings and every readable finished trial.
+
+    ``trials`` are plain records: ``{"user_attrs", "state" ("COMPLETE" | "FAIL"), "value"}``.
+    """
+
+    path: Path
+    damage: str | None
+    studies: list[str] = field(default_factory=list)
+    unreadable: int = 0
+    settings: dict[str, Any] | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def finished(self) -> int:
+        return len(self.trials)
+
+    @property
+    def healthy(self) -> bool:
+        return self.damage is None and not self.unreadable
+
+
+def diagnose(out: Path) -> Diagnosis:
+    """Read everything readable of ``out/study.db``, from a copy: the original is only ever read.
+
+    Optuna reads an intact file; a damaged one is read row by row with SQLite, keeping every
+    finished trial whose record (genotype, metrics, status) can still be read.
+    """
+    path = out / JOURNAL_NAME
+    if not path.is_file():
+        raise ValueError(f"{out}: no {JOURNAL_NAME}; not a search run directory")
+    diagnosis = Diagnosis(path, _damage(path))
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / JOURNAL_NAME
+        shutil.copyfile(path, copy)
+        try:
+            connection = sqlite3.connect(copy)
+        except sqlite3.Error:
+            return diagnosis
+        try:
+            diagnosis.studies = [row[0] for row in _rows(connection, "SELECT study_name FROM studies")]
+            for value in _rows(connection, "SELECT value_json FROM study_user_attributes WHERE key = 'nas_settings'"):
+                diagnosis.settings = _json(value[0])
+            attrs: dict[int, dict[str, Any]] = {}
+            for row_id, key, value in _rows(connection, "SELECT trial_id, key, value_json FROM trial_user_attributes"):
+                attrs.setdefault(row_id, {})[key] = _json(value)
+            states = dict(_rows(connection, "SELECT trial_id, state FROM trials"))
+            values = dict(_rows(connection, "SELECT trial_id, value FROM trial_values"))
+        finally:
+            connection.close()
+    for row_id, user_attrs in sorted(attrs.items()):
+        state = states.get(row_id)
+        if state not in ("COMPLETE", "FAIL") or not {"trial_id", "genotype", "status"} <= set(user_attrs):
+            diagnosis.unreadable += 1
+            continue
+        if state == "COMPLETE" and values.get(row_id) is None:
+            diagnosis.unreadable += 1
+            continue
+        diagnosis.trials.append({"user_attrs": user_attrs, "state": state, "value": values.get(row_id)})
+    diagnosis.unreadable += max(0, len(states) - len(attrs))
+    return diagnosis
+
+
+def _rows(connection: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
+    """The rows SQLite can read, in order, up to the first damaged page."""
+    rows: list[tuple[Any, ...]] = []
+    try:
+        for row in connection.execute(query):
+            rows.append(row)
+    except sqlite3.Error:
+        pass
+    return rows
+
+
+def _json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def export(diagnosis: Diagnosis, new_out: Path, study_name: str = "nas-search") -> int:
+    """Write the readable finished trials and the settings into ``new_out/study.db``; return how many.
+
+    Each trial is rebuilt from its genotype JSON (its params are the space's decisions), so the
+    new journal is what the search would have written; ``nas search`` resumes from it.
+    """
+    from nas.serialization import FORMAT_VERSION  # noqa: F401  (the format the genotypes are in)
+    from nas.space import get as get_space
+
+    if new_out.exists() and any(new_out.iterdir()):
+        raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
+    if diagnosis.settings is None:
+        raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
+    space = get_space(diagnosis.settings["space"])
+    distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
+    new_out.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(storage=f"sqlite:///{(new_out / JOURNAL_NAME).resolve()}", study_name=study_name,
+                                direction="maximize")
+    study.set_user_attr("nas_settings", diagnosis.settings)
+    seen: set[int] = set()
+    for trial in sorted(diagnosis.trials, key=lambda t: t["user_attrs"]["trial_id"]):
+        attrs = trial["user_attrs"]
+        if attrs["trial_id"] in seen:
+            continue  # two writers once recorded the same trial: keep the first
+        genotype = space.genotype_from_dict(attrs["genotype"]["genotype"])
+        complete = trial["state"] == "COMPLETE"
+        study.add_trial(optuna.trial.create_trial(
+            params=space.encode(genotype), distributions=distributions, user_attrs=attrs,
+            state=TrialState.COMPLETE if complete else TrialState.FAIL, value=trial["value"] if complete else None))
+        seen.add(attrs["trial_id"])
+    return len(seen)
