@@ -1,4 +1,4 @@
-"""One writer per run directory: an exclusive lock held for the life of a search.
+"""One writer per run directory (``RunLock``) and per study in a shared storage (``StudyGuard``).
 
 The lock is ``fcntl.flock`` on ``DIR/.lock``: the kernel releases it when its process exits,
 however it exits (``kill -9`` included), so a stale lock needs no clean-up and is simply taken
@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 
@@ -67,3 +72,57 @@ def _read_holder(handle: int) -> str:
         return f"pid {holder['pid']} on {holder['host']}, since {started}"
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that has not yet recorded its pid"
+
+
+class StudyGuard:
+    """One writer per study in a shared ``--storage``, where a file lock cannot reach.
+
+    The holder records ``{pid, host, token, heartbeat}`` as a study attribute and refreshes the
+    heartbeat every ``interval`` seconds from a daemon thread. Another search finds a heartbeat
+    younger than ``stale_after`` and is refused, naming the holder; an older one was left by a
+    process that died, and is taken over.
+    """
+
+    KEY = "nas_writer"
+
+    def __init__(self, study: Any, interval: float = 30.0, stale_after: float = 120.0) -> None:
+        self.study, self.interval, self.stale_after = study, interval, stale_after
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token, "heartbeat": time.time()}
+
+    def acquire(self) -> None:
+        holder = self.study.user_attrs.get(self.KEY)
+        if holder and holder.get("token") != self.token and time.time() - holder.get("heartbeat", 0) < self.stale_after:
+            raise ValueError(f"study {self.study.study_name!r} is in use by another search (pid {holder.get('pid')} "
+                             f"on {holder.get('host')}, alive {time.time() - holder['heartbeat']:.0f} s ago); "
+                             "wait for it to finish, or stop it")
+        self.study.set_user_attr(self.KEY, self._record())
+        self._thread = threading.Thread(target=self._beat, name="nas-study-guard", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.study.set_user_attr(self.KEY, self._record())
+            except Exception:  # noqa: BLE001  (a missed heartbeat is retried; the search goes on)
+                logger.warning("could not refresh the study guard's heartbeat", exc_info=True)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+        try:
+            self.study.set_user_attr(self.KEY, {})
+        except Exception:  # noqa: BLE001
+            logger.warning("could not clear the study guard", exc_info=True)
+
+    def __enter__(self) -> StudyGuard:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

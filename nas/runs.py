@@ -132,7 +132,7 @@ def run_search(settings: SearchSettings,
     finished evaluations in the journal (a progress display uses it).
     """
     from nas.journal import Journal
-    from nas.lock import RunLock
+    from nas.lock import RunLock, StudyGuard
     from nas.report import write_outputs
     from nas.search import search
 
@@ -142,9 +142,11 @@ def run_search(settings: SearchSettings,
     space, controller, evaluator = build_parts(settings)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
     out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):  # one writer: a second search on this directory is refused
+    with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
         journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
                           defaults=IDENTITY_DEFAULTS)
+        if settings.storage is not None:  # a shared storage: other run directories may name the same study
+            stack.enter_context(StudyGuard(journal.study))
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
         with intra_op_threads(settings.threads):
             stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)

@@ -207,3 +207,17 @@ def test_a_bug_is_a_traceback_and_a_line_saying_so(tmp_path, capsys, monkeypatch
     assert main(search(tmp_path / "run", tmp_path)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err and "internal error" in err.splitlines()[-1]
+
+
+def test_two_searches_on_one_shared_study_are_refused_and_a_dead_holder_is_taken_over(tmp_path, capsys) -> None:
+    from nas.lock import StudyGuard
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = optuna.create_study(storage=storage, study_name="nas-search", direction="maximize")
+    with StudyGuard(study, interval=0.05):  # another search, elsewhere, holds the study
+        time.sleep(0.2)
+        assert main(search(tmp_path / "second", tmp_path, "--storage", storage)) == 2
+        assert "study 'nas-search' is in use by another search (pid" in one_error_line(capsys)
+    study.set_user_attr(StudyGuard.KEY, {"pid": 1, "host": "gone", "token": "x", "heartbeat": time.time() - 1e4})
+    assert main(search(tmp_path / "third", tmp_path, "--storage", storage)) == 0  # a stale holder is taken over
+    assert study.user_attrs[StudyGuard.KEY] == {}
