@@ -16,17 +16,16 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from nas import space as space_registry
-from nas.compile import compile as compile_ir
-from nas.cost import build_on_meta, count_macs, count_params
 from nas.ir import CellNet, ChainNet
 from nas.serialization import FORMAT_VERSION, check_depth, genotype_json, read_json_file
 from nas.space import SearchSpace
+
+if TYPE_CHECKING:  # torch is imported where a network is built: resolving and checking a spec needs none
+    import torch
+    from torch import nn
 
 MODEL_FORMAT = "nas-model"
 # 2**30 weights = 4 GiB of float32: EfficientNet-L2 (480M) fits, and so does NASNet-A Large with
@@ -67,9 +66,10 @@ def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
     """A genotype from its JSON form (a dict, or a file path); ``ValueError`` names the bad field."""
     if isinstance(data, (str, Path)):
         data = read_json_file(data)  # size and nesting limits, see ``nas.serialization``
+    elif isinstance(data, Mapping):
+        check_depth(data, "genotype JSON")  # a dict built in Python gets the file's nesting limit too
     if not isinstance(data, Mapping):
         raise ValueError(f"genotype JSON: expected an object, got {type(data).__name__}")
-    check_depth(data, "genotype JSON")  # a dict built in Python gets the file's nesting limit too
     for key in ("space", "version", "genotype"):
         if key not in data:
             raise ValueError(f"{key}: missing field (expected {{'space', 'version', 'genotype'}})")
@@ -129,6 +129,9 @@ def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> ChainNet | CellNe
 
 def check_size(ir: ChainNet | CellNet, limit: int = MAX_PARAMETERS) -> None:
     """``ValueError`` if the network of ``ir`` has more than ``limit`` weights (counted on the meta device)."""
+    from nas.compile import compile as compile_ir
+    from nas.cost import build_on_meta, count_params
+
     params = count_params(build_on_meta(lambda: compile_ir(ir)))
     if params > limit:
         raise ValueError(f"genotype: the network has {params:,} parameters, more than the {limit:,} "
@@ -137,13 +140,18 @@ def check_size(ir: ChainNet | CellNet, limit: int = MAX_PARAMETERS) -> None:
 
 def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **macro: Any) -> nn.Module:
     """An ordinary ``nn.Module`` for ``spec``, freshly initialised (``seed`` makes it repeatable)."""
+    from nas.compile import compile as compile_ir
+
     return compile_ir(lower(spec, num_classes, **macro), seed=seed)
 
 
 def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any]:
     """Parameters, MACs (batch 1, at the spec's resolution), resolution and a per-stage table."""
-    resolved = resolve(spec)
+    resolved = resolve(spec)  # a bad spec is refused before torch is imported
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
+    from nas.compile import compile as compile_ir
+    from nas.cost import build_on_meta, count_macs, count_params
+
     model = build_on_meta(lambda: compile_ir(ir))
     macs, by_module = count_macs(model, ir.resolution, per_module=True)
     return {
@@ -154,6 +162,8 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
 
 
 def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
+    from nas.cost import count_params
+
     rows = []
     if isinstance(ir, ChainNet):
         parts = [("stem", "stem", ir.stem[0].input_size, ir.stem[-1].out_channels, len(ir.stem))]
@@ -176,6 +186,8 @@ def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) 
 
 def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int) -> None:
     """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``."""
+    import torch
+
     payload = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": resolve(spec).to_json(),
                "num_classes": num_classes, "state_dict": module.state_dict()}
     torch.save(payload, path)
@@ -183,6 +195,8 @@ def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int)
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """The module saved by ``save_model``/``nas materialize --out FILE.pt``, weights loaded."""
+    import torch
+
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:

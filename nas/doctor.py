@@ -191,7 +191,7 @@ def _json(text: str) -> Any:
 
     try:
         return json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 

@@ -10,12 +10,10 @@ import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from nas.api import save_model
+if TYPE_CHECKING:  # checking an output path must not wait for torch to import
+    from torch import nn
 
 FORMATS = (".pt", ".pt2", ".onnx")
 
@@ -51,6 +49,10 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
 def write_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int, resolution: int,
                 overwrite: bool = False) -> Path:
     """Write ``module`` in the format named by ``path``'s suffix (see ``FORMATS``)."""
+    import torch
+
+    from nas.api import save_model
+
     path = check_output(path, overwrite)
     module.eval()
     example = (torch.randn(1, 3, resolution, resolution),)

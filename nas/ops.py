@@ -50,8 +50,7 @@ def get_op(op: str | OpFactory) -> OpFactory:
 
 def check_op(path: str, name: object) -> None:
     """Raise ``ValueError`` naming ``path`` unless ``name`` is a registered op."""
-    if not isinstance(name, str) or name not in OPS:
-        raise ValueError(f"{path}: unknown op {name!r}; valid: {OPS.names()}")
+    OPS.check(path, name)
 
 
 def declared_options(op: str | OpFactory) -> dict[str, inspect.Parameter]:

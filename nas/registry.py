@@ -77,6 +77,11 @@ class Registry(Generic[T]):
                              f"{self._broken[name]}")
         raise ValueError(f"unknown {self.kind} {name!r}; valid: {self.names()}")
 
+    def check(self, path: str, name: object) -> None:
+        """``ValueError`` naming ``path`` unless ``name`` is registered or declared (nothing is imported)."""
+        if name not in self:
+            raise ValueError(f"{path}: unknown {self.kind} {name!r}; valid: {self.names()}")
+
     def names(self) -> list[str]:
         """Every registered or declared name, sorted (nothing is imported to list them)."""
         self._scan()

@@ -36,7 +36,11 @@ def to_dict(genotype: Any) -> dict[str, Any]:
 
 
 def decode_value(hint: Any, value: Any, path: str) -> Any:
-    """``value`` checked against the type ``hint`` (converted where JSON differs, e.g. lists to tuples)."""
+    """``value`` checked against the type ``hint`` (converted where JSON differs, e.g. lists to tuples).
+
+    The walk follows ``hint``, not ``value``: it recurses only as deep as the genotype's types nest
+    (a NASNet genotype: 4 levels), whatever the data holds, so it cannot hit ``RecursionError``.
+    """
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, path)
@@ -124,18 +128,15 @@ def check_depth(document: Any, where: str, limit: int = MAX_DEPTH) -> None:
 
     Iterative, so no document (a cyclic one included) can raise ``RecursionError`` here.
     """
-    stack = [(document, 1)]
+    containers = (Mapping, list, tuple)
+    stack = [(document, 1)] if isinstance(document, containers) else []
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, Mapping):
-            children = value.values()
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            continue
         if depth > limit:
             raise ValueError(f"{where}: nested deeper than {limit} levels; a genotype needs a few")
-        stack.extend((child, depth + 1) for child in children)
+        for child in value.values() if isinstance(value, Mapping) else value:
+            if isinstance(child, containers):
+                stack.append((child, depth + 1))
 
 
 def genotype_json(space: str, genotype: Any) -> dict[str, Any]:

@@ -16,7 +16,16 @@ from typing import Any
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.space import Decision, check_choices
-from search_spaces.base import SpaceBase, make_divisible
+from search_spaces.base import (
+    BN_EPS,
+    BN_MOMENTUM,
+    PROBABILITY,
+    RESOLUTION,
+    WIDTH_MULTIPLIER,
+    Bound,
+    SpaceBase,
+    make_divisible,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,29 @@ B0_STAGES: tuple[Stage, ...] = (
 )
 
 
+# The valid range of every field of a genotype, in one place, checked in ``__post_init__`` (so a
+# user's JSON is refused while it is decoded, before anything is built) and, for ``lower()``'s
+# ``resolution``/``width_multiplier`` overrides, in ``lower``.
+#
+# Why these numbers: they hold B0-B7 (up to width 2.0, depth 3.1, 600 px) and the largest published
+# compound scaling, EfficientNet-L2 (width 4.3, depth 5.3, 800 px), with margin. Depth bounds the
+# layers: at depth 8 the network has 128 blocks, 2.3x B7, still built and counted on the meta
+# device in about a second (``nas show``). Resolution shares the built-in spaces' [8, 1024]: the
+# former 2048 had no preset behind it. Weights grow with width^2 x depth: the corner (5, 8) has
+# 928M (3.5 GiB of float32), under ``nas.api.MAX_PARAMETERS``, the limit ``nas.api.lower`` (what
+# ``nas materialize`` builds from) enforces before allocating anything.
+BOUNDS: Mapping[str, Bound] = MappingProxyType({
+    "width": Bound(0.0, 5.0, integer=False, low_open=True),
+    "depth": Bound(0.0, 8.0, integer=False, low_open=True),
+    "resolution": RESOLUTION,
+    "dropout": PROBABILITY,
+    "stochastic_depth": PROBABILITY,
+    "bn_eps": BN_EPS,
+    "bn_momentum": BN_MOMENTUM,
+    "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only; width x width_multiplier must be a valid width
+})
+
+
 @dataclass(frozen=True)
 class EfficientNetGenotype:
     """Multipliers over B0 and the training-time rates that belong to each model.
@@ -60,15 +92,9 @@ class EfficientNetGenotype:
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01
 
-    def __post_init__(self) -> None:
-        for name in ("width", "depth"):
-            if not 0 < getattr(self, name) <= 10:
-                raise ValueError(f"{name}: must be in (0, 10], got {getattr(self, name)!r}")
-        if not 8 <= self.resolution <= 2048:
-            raise ValueError(f"resolution: must be in [8, 2048], got {self.resolution!r}")
-        for name in ("dropout", "stochastic_depth"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)!r}")
+    def __post_init__(self) -> None:  # the ranges and why: ``BOUNDS``
+        for name in ("width", "depth", "resolution", "dropout", "stochastic_depth", "bn_eps", "bn_momentum"):
+            BOUNDS[name].check(name, getattr(self, name))
 
 
 def round_repeats(repeats: int, depth: float) -> int:
@@ -148,8 +174,14 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
 
     def lower(self, genotype: EfficientNetGenotype, *, num_classes: int = 1000,
               resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
-        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies."""
+        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies (``BOUNDS``)."""
+        if resolution is not None:
+            BOUNDS["resolution"].check("resolution", resolution)
+        BOUNDS["width_multiplier"].check("width_multiplier", width_multiplier)
         width = genotype.width * width_multiplier
+        if width not in BOUNDS["width"]:
+            raise ValueError(f"width_multiplier: width {genotype.width!r} x {width_multiplier!r} = {width!r} "
+                             f"is outside {BOUNDS['width']}")
         size = resolution or genotype.resolution
         stages = scale_stages(B0_STAGES, width, genotype.depth)
         total = sum(stage.repeats for stage in stages)

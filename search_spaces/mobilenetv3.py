@@ -15,9 +15,41 @@ from typing import Any, Literal
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.space import Decision, check_choices
-from search_spaces.base import SpaceBase, make_divisible
+from search_spaces.base import (
+    BN_EPS,
+    BN_MOMENTUM,
+    PROBABILITY,
+    RESOLUTION,
+    WIDTH_MULTIPLIER,
+    Bound,
+    SpaceBase,
+    make_divisible,
+)
 
 Nonlinearity = Literal["relu", "hardswish"]
+
+# The valid range of every numeric field of a genotype, in one place, checked in the genotypes'
+# ``__post_init__`` (so a user's JSON is refused while it is decoded, before anything is built)
+# and, for ``lower()``'s ``resolution``/``width_multiplier`` overrides, in ``lower``.
+#
+# Why these numbers: every preset fits with margin (the widest is V3-Large: expansion 960, head
+# 960, classifier 1280; 15 blocks; 224 px), and 8192 channels leave room for any width
+# multiplier up to 8. At most 64 blocks (4x V3-Large, 2.7x the deepest network of the factorized
+# space) bounds the layers, so the largest allowed network is built and counted on the meta device
+# in about a second (``nas show``), like EfficientNet-B7. Memory grows with blocks x channels^2,
+# which these ranges alone do not cap; ``nas.api.lower`` (what ``nas materialize`` builds from)
+# refuses any network over ``nas.api.MAX_PARAMETERS`` weights (4 GiB of float32) before allocating it.
+BOUNDS: Mapping[str, Bound] = MappingProxyType({
+    "blocks": Bound(1, 64),  # number of bottlenecks
+    "channels": Bound(1, 8192),  # expand/out channels of a block, stem, head and classifier widths
+    "resolution": RESOLUTION,
+    "dropout": PROBABILITY,
+    "bn_eps": BN_EPS,
+    "bn_momentum": BN_MOMENTUM,
+    "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only
+})
+KERNEL_SIZES = (3, 5, 7)
+STRIDES = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -31,14 +63,13 @@ class MobileNetV3Block:
     activation: Nonlinearity
     stride: int
 
-    def __post_init__(self) -> None:
-        if self.kernel_size not in (3, 5, 7):
-            raise ValueError(f"kernel_size: must be 3, 5 or 7, got {self.kernel_size!r}")
+    def __post_init__(self) -> None:  # the ranges and why: ``BOUNDS``
+        for name, valid in (("kernel_size", KERNEL_SIZES), ("stride", STRIDES)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or value not in valid:
+                raise ValueError(f"{name}: must be one of {list(valid)}, got {value!r}")
         for name in ("expand_channels", "out_channels"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        if self.stride not in (1, 2):
-            raise ValueError(f"stride: must be 1 or 2, got {self.stride!r}")
+            BOUNDS["channels"].check(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -54,14 +85,13 @@ class MobileNetV3Genotype:
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01
 
-    def __post_init__(self) -> None:
-        if not self.blocks:
-            raise ValueError("blocks: need at least one block")
-        for name in ("stem_channels", "head_channels", "classifier_hidden", "resolution"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
+    def __post_init__(self) -> None:  # the ranges and why: ``BOUNDS``
+        if len(self.blocks) not in BOUNDS["blocks"]:
+            raise ValueError(f"blocks: a genotype holds {BOUNDS['blocks']} blocks, got {len(self.blocks)}")
+        for name in ("stem_channels", "head_channels", "classifier_hidden"):
+            BOUNDS["channels"].check(name, getattr(self, name))
+        for name in ("resolution", "dropout", "bn_eps", "bn_momentum"):
+            BOUNDS[name].check(name, getattr(self, name))
 
 
 def _blocks(rows: list[tuple[int, int, int, bool, str, int]]) -> tuple[MobileNetV3Block, ...]:
@@ -115,7 +145,6 @@ STAGES: tuple[tuple[int, int, Nonlinearity], ...] = (
     (16, 1, "relu"), (24, 2, "relu"), (40, 2, "relu"),
     (80, 2, "hardswish"), (112, 1, "hardswish"), (160, 2, "hardswish"),
 )
-KERNEL_SIZES = (3, 5, 7)
 EXPAND_RATIOS = (1, 3, 4, 6)
 DEPTHS = (1, 2, 3, 4)
 
@@ -179,9 +208,15 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
 
     def lower(self, genotype: MobileNetV3Genotype, *, num_classes: int = 1000,
               resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
-        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies."""
+        """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies (``BOUNDS``)."""
+        if resolution is not None:
+            BOUNDS["resolution"].check("resolution", resolution)
+        BOUNDS["width_multiplier"].check("width_multiplier", width_multiplier)
         if width_multiplier != 1.0:
-            genotype = scale_width(genotype, width_multiplier)
+            try:
+                genotype = scale_width(genotype, width_multiplier)  # re-validated by ``replace``
+            except ValueError as error:
+                raise ValueError(f"width_multiplier: {width_multiplier!r} scales a width out of range ({error})") from None
         size = resolution or genotype.resolution
         stem = BlockSpec("conv_bn_act", 3, genotype.stem_channels, 2, size, {"kernel_size": 3, "activation": "hardswish"})
         channels, size, blocks = stem.out_channels, stem.output_size, []

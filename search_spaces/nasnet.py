@@ -14,9 +14,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
-from nas.ops import check_op
+from nas import registry
 from nas.space import Decision, check_choices
-from search_spaces.base import SpaceBase
+from search_spaces.base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
 
 NUM_BLOCKS = 5
 # The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4), all in ``nas.ops``.
@@ -26,6 +26,34 @@ NASNET_OPS: tuple[str, ...] = (
     "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
 )
 COMBINES = ("add", "concat")
+FILTER_MULTIPLE = 24  # F = 24 x the first stack's filters (NASNet-A)
+
+# The valid range of every numeric field of a genotype, in one place. ``__post_init__`` checks
+# them, so a user's JSON is refused while it is decoded, in milliseconds and before anything is
+# built, and so are ``lower()``'s overrides (``num_cells``, ``penultimate_filters``,
+# ``resolution``), which go through ``dataclasses.replace`` and are re-validated.
+#
+# Why these numbers: they hold every published configuration with margin (NASNet-A Large is
+# 6 @ 4032 at 331 px, the paper's largest CIFAR model 7 @ 2304, B = 5 blocks per cell) and they
+# bound the number of layers, which is what building and counting on the meta device costs
+# (``nas show``): at N = 12 and 8 blocks per cell the network has 40 cells of up to 16 ops, 4x the
+# modules of NASNet-A Large, so it is built and counted in 4x Large's time (measured on a loaded
+# 2-core machine: about 7 s against 1.5 s), not in the minutes that N = 100000 would take.
+# Memory grows with N x F^2, which no range of a single field caps without refusing Large's
+# siblings; F up to 24 x 1024 costs nothing on the meta device, and ``nas.api.lower`` (what
+# ``nas materialize`` builds from) refuses any network over ``nas.api.MAX_PARAMETERS`` weights
+# (4 GiB of float32) before allocating it. NASNet-A Large with every op replaced by the heaviest
+# of the 13 (907M weights, 3.4 GiB) is under that limit.
+BOUNDS: Mapping[str, Bound] = MappingProxyType({
+    "num_cells": Bound(1, 12),
+    "penultimate_filters": Bound(FILTER_MULTIPLE, FILTER_MULTIPLE * 1024),
+    "cell_blocks": Bound(1, 8),  # blocks per cell (normal and reduction)
+    "stem_multiplier": Bound(0.125, 8.0, integer=False),
+    "resolution": RESOLUTION,
+    "dropout": PROBABILITY,
+    "drop_path_keep_prob": Bound(0.0, 1.0, integer=False, low_open=True),
+    "bn_eps": BN_EPS,
+})
 
 
 @dataclass(frozen=True)
@@ -44,17 +72,20 @@ class NasNetGenotype:
     skip_reduction_layer_input: bool = False
     bn_eps: float = 1e-5
 
-    def __post_init__(self) -> None:
-        if self.num_cells <= 0:
-            raise ValueError(f"num_cells: must be > 0, got {self.num_cells!r}")
-        if self.penultimate_filters <= 0 or self.penultimate_filters % 24:
-            raise ValueError(f"penultimate_filters: must be a positive multiple of 24, got {self.penultimate_filters!r}")
-        if self.stem_multiplier <= 0 or self.resolution <= 0:
-            raise ValueError("stem_multiplier and resolution: must be > 0")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout!r}")
-        if not 0 < self.drop_path_keep_prob <= 1:
-            raise ValueError(f"drop_path_keep_prob: must be in (0, 1], got {self.drop_path_keep_prob!r}")
+    def __post_init__(self) -> None:  # the ranges and why: ``BOUNDS``
+        for cell in ("normal", "reduction"):
+            blocks = getattr(self, cell).blocks
+            if len(blocks) not in BOUNDS["cell_blocks"]:
+                raise ValueError(f"{cell}.blocks: a cell holds {BOUNDS['cell_blocks']} blocks, got {len(blocks)}")
+        for name in ("num_cells", "stem_multiplier", "resolution", "dropout", "drop_path_keep_prob", "bn_eps"):
+            BOUNDS[name].check(name, getattr(self, name))
+        filters, bound = self.penultimate_filters, BOUNDS["penultimate_filters"]
+        if filters not in bound or filters % FILTER_MULTIPLE:
+            if isinstance(filters, bool) or not isinstance(filters, int):
+                bound.check("penultimate_filters", filters)  # "expected an integer"
+            raise ValueError(f"penultimate_filters: must be a multiple of {FILTER_MULTIPLE} in {bound}, got {filters!r}")
+        if self.stem == "imagenet" and filters < 4 * FILTER_MULTIPLE:  # its first stem cell has F / 96 filters
+            raise ValueError(f"penultimate_filters: the imagenet stem needs at least {4 * FILTER_MULTIPLE}, got {filters!r}")
 
     @property
     def filters(self) -> int:
@@ -136,7 +167,7 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
         for cell in ("normal", "reduction"):
             for k, block in enumerate(getattr(genotype, cell).blocks):
                 for field in ("op_a", "op_b"):
-                    check_op(f"genotype.{cell}.blocks[{k}].{field}", getattr(block, field))
+                    registry.ops.check(f"genotype.{cell}.blocks[{k}].{field}", getattr(block, field))
         return genotype
 
     def decisions(self) -> list[Decision]:
