@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.datasets import iterate_batches
+from evaluators.datasets import iterate_batches, skipped_files
 from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
@@ -133,6 +133,21 @@ class ProxyEvaluator:
             build_on_meta(lambda: compile_ir(ir))
         except (ValueError, TypeError) as error:
             raise ValueError(f"proxy settings {self.reduction}: {_first_line(error)}") from None
+
+    def describe(self) -> dict[str, str]:
+        """Facts for the run's report: the data each candidate trains and validates on, and the
+        image files left out as unreadable (named in a warning when the data was loaded)."""
+        splits = self.splits
+        facts = {"dataset": f"{splits.name}, {splits.num_classes} classes at {splits.resolution} px",
+                 "images": f"{len(splits.train)} train, {len(splits.validation)} validation "  # type: ignore[arg-type]
+                           "(held out from the training data; the test split is not used)",
+                 "proxy network": f"{self.space.name} lowered with {self.macro()}",
+                 "training": f"{self.epochs} epochs, batch {self.batch_size}, {self.optimizer} lr {self.learning_rate:g}"}
+        skipped = skipped_files(splits)
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            facts["unreadable images skipped"] = f"{len(skipped)}: {shown}"
+        return facts
 
     def macro(self) -> dict[str, Any]:
         """The keyword arguments given to ``space.lower`` for the proxy network."""

@@ -31,7 +31,8 @@ class Evaluator(Protocol[G]):
     ``trial_id`` seeds the evaluation's random streams (with the evaluator's own ``seed``), so a
     re-run, a resumed search or a parallel worker gets the same metrics for the same trial.
     ``prepare()`` does the expensive, fallible set-up (loading data) and raises ``ValueError`` for
-    a user's mistake; the runner calls it before the first trial.
+    a user's mistake; the runner calls it before the first trial. An evaluator may also offer
+    ``describe() -> dict[str, str]``: facts for the run's report (data sizes, files it skipped).
     """
 
     def prepare(self) -> None: ...

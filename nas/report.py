@@ -23,11 +23,12 @@ def _number(value: Any, millions: bool = False) -> str:
 
 
 def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
-                  stats: SearchStats | None) -> Record | None:
+                  stats: SearchStats | None, evaluation: dict[str, Any] | None = None) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record.
 
     The pictures follow the IR of the best genotype at full size: a ``CellNet`` gives one PNG per
     kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
+    ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files).
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
@@ -42,11 +43,12 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
                 plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
-    atomic_write_text(out / "report.md", _report(settings, journal, ranked, stats))
+    atomic_write_text(out / "report.md", _report(settings, journal, ranked, stats, evaluation or {}))
     return best
 
 
-def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None) -> str:
+def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None,
+            evaluation: dict[str, Any]) -> str:
     failed = [r for r in journal.records.values() if r.result.failed]
     lines = [
         f"# Search report: {settings['controller']} on {settings['space']}",
@@ -55,6 +57,8 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "",
         *(f"- **{key}**: `{json.dumps(value)}`" for key, value in sorted(settings.items())),
         "",
+        *(["## Evaluation", "", *(f"- **{key}**: {value}" for key, value in evaluation.items()), ""]
+          if evaluation else []),
         "## Outcome",
         "",
         f"- finished evaluations: {len(journal.records)} ({len(failed)} failed)",

@@ -150,7 +150,10 @@ def run_search(settings: SearchSettings,
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
         with intra_op_threads(settings.threads):
             stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)
-        best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget}, stats)
+        describe = getattr(evaluator, "describe", None)
+        best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
+                                                   "threads": settings.threads}, stats,
+                             describe() if callable(describe) else None)
     return best, stats
 
 

@@ -197,6 +197,20 @@ def test_proxy_evaluation_succeeds_despite_a_corrupt_image(one_corrupt: tuple[Pa
     assert "error" not in metrics and 0.0 <= metrics["accuracy"] <= 1.0
 
 
+def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path, Path], tmp_path: Path) -> None:
+    from nas.cli import main
+
+    data_dir, bad = one_corrupt
+    config = tmp_path / "small.yaml"
+    config.write_text("proxy: {num_cells: 1, penultimate_filters: 24, resolution: 8}\n")
+    out = tmp_path / "run"
+    assert main(["search", "--space", "nasnet", "--controller", "random", "--budget", "1", "--dataset", "imagefolder",
+                 "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out), "--config", str(config),
+                 "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    assert f"- **unreadable images skipped**: 1: {bad}" in report and "- **threads**: `1`" in report
+
+
 def test_cli_search_on_one_class_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     one_class_dir = tmp_path / "data"
     _write_pngs(one_class_dir, {"cat": 20})
