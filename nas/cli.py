@@ -134,6 +134,8 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 
     from nas.doctor import diagnose, export
 
+    if args.export and Path(args.export).exists() and (not Path(args.export).is_dir() or any(Path(args.export).iterdir())):
+        raise UsageError(f"{args.export}: exists and is not an empty directory; export into a new directory")
     diagnosis = diagnose(Path(args.directory))
     print(f"{diagnosis.path}: {'intact' if diagnosis.damage is None else 'DAMAGED: ' + diagnosis.damage}")
     print(f"studies: {', '.join(diagnosis.studies) or '-'}; settings readable: {diagnosis.settings is not None}")
