@@ -59,9 +59,9 @@ class RegularizedEvolution(ControllerBase):
     ``{"id", "choices", "reward"}`` with ``choices`` = ``space.encode(genotype)``.
 
     Example:
-        >>> import search_spaces
+        >>> from nas.space import get
         >>> from nas.controller import Result
-        >>> space = search_spaces.get("efficientnet")
+        >>> space = get("efficientnet")
         >>> controller = RegularizedEvolution(space, seed=0, population_size=4, sample_size=2, budget=10)
         >>> while not controller.finished:
         ...     trial = controller.ask()

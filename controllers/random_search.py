@@ -27,9 +27,9 @@ class RandomSearch(ControllerBase):
         budget: number of trials after which ``finished`` is true; ``None`` never finishes.
 
     Example:
-        >>> import search_spaces
+        >>> from nas.space import get
         >>> from nas.controller import Result
-        >>> controller = RandomSearch(search_spaces.get("efficientnet"), seed=0, budget=2)
+        >>> controller = RandomSearch(get("efficientnet"), seed=0, budget=2)
         >>> while not controller.finished:
         ...     trial = controller.ask()
         ...     controller.tell(trial.id, Result(reward=float(trial.genotype.width)))

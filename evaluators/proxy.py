@@ -95,9 +95,17 @@ class ProxyEvaluator:
         if time_limit != "auto" and time_limit is not None and (isinstance(time_limit, (str, bool))
                                                                 or not time_limit > 0):
             raise ValueError(f"time_limit: must be a positive number of seconds, 'auto' or None, got {time_limit!r}")
+        _check_number("learning_rate", learning_rate, allow_none=True)
+        _check_number("weight_decay", weight_decay, allow_none=True)
+        _check_number("gradient_clip", gradient_clip, allow_none=True)
+        for name, value in (("drop_path", drop_path), ("full_cost", full_cost)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: expected true or false, got {value!r}")
+        if isinstance(calibration_examples, bool) or not isinstance(calibration_examples, int) or calibration_examples < 0:
+            raise ValueError(f"calibration_examples: must be a non-negative integer, got {calibration_examples!r}")
         try:
             self.device = torch.device(device)
-        except RuntimeError:
+        except (RuntimeError, TypeError):
             raise ValueError(f"device: {device!r} is not a torch device; valid: 'cpu', 'cuda', 'cuda:0', "
                              "'mps', ...") from None
         self.dataset, self.data_dir, self.download = dataset, data_dir, download
@@ -126,10 +134,18 @@ class ProxyEvaluator:
     def prepare(self) -> None:
         """Load the data and build one sample proxy network (shapes only), so that a missing dataset
         or a proxy setting the space refuses fails before the first trial, not as every trial."""
-        splits = self.splits
         sample = self.space.decode({d.name: d.choices[0] for d in self.space.decisions()})
+        self._check_sample(sample, 2, self.reduction)  # the space's bounds first: before any data is read
         try:
-            ir = self.space.lower(sample, num_classes=splits.num_classes, **self.macro())
+            torch.empty(1, device=self.device)
+        except (RuntimeError, AssertionError) as error:
+            raise ValueError(f"device: {str(self.device)!r} is not usable here ({_first_line(error)})") from None
+        splits = self.splits
+        self._check_sample(sample, splits.num_classes, self.macro())
+
+    def _check_sample(self, sample: Any, num_classes: int, macro: dict[str, Any]) -> None:
+        try:
+            ir = self.space.lower(sample, num_classes=num_classes, **macro)
             build_on_meta(lambda: compile_ir(ir))
         except (ValueError, TypeError) as error:
             raise ValueError(f"proxy settings {self.reduction}: {_first_line(error)}") from None
@@ -336,6 +352,13 @@ def _check_reduction(space: SearchSpace, reduction: dict[str, Any]) -> None:
             raise ValueError(f"{key}: not a proxy setting of space {space.name!r}; valid: {sorted(valid)}")
     if "resolution" in reduction and reduction["resolution"] is None:
         del reduction["resolution"]
+
+
+def _check_number(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number{' or null' if allow_none else ''}, got {value!r}")
 
 
 def _first_line(error: BaseException) -> str:

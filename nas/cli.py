@@ -136,9 +136,11 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 
     if args.export and Path(args.export).exists() and (not Path(args.export).is_dir() or any(Path(args.export).iterdir())):
         raise UsageError(f"{args.export}: exists and is not an empty directory; export into a new directory")
-    diagnosis = diagnose(Path(args.directory))
-    print(f"{diagnosis.path}: {'intact' if diagnosis.damage is None else 'DAMAGED: ' + diagnosis.damage}")
-    print(f"studies: {', '.join(diagnosis.studies) or '-'}; settings readable: {diagnosis.settings is not None}")
+    diagnosis = diagnose(Path(args.directory), args.study_name)
+    damage = diagnosis.damage or f"{diagnosis.unreadable} trial record(s) cannot be read"
+    print(f"{diagnosis.path}: {'intact' if diagnosis.healthy else 'DAMAGED: ' + damage}")
+    print(f"studies: {', '.join(diagnosis.studies) or '-'}; checked: {diagnosis.study_name or '-'}; "
+          f"settings readable: {diagnosis.settings is not None}")
     print(f"finished trials readable: {diagnosis.finished}; unreadable trial rows: {diagnosis.unreadable}")
     if args.export:
         count = export(diagnosis, Path(args.export))
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
     doctor.add_argument("directory", metavar="RUN", help="search run directory")
     doctor.add_argument("--export", metavar="NEW_DIR", help="write the readable trials to a new run directory")
+    doctor.add_argument("--study-name", help="the study to check (default: the only one, else nas-search)")
     doctor.set_defaults(run=cmd_doctor)
     return parser
 

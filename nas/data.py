@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from nas import registry
 
 DEFAULT_VALIDATION_FRACTION = 0.2
+MAX_RESOLUTION = 4096  # images are resized in memory: beyond this a data set does not fit
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     loader = registry.datasets.get(name)
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction: must be in (0, 1), got {validation_fraction!r}")
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1):
-        raise ValueError(f"resolution: must be a positive integer, got {resolution!r}")
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                   or not 1 <= resolution <= MAX_RESOLUTION):
+        raise ValueError(f"resolution: must be an integer in [1, {MAX_RESOLUTION}], got {resolution!r}")
     splits = loader(data_dir=data_dir, download=download, resolution=resolution, seed=seed,
                     validation_fraction=validation_fraction, augment=augment, **options)
     if not isinstance(splits, DatasetSplits):

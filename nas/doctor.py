@@ -121,6 +121,7 @@ class Diagnosis:
     path: Path
     damage: str | None
     studies: list[str] = field(default_factory=list)
+    study_name: str | None = None
     unreadable: int = 0
     settings: dict[str, Any] | None = None
     trials: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -134,11 +135,12 @@ class Diagnosis:
         return self.damage is None and not self.unreadable
 
 
-def diagnose(out: Path) -> Diagnosis:
+def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
     """Read everything readable of ``out/study.db``, from a copy: the original is only ever read.
 
-    Optuna reads an intact file; a damaged one is read row by row with SQLite, keeping every
-    finished trial whose record (genotype, metrics, status) can still be read.
+    The file is read row by row with SQLite, keeping every finished trial of the study whose record
+    (trial id, genotype, status) can still be read and parsed. ``study_name`` picks the study
+    (default: the only one, else ``nas-search``).
     """
     path = out / JOURNAL_NAME
     if not path.is_file():
@@ -152,19 +154,26 @@ def diagnose(out: Path) -> Diagnosis:
         except sqlite3.Error:
             return diagnosis
         try:
-            diagnosis.studies = [row[0] for row in _rows(connection, "SELECT study_name FROM studies")]
-            for value in _rows(connection, "SELECT value_json FROM study_user_attributes WHERE key = 'nas_settings'"):
+            studies = dict(_rows(connection, "SELECT study_name, study_id FROM studies"))
+            diagnosis.studies = sorted(studies)
+            name = study_name or (diagnosis.studies[0] if len(studies) == 1 else "nas-search")
+            if name not in studies:
+                return diagnosis
+            diagnosis.study_name, study_id = name, studies[name]
+            for value in _rows(connection, "SELECT value_json FROM study_user_attributes WHERE key = 'nas_settings' "
+                                           f"AND study_id = {int(study_id)}"):
                 diagnosis.settings = _json(value[0])
+            states = dict(_rows(connection, f"SELECT trial_id, state FROM trials WHERE study_id = {int(study_id)}"))
             attrs: dict[int, dict[str, Any]] = {}
             for row_id, key, value in _rows(connection, "SELECT trial_id, key, value_json FROM trial_user_attributes"):
-                attrs.setdefault(row_id, {})[key] = _json(value)
-            states = dict(_rows(connection, "SELECT trial_id, state FROM trials"))
+                if row_id in states:
+                    attrs.setdefault(row_id, {})[key] = _json(value)
             values = dict(_rows(connection, "SELECT trial_id, value FROM trial_values"))
         finally:
             connection.close()
     for row_id, user_attrs in sorted(attrs.items()):
         state = states.get(row_id)
-        if state not in ("COMPLETE", "FAIL") or not {"trial_id", "genotype", "status"} <= set(user_attrs):
+        if state not in ("COMPLETE", "FAIL") or not _parsed(user_attrs):
             diagnosis.unreadable += 1
             continue
         if state == "COMPLETE" and values.get(row_id) is None:
@@ -173,6 +182,14 @@ def diagnose(out: Path) -> Diagnosis:
         diagnosis.trials.append({"user_attrs": user_attrs, "state": state, "value": values.get(row_id)})
     diagnosis.unreadable += max(0, len(states) - len(attrs))
     return diagnosis
+
+
+def _parsed(attrs: dict[str, Any]) -> bool:
+    """A trial record the journal can replay: an integer trial id, a status and a genotype document."""
+    genotype = attrs.get("genotype")
+    return (isinstance(attrs.get("trial_id"), int) and attrs.get("status") in ("complete", "failed")
+            and isinstance(genotype, dict) and isinstance(genotype.get("space"), str)
+            and isinstance(genotype.get("genotype"), dict))
 
 
 def _rows(connection: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
@@ -195,31 +212,49 @@ def _json(text: str) -> Any:
         return None
 
 
-def export(diagnosis: Diagnosis, new_out: Path, study_name: str = "nas-search") -> int:
+def export(diagnosis: Diagnosis, new_out: Path) -> int:
     """Write the readable finished trials and the settings into ``new_out/study.db``; return how many.
 
     Each trial is rebuilt from its genotype JSON (its params are the space's decisions), so the
-    new journal is what the search would have written; ``nas search`` resumes from it.
+    new journal is what the search would have written; ``nas search`` resumes from it. The study
+    keeps its name. It is written in a temporary folder and renamed: a failure leaves no half export.
     """
-    from nas.serialization import FORMAT_VERSION  # noqa: F401  (the format the genotypes are in)
     from nas.space import get as get_space
 
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
-    if diagnosis.settings is None:
+    if not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
         raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
     space = get_space(diagnosis.settings["space"])
     distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
-    new_out.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=f"sqlite:///{(new_out / JOURNAL_NAME).resolve()}", study_name=study_name,
-                                direction="maximize")
+    if new_out.exists():
+        new_out.rmdir()  # empty, checked above; replaced by the finished export below
+    partial = new_out.with_name(f".{new_out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        count = _write_export(diagnosis, partial, space, distributions)
+    except Exception:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, new_out)
+    return count
+
+
+def _write_export(diagnosis: Diagnosis, folder: Path, space: Any, distributions: dict[str, Any]) -> int:
+    study = optuna.create_study(storage=f"sqlite:///{(folder / JOURNAL_NAME).resolve()}",
+                                study_name=diagnosis.study_name or "nas-search", direction="maximize")
     study.set_user_attr("nas_settings", diagnosis.settings)
     seen: set[int] = set()
     for trial in sorted(diagnosis.trials, key=lambda t: t["user_attrs"]["trial_id"]):
         attrs = trial["user_attrs"]
         if attrs["trial_id"] in seen:
             continue  # two writers once recorded the same trial: keep the first
-        genotype = space.genotype_from_dict(attrs["genotype"]["genotype"])
+        try:
+            genotype = space.genotype_from_dict(attrs["genotype"]["genotype"])
+        except ValueError:
+            diagnosis.unreadable += 1  # a record that no longer validates is left out, and counted
+            continue
         complete = trial["state"] == "COMPLETE"
         study.add_trial(optuna.trial.create_trial(
             params=space.encode(genotype), distributions=distributions, user_attrs=attrs,

@@ -75,8 +75,17 @@ class Journal:
             raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "
                              "or the original settings to resume")
         self.records: dict[int, Record] = {}
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            record = _record_of(trial)
+        damaged = (f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
+                   "is readable and can export it")
+        try:
+            trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        except (ValueError, SQLAlchemyError):  # JSON that no longer parses, rows SQLite cannot read
+            raise ValueError(damaged) from None
+        for trial in trials:
+            try:
+                record = _record_of(trial)
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(damaged) from None
             self.records[record.trial_id] = record
 
     def __len__(self) -> int:
@@ -94,7 +103,11 @@ class Journal:
             user_attrs={"trial_id": trial_id, "genotype": genotype_json, "metrics": _jsonable(result.metrics),
                         "status": "failed" if result.failed else "complete", "error": result.error},
         )
-        self.study.add_trial(frozen)
+        try:
+            self.study.add_trial(frozen)
+        except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
+            raise ValueError(f"{self.storage}: cannot record trial {trial_id} ({_storage_reason(error)}); the "
+                             "trials recorded before it are kept, and rerunning the command resumes") from None
         record = Record(trial_id, choices, genotype_json, result)
         self.records[trial_id] = record
         return record
@@ -116,6 +129,17 @@ class Journal:
         """Successful records, best reward first (ties: lower trial id first)."""
         done = [r for r in self.records.values() if not r.result.failed]
         return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
+
+
+def _storage_reason(error: BaseException) -> str:
+    """'no space left on the device' for a full disk, else the first line of the deepest cause."""
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    text = str(cause).lower()
+    if "disk is full" in text or "no space left" in text:
+        return "no space left on the device"
+    return _first_line(cause)
 
 
 def _first_line(error: BaseException) -> str:
@@ -142,6 +166,8 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
         result = Result.failure(attrs.get("error") or "failed", attrs.get("metrics", {}))
     else:
         result = Result(reward=float(trial.value), metrics=attrs.get("metrics", {}))
+    if not isinstance(attrs["genotype"], dict):
+        raise ValueError("genotype: not a genotype document")
     return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result)
 
 

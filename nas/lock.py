@@ -80,13 +80,16 @@ class StudyGuard:
     The holder records ``{pid, host, token, heartbeat}`` as a study attribute and refreshes the
     heartbeat every ``interval`` seconds from a daemon thread. Another search finds a heartbeat
     younger than ``stale_after`` and is refused, naming the holder; an older one was left by a
-    process that died, and is taken over.
+    process that died, and is taken over. Storages offer no compare-and-set here, so the claim is
+    written, then read back after ``settle`` seconds: of searches that claimed at once, only the
+    last writer still finds its own token, and the others back off. Best effort, documented as such:
+    two claims further apart than ``settle`` but interleaved with each other's checks can both win.
     """
 
     KEY = "nas_writer"
 
-    def __init__(self, study: Any, interval: float = 30.0, stale_after: float = 120.0) -> None:
-        self.study, self.interval, self.stale_after = study, interval, stale_after
+    def __init__(self, study: Any, interval: float = 30.0, stale_after: float = 120.0, settle: float = 1.0) -> None:
+        self.study, self.interval, self.stale_after, self.settle = study, interval, stale_after, settle
         self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -94,13 +97,27 @@ class StudyGuard:
     def _record(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token, "heartbeat": time.time()}
 
-    def acquire(self) -> None:
+    def _holder(self) -> dict[str, Any] | None:
+        """Another live search's record, if there is one."""
         holder = self.study.user_attrs.get(self.KEY)
         if holder and holder.get("token") != self.token and time.time() - holder.get("heartbeat", 0) < self.stale_after:
-            raise ValueError(f"study {self.study.study_name!r} is in use by another search (pid {holder.get('pid')} "
-                             f"on {holder.get('host')}, alive {time.time() - holder['heartbeat']:.0f} s ago); "
-                             "wait for it to finish, or stop it")
+            return holder
+        return None
+
+    def _refuse(self, holder: dict[str, Any]) -> ValueError:
+        return ValueError(f"study {self.study.study_name!r} is in use by another search (pid {holder.get('pid')} "
+                          f"on {holder.get('host')}, alive {time.time() - holder['heartbeat']:.0f} s ago); "
+                          "wait for it to finish, or stop it")
+
+    def acquire(self) -> None:
+        holder = self._holder()
+        if holder:
+            raise self._refuse(holder)
         self.study.set_user_attr(self.KEY, self._record())
+        time.sleep(self.settle)
+        holder = self._holder()
+        if holder:  # another search claimed it at the same moment and wrote last
+            raise self._refuse(holder)
         self._thread = threading.Thread(target=self._beat, name="nas-study-guard", daemon=True)
         self._thread.start()
 
@@ -116,7 +133,8 @@ class StudyGuard:
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 5)
         try:
-            self.study.set_user_attr(self.KEY, {})
+            if self.study.user_attrs.get(self.KEY, {}).get("token") == self.token:  # never clear a successor's
+                self.study.set_user_attr(self.KEY, {})
         except Exception:  # noqa: BLE001
             logger.warning("could not clear the study guard", exc_info=True)
 

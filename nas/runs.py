@@ -36,6 +36,7 @@ IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "see
 # Identity settings added after runs were first written: a run that lacks one was made with this value.
 IDENTITY_DEFAULTS = {"evaluator": "proxy"}
 MAX_SEED = 2**63 - 1
+MAX_THREADS = 1024
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_INT = (int, type(None))
 # The type of every setting: YAML can hold anything, and a wrong type must be one clear line.
@@ -85,6 +86,12 @@ class SearchSettings:
                             ("evaluator", registry.evaluators), ("dataset", registry.datasets)):
             if getattr(self, name) not in known:
                 raise ValueError(f"{name}: unknown {known.kind} {getattr(self, name)!r}; valid: {known.names()}")
+        if self.threads > MAX_THREADS:
+            raise ValueError(f"threads: must be in [1, {MAX_THREADS}], got {self.threads}")
+        for name in ("proxy", "controller_options"):
+            keys = [key for key in getattr(self, name) if not isinstance(key, str)]
+            if keys:
+                raise ValueError(f"{name}: option names must be strings, got {keys[0]!r}")
         for name in ("budget", "epochs", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):

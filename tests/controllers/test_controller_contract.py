@@ -27,7 +27,7 @@ class TestRegisteredControllers(ControllerContract):
         name = request.param
         return lambda space, seed, **extra: make_controller(name, space, seed=seed, **{**OPTIONS.get(name, {}), **extra})
 
-    @pytest.fixture(params=["toy", "nasnet", "mobilenetv3"])
+    @pytest.fixture(params=["toy", *registry.spaces.names()])
     def space(self, request: pytest.FixtureRequest):
         return ToySpace() if request.param == "toy" else registry.spaces.get(request.param)
 

@@ -125,7 +125,8 @@ def test_doctor_reports_and_rescues_a_damaged_journal(finished_run, tmp_path, ca
     assert (out / "study.db").read_bytes() == bytes(data)  # the original is only ever read
     assert main(search(rescued, tmp_path, budget=4)) == 0  # resumes: 3 replayed, 1 evaluated
     assert finished_trials(rescued) == [0, 1, 2, 3]
-    assert "trial 3:" in capsys.readouterr().err and "trial 0:" not in capsys.readouterr().err
+    progress = capsys.readouterr().err
+    assert "trial 3:" in progress and not any(f"trial {k}:" in progress for k in range(3))  # none re-run
 
 
 # --------------------------------------------------------------- settings checked before anything exists
@@ -214,10 +215,62 @@ def test_two_searches_on_one_shared_study_are_refused_and_a_dead_holder_is_taken
 
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     study = optuna.create_study(storage=storage, study_name="nas-search", direction="maximize")
-    with StudyGuard(study, interval=0.05):  # another search, elsewhere, holds the study
+    with StudyGuard(study, interval=0.05, settle=0.0):  # another search, elsewhere, holds the study
         time.sleep(0.2)
         assert main(search(tmp_path / "second", tmp_path, "--storage", storage)) == 2
         assert "study 'nas-search' is in use by another search (pid" in one_error_line(capsys)
     study.set_user_attr(StudyGuard.KEY, {"pid": 1, "host": "gone", "token": "x", "heartbeat": time.time() - 1e4})
     assert main(search(tmp_path / "third", tmp_path, "--storage", storage)) == 0  # a stale holder is taken over
     assert study.user_attrs[StudyGuard.KEY] == {}
+
+
+def test_searches_claiming_a_shared_study_at_once_leave_one_holder(tmp_path) -> None:
+    import threading
+
+    from nas.lock import StudyGuard
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'shared.db'}", study_name="s", direction="maximize")
+    guards = [StudyGuard(optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'shared.db'}"),
+                         interval=60, settle=0.5) for _ in range(4)]
+    barrier, won = threading.Barrier(4), []
+
+    def claim(guard: StudyGuard) -> None:
+        barrier.wait()
+        try:
+            guard.acquire()
+            won.append(guard)
+        except ValueError:
+            pass
+
+    threads = [threading.Thread(target=claim, args=(guard,)) for guard in guards]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    won[0].release()
+    assert study.user_attrs[StudyGuard.KEY] == {}
+
+
+def test_an_unparsable_trial_record_is_reported_not_replayed(finished_run, tmp_path, capsys) -> None:
+    import sqlite3
+
+    out = copy_run(finished_run, tmp_path / "run")
+    with sqlite3.connect(out / "study.db") as connection:  # one trial's genotype cut off mid-JSON
+        connection.execute("UPDATE trial_user_attributes SET value_json = '{\"space\": \"nasn' WHERE key = 'genotype' "
+                           "AND trial_id = (SELECT MIN(trial_id) FROM trial_user_attributes)")
+    assert main(search(out, tmp_path, budget=3)) == 2
+    assert "a finished trial's record cannot be read" in one_error_line(capsys)
+    assert main(["doctor", str(out), "--export", str(tmp_path / "rescued")]) == 1
+    report = capsys.readouterr().out
+    assert "DAMAGED: 1 trial record(s) cannot be read" in report and "exported 2 finished trials" in report
+
+
+def test_doctor_exports_the_named_study_only(finished_run, tmp_path, capsys) -> None:
+    out = copy_run(finished_run, tmp_path / "run")
+    other = optuna.create_study(storage=f"sqlite:///{out / 'study.db'}", study_name="other", direction="maximize")
+    other.set_user_attr("nas_settings", {"space": "mobilenetv3"})
+    assert main(["doctor", str(out), "--export", str(tmp_path / "x")]) == 0
+    assert "checked: nas-search" in capsys.readouterr().out
+    exported = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'x' / 'study.db'}")
+    assert [s.study_name for s in exported] == ["nas-search"] and exported[0].n_trials == 3
