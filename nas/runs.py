@@ -148,10 +148,18 @@ def run_search(settings: SearchSettings,
     check_run_directory(out)
     space, controller, evaluator = build_parts(settings)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
-        journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
-                          defaults=IDENTITY_DEFAULTS)
+        try:
+            journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
+                              defaults=IDENTITY_DEFAULTS)
+        except ValueError:
+            if created:  # a storage refused at the door: leave no empty run directory behind
+                (out / ".lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         if settings.storage is not None:  # a shared storage: other run directories may name the same study
             stack.enter_context(StudyGuard(journal.study))
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))

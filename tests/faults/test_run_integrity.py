@@ -274,3 +274,12 @@ def test_doctor_exports_the_named_study_only(finished_run, tmp_path, capsys) -> 
     assert "checked: nas-search" in capsys.readouterr().out
     exported = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'x' / 'study.db'}")
     assert [s.study_name for s in exported] == ["nas-search"] and exported[0].n_trials == 3
+
+
+def test_a_damaged_shared_storage_leaves_no_run_directory(tmp_path, capsys) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(os.urandom(3000))
+    out = tmp_path / "run"
+    assert main(search(out, tmp_path, "--storage", f"sqlite:///{junk}")) == 2
+    assert "cannot open the study" in one_error_line(capsys)
+    assert not out.exists() and len(junk.read_bytes()) == 3000
