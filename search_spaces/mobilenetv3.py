@@ -15,16 +15,8 @@ from typing import Any, Literal
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.space import Decision, check_choices
-from search_spaces.base import (
-    BN_EPS,
-    BN_MOMENTUM,
-    PROBABILITY,
-    RESOLUTION,
-    WIDTH_MULTIPLIER,
-    Bound,
-    SpaceBase,
-    make_divisible,
-)
+from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
+from search_spaces.base import make_divisible
 
 Nonlinearity = Literal["relu", "hardswish"]
 
