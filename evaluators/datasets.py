@@ -295,8 +295,9 @@ def _ends_with_jpeg_eoi(path: str | Path) -> bool:
 
 
 def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), or its type's name."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _image_folder(folder: Path, like: Any = None) -> Any:

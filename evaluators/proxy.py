@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.datasets import iterate_batches, skipped_files
+from evaluators.datasets import _first_line, iterate_batches, skipped_files
 from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
@@ -359,8 +359,3 @@ def _check_number(name: str, value: Any, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number{' or null' if allow_none else ''}, got {value!r}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__

@@ -8,7 +8,6 @@ stop-by-exception.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -77,13 +76,7 @@ def make_controller(name: str, space: SearchSpace[G], seed: int = 0, **options: 
     before anything is built.
     """
     factory = registry.controllers.get(name)
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # no signature to read: the factory checks its own options
-        parameters = {}  # type: ignore[assignment]
-    if parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        unknown = sorted(set(options) - set(parameters))
-        if unknown:
-            valid = sorted(n for n, p in parameters.items() if n not in ("space", "seed") and p.kind is not p.VAR_POSITIONAL)
-            raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
+    unknown, valid = registry.unknown_options(factory, options, ("space", "seed"))
+    if unknown:
+        raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
     return factory(space, seed=seed, **options)

@@ -14,7 +14,6 @@ a function of ``(genotype, seed, trial_id)`` on a given machine and library vers
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -49,11 +48,7 @@ def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset
     and ignores them. An option the factory does not take is a ``ValueError`` listing those it does.
     """
     factory = registry.evaluators.get(name)
-    parameters = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        unknown = sorted(set(options) - set(parameters))
-        if unknown:
-            valid = sorted(n for n, p in parameters.items()
-                           if n not in ("space", "seed", "dataset", "data_dir", "download") and p.kind is not p.VAR_POSITIONAL)
-            raise ValueError(f"{unknown[0]}: not an option of evaluator {name!r}; valid: {valid}")
+    unknown, valid = registry.unknown_options(factory, options, ("space", "seed", "dataset", "data_dir", "download"))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not an option of evaluator {name!r}; valid: {valid}")
     return factory(space, seed=seed, dataset=dataset, data_dir=data_dir, download=download, **options)

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from nas.controller import Result
-from nas.doctor import check_journal_file, check_storage  # noqa: F401  (re-exported)
+from nas.doctor import _first_line, check_journal_file, check_storage  # noqa: F401  (check_storage re-exported)
 from nas.files import atomic_torch_save
 from nas.space import SearchSpace
 
@@ -140,11 +140,6 @@ def _storage_reason(error: BaseException) -> str:
     if "disk is full" in text or "no space left" in text:
         return "no space left on the device"
     return _first_line(cause)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,9 @@ entry point fails to import is reported by name when it is looked up, never sile
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar, overload
 
@@ -127,6 +128,21 @@ class Registry(Generic[T]):
             reason = f"{type(error).__name__}: {error}"
             self._broken[name] = f"{entry.value} ({reason})"
             logger.warning("could not load %s plug-in %r from %s: %s", self.kind, name, entry.value, reason)
+
+
+def unknown_options(factory: Callable[..., Any], options: Iterable[str],
+                    fixed: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``(unknown, valid)``: the ``options`` a factory's signature does not take, and those it does
+    (without the ``fixed`` arguments the engine passes itself). A factory taking ``**kwargs``, or
+    without a readable signature, checks its own options: nothing is unknown here."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return [], []
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return [], []
+    valid = sorted(n for n, p in parameters.items() if n not in fixed and p.kind is not p.VAR_POSITIONAL)
+    return sorted(set(options) - set(parameters)), valid
 
 
 def _space(name: str, obj: Any) -> Any:
