@@ -1,171 +1,191 @@
-"""Search efficiency: random search vs. the RNN controller vs. regularized evolution at equal budgets.
+"""Search efficiency: every controller at its defaults against random search and Optuna's samplers.
 
-(a) Default: a cheap synthetic objective over the 50 NASNet decisions with a known optimum. A score
-    table (one uniform [0, 1) score per choice of every decision) is drawn once from
-    ``--objective-seed``; the reward of an architecture is the sum of its choices' scores divided
-    by the sum of the best scores, so the optimum is exactly 1.0 and uniform random choices score
-    about 0.6. The objective is additive (no interactions between decisions), which is the easy
-    case for every controller; it tests that a controller learns at all, not that it wins on real
-    architectures.
-(b) ``--digits``: the proxy-training evaluator (``evaluators.ProxyEvaluator``, the handwritten
-    digits set, default proxy network) gives the reward ``accuracy``; ``--digits-only`` skips (a).
-    A NASNet proxy trains for seconds per trial on a CPU, so budget the run: every setting times
-    every seed times ``--digits-budget`` trials (about 3-5 s each with 2 epochs on one thread);
-    ``--tuned-only`` drops the published-default settings, which cannot learn in tens of trials.
+Three objectives over the decisions of a space (default: the 50 NASNet decisions), each drawn once
+from ``--objective-seed`` and normalised so that the optimum is exactly 1.0:
 
-Every controller runs with the same budget and the same seeds; the table reports the mean and
-standard deviation over seeds of the best reward, of the mean of the top 5 rewards and of the mean
-of the last 10% of trials. Reinforce is run both with NASNet's published hyper-parameters
-(App. A.2: lr 0.00035, batches of 20) and with a larger learning rate (``--learning-rate``),
-because 0.00035 was tuned for 20,000 architectures, not for a budget of a thousand.
+- ``additive``: one uniform [0, 1) score per choice of every decision, weighted per decision by a
+  log-normal weight (decisions matter unequally, as a cell's first blocks matter more than its
+  last); reward = weighted sum / its maximum.
+- ``epistatic``: an NK landscape (Kauffman & Weinberger 1989) with K = 2 adjacent neighbours:
+  decision i contributes a uniform [0, 1) score looked up from the choices of decisions i, i + 1
+  and i + 2, so no decision can be optimised alone. The optimum is found exactly by dynamic
+  programming along the chain.
+- ``noisy``: ``additive`` plus Gaussian observation noise of standard deviation ``--noise``
+  (0.05, the seed-to-seed spread of a real proxy), a function of (search seed, trial id).
 
-    python benchmarks/search_efficiency.py                     # (a), a few minutes on 2 cores
-    python benchmarks/search_efficiency.py --budget 2000 --seeds 0 1 2 3 4
-    python benchmarks/search_efficiency.py --digits --digits-budget 40 --epochs 2
-    python benchmarks/search_efficiency.py --digits-only --tuned-only --digits-budget 30 --epochs 2 \
-        --updates reinforce --batch-size 5 --population-size 10 --sample-size 3
+Scores reported per run: ``best``, the *noise-free* value of the trial with the highest observed
+reward (the one ``best.json`` would hold: on the noisy objective a lucky draw is not credited), and
+``last 10%``, the mean noise-free value of the last tenth of the trials (does the controller still
+improve, or has it stopped exploring?). Means over ``--seeds``.
+
+    python benchmarks/search_efficiency.py                          # defaults: 3 budgets, 3 objectives, 3 seeds
+    python benchmarks/search_efficiency.py --budgets 1000 --objectives noisy --jobs 2
+    python benchmarks/search_efficiency.py --controllers reinforce \
+        --setting 'reinforce lr=0.05 {"controller": "reinforce", "learning_rate": 0.05}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from nas import registry
-from nas.controller import Controller, Result, make_controller
-
-Objective = Callable[[Any, int], float]  # (genotype, trial id) -> reward
+OBJECTIVES = ("additive", "epistatic", "noisy")
+NEIGHBOURS = 2  # K of the NK landscape
 
 
-def synthetic_objective(space_name: str, objective_seed: int, noise: float, search_seed: int) -> Objective:
-    """Additive score table over the decisions, normalised so that the optimum is 1.0."""
-    space = registry.spaces.get(space_name)
-    rng = np.random.default_rng(objective_seed)
-    tables = {d.name: dict(zip(d.choices, rng.random(len(d.choices)))) for d in space.decisions()}
-    best = sum(max(table.values()) for table in tables.values())
+@dataclass(frozen=True)
+class Objective:
+    """A reward over choice indices with a known optimum of 1.0 (see the module docstring)."""
 
-    def objective(genotype: Any, trial_id: int) -> float:
-        choices = space.encode(genotype)
-        reward = sum(tables[name][value] for name, value in choices.items()) / best
-        if noise:  # observation noise, a function of (search seed, trial id) like every stream
-            reward += noise * np.random.default_rng([objective_seed, search_seed, trial_id]).standard_normal()
-        return float(reward)
+    kind: str
+    sizes: tuple[int, ...]
+    tables: tuple[np.ndarray, ...]
+    weights: np.ndarray
+    optimum: float
+    noise: float
+    objective_seed: int
 
-    return objective
+    def true_value(self, indices: Sequence[int]) -> float:
+        if self.kind == "epistatic":
+            padded = list(indices) + [0] * NEIGHBOURS
+            total = sum(float(table[tuple(padded[i:i + NEIGHBOURS + 1])]) for i, table in enumerate(self.tables))
+        else:
+            total = sum(w * float(table[i]) for w, table, i in zip(self.weights, self.tables, indices))
+        return total / self.optimum
+
+    def observe(self, indices: Sequence[int], search_seed: int, trial_id: int) -> float:
+        value = self.true_value(indices)
+        if self.noise:
+            value += self.noise * np.random.default_rng([self.objective_seed, search_seed, trial_id]).standard_normal()
+        return float(value)
 
 
-def run_search(controller: Controller, objective: Objective, budget: int) -> np.ndarray:
-    """The sequential loop; a failed evaluation is told as a failure and scores NaN here."""
-    rewards = []
-    while not controller.finished and len(rewards) < budget:
+def make_objective(kind: str, sizes: Sequence[int], objective_seed: int, noise: float) -> Objective:
+    rng = np.random.default_rng([objective_seed, OBJECTIVES.index(kind)])
+    sizes = tuple(sizes)
+    if kind == "epistatic":
+        padded = sizes + (1,) * NEIGHBOURS
+        tables = tuple(rng.random(padded[i:i + NEIGHBOURS + 1]) for i in range(len(sizes)))
+        return Objective(kind, sizes, tables, np.ones(len(sizes)), _nk_optimum(tables), 0.0, objective_seed)
+    tables = tuple(rng.random(n) for n in sizes)
+    weights = rng.lognormal(0.0, 1.0, len(sizes))
+    optimum = float(sum(w * t.max() for w, t in zip(weights, tables)))
+    return Objective(kind, sizes, tables, weights, optimum, noise if kind == "noisy" else 0.0, objective_seed)
+
+
+def _nk_optimum(tables: Sequence[np.ndarray]) -> float:
+    """Max of sum_i table_i[x_i, x_i+1, x_i+2] by dynamic programming from the last decision back.
+
+    ``value[a, b]`` is the best total of the terms from i onwards given x_i = a, x_i+1 = b.
+    """
+    value = np.zeros(tables[-1].shape[1:])  # after the last term: depends on the two padding choices
+    for table in reversed(tables):
+        # table[a, b, c] + value[b, c], maximised over c
+        value = (table + value[np.newaxis, :, :]).max(axis=2)
+    return float(value.max())
+
+
+def run_one(task: tuple[str, str, dict[str, Any], str, int, int, int, float]) -> dict[str, Any]:
+    """One search: ``(label, controller, options, objective, budget, seed, objective_seed, noise)``."""
+    label, name, options, kind, budget, seed, objective_seed, noise = task
+    import torch
+
+    torch.set_num_threads(1)
+    from nas import registry
+    from nas.controller import Result, make_controller
+
+    space = registry.spaces.get(ARGS_SPACE)
+    decisions = space.decisions()
+    objective = make_objective(kind, [len(d.choices) for d in decisions], objective_seed, noise)
+    start = time.perf_counter()
+    controller = make_controller(name, space, seed=seed, budget=budget, **options)
+    observed, true = [], []
+    while not controller.finished:
         trial = controller.ask()
         if trial is None:
-            raise RuntimeError(f"{type(controller).__name__} waits with nothing pending")
-        try:
-            reward = objective(trial.genotype, trial.id)
-            controller.tell(trial.id, Result(reward=reward))
-        except Exception as error:  # a real evaluator can fail; the search goes on
-            logging.warning("trial %d failed: %s", trial.id, error)
-            reward = float("nan")
-            controller.tell(trial.id, Result.failure(str(error)))
-        rewards.append(reward)
-    return np.array(rewards)
-
-
-def settings(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, registry name, options) for every controller setting compared."""
-    rate = args.learning_rate
-    rows: list[tuple[str, str, dict[str, Any]]] = [("random", "random", {})]
-    for update in args.updates:
-        if not args.tuned_only:
-            rows.append((f"{update} (NASNet: lr 3.5e-4, batch 20)", "reinforce", {"update": update}))
-        rows.append((f"{update} (lr {rate:g}, batch {args.batch_size})", "reinforce",
-                     {"update": update, "learning_rate": rate, "batch_size": args.batch_size}))
-    if not args.tuned_only:
-        rows.append(("evolution (paper: P 100, S 25)", "evolution", {}))
-    rows.append((f"evolution (P {args.population_size}, S {args.sample_size})", "evolution",
-                 {"population_size": args.population_size, "sample_size": args.sample_size}))
-    return rows
-
-
-def compare(args: argparse.Namespace, space_name: str, budget: int,
-            make_objective: Callable[[int], Objective]) -> None:
-    """Run every setting on every seed and print one table."""
-    print(f"\nspace {space_name}, budget {budget} trials, seeds {args.seeds}")
-    header = f"{'controller':42s} {'best':>15s} {'top-5 mean':>15s} {'last 10% mean':>15s} {'s/run':>6s}"
-    print(header + "\n" + "-" * len(header))
+            raise RuntimeError(f"{name} waits with nothing pending")
+        choices = space.encode(trial.genotype)
+        indices = [d.index(choices[d.name]) for d in decisions]
+        reward = objective.observe(indices, seed, trial.id)
+        controller.tell(trial.id, Result(reward=reward))
+        observed.append(reward)
+        true.append(objective.true_value(indices))
     tail = max(1, budget // 10)
-    for label, name, options in settings(args):
-        best, top5, last, seconds = [], [], [], []
-        for seed in args.seeds:
-            start = time.perf_counter()
-            controller = make_controller(name, registry.spaces.get(space_name), seed=seed, budget=budget, **options)
-            rewards = run_search(controller, make_objective(seed), budget)
-            seconds.append(time.perf_counter() - start)
-            finite = np.sort(rewards[np.isfinite(rewards)])
-            best.append(finite[-1])
-            top5.append(finite[-5:].mean())
-            last.append(np.nanmean(rewards[-tail:]))
-        cells = [f"{np.mean(v):.4f} ± {np.std(v):.4f}" for v in (best, top5, last)]
-        print(f"{label:42s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {np.mean(seconds):6.1f}", flush=True)
+    return {"label": label, "objective": kind, "budget": budget, "seed": seed,
+            "best": true[int(np.argmax(observed))], "last": float(np.mean(true[-tail:])),
+            "seconds": time.perf_counter() - start}
 
 
-def digits(args: argparse.Namespace) -> None:
-    """Part (b): proxy training on the digits set (needs ``evaluators.ProxyEvaluator``)."""
-    from evaluators import ProxyEvaluator
-    space = registry.spaces.get(args.space)
-
-    def make_objective(seed: int) -> Objective:
-        evaluator = ProxyEvaluator(space, dataset="digits", epochs=args.epochs, seed=seed)
-
-        def objective(genotype: Any, trial_id: int) -> float:
-            metrics = evaluator.evaluate(genotype, trial_id)
-            if "error" in metrics or "accuracy" not in metrics:  # a failed candidate, told as a failure
-                raise RuntimeError(metrics.get("error", "no accuracy reported"))
-            return float(metrics["accuracy"])
-
-        return objective
-
-    compare(args, args.space, args.digits_budget, make_objective)
+ARGS_SPACE = "nasnet"
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=int, default=1000, help="trials per search, synthetic objective")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--space", default="nasnet", choices=registry.spaces.names())
-    parser.add_argument("--objective-seed", type=int, default=1234, help="seed of the score table")
-    parser.add_argument("--noise", type=float, default=0.0, help="std of observation noise on the reward")
-    parser.add_argument("--updates", nargs="+", default=["reinforce", "ppo"], choices=["reinforce", "ppo"])
-    parser.add_argument("--learning-rate", type=float, default=0.01, help="the tuned reinforce/ppo setting")
-    parser.add_argument("--batch-size", type=int, default=20, help="the tuned reinforce/ppo setting")
-    parser.add_argument("--population-size", type=int, default=20, help="the small-budget evolution setting")
-    parser.add_argument("--sample-size", type=int, default=5, help="the small-budget evolution setting")
-    parser.add_argument("--digits", action="store_true", help="also run part (b), proxy training on digits")
-    parser.add_argument("--digits-only", action="store_true", help="run part (b) only, skip the synthetic objective")
-    parser.add_argument("--tuned-only", action="store_true",
-                        help="skip the published-default reinforce/evolution settings (useless at tiny budgets)")
-    parser.add_argument("--digits-budget", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=2, help="proxy-training epochs per trial (--digits)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return parser.parse_args()
+def default_settings(names: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    from nas import registry
+
+    return [(name, name, {}) for name in names if name in registry.controllers]
+
+
+def parse_setting(text: str) -> tuple[str, str, dict[str, Any]]:
+    """``'LABEL {"controller": NAME, ...options}'``."""
+    label, _, options = text.partition(" {")
+    data = json.loads("{" + options)
+    return label, data.pop("controller"), data
 
 
 def main() -> None:
-    args = parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    if not args.digits_only:
-        compare(args, args.space, args.budget,
-                lambda seed: synthetic_objective(args.space, args.objective_seed, args.noise, seed))
-    if args.digits or args.digits_only:
-        digits(args)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--controllers", nargs="+", default=["random", "reinforce", "evolution", "tpe", "nsga2"],
+                        help="registered controller names, run at their defaults")
+    parser.add_argument("--setting", action="append", default=[],
+                        help="extra row: 'LABEL {\"controller\": NAME, OPTION: VALUE, ...}'")
+    parser.add_argument("--objective-seed", type=int, default=1234)
+    parser.add_argument("--noise", type=float, default=0.05)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="searches run side by side")
+    parser.add_argument("--json", help="also write every run's scores to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+
+    rows = default_settings(args.controllers) + [parse_setting(text) for text in args.setting]
+    tasks = [(label, name, options, kind, budget, seed, args.objective_seed, args.noise)
+             for kind in args.objectives for budget in args.budgets for label, name, options in rows
+             for seed in args.seeds]
+    load = os.getloadavg()[0]
+    print(f"space {ARGS_SPACE}, seeds {args.seeds}, {args.jobs} searches side by side, 1 torch thread each, "
+          f"load average {load:.2f} at start")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(run_one, tasks))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
+    print_tables(results, rows, args.objectives, args.budgets)
+
+
+def print_tables(results: list[dict[str, Any]], rows: Sequence[tuple[str, str, dict[str, Any]]],
+                 objectives: Sequence[str], budgets: Sequence[int]) -> None:
+    """One markdown table per objective: rows = settings, columns = budgets, cells = best / last 10%."""
+    for kind in objectives:
+        print(f"\n**{kind}**: best found / mean of the last 10% (1.0 = optimum), mean over seeds; s = seconds per run\n")
+        print("| controller | " + " | ".join(f"{b} trials" for b in budgets) + " | s at " + f"{budgets[-1]} |")
+        print("|---|" + "---|" * (len(budgets) + 1))
+        for label, _, _ in rows:
+            cells, seconds = [], 0.0
+            for budget in budgets:
+                runs = [r for r in results if r["label"] == label and r["objective"] == kind and r["budget"] == budget]
+                cells.append(f"{np.mean([r['best'] for r in runs]):.3f} / {np.mean([r['last'] for r in runs]):.3f}")
+                seconds = float(np.mean([r["seconds"] for r in runs]))
+            print(f"| {label} | " + " | ".join(cells) + f" | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution.
+"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution, Optuna's samplers.
 
 Each works on any space through ``decisions()`` and the ask/tell protocol. They are registered
 through the ``nas.controllers`` entry points of ``pyproject.toml``, the path a plug-in's take, and
@@ -7,10 +7,34 @@ built by name with ``nas.controller.make_controller``::
     from nas.controller import make_controller
     from nas.space import get
     controller = make_controller("evolution", get("nasnet"), seed=0, budget=500)
+    controller = make_controller("optuna:NSGAIISampler", get("nasnet"), seed=0, budget=500)
+
+The names below are imported on first use (PEP 562): loading one controller's entry point imports
+its module only, so checking ``optuna:<SamplerName>`` while validating settings imports no torch.
 """
 
-from controllers.evolution import Member, RegularizedEvolution
-from controllers.random_search import RandomSearch
-from controllers.reinforce import ControllerPolicy, Reinforce
+from __future__ import annotations
 
-__all__ = ["ControllerPolicy", "Member", "RandomSearch", "RegularizedEvolution", "Reinforce"]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Member": "controllers.evolution", "RegularizedEvolution": "controllers.evolution",
+    "OptunaNSGAII": "controllers.optuna_sampler", "OptunaSampler": "controllers.optuna_sampler",
+    "OptunaTPE": "controllers.optuna_sampler",
+    "RandomSearch": "controllers.random_search",
+    "ControllerPolicy": "controllers.reinforce", "Reinforce": "controllers.reinforce",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'controllers' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -17,16 +17,25 @@ Failed trials (``Result.error`` set) are skipped: they never enter the populatio
 its best members, and a failure ages nobody out. If every trial so far has failed and none is
 pending, the controller keeps proposing random architectures instead of waiting forever.
 
-Defaults P = 100, S = 25 are the paper's CIFAR-10 search settings (also NNI's defaults).
+Defaults follow the budget (``budget_defaults``): with P = 100, the paper's CIFAR-10 setting
+(also NNI's default), a search of 100 trials or fewer is pure random search. ``preset="paper"``
+gives P = 100, S = 25 whatever the budget; explicit values win over either. A population that
+leaves fewer than a third of the budget to children is warned about at construction.
+
+Rewards of one genotype are pooled: a genotype evaluated more than once (proposed again by a
+mutation, or told again after a resume with more repeats) competes with the mean of every reward
+it received, so a lucky draw does not keep winning tournaments on its own.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from nas.controller import Result
 from nas.controller_base import ControllerBase
@@ -34,6 +43,24 @@ from nas.seeds import trial_rng
 from nas.space import SearchSpace, sample_choices
 
 logger = logging.getLogger(__name__)
+
+Preset = Literal["budget", "paper"]
+PRESETS: tuple[str, ...] = ("budget", "paper")
+PAPER = (100, 25)  # Real et al. 2019, §3 / App. A: P = 100, S = 25 on CIFAR-10
+
+
+def budget_defaults(budget: int | None) -> tuple[int, int]:
+    """(P, S) that learn at ``budget`` trials (``benchmarks/search_efficiency.py``, README).
+
+    P = budget / 30 within [5, 100] (below a budget of 15, budget / 3), so that most trials are
+    children of well-tested parents; S = P / 2, greedier than the paper's P / 4: at budgets of
+    100 to 1,000 a tournament of a quarter of the population gave up to .04 less (README). ``None``
+    (no budget) gives the paper's values.
+    """
+    if budget is None:
+        return PAPER
+    population = min(PAPER[0], max(min(5, max(2, budget // 3)), round(budget / 30)))
+    return population, max(2, min(population, (population + 1) // 2))
 
 
 @dataclass(frozen=True)
@@ -51,9 +78,11 @@ class RegularizedEvolution(ControllerBase):
     Args:
         space: any ``nas.space.SearchSpace`` (``mutate`` must return a genotype of the space).
         seed: root of the per-trial random streams (initial samples, tournaments, mutations).
-        population_size: P, members kept (Real et al.: 100).
-        sample_size: S, tournament size (Real et al.: 25); must not exceed ``population_size``.
+        population_size: P, members kept (default: ``budget_defaults``; Real et al.: 100).
+        sample_size: S, tournament size (default: ``budget_defaults``; Real et al.: 25); must
+            not exceed ``population_size``.
         budget: trials after which ``finished`` is true; ``None`` never finishes.
+        preset: ``"budget"`` (defaults chosen for ``budget``) or ``"paper"`` (P = 100, S = 25).
 
     ``state_dict()`` adds ``population``: the members, oldest first, as
     ``{"id", "choices", "reward"}`` with ``choices`` = ``space.encode(genotype)``.
@@ -70,9 +99,15 @@ class RegularizedEvolution(ControllerBase):
         4
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 100, sample_size: int = 25,
-                 budget: int | None = None) -> None:
+    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int | None = None,
+                 sample_size: int | None = None, budget: int | None = None, preset: Preset = "budget") -> None:
         super().__init__(space, seed=seed, budget=budget)
+        if preset not in PRESETS:
+            raise ValueError(f"preset: {preset!r} is not a preset; valid: {list(PRESETS)}")
+        default_population, default_sample = PAPER if preset == "paper" else budget_defaults(self.budget)
+        population_size = default_population if population_size is None else population_size
+        if sample_size is None:
+            sample_size = min(default_sample, population_size) if isinstance(population_size, int) else default_sample
         if not isinstance(population_size, int) or population_size < 1:
             raise ValueError(f"population_size: must be a positive integer, got {population_size!r}")
         if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
@@ -80,6 +115,12 @@ class RegularizedEvolution(ControllerBase):
                              f"got {sample_size!r}")
         self.population_size, self.sample_size = population_size, sample_size
         self._population: list[dict[str, Any]] = []  # oldest first
+        self._rewards: dict[str, list[float]] = {}  # genotype key -> [sum of rewards, count]
+        if self.budget is not None and 3 * population_size > self.budget:
+            logger.warning("population_size %d leaves %d of the %d trials to evolve (the first %d are "
+                           "random); for this budget the default is %d", population_size,
+                           max(0, self.budget - population_size), self.budget, min(population_size, self.budget),
+                           budget_defaults(self.budget)[0])
 
     @property
     def population(self) -> tuple[Member, ...]:
@@ -97,7 +138,7 @@ class RegularizedEvolution(ControllerBase):
             return sample_choices(self.decisions, rng)
         picks = rng.integers(len(self._population), size=self.sample_size)
         # Highest reward wins; among equal rewards the first one drawn wins (max keeps the first).
-        parent = max((self._population[int(i)] for i in picks), key=lambda m: m["reward"])
+        parent = max((self._population[int(i)] for i in picks), key=self._fitness)
         child = self.space.mutate(self.space.decode(parent["choices"]), rng)
         return self.space.encode(child)
 
@@ -105,15 +146,31 @@ class RegularizedEvolution(ControllerBase):
         if result.failed:
             return  # skipped: failures never join the population (see the module docstring)
         reward = float(result.reward)  # type: ignore[arg-type]  (a successful Result has a reward)
+        pooled = self._rewards.setdefault(_key(choices), [0.0, 0])
+        pooled[0], pooled[1] = pooled[0] + reward, pooled[1] + 1
         self._population.append({"id": trial_id, "choices": dict(choices), "reward": reward})
         if len(self._population) > self.population_size:
             self._population.pop(0)  # aging: the oldest member dies, not the worst
+
+    def _fitness(self, member: Mapping[str, Any]) -> float:
+        """The mean of every reward the member's genotype received (its own if evaluated once)."""
+        total, count = self._rewards.get(_key(member["choices"]), (member["reward"], 1))
+        return total / count
 
     def _config(self) -> dict[str, Any]:
         return {"population_size": self.population_size, "sample_size": self.sample_size}
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"population": copy.deepcopy(self._population)}
+        return {"population": copy.deepcopy(self._population),
+                "rewards": [[key, total, count] for key, (total, count) in self._rewards.items()]}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self._population = copy.deepcopy(list(state["population"]))
+        self._rewards = {str(key): [float(total), int(count)] for key, total, count in state.get("rewards", [])}
+
+
+def _key(choices: Mapping[str, Any]) -> str:
+    """A short fingerprint of a genotype's choices (keys of the reward pool; 64 bits, no collisions
+    in practice at the budgets a search can afford)."""
+    text = json.dumps(sorted(choices.items()), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

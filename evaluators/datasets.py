@@ -12,18 +12,21 @@ images, arXiv 1807.11626 §4.2). The *test* split is never touched by a search.
   ``test/`` as the test split), or one folder of class subfolders split by seed. Every image file
   is checked once at load time; unreadable ones are skipped with a warning. A folder that cannot
   make a search (fewer than two classes, a class without images or too small to split) is a
-  ``ValueError`` before the first trial.
+  ``ValueError`` before the first trial. Default size: the images' own (at most 224 px); grey stays grey.
 - ``synthetic``: fixed random class prototypes plus noise, in memory: a learnable toy task for tests.
 
-Every split yields 3-channel, normalised float images of ``resolution`` x ``resolution``.
+Every split yields 3-channel, normalised float images of ``resolution`` x ``resolution``: every
+stem takes RGB, so grey data (digits, a grey folder) is normalised as one channel, then repeated.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import pickle
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,13 @@ logger = logging.getLogger(__name__)
 # NASNet proxies at 8 px against 16 px on a 2-core CPU: 8 px trains an epoch about 1.7x faster
 # *and* reaches higher, equally seed-consistent validation accuracy (benchmarks/README.md).
 # Pass ``resolution=16`` for the NASNet aux head, which needs a 5x5 map at 2/3 depth.
-DEFAULT_RESOLUTION: dict[str, int] = {"digits": 8, "cifar10": 32, "imagefolder": 64, "synthetic": 8}
+DEFAULT_RESOLUTION: dict[str, int] = {"digits": 8, "cifar10": 32, "synthetic": 8}
+# imagefolder's default is the images' own size, but at most 224 px (ImageNet's training size, and
+# MnasNet's proxy size): training a proxy on 3,000-px photos at full size would take hours an epoch.
+NATIVE_RESOLUTION_CAP = 224
+GREY_BANDS = ("1", "L", "I", "F")  # first band of PIL's grey modes: 1, L, LA, I, I;16*, F
+COLOUR_TOLERANCE = 0.01  # a folder is grey if at most this share of its training images is in colour
+GREY_STATISTICS_IMAGES = 256  # training images sampled for a grey folder's mean and std
 DEFAULT_DATA_DIR = Path("data")
 TEST_FRACTION = 0.2  # digits, synthetic and single-folder ImageFolder: carved once, seed-independent
 TEST_SPLIT_SEED = 1707_07012  # fixed, so every search seed sees the same untouched test split
@@ -159,15 +168,20 @@ def _with_transform(dataset: Dataset, transform: object) -> Dataset:
     return clone
 
 
-def _transforms(resolution: int, native: int | None, mean: tuple[float, ...], std: tuple[float, ...],
-                augment: bool, crop: bool) -> tuple[object, object]:
+def _transforms(geometry: list[Any], mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
+                crop: int | None = None, grey: bool = False) -> tuple[object, object]:
+    """``(train, evaluation)``: ``geometry`` (the resizing), for training a random ``crop`` (padded
+    by 1/8) and a flip, then a tensor normalised with ``mean`` and ``std`` (grey: repeated to 3 channels)."""
     from torchvision import transforms as T
 
-    resize = [T.Resize((resolution, resolution), antialias=True)] if native != resolution else []
-    tail = [T.ToTensor(), T.Normalize(mean, std)]
-    random = [T.RandomCrop(resolution, padding=resolution // 8)] if crop else []
-    train = resize + (random + [T.RandomHorizontalFlip()] if augment else []) + tail
-    return T.Compose(train), T.Compose(resize + tail)
+    tail = [T.ToTensor(), T.Normalize(mean, std)] + ([T.Lambda(_three_channels)] if grey else [])
+    random = [T.RandomCrop(crop, padding=crop // 8)] if crop else []
+    train = geometry + (random + [T.RandomHorizontalFlip()] if augment else []) + tail
+    return T.Compose(train), T.Compose(geometry + tail)
+
+
+def _three_channels(image: torch.Tensor) -> torch.Tensor:
+    return image.expand(3, -1, -1)
 
 
 def _splits_from(name: str, dataset: Dataset, targets: list[int], classes: list[str], resolution: int,
@@ -188,6 +202,7 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
 
     ``augment`` adds random crops and flips to the training split (NASNet App. A.1).
     """
+    from torchvision import transforms as T
     from torchvision.datasets import CIFAR10
 
     resolution, fraction = resolution or DEFAULT_RESOLUTION["cifar10"], validation_fraction
@@ -208,7 +223,8 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
         raise ValueError(f"cifar10: could not fetch or read CIFAR-10 in {str(root)!r} ({_first_line(error)}); "
                          f"put {CIFAR10.base_folder}/ there by hand and drop --download") from None
     logger.info("cifar10: %d training and %d test images from %s", len(train_set), len(test_set), folder)
-    transforms = _transforms(resolution, 32, CIFAR10_MEAN, CIFAR10_STD, augment, crop=True)
+    resize = [T.Resize((resolution, resolution), antialias=True)] if resolution != 32 else []
+    transforms = _transforms(resize, CIFAR10_MEAN, CIFAR10_STD, augment, crop=resolution)
     return _splits_from("cifar10", train_set, list(train_set.targets), list(train_set.classes), resolution,
                         seed, fraction, transforms, _with_transform(test_set, transforms[1]))
 
@@ -225,9 +241,23 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
     or has no class folders, a class folder without readable images, fewer than two classes, a class
     too small to give both the training and the validation split an image, and ``train/`` and
     ``val/`` with different classes.
-    """
-    resolution, fraction = resolution or DEFAULT_RESOLUTION["imagefolder"], validation_fraction
 
+    Size and colour come from the headers read in that check, of the images a search learns from
+    (``train/``, or the folder less its fixed test split: no seed changes them); one INFO line says:
+
+    - ``resolution`` ``None``: the shorter side of the most common (width, height), ties to the
+      smaller, at most ``NATIVE_RESOLUTION_CAP`` (224) px; pass a resolution to go beyond.
+    - Images are resized to a shorter side of ``resolution`` and center-cropped to a square (the
+      torchvision and timm evaluation transform: aspect kept, never squashed; the chosen size is
+      not resampled at all).
+    - Grey when at most 1% of those images are in colour (grey modes: 1, L, LA, I, I;16, F): read as
+      8-bit grey (16-bit scaled, not clipped), normalised with the mean and std of up to 256 of
+      them, then repeated to the three channels every stem takes. Other folders, mixed ones too,
+      are read as RGB (palette and RGBA converted), normalised with the ImageNet mean and std.
+    """
+    from torchvision import transforms as T
+
+    fraction = validation_fraction
     if data_dir is None:
         raise ValueError("imagefolder: needs --data-dir, a folder with train/ (and optional val/) "
                          "or one subfolder per class")
@@ -237,23 +267,82 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
     if not root.is_dir():
         raise ValueError(f"imagefolder: {str(root)!r} is not a directory; pass --data-dir with a folder of "
                          "images (one subfolder per class)")
-    transforms = _transforms(resolution, None, IMAGENET_MEAN, IMAGENET_STD, augment, crop=False)
     held = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    test_set, test_index = None, None
     if (root / "train").is_dir():
-        train_set = _image_folder(root / "train")
-        test_set = _image_folder(held, like=train_set) if held is not None else None
-        _check_split_sizes(root / "train", train_set, fraction, seed, carve_test=False)
-        test = _with_transform(test_set, transforms[1]) if test_set is not None else None
-        return _splits_from("imagefolder", train_set, list(train_set.targets), train_set.classes,
-                            resolution, seed, fraction, transforms, test)
-    if held is not None:  # data_dir/val/<class>/... read as a class named "val" would be a silent mistake
+        dataset = _image_folder(root / "train")
+        test_set = _image_folder(held, like=dataset) if held is not None else None
+        pool, _ = _check_split_sizes(root / "train", dataset, fraction, seed, carve_test=False)
+    elif held is not None:  # data_dir/val/<class>/... read as a class named "val" would be a silent mistake
         raise ValueError(f"imagefolder: {str(root)!r} has {held.name}/ but no train/; put the training "
                          f"images in {str(root / 'train')!r}, or point --data-dir at a folder of class folders")
-    everything = _image_folder(root)
-    rest, test = _check_split_sizes(root, everything, fraction, seed, carve_test=True)
-    test_split = Subset(_with_transform(everything, transforms[1]), test.tolist())
-    return _splits_from("imagefolder", everything, list(everything.targets), everything.classes, resolution,
-                        seed, fraction, transforms, test_split, pool=rest)
+    else:
+        dataset = _image_folder(root)
+        pool, test_index = _check_split_sizes(root, dataset, fraction, seed, carve_test=True)
+    resolution, grey = _native_settings(dataset, pool, resolution)
+    for folder in (dataset, test_set):
+        if folder is not None:
+            folder.loader = functools.partial(_load_image, mode="L" if grey else "RGB", resolution=resolution)
+    geometry = [T.Resize(resolution, antialias=True), T.CenterCrop(resolution)]
+    mean, std = _grey_statistics(dataset, pool, geometry) if grey else (IMAGENET_MEAN, IMAGENET_STD)
+    transforms = _transforms(geometry, mean, std, augment, grey=grey)
+    test = (_with_transform(test_set, transforms[1]) if test_set is not None else None if test_index is None
+            else Subset(_with_transform(dataset, transforms[1]), test_index.tolist()))
+    return _splits_from("imagefolder", dataset, list(dataset.targets), dataset.classes, resolution, seed,
+                        fraction, transforms, test, pool=pool)
+
+
+def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> tuple[int, bool]:
+    """``(resolution, grey)`` from the headers of ``dataset``'s images ``pool`` (see ``imagefolder``)."""
+    headers = [dataset.image_headers[dataset.samples[i][0]] for i in pool]
+    colour = sum(not is_grey for _, _, is_grey in headers)
+    grey = colour <= COLOUR_TOLERANCE * len(headers)
+    sizes = Counter((width, height) for width, height, _ in headers)
+    (width, height), _ = min(sizes.items(), key=lambda item: (-item[1], min(item[0]), item[0]))
+    native = min(width, height)
+    if resolution is not None:
+        how = "the resolution asked for"
+    elif native > NATIVE_RESOLUTION_CAP:
+        resolution, how = NATIVE_RESOLUTION_CAP, f"capped at {NATIVE_RESOLUTION_CAP}; pass a resolution for more"
+    else:
+        resolution, how = native, "native" if width == height else "the shorter side, center-cropped"
+    logger.info("imagefolder: %d images, most common size %dx%d; training at %d px (%s), read as %s",
+                len(headers), width, height, resolution, how,
+                "grey" if grey else f"RGB ({colour} of {len(headers)} in colour)")
+    return resolution, grey
+
+
+def _grey_statistics(dataset: Any, pool: np.ndarray, geometry: list[Any]) -> tuple[tuple[float], tuple[float]]:
+    """Mean and std of the pixels of up to ``GREY_STATISTICS_IMAGES`` images of ``pool`` (a fixed sample),
+    as the networks see them (after ``geometry``)."""
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(TEST_SPLIT_SEED)
+    sample = np.sort(rng.choice(pool, size=min(len(pool), GREY_STATISTICS_IMAGES), replace=False))
+    to_tensor = T.Compose([*geometry, T.ToTensor()])
+    moments = np.zeros(3)  # pixels, their sum, the sum of their squares
+    for index in sample:
+        pixels = to_tensor(dataset.loader(dataset.samples[index][0])).double()
+        moments += (pixels.numel(), float(pixels.sum()), float(pixels.square().sum()))
+    mean = moments[1] / moments[0]
+    std = max(moments[2] / moments[0] - mean ** 2, 0.0) ** 0.5
+    return (float(mean),), (max(float(std), 1e-6),)
+
+
+def _load_image(path: str, mode: str, resolution: int) -> Any:
+    """``ImageFolder``'s loader: the file as an 8-bit ``mode`` ("L" or "RGB") image.
+
+    JPEGs are decoded at the smallest DCT scale that keeps both sides at least ``resolution``
+    (``draft``), so large photos cost a fraction of a full decode. 16-bit grey (modes I;16, I) is
+    scaled to 8 bits, where PIL's ``convert`` would clip everything above 255 to white.
+    """
+    from PIL import Image
+
+    with open(path, "rb") as file, Image.open(file) as image:
+        image.draft(mode, (resolution, resolution))
+        if image.mode == "I" or image.mode.startswith("I;16"):
+            image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
+        return image.convert(mode)
 
 
 def skipped_files(splits: DatasetSplits) -> tuple[str, ...]:
@@ -272,10 +361,16 @@ def image_problem(path: str | Path) -> str | None:
     can still be broken. JPEG: the header, and the end-of-image marker that a truncated file
     lacks; without one, a decode at 1/8 scale decides. Other formats: a full decode.
     """
+    return _read_image(path)[0]
+
+
+def _read_image(path: str | Path) -> tuple[str | None, tuple[int, int, bool] | None]:
+    """``(image_problem(path), None)``, or ``(None, (width, height, grey))`` from the header."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
+            header = (*image.size, image.getbands()[0] in GREY_BANDS)
             if image.format == "PNG":
                 image.verify()
         with Image.open(path) as image:
@@ -283,8 +378,8 @@ def image_problem(path: str | Path) -> str | None:
                 image.draft("RGB", (1, 1))  # JPEG: DCT scaling; a no-op for other formats
                 image.load()
     except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, struct.error ...)
-        return f"{type(error).__name__}: {_first_line(error)}"
-    return None
+        return f"{type(error).__name__}: {_first_line(error)}", None
+    return None, header
 
 
 def _ends_with_jpeg_eoi(path: str | Path) -> bool:
@@ -305,7 +400,8 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
 
     ``like``: the training set, whose classes ``folder`` (``val/`` or ``test/``) must have. The cheap
     checks (layout, classes, class folders without image files) come before any image is read.
-    ``samples``, ``imgs`` and ``targets`` stay consistent after the filtering.
+    ``samples``, ``imgs`` and ``targets`` stay consistent after the filtering; ``image_headers`` maps
+    each readable file to its ``(width, height, grey)``.
     """
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -333,7 +429,9 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
     if empty:
         raise ValueError(f"imagefolder: class folder {empty[0]!r} in {where} has no image files ({extensions})"
                          + (f"; so have {empty[1:]}" if len(empty) > 1 else ""))
-    reasons = {path: why for path, _ in dataset.samples if (why := image_problem(path)) is not None}
+    checked = {path: _read_image(path) for path, _ in dataset.samples}
+    reasons = {path: why for path, (why, _) in checked.items() if why is not None}
+    dataset.image_headers = {path: header for path, (_, header) in checked.items() if header is not None}
     dataset.skipped_files = tuple(reasons)
     if reasons:
         dataset.samples = [sample for sample in dataset.samples if sample[0] not in reasons]

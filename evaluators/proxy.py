@@ -36,7 +36,7 @@ from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_macs, count_params
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.ops import set_drop_path_progress
-from nas.seeds import TrialSeeds, trial_seeds
+from nas.seeds import TrialSeeds, split_seed, trial_seeds
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -120,16 +120,24 @@ class ProxyEvaluator:
         self.drop_path, self.calibration_examples = drop_path, calibration_examples
         self.reduction = {**self.space.proxy_reduction, **reduction}
         _check_reduction(self.space, self.reduction)
-        self._splits: DatasetSplits | None = dataset if isinstance(dataset, DatasetSplits) else None
+        # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)``; given
+        # splits are used for every repeat.
+        self._splits: dict[int, DatasetSplits] = {0: dataset} if isinstance(dataset, DatasetSplits) else {}
 
     @property
     def splits(self) -> DatasetSplits:
         """The dataset splits, loaded on first use (``ValueError`` if the data is missing)."""
-        if self._splits is None:
-            assert isinstance(self.dataset, str)
-            self._splits = load_dataset(self.dataset, self.data_dir, self.download, self.reduction.get("resolution"),
-                                        self.seed, self.validation_fraction)
-        return self._splits
+        return self.splits_of(0)
+
+    def splits_of(self, repeat: int) -> DatasetSplits:
+        """The splits of repeat ``repeat``: the same images, another seeded validation split."""
+        if isinstance(self.dataset, DatasetSplits):
+            return self.dataset
+        if repeat not in self._splits:
+            self._splits[repeat] = load_dataset(self.dataset, self.data_dir, self.download,
+                                                self.reduction.get("resolution"), split_seed(self.seed, repeat),
+                                                self.validation_fraction)
+        return self._splits[repeat]
 
     def prepare(self) -> None:
         """Load the data and build one sample proxy network (shapes only), so that a missing dataset
@@ -172,10 +180,14 @@ class ProxyEvaluator:
             macro["resolution"] = self.splits.resolution
         return macro
 
-    def evaluate(self, genotype: Any, trial_id: int) -> dict[str, Any]:
-        """Train and validate one candidate. Never raises for a bad candidate: see ``base.Evaluator``."""
-        splits = self.splits  # a missing dataset is the user's mistake and raises
-        seeds = trial_seeds(self.seed, trial_id)
+    def evaluate(self, genotype: Any, trial_id: int, repeat: int = 0) -> dict[str, Any]:
+        """Train and validate one candidate. Never raises for a bad candidate: see ``nas.evaluator``.
+
+        ``repeat`` > 0 trains again with independent seeds and validates on an independent split
+        (``nas.seeds.trial_seeds``, ``split_seed``): ``nas search --repeats``.
+        """
+        splits = self.splits_of(repeat)  # a missing dataset is the user's mistake and raises
+        seeds = trial_seeds(self.seed, trial_id, repeat)
         started = time.perf_counter()
         metrics: dict[str, Any] = {"epochs": 0}
         try:

@@ -9,6 +9,7 @@ stop-by-exception.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -68,15 +69,77 @@ class Controller(Protocol[G]):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def split_controller_name(name: str) -> tuple[str, str | None]:
+    """``"optuna:TPESampler"`` -> ``("optuna", "TPESampler")``; ``"random"`` -> ``("random", None)``.
+
+    ``ValueError`` for a name that is not a string, or whose base or variant is empty.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"controller: must be a non-empty string, got {name!r}")
+    base, colon, variant = name.partition(":")
+    if not base or (colon and not variant):
+        raise ValueError(f"controller: {name!r} must be a registered name or 'name:variant' (e.g. 'optuna:TPESampler')")
+    return base, variant if colon else None
+
+
+def _takes_variant(factory: Callable[..., Any]) -> bool:
+    unknown, _ = registry.unknown_options(factory, ["variant"], ("space", "seed"))
+    return not unknown
+
+
+def controller_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The factory of the controller ``name`` and the options its name carries.
+
+    A name ``base:variant`` names the registered controller ``base`` built with
+    ``variant="..."`` (``optuna:NSGAIISampler``: the ``optuna`` controller running Optuna's
+    NSGA-II sampler); only a factory with a ``variant`` keyword takes one. ``ValueError`` for an
+    unknown name (listing the valid ones) or a variant given to a factory that takes none.
+    """
+    base, variant = split_controller_name(name)
+    factory = registry.controllers.get(base)
+    if variant is None:
+        return factory, {}
+    if not _takes_variant(factory):
+        raise ValueError(f"controller {base!r} takes no variant (got {name!r}); "
+                         f"use {base!r} alone, or a controller that does, e.g. 'optuna:TPESampler'")
+    return factory, {"variant": variant}
+
+
+def check_controller_name(name: str) -> None:
+    """``ValueError`` (one line, starting ``controller:``) unless ``name`` names a controller.
+
+    For the validation of settings before anything is built: a plain name is checked against the
+    registry's entry-point metadata, importing nothing. A ``base:variant`` name also loads the
+    factory of ``base`` (ours imports Optuna, not torch) to see that it takes a variant and, if the
+    factory offers ``check_variant(variant)``, that the variant is valid (``optuna:NoSuchSampler``
+    fails here, before the run directory is touched).
+    """
+    base, variant = split_controller_name(name)
+    registry.controllers.check("controller", base)
+    if variant is None:
+        return
+    try:
+        factory, _ = controller_factory(name)
+        check_variant = getattr(factory, "check_variant", None)
+        if callable(check_variant):
+            check_variant(variant)
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith("controller") else f"controller {name!r}: {message}") from None
+
+
 def make_controller(name: str, space: SearchSpace[G], seed: int = 0, **options: Any) -> Controller[G]:
     """Build the registered controller ``name`` on ``space``; ``options`` go to its factory.
 
-    A factory is called as ``factory(space, seed=seed, **options)``. ``ValueError`` for an unknown
-    name (listing the valid ones) or an option the factory does not take (listing those it does),
-    before anything is built.
+    A factory is called as ``factory(space, seed=seed, **options)``; a name ``base:variant`` (see
+    ``controller_factory``) adds ``variant="..."``. ``ValueError`` for an unknown name (listing the
+    valid ones), an option the factory does not take (listing those it does), or a ``variant``
+    option that contradicts the name, before anything is built.
     """
-    factory = registry.controllers.get(name)
+    factory, from_name = controller_factory(name)
+    if "variant" in options and from_name and options["variant"] != from_name["variant"]:
+        raise ValueError(f"controller {name!r}: option variant={options['variant']!r} contradicts the name")
     unknown, valid = registry.unknown_options(factory, options, ("space", "seed"))
     if unknown:
         raise ValueError(f"controller {name!r} takes no option {', '.join(map(repr, unknown))}; valid: {valid}")
-    return factory(space, seed=seed, **options)
+    return factory(space, seed=seed, **{**options, **from_name})

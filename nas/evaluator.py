@@ -9,11 +9,20 @@ when the evaluator is built or ``prepare``-d, before the first trial. The reward
 the metrics elsewhere (``nas.search``); an evaluator does not decide it.
 
 Metrics are JSON values. Those whose names end in ``seconds`` are timings; every other metric is
-a function of ``(genotype, seed, trial_id)`` on a given machine and library versions.
+a function of ``(genotype, seed, trial_id, repeat)`` on a given machine and library versions.
+
+Repeats (``nas search --repeats K``): an evaluator whose ``evaluate`` takes a keyword ``repeat``
+evaluates the same candidate again with independent random streams (weight init, data order and,
+for the proxy evaluator, the validation split); ``repeat=0`` is the plain call. ``repeated``
+turns K such evaluations into one metrics dict whose reward is their mean.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+import statistics
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -52,3 +61,62 @@ def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset
     if unknown:
         raise ValueError(f"{unknown[0]}: not an option of evaluator {name!r}; valid: {valid}")
     return factory(space, seed=seed, dataset=dataset, data_dir=data_dir, download=download, **options)
+
+
+def accepts_repeat(evaluate: Callable[..., Any]) -> bool:
+    """True if ``evaluate`` takes the keyword ``repeat`` (so ``--repeats`` can draw independent seeds)."""
+    try:
+        parameters = inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return False
+    return "repeat" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
+             first: int = 0) -> Callable[[Any, int], dict[str, Any]]:
+    """``evaluate`` run ``repeats`` times per trial (repeats ``first`` ... ``first + repeats - 1``), as one.
+
+    The combined metrics: a measured number (a float, or an integer that differs between the
+    repeats) becomes their mean, with
+    ``<name>_std`` (sample standard deviation) and ``<name>_repeats`` (every value) beside it, so the
+    reward (``accuracy``) is the mean accuracy and the report shows its spread; timings (names ending
+    in ``seconds``) are summed, since they are the cost of the whole evaluation; anything else is
+    the first repeat's value. ``repeats`` is recorded. If one repeat fails, the trial fails with
+    that repeat's error: a candidate that breaks at one seed is not a good candidate.
+    ``repeats == 1`` and ``first == 0`` is exactly the plain call.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats: must be a positive integer, got {repeats!r}")
+    if (repeats > 1 or first > 0) and not accepts_repeat(evaluate):
+        raise ValueError("repeats: this evaluator's evaluate() takes no 'repeat' argument, so it cannot "
+                         "evaluate a candidate with independent seeds; use repeats 1")
+    if repeats == 1 and first == 0:
+        return lambda genotype, trial_id: dict(evaluate(genotype, trial_id))
+
+    def evaluate_repeated(genotype: Any, trial_id: int) -> dict[str, Any]:
+        runs = []
+        for repeat in range(first, first + repeats):
+            metrics = dict(evaluate(genotype, trial_id, repeat=repeat))
+            runs.append(metrics)
+            if metrics.get("error"):
+                return {**metrics, "error": f"repeat {repeat}: {metrics['error']}", "repeats": repeats}
+        return {**combine(runs), "repeats": repeats}
+
+    return evaluate_repeated
+
+
+def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metrics of several evaluations of one candidate as one dict (see ``repeated``)."""
+    combined: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run.get(key) for run in runs]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if numbers and key.endswith("seconds"):
+            combined[key] = float(sum(values))
+        elif numbers and (any(isinstance(v, float) for v in values) or len(set(values)) > 1):
+            combined[key] = statistics.fmean(values)
+            combined[f"{key}_std"] = statistics.stdev(values)
+            combined[f"{key}_repeats"] = values
+        else:
+            combined[key] = values[0]
+    return combined

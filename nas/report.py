@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.files import atomic_write_text
+from nas.final import Pair, final_best
 from nas.ir import CellNet
 from nas.journal import Journal, Record
 from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history
@@ -23,18 +24,22 @@ def _number(value: Any, millions: bool = False) -> str:
 
 
 def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
-                  stats: SearchStats | None, evaluation: dict[str, Any] | None = None) -> Record | None:
+                  stats: SearchStats | None, evaluation: dict[str, Any] | None = None,
+                  final: list[Pair] | None = None, controller: dict[str, Any] | None = None) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record.
 
     The pictures follow the IR of the best genotype at full size: a ``CellNet`` gives one PNG per
     kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
-    ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files).
+    ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files);
+    ``final`` the final selection stage (``nas.final``), which then decides best.json;
+    ``controller`` the options the controller resolved (its defaults for this budget included).
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
     plot_history([None if r.result.failed else r.result.reward for r in records], out / "history.png",
                  title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}")
-    best = ranked[0] if ranked else None
+    chosen = final_best(final) if final is not None else None
+    best = chosen[0] if chosen is not None else (ranked[0] if ranked else None)
     if best is not None:
         atomic_write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
         ir = space.lower(space.genotype_from_dict(best.genotype["genotype"]))
@@ -43,12 +48,38 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
                 plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
-    atomic_write_text(out / "report.md", _report(settings, journal, ranked, stats, evaluation or {}))
+    text = _report(settings, journal, ranked, stats, evaluation or {}, controller)
+    if final is not None:
+        text += _final_section(final, chosen)
+    atomic_write_text(out / "report.md", text)
     return best
 
 
+def _accuracy(metrics: dict[str, Any]) -> str:
+    """``0.9312 ± 0.0104`` for repeated evaluations, the plain accuracy otherwise."""
+    text = _number(metrics.get("accuracy"))
+    if isinstance(metrics.get("accuracy_std"), float):
+        text += f" ± {metrics['accuracy_std']:.4f}"
+    return text
+
+
+def _final_section(final: list[Pair], chosen: Pair | None) -> str:
+    lines = ["", "## Final selection", "",
+             "The search's best candidates evaluated again with fresh seeds; best.json is the best of this stage"
+             + (f" (trial {chosen[0].trial_id})." if chosen is not None else ", but every final evaluation failed."),
+             "", "| search rank | trial | search reward | final reward | final accuracy | repeats | epochs |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for rank, (search_record, record) in enumerate(final, start=1):
+        metrics = record.result.metrics
+        reward = f"failed: {record.result.error}" if record.result.failed else _number(record.result.reward)
+        cells = [rank, search_record.trial_id, _number(search_record.result.reward), reward, _accuracy(metrics),
+                 _number(metrics.get("repeats", 1)), _number(metrics.get("epochs"))]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None,
-            evaluation: dict[str, Any]) -> str:
+            evaluation: dict[str, Any], controller: dict[str, Any] | None = None) -> str:
     failed = [r for r in journal.records.values() if r.result.failed]
     lines = [
         f"# Search report: {settings['controller']} on {settings['space']}",
@@ -56,6 +87,9 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "## Settings",
         "",
         *(f"- **{key}**: `{json.dumps(value)}`" for key, value in sorted(settings.items())),
+        f"- intra-op threads per evaluation: {settings.get('threads', '-')} (`--threads`; one by default: proxy "
+        "networks gain nothing from more, and waiting OpenMP threads thrash beside other work)",
+        *([f"- **controller settings at this budget**: `{json.dumps(controller)}`"] if controller else []),
         "",
         *(["## Evaluation", "", *(f"- **{key}**: {value}" for key, value in evaluation.items()), ""]
           if evaluation else []),
@@ -73,7 +107,7 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
     for rank, record in enumerate(ranked[:10], start=1):
         metrics = record.result.metrics
         lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
-                     f"{_number(metrics.get('accuracy'))} | {_number(metrics.get('params'), True)} | "
+                     f"{_accuracy(metrics)} | {_number(metrics.get('params'), True)} | "
                      f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('seconds'))} |")
     if failed:
         lines += ["", "## Failed trials", "", "| trial | reason |", "|---:|---|"]

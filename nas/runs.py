@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import registry
-from nas.controller import Controller, make_controller
+from nas.controller import Controller, check_controller_name, controller_factory, make_controller
 from nas.doctor import check_storage
-from nas.evaluator import Evaluator, make_evaluator
+from nas.evaluator import Evaluator, accepts_repeat, make_evaluator, repeated
 from nas.space import SearchSpace
 
 if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
+    from nas.final import Pair
     from nas.journal import Record
     from nas.search import SearchStats
 
@@ -30,11 +31,13 @@ logger = logging.getLogger(__name__)
 
 # Settings that define a search; resuming with any of them changed is refused.
 # ``budget`` may grow (continue a search), and data location, storage and threads may change.
-IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options")
+IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options",
+                   "repeats")
 # Identity settings added after runs were first written: a run that lacks one was made with this value.
-IDENTITY_DEFAULTS = {"evaluator": "proxy"}
+IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1}
 MAX_SEED = 2**63 - 1
 MAX_THREADS = 1024
+MAX_REPEATS = 1000
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_INT = (int, type(None))
 # The type of every setting: YAML can hold anything, and a wrong type must be one clear line.
@@ -42,6 +45,7 @@ _TYPES: dict[str, Any] = {
     "out": str, "space": str, "controller": str, "evaluator": str, "budget": int, "dataset": str,
     "data_dir": _OPTIONAL_STR, "download": bool, "epochs": _OPTIONAL_INT, "seed": int, "threads": int,
     "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "proxy": dict, "controller_options": dict,
+    "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT, "final_repeats": int,
 }
 
 
@@ -52,6 +56,13 @@ class SearchSettings:
     ``proxy`` holds the evaluator's options (for ``proxy``: epochs, batch size, the ``lower``
     overrides of the proxy network); ``threads`` is the intra-op thread count of the evaluations
     (one: proxy networks are too small to gain from more, DESIGN: Search loop).
+
+    ``repeats`` evaluates every candidate that many times with independent seeds and validation
+    splits; its reward is the mean (``nas.evaluator.repeated``). ``budget`` counts candidates, so
+    a search costs ``budget * repeats`` evaluations. ``final_top`` > 0 adds the final selection
+    stage (``nas.final``): the best ``final_top`` candidates are evaluated again, ``final_repeats``
+    times each with fresh seeds and ``final_epochs`` epochs (default: the search's), and best.json
+    is the best of that stage.
     """
 
     out: str
@@ -69,6 +80,10 @@ class SearchSettings:
     study_name: str | None = None
     proxy: dict[str, Any] = field(default_factory=dict)
     controller_options: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    final_top: int = 0
+    final_epochs: int | None = None
+    final_repeats: int = 3
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
@@ -80,8 +95,9 @@ class SearchSettings:
                 raise ValueError(f"{name}: expected {expected}, got {value!r}")
         if not self.out:
             raise ValueError("out: a run directory is required")
-        for name, known in (("space", registry.spaces), ("controller", registry.controllers),
-                            ("evaluator", registry.evaluators), ("dataset", registry.datasets)):
+        check_controller_name(self.controller)  # 'optuna:TPESampler' names the controller 'optuna' with a variant
+        for name, known in (("space", registry.spaces), ("evaluator", registry.evaluators),
+                            ("dataset", registry.datasets)):
             if getattr(self, name) not in known:
                 raise ValueError(f"{name}: unknown {known.kind} {getattr(self, name)!r}; valid: {known.names()}")
         if self.threads > MAX_THREADS:
@@ -90,10 +106,15 @@ class SearchSettings:
             keys = [key for key in getattr(self, name) if not isinstance(key, str)]
             if keys:
                 raise ValueError(f"{name}: option names must be strings, got {keys[0]!r}")
-        for name in ("budget", "epochs", "threads"):
+        for name in ("budget", "epochs", "threads", "repeats", "final_epochs", "final_repeats"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            if value is not None and value <= 0:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("repeats", "final_repeats"):
+            if getattr(self, name) > MAX_REPEATS:
+                raise ValueError(f"{name}: must be in [1, {MAX_REPEATS}], got {getattr(self, name)}")
+        if self.final_top < 0:
+            raise ValueError(f"final_top: must be 0 (no final stage) or a positive integer, got {self.final_top}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed: must be in [0, 2**63 - 1] (journals store it as a 64-bit integer), got {self.seed}")
         if self.storage is not None:
@@ -107,13 +128,42 @@ class SearchSettings:
 def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[Any], Evaluator[Any]]:
     """The space, controller and evaluator of ``settings``, built through the registries."""
     space = registry.spaces.get(settings.space)
-    controller = make_controller(settings.controller, space, seed=settings.seed, **settings.controller_options)
-    options = dict(settings.proxy)
-    if settings.epochs is not None:
-        options["epochs"] = settings.epochs
-    evaluator = make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
-                               data_dir=settings.data_dir, download=settings.download, **options)
+    controller = build_controller(settings, space)
+    evaluator = build_evaluator(settings, space, settings.epochs)
+    if settings.repeats > 1 or settings.final_top:
+        name = "repeats" if settings.repeats > 1 else "final_top"
+        if not accepts_repeat(evaluator.evaluate):
+            raise ValueError(f"{name}: evaluator {settings.evaluator!r} cannot evaluate a candidate again with "
+                             "independent seeds (its evaluate() takes no 'repeat'); drop --repeats / --final-top")
     return space, controller, evaluator
+
+
+def build_controller(settings: SearchSettings, space: SearchSpace[Any],
+                     saved: Mapping[str, Any] | None = None) -> Controller[Any]:
+    """The controller of ``settings``, given the search budget so that its defaults suit it.
+
+    ``saved`` is the state of a run being resumed: its ``config`` holds the options the controller
+    resolved when the run began (budget-derived defaults included). They are given back explicitly,
+    so a run resumed with a larger ``--budget`` continues with the settings it started with.
+    """
+    if "budget" in settings.controller_options:
+        raise ValueError("controller_options: 'budget' is the search's --budget, not a controller option")
+    options = dict(settings.controller_options)
+    config = saved.get("config") if saved is not None else None
+    if isinstance(config, Mapping):
+        factory, _ = controller_factory(settings.controller)
+        _, valid = registry.unknown_options(factory, {}, ("space", "seed", "budget", "variant"))
+        options = {**{key: value for key, value in config.items() if key in valid}, **options}
+    return make_controller(settings.controller, space, seed=settings.seed, budget=settings.budget, **options)
+
+
+def build_evaluator(settings: SearchSettings, space: SearchSpace[Any], epochs: int | None) -> Evaluator[Any]:
+    """The evaluator of ``settings``; ``epochs`` (if not None) overrides its training length."""
+    options = dict(settings.proxy)
+    if epochs is not None:
+        options["epochs"] = epochs
+    return make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
+                          data_dir=settings.data_dir, download=settings.download, **options)
 
 
 @contextlib.contextmanager
@@ -129,13 +179,16 @@ def intra_op_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def run_search(settings: SearchSettings,
-               on_record: Callable[[Record, bool, int], None] | None = None) -> tuple[Record | None, SearchStats]:
+def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int], None] | None = None,
+               on_final: Callable[[Pair, bool, int, int], None] | None = None) -> tuple[Record | None, SearchStats]:
     """Run (or resume) the search of ``settings``; return the best record and the timing.
 
     ``on_record(record, replayed, finished)`` is called after every trial told, with the number of
-    finished evaluations in the journal (a progress display uses it).
+    finished evaluations in the journal (a progress display uses it); ``on_final(pair, replayed,
+    done, total)`` after every candidate of the final stage. With a final stage the best record is
+    the final stage's record of the chosen candidate.
     """
+    from nas.final import FINAL_STUDY_SUFFIX, final_best, run_final_stage
     from nas.journal import Journal
     from nas.lock import RunLock, StudyGuard
     from nas.report import write_outputs
@@ -145,13 +198,15 @@ def run_search(settings: SearchSettings,
     out = Path(settings.out)
     check_run_directory(out)
     space, controller, evaluator = build_parts(settings)
+    final_evaluator = (build_evaluator(settings, space, settings.final_epochs or settings.epochs)
+                       if settings.final_top else None)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    study_name = settings.study_name or "nas-search"
     with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
         try:
-            journal = Journal(out, settings.storage, settings.study_name or "nas-search", settings.identity(),
-                              defaults=IDENTITY_DEFAULTS)
+            journal = Journal(out, settings.storage, study_name, settings.identity(), defaults=IDENTITY_DEFAULTS)
         except ValueError:
             if created:  # a storage refused at the door: leave no empty run directory behind
                 (out / ".lock").unlink(missing_ok=True)
@@ -160,14 +215,45 @@ def run_search(settings: SearchSettings,
             raise
         if settings.storage is not None:  # a shared storage: other run directories may name the same study
             stack.enter_context(StudyGuard(journal.study))
+        saved = journal.load_controller()
+        if saved is not None and saved.get("config") != controller.state_dict().get("config"):
+            controller = build_controller(settings, space, saved)  # the options the run began with
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
         with intra_op_threads(settings.threads):
-            stats = search(space, controller, evaluator.evaluate, journal, settings.budget, on_record=report)
+            stats = search(space, controller, repeated(evaluator.evaluate, settings.repeats), journal,
+                           settings.budget, on_record=report)
+        pairs = None
+        if final_evaluator is not None:
+            final = Journal(out, settings.storage, study_name + FINAL_STUDY_SUFFIX,
+                            {**settings.identity(), "final_epochs": settings.final_epochs or settings.epochs,
+                             "final_repeats": settings.final_repeats}, defaults=IDENTITY_DEFAULTS)
+            final_evaluator.prepare()
+            with intra_op_threads(settings.threads):
+                pairs = run_final_stage(journal, final, space, settings.final_top,
+                                        repeated(final_evaluator.evaluate, settings.final_repeats,
+                                                 first=settings.repeats), on_final=on_final)
         describe = getattr(evaluator, "describe", None)
         best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
-                                                   "threads": settings.threads}, stats,
-                             describe() if callable(describe) else None)
+                                                   "threads": settings.threads, **_final_settings(settings)},
+                             stats, describe() if callable(describe) else None, final=pairs,
+                             controller=_controller_config(controller))
+        if pairs is not None:
+            chosen = final_best(pairs)
+            best = chosen[1] if chosen is not None else best
     return best, stats
+
+
+def _final_settings(settings: SearchSettings) -> dict[str, Any]:
+    if not settings.final_top:
+        return {}
+    return {"final_top": settings.final_top, "final_epochs": settings.final_epochs or settings.epochs,
+            "final_repeats": settings.final_repeats}
+
+
+def _controller_config(controller: Controller[Any]) -> dict[str, Any] | None:
+    """The options the controller resolved (budget-derived defaults included), for the report."""
+    config = controller.state_dict().get("config")
+    return dict(config) if isinstance(config, Mapping) else None
 
 
 def check_run_directory(out: Path) -> None:

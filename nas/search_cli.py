@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from nas.journal import Record
 
 _FLAGS = ("space", "controller", "evaluator", "budget", "dataset", "data_dir", "download", "epochs", "seed",
-          "threads", "storage", "study_name")
+          "threads", "storage", "study_name", "repeats", "final_top", "final_epochs", "final_repeats")
 
 
 def _listed(known: registry.Registry, default: str) -> str:
@@ -45,6 +45,12 @@ def add_search_command(commands: Any) -> None:
     search.add_argument("--out", help="run directory (journal, controller state, report)")
     search.add_argument("--seed", type=int, help="search seed (default 0)")
     search.add_argument("--threads", type=int, help="intra-op threads per evaluation (default 1)")
+    search.add_argument("--repeats", type=int, help="evaluations per candidate with independent seeds and "
+                        "validation splits; the reward is their mean (default 1)")
+    search.add_argument("--final-top", type=int, help="after the search, evaluate the best K candidates again "
+                        "and choose best.json among them (default 0: no final stage)")
+    search.add_argument("--final-epochs", type=int, help="training epochs of the final stage (default: --epochs)")
+    search.add_argument("--final-repeats", type=int, help="fresh seeds per candidate in the final stage (default 3)")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")
     search.add_argument("--study-name", help="study name inside --storage (default nas-search)")
     search.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
@@ -89,13 +95,23 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     settings = settings_from_args(args)
     with _Progress(settings.budget, False if args.no_progress else None) as progress:
-        best, stats = run_search(settings, on_record=progress.update)
+        best, stats = run_search(settings, on_record=progress.update, on_final=_print_final)
     out = Path(settings.out)
     if best is None:
         print(f"no successful evaluation in {out}; see {out / 'report.md'}")
         return
     print(f"best reward {best.result.reward:.4f} (trial {best.trial_id}); wrote {out / 'best.json'} and "
           f"{out / 'report.md'}; loop overhead {100 * stats.overhead_fraction:.2f}% of {stats.wall_seconds:.1f} s")
+
+
+def _print_final(pair: tuple[Record, Record], replayed: bool, done: int, total: int) -> None:
+    """One line per candidate of the final stage."""
+    search_record, record = pair
+    outcome = (f"failed ({record.result.error})" if record.result.failed
+               else f"final reward {record.result.reward:.4f}")
+    print(f"final stage {done}/{total}: trial {search_record.trial_id} (search reward "
+          f"{search_record.result.reward:.4f}): {outcome}" + (" (recorded before)" if replayed else ""),
+          file=sys.stderr, flush=True)
 
 
 class _Progress:

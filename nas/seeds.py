@@ -38,12 +38,23 @@ class TrialSeeds:
     other: int
 
 
-def trial_seeds(seed: int, trial_id: int) -> TrialSeeds:
-    """Evaluation seeds derived from ``(seed, trial_id)`` alone (``numpy.random.SeedSequence``).
+def trial_seeds(seed: int, trial_id: int, repeat: int = 0) -> TrialSeeds:
+    """Evaluation seeds derived from ``(seed, trial_id, repeat)`` alone (``numpy.random.SeedSequence``).
 
-    Two trials of one search, or one trial in two searches with different seeds, get statistically
-    independent streams; the same pair always gets the same ones.
+    Two trials of one search, one trial in two searches with different seeds, or two repeats of one
+    trial (``--repeats``) get statistically independent streams; the same triple always gets the
+    same ones. Repeat 0 is the plain evaluation (its seeds are those of ``(seed, trial_id)``).
     """
-    trial_id, seed = _check("trial_id", trial_id), _check("seed", seed)
-    init, data_order, other = np.random.SeedSequence([seed, trial_id]).generate_state(3, dtype=np.uint32)
+    trial_id, seed, repeat = _check("trial_id", trial_id), _check("seed", seed), _check("repeat", repeat)
+    entropy = [seed, trial_id] if repeat == 0 else [seed, trial_id, repeat]
+    init, data_order, other = np.random.SeedSequence(entropy).generate_state(3, dtype=np.uint32)
     return TrialSeeds(int(init), int(data_order), int(other))
+
+
+def split_seed(seed: int, repeat: int = 0) -> int:
+    """The seed of the validation split of repeat ``repeat``: ``seed`` itself for repeat 0, so a
+    search without repeats holds out what it always did; an independent split for every other."""
+    seed, repeat = _check("seed", seed), _check("repeat", repeat)
+    if repeat == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, repeat, 0x5EED]).generate_state(1, dtype=np.uint32)[0])

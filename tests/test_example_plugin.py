@@ -46,7 +46,7 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_search_with_the_plugins_space_and_controller(plugin_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = _run(["-m", "nas.cli", "search", "--space", "resnet-basic", "--controller", "tpe", "--budget", "3",
+    done = _run(["-m", "nas.cli", "search", "--space", "resnet-basic", "--controller", "example-tpe", "--budget", "3",
                  "--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--no-progress"], plugin_env)
     assert done.returncode == 0, done.stdout + done.stderr
     study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
@@ -61,7 +61,7 @@ def test_search_help_lists_the_plugin(plugin_env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert re.search(r"--space SPACE one of: [^(]*\bresnet-basic\b", text), done.stdout
-    assert re.search(r"--controller CONTROLLER one of: [^(]*\btpe\b", text), done.stdout
+    assert re.search(r"--controller CONTROLLER one of: [^(]*\bexample-tpe\b", text), done.stdout
 
 
 def test_the_plugins_own_suite_passes_installed(plugin_env: dict[str, str]) -> None:

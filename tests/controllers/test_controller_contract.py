@@ -18,11 +18,15 @@ torch.set_num_threads(1)
 OPTIONS: dict[str, dict[str, Any]] = {
     "reinforce": {"batch_size": 4, "learning_rate": 0.05},
     "evolution": {"population_size": 6, "sample_size": 3},
+    "tpe": {"sampler_options": {"n_startup_trials": 4}},
+    "nsga2": {"sampler_options": {"population_size": 4}},
 }
+# Registered names, plus a name:variant one (``optuna`` with the sampler named after the colon).
+NAMES = [*registry.controllers.names(), "optuna:RandomSampler"]
 
 
 class TestRegisteredControllers(ControllerContract):
-    @pytest.fixture(params=registry.controllers.names())
+    @pytest.fixture(params=NAMES)
     def make_controller(self, request: pytest.FixtureRequest):
         name = request.param
         return lambda space, seed, **extra: make_controller(name, space, seed=seed, **{**OPTIONS.get(name, {}), **extra})
@@ -32,7 +36,7 @@ class TestRegisteredControllers(ControllerContract):
         return ToySpace() if request.param == "toy" else registry.spaces.get(request.param)
 
 
-@pytest.mark.parametrize("name", registry.controllers.names())
+@pytest.mark.parametrize("name", NAMES)
 def test_waits_with_none_never_raises(name: str) -> None:
     """Once its budget is issued and results are pending, ``ask`` says ``None``, again and again."""
     controller = make_controller(name, ToySpace(), seed=0, budget=30, **OPTIONS.get(name, {}))

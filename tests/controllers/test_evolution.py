@@ -107,3 +107,36 @@ def test_beats_random_search_on_a_synthetic_objective() -> None:
 def test_bad_options_raise_value_error(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         RegularizedEvolution(NASNET, **options)
+
+
+def test_defaults_follow_the_budget_and_the_paper_is_one_option_away(caplog) -> None:
+    from controllers.evolution import budget_defaults
+
+    for budget in (12, 30, 100, 300, 1000, 3000):
+        controller = RegularizedEvolution(NASNET, budget=budget)
+        assert (controller.population_size, controller.sample_size) == budget_defaults(budget)
+        assert 3 * controller.population_size <= budget  # at least two thirds of the trials are children
+        assert 2 <= controller.sample_size <= controller.population_size
+    paper = RegularizedEvolution(NASNET, budget=1000, preset="paper")
+    assert (paper.population_size, paper.sample_size) == (100, 25)
+    assert RegularizedEvolution(NASNET, budget=1000, population_size=4).sample_size <= 4
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="controllers.evolution"):
+        RegularizedEvolution(NASNET, budget=300)
+        assert not caplog.records
+        RegularizedEvolution(NASNET, budget=100, preset="paper")  # P = budget: pure random search
+    assert len(caplog.records) == 1 and "population_size 100" in caplog.records[0].getMessage()
+
+
+def test_a_genotype_told_twice_competes_with_its_mean_reward() -> None:
+    controller = RegularizedEvolution(NASNET, seed=0, population_size=3, sample_size=3, budget=20)
+    first = controller.ask()
+    controller.tell(first.id, Result(reward=0.9))
+    member = controller._population[0]
+    assert controller._fitness(member) == 0.9
+    # the same genotype observed again with a worse reward (a repeat, or a mutation back to it)
+    controller._observe(99, NASNET.encode(first.genotype), Result(reward=0.5))
+    assert controller._fitness(member) == pytest.approx(0.7)
+    restored = RegularizedEvolution(NASNET, seed=0, population_size=3, sample_size=3, budget=20)
+    restored.load_state_dict(controller.state_dict())
+    assert restored._fitness(restored._population[0]) == pytest.approx(0.7)

@@ -8,6 +8,7 @@ import torch
 
 import nas.space
 from controllers import Reinforce
+from controllers.reinforce import budget_defaults
 from nas.controller import Result
 from nas.seeds import trial_seed
 
@@ -43,10 +44,11 @@ def parameters(controller: Reinforce) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in controller.policy.parameters()])
 
 
-def test_defaults_are_nasnet_appendix_a() -> None:
-    controller = Reinforce(NASNET)
+def test_the_paper_preset_is_nasnet_appendix_a() -> None:
+    controller = Reinforce(NASNET, preset="paper", budget=500)
     assert (controller.hidden_size, controller.batch_size, controller.learning_rate) == (100, 20, 0.00035)
     assert (controller.entropy_weight, controller.baseline_decay, controller.init_range) == (1e-5, 0.95, 0.1)
+    assert controller.advantage == "baseline"
     assert controller.update == "reinforce" and controller.ppo_clip == 0.2
     assert len(controller.policy.heads) == 50
     assert [head.out_features for head in controller.policy.heads] == [len(d.choices) for d in NASNET.decisions()]
@@ -131,8 +133,27 @@ def test_bad_options_raise_value_error(options: dict, match: str) -> None:
         Reinforce(NASNET, **options)
 
 
+def test_defaults_follow_the_budget_and_explicit_options_win(caplog) -> None:
+    for budget in (30, 100, 300, 1000, 3000, None):
+        controller = Reinforce(NASNET, budget=budget)
+        expected = budget_defaults(budget)
+        assert (controller.batch_size, controller.learning_rate, controller.entropy_weight,
+                controller.advantage) == tuple(expected[k] for k in ("batch_size", "learning_rate", "entropy_weight",
+                                                                   "advantage"))
+        assert controller.advantage == "normalized" and controller.entropy_weight > 1e-5
+        if budget is not None:
+            assert budget // controller.batch_size >= 6  # enough updates to learn from
+    assert Reinforce(NASNET, budget=100, batch_size=7, preset="paper").batch_size == 7
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="controllers.reinforce"):
+        Reinforce(NASNET, budget=30)
+        assert not caplog.records
+        Reinforce(NASNET, budget=30, preset="paper")  # batches of 20: one batch, no update that matters
+    assert len(caplog.records) == 1 and "batch_size 20" in caplog.records[0].getMessage()
+
+
 def test_load_rejects_other_hyper_parameters() -> None:
-    state = Reinforce(NASNET, seed=0, learning_rate=0.01).state_dict()
+    state = Reinforce(NASNET, seed=0, learning_rate=0.05).state_dict()
     with pytest.raises(ValueError, match="config"):
         Reinforce(NASNET, seed=0).load_state_dict(state)
 

@@ -68,7 +68,7 @@ def test_entry_points_when_installed():
 
     declared = {(e.group, e.name) for group in ("nas.spaces", "nas.ops", "nas.controllers")
                 for e in entry_points(group=group)}
-    assert {("nas.spaces", "resnet-basic"), ("nas.ops", "basic_block"), ("nas.controllers", "tpe")} <= declared
+    assert {("nas.spaces", "resnet-basic"), ("nas.ops", "basic_block"), ("nas.controllers", "example-tpe")} <= declared
     assert isinstance(registry.spaces.get("resnet-basic"), BasicResNetSpace)
     assert registry.ops.get("basic_block") is basic_block
-    assert registry.controllers.get("tpe") is TPEController
+    assert registry.controllers.get("example-tpe") is TPEController

@@ -1,4 +1,4 @@
-"""``tpe``: Optuna's Tree-structured Parzen Estimator (Bergstra et al. 2011) as an engine controller.
+"""``example-tpe``: Optuna's Tree-structured Parzen Estimator (Bergstra et al. 2011) as an engine controller.
 
 Optuna's samplers keep their state in a study; the engine wants a controller whose state is plain
 data that resumes exactly. So the state is only the history of told trials (choices, reward or
