@@ -94,16 +94,16 @@ def _nk_optimum(tables: Sequence[np.ndarray]) -> float:
     return float(value.max())
 
 
-def run_one(task: tuple[str, str, dict[str, Any], str, int, int, int, float]) -> dict[str, Any]:
-    """One search: ``(label, controller, options, objective, budget, seed, objective_seed, noise)``."""
-    label, name, options, kind, budget, seed, objective_seed, noise = task
+def run_one(task: tuple[str, str, str, dict[str, Any], str, int, int, int, float]) -> dict[str, Any]:
+    """One search: ``(space, label, controller, options, objective, budget, seed, objective_seed, noise)``."""
+    space_name, label, name, options, kind, budget, seed, objective_seed, noise = task
     import torch
 
     torch.set_num_threads(1)
     from nas import registry
     from nas.controller import Result, make_controller
 
-    space = registry.spaces.get(ARGS_SPACE)
+    space = registry.spaces.get(space_name)
     decisions = space.decisions()
     objective = make_objective(kind, [len(d.choices) for d in decisions], objective_seed, noise)
     start = time.perf_counter()
@@ -125,13 +125,20 @@ def run_one(task: tuple[str, str, dict[str, Any], str, int, int, int, float]) ->
             "seconds": time.perf_counter() - start}
 
 
-ARGS_SPACE = "nasnet"
+# The published settings, one option away from the defaults, and Optuna's own NSGA-II population
+# (our ``nsga2`` shrinks it at small budgets): what a user gets without the budget-aware defaults.
+PUBLISHED = [
+    ("reinforce, paper (NASNet: batch 20, lr 3.5e-4)", "reinforce", {"preset": "paper"}),
+    ("evolution, paper (P 100, S 25)", "evolution", {"preset": "paper"}),
+    ("nsga2, Optuna's population 50", "nsga2", {"sampler_options": {"population_size": 50}}),
+]
 
 
-def default_settings(names: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+def default_settings(names: Sequence[str], published: bool) -> list[tuple[str, str, dict[str, Any]]]:
     from nas import registry
 
-    return [(name, name, {}) for name in names if name in registry.controllers]
+    rows = [(name, name, {}) for name in names if name in registry.controllers]
+    return rows + ([row for row in PUBLISHED if row[1] in names] if published else [])
 
 
 def parse_setting(text: str) -> tuple[str, str, dict[str, Any]]:
@@ -143,11 +150,13 @@ def parse_setting(text: str) -> tuple[str, str, dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space", default="nasnet", help="a registered space; its decisions are searched")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--controllers", nargs="+", default=["random", "reinforce", "evolution", "tpe", "nsga2"],
                         help="registered controller names, run at their defaults")
+    parser.add_argument("--no-published", action="store_true", help="skip the published-settings rows")
     parser.add_argument("--setting", action="append", default=[],
                         help="extra row: 'LABEL {\"controller\": NAME, OPTION: VALUE, ...}'")
     parser.add_argument("--objective-seed", type=int, default=1234)
@@ -157,12 +166,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    rows = default_settings(args.controllers) + [parse_setting(text) for text in args.setting]
-    tasks = [(label, name, options, kind, budget, seed, args.objective_seed, args.noise)
+    rows = default_settings(args.controllers, not args.no_published) + [parse_setting(text) for text in args.setting]
+    tasks = [(args.space, label, name, options, kind, budget, seed, args.objective_seed, args.noise)
              for kind in args.objectives for budget in args.budgets for label, name, options in rows
              for seed in args.seeds]
     load = os.getloadavg()[0]
-    print(f"space {ARGS_SPACE}, seeds {args.seeds}, {args.jobs} searches side by side, 1 torch thread each, "
+    print(f"space {args.space}, seeds {args.seeds}, {args.jobs} searches side by side, 1 torch thread each, "
           f"load average {load:.2f} at start")
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_one, tasks))

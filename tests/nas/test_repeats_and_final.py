@@ -210,3 +210,14 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     assert genotypes[0] == genotypes[1]
     report = (out / "report.md").read_text()
     assert "controller settings at this budget" in report and '"population_size": 4' in report
+
+
+def test_a_degenerate_setting_is_warned_about_in_one_line_at_start(tmp_path, score_evaluator, caplog):
+    config = tmp_path / "c.yaml"
+    config.write_text("controller_options:\n  population_size: 4\n")
+    with caplog.at_level("WARNING"):
+        code = main(["search", "--space", "efficientnet", "--controller", "evolution", "--evaluator", score_evaluator,
+                     "--budget", "6", "--out", str(tmp_path / "run"), "--config", str(config), "--no-progress"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert code == 0 and len(warnings) == 1 and "population_size 4" in warnings[0], warnings
+    assert "\n" not in warnings[0]
