@@ -22,9 +22,9 @@ Defaults follow the budget (``budget_defaults``): with P = 100, the paper's CIFA
 gives P = 100, S = 25 whatever the budget; explicit values win over either. A population that
 leaves fewer than a third of the budget to children is warned about at construction.
 
-Rewards of one genotype are pooled: a genotype evaluated more than once (proposed again by a
-mutation, or told again after a resume with more repeats) competes with the mean of every reward
-it received, so a lucky draw does not keep winning tournaments on its own.
+Rewards of one genotype are pooled: a genotype evaluated more than once (a mutation can lead back
+to a genotype already tried; random initial members can coincide) competes with the mean of every
+reward it received, so a lucky draw does not keep winning tournaments on its own.
 """
 
 from __future__ import annotations
@@ -118,10 +118,12 @@ class RegularizedEvolution(ControllerBase):
         self._population: list[dict[str, Any]] = []  # oldest first
         self._rewards: dict[str, list[float]] = {}  # genotype key -> [sum of rewards, count]
         if self.budget is not None and 3 * population_size > self.budget:
-            logger.warning("population_size %d leaves %d of the %d trials to evolve (the first %d are "
-                           "random); for this budget the default is %d", population_size,
-                           max(0, self.budget - population_size), self.budget, min(population_size, self.budget),
-                           budget_defaults(self.budget)[0])
+            default = budget_defaults(self.budget)[0]
+            advice = (f"for this budget the default is {default}" if default < population_size
+                      else "no population learns much in so few trials")
+            logger.warning("population_size %d leaves %d of the %d trials to evolve (the first %d are random); %s",
+                           population_size, max(0, self.budget - population_size), self.budget,
+                           min(population_size, self.budget), advice)
 
     @property
     def population(self) -> tuple[Member, ...]:
@@ -167,7 +169,10 @@ class RegularizedEvolution(ControllerBase):
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self._population = copy.deepcopy(list(state["population"]))
-        self._rewards = {str(key): [float(total), int(count)] for key, total, count in state.get("rewards", [])}
+        if "rewards" in state:
+            self._rewards = {str(key): [float(total), int(count)] for key, total, count in state["rewards"]}
+        else:  # a state saved before rewards were pooled: each member's own reward
+            self._rewards = {_key(m["choices"]): [float(m["reward"]), 1] for m in self._population}
 
 
 def _key(choices: Mapping[str, Any]) -> str:

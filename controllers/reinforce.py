@@ -185,6 +185,8 @@ class Reinforce(ControllerBase):
     failed).
     """
 
+    LEGACY_CONFIG = {"advantage": "baseline"}  # states saved before normalised advantages existed
+
     def __init__(self, space: SearchSpace, seed: int = 0, hidden_size: int = 100, batch_size: int | None = None,
                  learning_rate: float | None = None, entropy_weight: float | None = None,
                  baseline_decay: float = 0.95, init_range: float = 0.1, update: UpdateRule = "reinforce",
@@ -225,9 +227,11 @@ class Reinforce(ControllerBase):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate)
         if self.budget is not None and self.budget < 3 * self.batch_size:
             updates = max(0, -(-self.budget // self.batch_size) - 1)
-            logger.warning("batch_size %d allows %d policy update(s) in %d trials: the search is mostly random; "
-                           "for this budget the default is %d", self.batch_size, updates, self.budget,
-                           budget_defaults(self.budget)["batch_size"])
+            default = budget_defaults(self.budget)["batch_size"]
+            advice = (f"for this budget the default is {default}" if default < self.batch_size
+                      else "no batch size learns much in so few trials")
+            logger.warning("batch_size %d allows %d policy update(s) in %d trials: the search is mostly random; %s",
+                           self.batch_size, updates, self.budget, advice)
         self.baseline: float | None = None
         self.num_batches = 0
         self._batch: list[dict[str, Any]] = []

@@ -129,6 +129,12 @@ class ProxyEvaluator:
         """The dataset splits, loaded on first use (``ValueError`` if the data is missing)."""
         return self.splits_of(0)
 
+    def prepare_repeats(self, repeats: int) -> None:
+        """Load and check the validation splits of repeats 1 ... ``repeats - 1`` now (``--repeats``,
+        the final stage), so that a split the data cannot give fails before the first trial."""
+        for repeat in range(1, repeats):
+            self.splits_of(repeat)
+
     def splits_of(self, repeat: int) -> DatasetSplits:
         """The splits of repeat ``repeat``: the same images, another seeded validation split."""
         if isinstance(self.dataset, DatasetSplits):

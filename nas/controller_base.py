@@ -48,6 +48,10 @@ class ControllerBase(abc.ABC, Generic[G]):
             ``None`` never finishes. At most ``budget`` trials are ever issued.
     """
 
+    # Options a subclass added after states were first saved, with the value that reproduces how
+    # those states were made (a state without the key was made with this value).
+    LEGACY_CONFIG: dict[str, Any] = {}
+
     def __init__(self, space: SearchSpace[G], seed: int = 0, budget: int | None = None) -> None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
@@ -155,10 +159,21 @@ class ControllerBase(abc.ABC, Generic[G]):
         for key, value in expected.items():
             if key not in state:
                 raise ValueError(f"state: missing key {key!r}; is this a {type(self).__name__} state_dict?")
-            if state[key] != value:
-                raise ValueError(f"state[{key!r}]: this controller has {value!r}, the state has {state[key]!r}")
+            found = {**self.LEGACY_CONFIG, **state[key]} if key == "config" and isinstance(state[key], Mapping) \
+                else state[key]
+            if found != value:
+                raise ValueError(f"state[{key!r}]: {_difference(value, found)}")
         self._next_id = int(state["next_id"])
         self._num_told = int(state["num_told"])
         self._pending = {int(item["id"]): dict(item["choices"]) for item in state["pending"]}
         self._reissue = sorted(self._pending)
         self._load_extra_state(state)
+
+
+def _difference(expected: Any, found: Any) -> str:
+    """What differs between this controller's value and the state's, in one short line."""
+    if isinstance(expected, Mapping) and isinstance(found, Mapping):
+        keys = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+        return "; ".join(f"{k}: this controller has {expected.get(k)!r}, the state has {found.get(k)!r}"
+                         for k in keys[:3])
+    return f"this controller has {expected!r}, the state has {found!r}"

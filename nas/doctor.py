@@ -156,7 +156,8 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
         try:
             studies = dict(_rows(connection, "SELECT study_name, study_id FROM studies"))
             diagnosis.studies = sorted(studies)
-            name = study_name or (diagnosis.studies[0] if len(studies) == 1 else "nas-search")
+            searches = [s for s in diagnosis.studies if not s.endswith("-final")]  # a final stage is not the run
+            name = study_name or (searches[0] if len(searches) == 1 else "nas-search")
             if name not in studies:
                 return diagnosis
             diagnosis.study_name, study_id = name, studies[name]

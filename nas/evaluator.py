@@ -81,8 +81,9 @@ def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
     ``<name>_std`` (sample standard deviation) and ``<name>_repeats`` (every value) beside it, so the
     reward (``accuracy``) is the mean accuracy and the report shows its spread; timings (names ending
     in ``seconds``) are summed, since they are the cost of the whole evaluation; anything else is
-    the first repeat's value. ``repeats`` is recorded. If one repeat fails, the trial fails with
-    that repeat's error: a candidate that breaks at one seed is not a good candidate.
+    the first repeat's value; a number that is not finite in some repeat becomes NaN, so a reward
+    computed from it fails the trial. ``repeats`` is recorded. If one repeat fails, the trial fails
+    with that repeat's error: a candidate that breaks at one seed is not a good candidate.
     ``repeats == 1`` and ``first == 0`` is exactly the plain call.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -92,6 +93,8 @@ def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
                          "evaluate a candidate with independent seeds; use repeats 1")
     if repeats == 1 and first == 0:
         return lambda genotype, trial_id: dict(evaluate(genotype, trial_id))
+    if repeats == 1:  # one evaluation at another repeat number: its metrics as they are
+        return lambda genotype, trial_id: {**evaluate(genotype, trial_id, repeat=first), "repeats": 1}
 
     def evaluate_repeated(genotype: Any, trial_id: int) -> dict[str, Any]:
         runs = []
@@ -110,10 +113,13 @@ def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
     combined: dict[str, Any] = {}
     for key in runs[0]:
         values = [run.get(key) for run in runs]
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        if numbers and key.endswith("seconds"):
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        numbers = numeric and all(math.isfinite(v) for v in values)
+        if numeric and not numbers:
+            combined[key] = math.nan  # one bad repeat makes the mean meaningless (a NaN reward fails the trial)
+        elif numbers and key.endswith("seconds"):
             combined[key] = float(sum(values))
-        elif numbers and (any(isinstance(v, float) for v in values) or len(set(values)) > 1):
+        elif numbers and len(values) > 1 and (any(isinstance(v, float) for v in values) or len(set(values)) > 1):
             combined[key] = statistics.fmean(values)
             combined[f"{key}_std"] = statistics.stdev(values)
             combined[f"{key}_repeats"] = values

@@ -64,9 +64,12 @@ def _accuracy(metrics: dict[str, Any]) -> str:
 
 
 def _final_section(final: list[Pair], chosen: Pair | None) -> str:
+    if not final:
+        return "\n## Final selection\n\nNo successful candidate to evaluate again.\n"
     lines = ["", "## Final selection", "",
-             "The search's best candidates evaluated again with fresh seeds; best.json is the best of this stage"
-             + (f" (trial {chosen[0].trial_id})." if chosen is not None else ", but every final evaluation failed."),
+             "The search's best candidates evaluated again with fresh seeds; "
+             + (f"best.json is the best of this stage (trial {chosen[0].trial_id})." if chosen is not None
+                else "every one of these evaluations failed, so best.json is the search's best."),
              "", "| search rank | trial | search reward | final reward | final accuracy | repeats | epochs |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for rank, (search_record, record) in enumerate(final, start=1):

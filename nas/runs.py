@@ -24,7 +24,7 @@ from nas.space import SearchSpace
 
 if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
     from nas.final import Pair
-    from nas.journal import Record
+    from nas.journal import Journal, Record
     from nas.search import SearchStats
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1}
 MAX_SEED = 2**63 - 1
 MAX_THREADS = 1024
 MAX_REPEATS = 1000
+DEFAULT_FINAL_REPEATS = 3
+CONTROLLER_CONFIG_KEY = "nas_controller_config"  # study attribute: the options the controller began with
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_INT = (int, type(None))
 # The type of every setting: YAML can hold anything, and a wrong type must be one clear line.
@@ -83,7 +85,7 @@ class SearchSettings:
     repeats: int = 1
     final_top: int = 0
     final_epochs: int | None = None
-    final_repeats: int = 3
+    final_repeats: int = DEFAULT_FINAL_REPEATS
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
@@ -115,6 +117,8 @@ class SearchSettings:
                 raise ValueError(f"{name}: must be in [1, {MAX_REPEATS}], got {getattr(self, name)}")
         if self.final_top < 0:
             raise ValueError(f"final_top: must be 0 (no final stage) or a positive integer, got {self.final_top}")
+        if not self.final_top and (self.final_epochs is not None or self.final_repeats != DEFAULT_FINAL_REPEATS):
+            raise ValueError("final_epochs / final_repeats: they set the final selection stage; add --final-top K")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed: must be in [0, 2**63 - 1] (journals store it as a 64-bit integer), got {self.seed}")
         if self.storage is not None:
@@ -153,6 +157,7 @@ def build_controller(settings: SearchSettings, space: SearchSpace[Any],
     if isinstance(config, Mapping):
         factory, _ = controller_factory(settings.controller)
         _, valid = registry.unknown_options(factory, {}, ("space", "seed", "budget", "variant"))
+        config = {**getattr(factory, "LEGACY_CONFIG", {}), **config}  # options older states did not record
         options = {**{key: value for key, value in config.items() if key in valid}, **options}
     return make_controller(settings.controller, space, seed=settings.seed, budget=settings.budget, **options)
 
@@ -198,9 +203,11 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     out = Path(settings.out)
     check_run_directory(out)
     space, controller, evaluator = build_parts(settings)
-    final_evaluator = (build_evaluator(settings, space, settings.final_epochs or settings.epochs)
-                       if settings.final_top else None)
+    final_evaluator = _final_evaluator(settings, space)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
+    prepare_repeats = getattr(evaluator, "prepare_repeats", None)
+    if callable(prepare_repeats):  # every validation split the run will use, checked now
+        prepare_repeats(settings.repeats + (settings.final_repeats if settings.final_top else 0))
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     study_name = settings.study_name or "nas-search"
@@ -215,18 +222,14 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
             raise
         if settings.storage is not None:  # a shared storage: other run directories may name the same study
             stack.enter_context(StudyGuard(journal.study))
-        saved = journal.load_controller()
-        if saved is not None and saved.get("config") != controller.state_dict().get("config"):
-            controller = build_controller(settings, space, saved)  # the options the run began with
+        final = _open_final(out, settings, journal, study_name + FINAL_STUDY_SUFFIX)  # refused now, not after
+        controller = _resume_controller(settings, space, controller, journal)
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
         with intra_op_threads(settings.threads):
             stats = search(space, controller, repeated(evaluator.evaluate, settings.repeats), journal,
                            settings.budget, on_record=report)
         pairs = None
-        if final_evaluator is not None:
-            final = Journal(out, settings.storage, study_name + FINAL_STUDY_SUFFIX,
-                            {**settings.identity(), "final_epochs": settings.final_epochs or settings.epochs,
-                             "final_repeats": settings.final_repeats}, defaults=IDENTITY_DEFAULTS)
+        if final_evaluator is not None and final is not None:
             final_evaluator.prepare()
             with intra_op_threads(settings.threads):
                 pairs = run_final_stage(journal, final, space, settings.final_top,
@@ -243,11 +246,66 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     return best, stats
 
 
+def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
+    """The evaluator of the final stage (its own training length), or None without one."""
+    if not settings.final_top:
+        return None
+    try:
+        return build_evaluator(settings, space, settings.final_epochs or settings.epochs)
+    except ValueError as error:
+        raise ValueError(f"final_epochs: {error}" if settings.final_epochs else str(error)) from None
+
+
+def _open_final(out: Path, settings: SearchSettings, journal: Journal, name: str) -> Journal | None:
+    """The final stage's journal, checked against its settings before the search runs.
+
+    A run that has a final stage is refused without ``--final-top``: its best.json came from that
+    stage, and a search that ignored it would silently write another.
+    """
+    import optuna
+
+    from nas.journal import Journal
+
+    if not settings.final_top:
+        if name in optuna.get_all_study_names(journal.storage):
+            raise ValueError(f"{out} has a final selection stage (study {name!r}); pass --final-top (and its "
+                             "--final-epochs / --final-repeats) to continue it, or use another --out")
+        return None
+    try:
+        return Journal(out, settings.storage, name, {**settings.identity(), **_final_identity(settings)},
+                       defaults=IDENTITY_DEFAULTS)
+    except ValueError as error:
+        raise ValueError(f"final stage: {error}") from None
+
+
+def _final_identity(settings: SearchSettings) -> dict[str, Any]:
+    return {"final_epochs": settings.final_epochs or settings.epochs, "final_repeats": settings.final_repeats}
+
+
+def _resume_controller(settings: SearchSettings, space: SearchSpace[Any], controller: Controller[Any],
+                       journal: Journal) -> Controller[Any]:
+    """The controller with the options the run began with (its defaults for the first budget).
+
+    They come from the saved controller state, or, if that file is missing or torn, from the
+    study, where they are recorded when the run begins: either way a run resumed with a larger
+    ``--budget`` replays and continues exactly.
+    """
+    saved = journal.load_controller()
+    config = saved.get("config") if saved is not None else None
+    if not isinstance(config, Mapping):
+        config = journal.study.user_attrs.get(CONTROLLER_CONFIG_KEY)
+    if isinstance(config, Mapping) and config != _controller_config(controller):
+        controller = build_controller(settings, space, {"config": config})
+    resolved = _controller_config(controller)
+    if CONTROLLER_CONFIG_KEY not in journal.study.user_attrs and resolved is not None:
+        journal.study.set_user_attr(CONTROLLER_CONFIG_KEY, resolved)
+    return controller
+
+
 def _final_settings(settings: SearchSettings) -> dict[str, Any]:
     if not settings.final_top:
         return {}
-    return {"final_top": settings.final_top, "final_epochs": settings.final_epochs or settings.epochs,
-            "final_repeats": settings.final_repeats}
+    return {"final_top": settings.final_top, **_final_identity(settings)}
 
 
 def _controller_config(controller: Controller[Any]) -> dict[str, Any] | None:

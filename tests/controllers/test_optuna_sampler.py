@@ -232,3 +232,85 @@ def test_check_controller_name_in_process() -> None:
     check_controller_name("optuna:TPESampler")
     with pytest.raises(ValueError, match="^controller"):
         check_controller_name("optuna:NoSuchSampler")
+
+
+# ---- options that fail only once the sampler runs; a sampler that exhausts the space ----------------
+
+
+@pytest.mark.filterwarnings("ignore:`gamma` has been deprecated:FutureWarning")
+@pytest.mark.parametrize("options, error", [
+    ({"gamma": 3}, "TypeError: 'int' object is not callable"),  # TPE calls it once its random start is over
+    ({"n_startup_trials": "x"}, "TypeError: '<' not supported"),
+])
+def test_options_that_fail_only_when_the_sampler_runs_are_refused_at_construction(options: dict, error: str) -> None:
+    with pytest.raises(ValueError, match=r"^sampler_options: TPESampler rejected .*" + error) as info:
+        OptunaTPE(ToySpace(), seed=0, sampler_options=options, budget=30)
+    assert "\n" not in str(info.value)
+
+
+def test_the_dry_run_leaves_the_controller_study_empty() -> None:
+    controller = OptunaNSGAII(NASNET, seed=0, budget=100)  # population 10: the dry run reaches generation 1
+    state = controller.state_dict()
+    assert state["study"] == {"trials": [], "system_attrs": {}} and state["exhausted"] is False
+
+
+def _brute_force(budget: int = 100) -> OptunaSampler:
+    return OptunaSampler(ToySpace(), seed=1, sampler="BruteForceSampler", budget=budget)
+
+
+def test_brute_force_ends_when_every_combination_is_tried_and_a_resume_keeps_it() -> None:
+    space = ToySpace()
+    controller = _brute_force()
+    seen = []
+    while not controller.finished:
+        trial = controller.ask()
+        assert trial is not None, "a sequential loop must never have to wait"
+        controller.tell(trial.id, _result(trial, lambda g: toy_reward(space, g)))
+        seen.append(trial.genotype)
+    assert len(seen) == len(set(seen)) == 64 and controller.ask() is None and controller.exhausted
+    state = _round_trip(controller.state_dict())
+    assert state["exhausted"] is True and state["next_id"] == 64
+    assert {t["state"] for t in state["study"]["trials"]} == {"COMPLETE", "FAIL"}  # the last tell was written
+    resumed = _brute_force(budget=200)
+    resumed.load_state_dict(state)
+    assert resumed.finished and resumed.ask() is None and resumed.state_dict() == {**state, "budget": 200}
+
+
+def test_brute_force_waits_for_pending_trials_instead_of_proposing_duplicates() -> None:
+    space = ToySpace()
+    controller = _brute_force()
+    batch = []
+    while (trial := controller.ask()) is not None:
+        batch.append(trial)
+    assert len({t.genotype for t in batch}) == len(batch) == 64 and not controller.finished
+    for trial in batch:
+        assert not controller.finished
+        controller.tell(trial.id, Result(reward=toy_reward(space, trial.genotype)))
+    assert controller.finished and controller.ask() is None
+
+
+def test_a_stop_before_the_state_is_written_still_records_the_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should an Optuna version raise from ``study.stop()`` before it writes the told trial, the controller writes it."""
+    controller = _brute_force()
+    first, second = controller.ask(), controller.ask()
+
+    def stop_without_writing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("`Study.stop` is supposed to be invoked inside an objective function or a callback.")
+
+    monkeypatch.setattr(controller._study, "tell", stop_without_writing)
+    controller.tell(first.id, Result(reward=0.25))
+    controller.tell(second.id, Result.failure("out of memory"))
+    trials = controller.state_dict()["study"]["trials"]
+    assert [(t["state"], t["value"]) for t in trials] == [("COMPLETE", 0.25), ("FAIL", None)]
+    assert controller.finished and controller.ask() is None
+
+    other = _brute_force()
+    trial = other.ask()
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("storage is gone")
+
+    monkeypatch.setattr(other._study, "tell", fail)
+    with pytest.raises(RuntimeError, match="storage is gone"):  # any other RuntimeError is not taken for a stop
+        other.tell(trial.id, Result(reward=1.0))
+    assert not other.exhausted

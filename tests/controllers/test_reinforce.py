@@ -177,3 +177,13 @@ def test_the_defaults_learn_at_a_small_budget_whatever_the_reward_scale() -> Non
             controller.tell(trial.id, Result(reward=0.9 + 0.05 * scores[-1]))
         gains[preset] = np.mean(scores[-20:]) - np.mean(scores[:20])
     assert gains["budget"] > 0.1 and abs(gains["paper"]) < 0.05, gains
+
+
+def test_a_state_saved_before_normalised_advantages_existed_loads_as_raw_advantages() -> None:
+    old = Reinforce(NASNET, seed=0, preset="paper", budget=50).state_dict()
+    del old["config"]["advantage"]  # what states saved before the option existed hold
+    Reinforce(NASNET, seed=0, preset="paper", budget=50).load_state_dict(old)
+    with pytest.raises(ValueError, match=r"^state\['config'\]: advantage: this controller has 'normalized', "
+                                         r"the state has 'baseline'") as error:
+        Reinforce(NASNET, seed=0, preset="paper", budget=50, advantage="normalized").load_state_dict(old)
+    assert len(str(error.value)) < 200

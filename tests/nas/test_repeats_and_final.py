@@ -2,6 +2,7 @@
 selection stage (``--final-top``): combining metrics, independent seeds and splits, resume."""
 
 import json
+import math
 import statistics
 
 import optuna
@@ -30,6 +31,8 @@ def test_combine_means_measured_numbers_sums_timings_and_keeps_facts():
     assert combined["note"] == "a"
     # a float equal in every repeat still gets its spread, so every repeated run reports the same keys
     assert combine([{"accuracy": 0.5}, {"accuracy": 0.5}])["accuracy_std"] == 0.0
+    # a non-finite value in any repeat (not only the first) poisons the mean
+    assert math.isnan(combine([{"accuracy": 0.9}, {"accuracy": float("nan")}])["accuracy"])
 
 
 def test_repeated_calls_each_repeat_once_and_fails_with_the_failing_repeat():
@@ -50,6 +53,9 @@ def test_repeated_calls_each_repeat_once_and_fails_with_the_failing_repeat():
     failed = repeated(evaluate, 3)("bad", 0)
     assert failed["error"] == "repeat 1: diverged"
     assert repeated(evaluate, 1)("good", 4) == {"accuracy": 0.5, "seconds": 1.0}  # the plain call
+    calls.clear()
+    single = repeated(evaluate, 1, first=2)("good", 4)  # a final stage with --final-repeats 1
+    assert calls == [(4, 2)] and single == {"accuracy": pytest.approx(0.7), "seconds": 1.0, "repeats": 1}
 
 
 def test_an_evaluator_without_repeat_cannot_repeat():
@@ -90,7 +96,8 @@ def test_proxy_repeats_validate_on_other_images_and_repeat_zero_is_the_plain_cal
 
 
 def _search(out, config, *extra):
-    return main(["search", "--space", "nasnet", "--controller", "random", "--budget", "3", "--dataset", "synthetic",
+    budget = [] if "--budget" in extra else ["--budget", "3"]
+    return main(["search", "--space", "nasnet", "--controller", "random", *budget, "--dataset", "synthetic",
                  "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress", *extra])
 
 
@@ -138,9 +145,15 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
     assert "(recorded before)" in capsys.readouterr().err
     # other repeats on the same run: a changed setting, refused
     assert _search(out, config, "--repeats", "3") == 2
-    # another final training length on the same run: refused too, nothing overwritten
-    assert _search(out, config, "--repeats", "2", "--final-top", "2", "--final-repeats", "2") == 2
-    assert len(_trials(out, "nas-search-final")) == 2
+    # another final training length: refused before the search runs (the larger budget adds no trial)
+    calls.clear()
+    assert _search(out, config, "--repeats", "2", "--final-top", "2", "--final-repeats", "2", "--budget", "5") == 2
+    assert calls == [] and len(_trials(out, "nas-search")) == 3 and len(_trials(out, "nas-search-final")) == 2
+    # leaving out the final stage would write another best.json: refused too
+    assert _search(out, config, "--repeats", "2") == 2
+    assert json.loads((out / "best.json").read_text()) == best_search.user_attrs["genotype"]
+    # final-stage settings without a final stage: one line
+    assert _search(tmp_path / "other", config, "--final-epochs", "3") == 2
 
 
 def test_repeats_with_an_evaluator_that_cannot_repeat_is_one_line(tmp_path, capsys):
@@ -187,7 +200,11 @@ def score_evaluator():
     registry.evaluators.unregister("score-test")
 
 
-def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(tmp_path, score_evaluator, caplog):
+@pytest.mark.parametrize("state_lost", [False, True])
+def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(tmp_path, score_evaluator,
+                                                                                state_lost):
+    """From the saved controller state, or, when that file is gone (torn, or a `nas doctor` export),
+    from the study, where the options are recorded when the run begins."""
     from controllers.evolution import budget_defaults
     from nas.runs import SearchSettings, run_search
 
@@ -197,6 +214,8 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     first = torch.load(out / "controller.pt", weights_only=True)
     assert (first["config"]["population_size"], first["config"]["sample_size"]) == budget_defaults(12)
     assert budget_defaults(40) != budget_defaults(12)
+    if state_lost:
+        (out / "controller.pt").unlink()
     run_search(SearchSettings(**settings, budget=40))
     resumed = torch.load(out / "controller.pt", weights_only=True)
     assert resumed["config"] == first["config"] and resumed["num_told"] == 40
