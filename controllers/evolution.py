@@ -35,17 +35,15 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from nas.controller import Result
-from nas.controller_base import ControllerBase
+from nas.controller_base import ControllerBase, Preset, check_preset
 from nas.seeds import trial_rng
 from nas.space import SearchSpace, sample_choices
 
 logger = logging.getLogger(__name__)
 
-Preset = Literal["budget", "paper"]
-PRESETS: tuple[str, ...] = ("budget", "paper")
 PAPER = (100, 25)  # Real et al. 2019, §3 / App. A: P = 100, S = 25 on CIFAR-10
 
 
@@ -103,8 +101,7 @@ class RegularizedEvolution(ControllerBase):
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int | None = None,
                  sample_size: int | None = None, budget: int | None = None, preset: Preset = "budget") -> None:
         super().__init__(space, seed=seed, budget=budget)
-        if preset not in PRESETS:
-            raise ValueError(f"preset: {preset!r} is not a preset; valid: {list(PRESETS)}")
+        check_preset(preset)
         default_population, default_sample = PAPER if preset == "paper" else budget_defaults(self.budget)
         population_size = default_population if population_size is None else population_size
         if sample_size is None:
@@ -157,7 +154,7 @@ class RegularizedEvolution(ControllerBase):
 
     def _fitness(self, member: Mapping[str, Any]) -> float:
         """The mean of every reward the member's genotype received (its own if evaluated once)."""
-        total, count = self._rewards.get(_key(member["choices"]), (member["reward"], 1))
+        total, count = self._rewards[_key(member["choices"])]
         return total / count
 
     def _config(self) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas.controller import Result
-from nas.controller_base import ControllerBase
+from nas.controller_base import ControllerBase, Preset, check_preset
 from nas.seeds import trial_seed
 from nas.space import SearchSpace
 
@@ -67,8 +67,6 @@ UpdateRule = Literal["reinforce", "ppo"]
 UPDATE_RULES: tuple[str, ...] = ("reinforce", "ppo")
 Advantage = Literal["normalized", "baseline"]
 ADVANTAGES: tuple[str, ...] = ("normalized", "baseline")
-Preset = Literal["budget", "paper"]
-PRESETS: tuple[str, ...] = ("budget", "paper")
 # NASNet App. A.2/A.3: minibatches of 20, lr 0.00035, entropy weight 0.00001, raw advantages.
 PAPER: dict[str, Any] = {"batch_size": 20, "learning_rate": 0.00035, "entropy_weight": 1e-5, "advantage": "baseline"}
 
@@ -194,8 +192,7 @@ class Reinforce(ControllerBase):
                  tanh_constant: float | None = None, failure_reward: float | None = None, budget: int | None = None,
                  advantage: Advantage | None = None, preset: Preset = "budget") -> None:
         super().__init__(space, seed=seed, budget=budget)
-        if preset not in PRESETS:
-            raise ValueError(f"preset: {preset!r} is not a preset; valid: {list(PRESETS)}")
+        check_preset(preset)
         defaults = PAPER if preset == "paper" else budget_defaults(self.budget)
         batch_size = defaults["batch_size"] if batch_size is None else batch_size
         learning_rate = defaults["learning_rate"] if learning_rate is None else learning_rate

@@ -120,9 +120,9 @@ class ProxyEvaluator:
         self.drop_path, self.calibration_examples = drop_path, calibration_examples
         self.reduction = {**self.space.proxy_reduction, **reduction}
         _check_reduction(self.space, self.reduction)
-        # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)``; given
-        # splits are used for every repeat.
-        self._splits: dict[int, DatasetSplits] = {0: dataset} if isinstance(dataset, DatasetSplits) else {}
+        # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)`` (loaded once
+        # each); splits given as ``dataset`` serve every repeat.
+        self._splits: dict[int, DatasetSplits] = {}
 
     @property
     def splits(self) -> DatasetSplits:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 G = TypeVar("G")
+# Where a controller's defaults come from: the search's budget, or the published settings.
+Preset = Literal["budget", "paper"]
+PRESETS: tuple[str, ...] = ("budget", "paper")
+
+
+def check_preset(preset: object) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not a preset; valid: {list(PRESETS)}")
 
 
 class ControllerBase(abc.ABC, Generic[G]):

@@ -19,7 +19,6 @@ turns K such evaluations into one metrics dict whose reward is their mean.
 
 from __future__ import annotations
 
-import inspect
 import math
 import statistics
 from collections.abc import Callable, Mapping
@@ -40,7 +39,8 @@ class Evaluator(Protocol[G]):
     re-run, a resumed search or a parallel worker gets the same metrics for the same trial.
     ``prepare()`` does the expensive, fallible set-up (loading data) and raises ``ValueError`` for
     a user's mistake; the runner calls it before the first trial. An evaluator may also offer
-    ``describe() -> dict[str, str]``: facts for the run's report (data sizes, files it skipped).
+    ``describe() -> dict[str, str]``: facts for the run's report (data sizes, files it skipped),
+    and ``prepare_repeats(n)``: check now what repeats 0 ... n - 1 will need (``--repeats``).
     """
 
     def prepare(self) -> None: ...
@@ -65,11 +65,7 @@ def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset
 
 def accepts_repeat(evaluate: Callable[..., Any]) -> bool:
     """True if ``evaluate`` takes the keyword ``repeat`` (so ``--repeats`` can draw independent seeds)."""
-    try:
-        parameters = inspect.signature(evaluate).parameters
-    except (TypeError, ValueError):
-        return False
-    return "repeat" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return not registry.unknown_options(evaluate, ["repeat"], ())[0]
 
 
 def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,

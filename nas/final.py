@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from nas.journal import Journal, Record
-from nas.search import Evaluate, Reward, accuracy_reward, to_result
+from nas.search import Evaluate, Reward, accuracy_reward, evaluate_guarded, to_result
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -60,11 +60,7 @@ def run_final_stage(journal: Journal, final: Journal, space: SearchSpace[Any], t
         replayed = kept is not None
         if kept is None:
             genotype = space.genotype_from_dict(record.genotype["genotype"])
-            try:
-                metrics: Mapping[str, Any] = evaluate(genotype, record.trial_id)
-            except Exception as error:  # noqa: BLE001  (as in the search loop: a failure is a result)
-                logger.exception("final evaluation of trial %d raised", record.trial_id)
-                metrics = {"error": f"{error.__class__.__name__}: {error}"}
+            metrics = evaluate_guarded(evaluate, genotype, record.trial_id)
             kept = final.add(record.trial_id, space, genotype, record.genotype, to_result(metrics, reward))
         elif kept.genotype != record.genotype:
             raise RuntimeError(f"trial {record.trial_id}: the final stage holds another genotype than the search; "

@@ -26,7 +26,8 @@ def _number(value: Any, millions: bool = False) -> str:
 def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
                   stats: SearchStats | None, evaluation: dict[str, Any] | None = None,
                   final: list[Pair] | None = None, controller: dict[str, Any] | None = None) -> Record | None:
-    """Write best.json, report.md, history.png and pictures of the best architecture; return the best record.
+    """Write best.json, report.md, history.png and pictures of the best architecture; return the best record
+    (with a final stage, that stage's record of the chosen candidate).
 
     The pictures follow the IR of the best genotype at full size: a ``CellNet`` gives one PNG per
     kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
@@ -52,7 +53,7 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
     if final is not None:
         text += _final_section(final, chosen)
     atomic_write_text(out / "report.md", text)
-    return best
+    return chosen[1] if chosen is not None else best
 
 
 def _accuracy(metrics: dict[str, Any]) -> str:
@@ -90,8 +91,6 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "## Settings",
         "",
         *(f"- **{key}**: `{json.dumps(value)}`" for key, value in sorted(settings.items())),
-        f"- intra-op threads per evaluation: {settings.get('threads', '-')} (`--threads`; one by default: proxy "
-        "networks gain nothing from more, and waiting OpenMP threads thrash beside other work)",
         *([f"- **controller settings at this budget**: `{json.dumps(controller)}`"] if controller else []),
         "",
         *(["## Evaluation", "", *(f"- **{key}**: {value}" for key, value in evaluation.items()), ""]

@@ -143,18 +143,17 @@ def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[
 
 
 def build_controller(settings: SearchSettings, space: SearchSpace[Any],
-                     saved: Mapping[str, Any] | None = None) -> Controller[Any]:
+                     config: Mapping[str, Any] | None = None) -> Controller[Any]:
     """The controller of ``settings``, given the search budget so that its defaults suit it.
 
-    ``saved`` is the state of a run being resumed: its ``config`` holds the options the controller
+    ``config`` is the ``config`` of a resumed run's controller state: the options the controller
     resolved when the run began (budget-derived defaults included). They are given back explicitly,
     so a run resumed with a larger ``--budget`` continues with the settings it started with.
     """
     if "budget" in settings.controller_options:
         raise ValueError("controller_options: 'budget' is the search's --budget, not a controller option")
     options = dict(settings.controller_options)
-    config = saved.get("config") if saved is not None else None
-    if isinstance(config, Mapping):
+    if config is not None:
         factory, _ = controller_factory(settings.controller)
         _, valid = registry.unknown_options(factory, {}, ("space", "seed", "budget", "variant"))
         config = {**getattr(factory, "LEGACY_CONFIG", {}), **config}  # options older states did not record
@@ -193,7 +192,7 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     done, total)`` after every candidate of the final stage. With a final stage the best record is
     the final stage's record of the chosen candidate.
     """
-    from nas.final import FINAL_STUDY_SUFFIX, final_best, run_final_stage
+    from nas.final import FINAL_STUDY_SUFFIX, run_final_stage
     from nas.journal import Journal
     from nas.lock import RunLock, StudyGuard
     from nas.report import write_outputs
@@ -240,9 +239,6 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
                                                    "threads": settings.threads, **_final_settings(settings)},
                              stats, describe() if callable(describe) else None, final=pairs,
                              controller=_controller_config(controller))
-        if pairs is not None:
-            chosen = final_best(pairs)
-            best = chosen[1] if chosen is not None else best
     return best, stats
 
 
@@ -295,7 +291,7 @@ def _resume_controller(settings: SearchSettings, space: SearchSpace[Any], contro
     if not isinstance(config, Mapping):
         config = journal.study.user_attrs.get(CONTROLLER_CONFIG_KEY)
     if isinstance(config, Mapping) and config != _controller_config(controller):
-        controller = build_controller(settings, space, {"config": config})
+        controller = build_controller(settings, space, config)
     resolved = _controller_config(controller)
     if CONTROLLER_CONFIG_KEY not in journal.study.user_attrs and resolved is not None:
         journal.study.set_user_attr(CONTROLLER_CONFIG_KEY, resolved)

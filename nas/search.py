@@ -66,6 +66,18 @@ def to_result(metrics: Mapping[str, Any], reward: Reward) -> Result:
     return Result(reward=value, metrics=metrics)
 
 
+def evaluate_guarded(evaluate: Evaluate, genotype: Any, trial_id: int) -> Mapping[str, Any]:
+    """``evaluate(genotype, trial_id)``, with an exception turned into a failed evaluation.
+
+    Evaluators report a bad candidate as ``{"error": ...}``; this is the backstop for one that raises.
+    """
+    try:
+        return evaluate(genotype, trial_id)
+    except Exception as error:  # noqa: BLE001  (a failure is a result; the search goes on)
+        logger.exception("evaluation of trial %d raised", trial_id)
+        return {"error": f"{error.__class__.__name__}: {error}"}
+
+
 def search(space: SearchSpace, controller: Controller, evaluate: Evaluate, journal: Journal, budget: int,
            reward: Reward = accuracy_reward,
            on_record: Callable[[Record, bool], None] | None = None) -> SearchStats:
@@ -91,11 +103,7 @@ def search(space: SearchSpace, controller: Controller, evaluate: Evaluate, journ
             stats.replayed += 1
         else:
             began = time.perf_counter()
-            try:
-                metrics = evaluate(trial.genotype, trial.id)
-            except Exception as error:  # noqa: BLE001  (evaluators report failures; this is the backstop)
-                logger.exception("evaluation of trial %d raised", trial.id)
-                metrics = {"error": f"{error.__class__.__name__}: {error}"}
+            metrics = evaluate_guarded(evaluate, trial.genotype, trial.id)
             seconds = time.perf_counter() - began
             stats.evaluation_seconds += seconds
             stats.per_trial.append(seconds)
