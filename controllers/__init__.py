@@ -1,4 +1,5 @@
-"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution, Optuna's samplers.
+"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution, Optuna's samplers,
+and the compound-scaling grid of ``nas scale``.
 
 Each works on any space through ``decisions()`` and the ask/tell protocol. They are registered
 through the ``nas.controllers`` entry points of ``pyproject.toml``, the path a plug-in's take, and
@@ -19,6 +20,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "CompoundGrid": "controllers.compound_grid",
     "Member": "controllers.evolution", "RegularizedEvolution": "controllers.evolution",
     "OptunaNSGAII": "controllers.optuna_sampler", "OptunaSampler": "controllers.optuna_sampler",
     "OptunaTPE": "controllers.optuna_sampler",

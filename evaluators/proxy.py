@@ -122,7 +122,7 @@ class ProxyEvaluator:
         _check_reduction(self.space, self.reduction)
         # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)`` (loaded once
         # each); splits given as ``dataset`` serve every repeat.
-        self._splits: dict[int, DatasetSplits] = {}
+        self._splits: dict[tuple[int, int | None], DatasetSplits] = {}
 
     @property
     def splits(self) -> DatasetSplits:
@@ -135,15 +135,21 @@ class ProxyEvaluator:
         for repeat in range(1, repeats):
             self.splits_of(repeat)
 
-    def splits_of(self, repeat: int) -> DatasetSplits:
-        """The splits of repeat ``repeat``: the same images, another seeded validation split."""
+    def splits_of(self, repeat: int, resolution: int | None = None) -> DatasetSplits:
+        """The splits of repeat ``repeat``: the same images, another seeded validation split.
+
+        ``resolution`` (default: the proxy's) serves a network that asks for another input size
+        (``nas scale`` trains its points at the proxy resolution times gamma): the images are
+        loaded again at that size, from the source, not upsampled from the proxy's.
+        """
         if isinstance(self.dataset, DatasetSplits):
             return self.dataset
-        if repeat not in self._splits:
-            self._splits[repeat] = load_dataset(self.dataset, self.data_dir, self.download,
-                                                self.reduction.get("resolution"), split_seed(self.seed, repeat),
-                                                self.validation_fraction)
-        return self._splits[repeat]
+        key = (repeat, resolution)
+        if key not in self._splits:
+            size = self.reduction.get("resolution") if resolution is None else resolution
+            self._splits[key] = load_dataset(self.dataset, self.data_dir, self.download, size,
+                                             split_seed(self.seed, repeat), self.validation_fraction)
+        return self._splits[key]
 
     def prepare(self) -> None:
         """Load the data and build one sample proxy network (shapes only), so that a missing dataset
@@ -198,6 +204,8 @@ class ProxyEvaluator:
         metrics: dict[str, Any] = {"epochs": 0}
         try:
             ir = self.space.lower(genotype, num_classes=splits.num_classes, **self.macro())
+            if ir.resolution != splits.resolution:  # the network asks for another input size: serve it
+                splits = self.splits_of(repeat, ir.resolution)
             metrics.update(self._cost(genotype, ir, splits.num_classes))
             limit = (auto_time_limit(metrics["macs"], self.epochs, len(splits.train) + self.calibration_examples,
                                      len(splits.validation)) if self.time_limit == "auto" else self.time_limit)

@@ -1,4 +1,4 @@
-"""The ``nas`` command: presets, show, materialize, search.
+"""The ``nas`` command: presets, show, materialize, search, scale, doctor.
 
 A user mistake (unknown preset, malformed or missing file, bad number, unknown format) prints
 one line on stderr and exits with code 2, without a traceback, and writes nothing.
@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from nas.scale_cli import add_scale_command
 from nas.search_cli import add_search_command
 
 EXIT_USAGE = 2
@@ -59,15 +60,38 @@ def cmd_presets(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+def _spec(args: argparse.Namespace) -> Any:
+    """``args.spec``, or member ``--phi`` of the family in the ``nas scale`` run directory ``args.spec``."""
+    if args.phi is None:
+        return args.spec
+    from nas.scale_family import family_member
+
+    return family_member(args.spec, args.phi).genotype
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     import nas
+    from nas.scale_family import read_family
 
-    summary = nas.summarize(args.spec, num_classes=args.num_classes)
+    family = read_family(args.spec) if args.phi is None else None
+    if family is not None:  # a nas scale run: its family table
+        if args.plot:
+            raise UsageError(f"--plot: a nas scale run has its picture in {args.spec}/scaling.png; "
+                             "add --phi K to draw member K")
+        if args.json:
+            print(json.dumps(family, indent=2))
+        else:
+            from nas.scale_cli import print_family
+
+            print_family(family)
+        return
+    spec = _spec(args)
+    summary = nas.summarize(spec, num_classes=args.num_classes)
     run = _run_summary(args.spec)
     if run is not None:
         summary["run"] = run
     if args.plot:
-        _plot(args.spec, args.plot, args.num_classes)
+        _plot(spec, args.plot, args.num_classes)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
@@ -78,7 +102,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         console.print(f"[bold]search run {args.spec}[/bold]: {settings.get('controller')} on {settings.get('space')} / "
                       f"{settings.get('dataset')}, {run['finished']} finished evaluations ({run['failed']} failed), "
                       f"best reward {best}; the best architecture at full size:")
-    title = summary["name"] or str(args.spec)
+    title = summary["name"] or (f"{args.spec} phi={args.phi}" if args.phi is not None else str(args.spec))
     console.print(f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
                   f"{_millions(summary['macs'])} MACs at {summary['resolution']}x{summary['resolution']}, "
                   f"{summary['num_classes']} classes")
@@ -123,9 +147,10 @@ def cmd_materialize(args: argparse.Namespace) -> None:
     from nas.export import check_output, write_model
 
     check_output(args.out, args.force)  # before building anything: a bad path writes nothing
-    ir = nas.lower(args.spec, num_classes=args.num_classes)
+    spec = _spec(args)
+    ir = nas.lower(spec, num_classes=args.num_classes)
     module = nas.compile(ir, seed=args.seed)
-    path = write_model(module, args.spec, args.out, args.num_classes, ir.resolution, args.force)
+    path = write_model(module, spec, args.out, args.num_classes, ir.resolution, args.force)
     print(f"wrote {path} ({sum(p.numel() for p in module.parameters()):,} parameters)")
 
 
@@ -158,21 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(run=cmd_presets)
 
     show = commands.add_parser("show", help="parameters, MACs and a per-stage table of a spec")
-    show.add_argument("spec", help="preset name, genotype JSON file, or search run directory")
+    show.add_argument("spec", help="preset name, genotype JSON file, search or scale run directory")
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.add_argument("--plot", metavar="FILE.png", help="draw the cells (or block widths) to a PNG")
     show.add_argument("--num-classes", type=_positive_int, default=1000)
+    show.add_argument("--phi", type=int, metavar="K", help="member K of a nas scale run's family")
     show.set_defaults(run=cmd_show)
 
     materialize = commands.add_parser("materialize", help="build a spec and write it to a file")
-    materialize.add_argument("spec", help="preset name, genotype JSON file, or search run directory")
+    materialize.add_argument("spec", help="preset name, genotype JSON file, search run directory, or a "
+                             "scale run directory with --phi")
     materialize.add_argument("--out", required=True, metavar="FILE", help="output: .pt, .pt2 or .onnx")
     materialize.add_argument("--num-classes", type=_positive_int, default=1000)
     materialize.add_argument("--seed", type=int, default=None, help="seed of the weight initialisation")
     materialize.add_argument("--force", action="store_true", help="replace an existing output file")
+    materialize.add_argument("--phi", type=int, metavar="K", help="member K of a nas scale run's family")
     materialize.set_defaults(run=cmd_materialize)
 
     add_search_command(commands)
+    add_scale_command(commands)
 
     doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
     doctor.add_argument("directory", metavar="RUN", help="search run directory")

@@ -166,6 +166,14 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
     return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result)
 
 
+def study_names(out: Path) -> list[str]:
+    """The studies in the journal of run directory ``out`` (none without ``study.db``)."""
+    if not (out / "study.db").is_file():
+        return []
+    check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
+    return optuna.get_all_study_names(f"sqlite:///{(out / 'study.db').resolve()}")
+
+
 def open_study_summary(out: Path) -> dict[str, Any] | None:
     """Settings and progress of the run in ``out`` (for ``nas show``), or None if it is not a run."""
     if not (out / "study.db").exists():

@@ -147,3 +147,42 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
     axis.legend(loc="lower right")
     figure.tight_layout()
     _save(figure, path)
+
+
+def plot_family(family: dict[str, Any], path: str | Path) -> None:
+    """A ``nas scale`` run (``nas.scale_family``): the family's measured MACs against phi with the
+    base x 2^phi line, and the proxy accuracy of every grid point evaluated (depth alpha against
+    resolution gamma, width beta written beside each point, the best one ringed)."""
+    figure = Figure(figsize=(11, 4.5))
+    cost, grid = figure.subplots(1, 2)
+    built = [model for model in family["models"] if "macs" in model]
+    if built:
+        base = next((m["macs"] for m in built if m["phi"] == 0), built[0]["macs"] / built[0]["2**phi"])
+        phis = [model["phi"] for model in built]
+        cost.plot(phis, [model["macs"] / 1e6 for model in built], "o-", color="#3182bd", label="measured (rounded)")
+        cost.plot(phis, [base * 2.0 ** phi / 1e6 for phi in phis], "--", color="#e6550d", label="base x 2^phi")
+        cost.set_yscale("log")
+        cost.legend(loc="upper left")
+    cost.set_xlabel("phi")
+    cost.set_ylabel("MACs (millions)")
+    cost.set_title("family: cost against phi")
+    done = [p for p in family["points"] if p["accuracy"] is not None]
+    if done:
+        dots = grid.scatter([p["alpha"] for p in done], [p["gamma"] for p in done], c=[p["accuracy"] for p in done],
+                            cmap="viridis", s=60)
+        figure.colorbar(dots, ax=grid, label="proxy accuracy")
+        for point in done:
+            grid.annotate(f"b{point['beta']:g}", (point["alpha"], point["gamma"]), fontsize=6,
+                          xytext=(3, 3), textcoords="offset points")
+    failed = [p for p in family["points"] if p["accuracy"] is None and p["alpha"] is not None]
+    if failed:
+        grid.scatter([p["alpha"] for p in failed], [p["gamma"] for p in failed], marker="x", color="#999999",
+                     label="failed")
+        grid.legend(loc="upper right")
+    if family["alpha"] is not None:
+        grid.scatter([family["alpha"]], [family["gamma"]], s=220, facecolors="none", edgecolors="#e6550d")
+    grid.set_xlabel("alpha (depth)")
+    grid.set_ylabel("gamma (resolution)")
+    grid.set_title("grid at phi = 1 (b = beta, width)")
+    figure.tight_layout()
+    _save(figure, path)

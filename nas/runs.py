@@ -201,6 +201,12 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     settings.validate()
     out = Path(settings.out)
     check_run_directory(out)
+    if settings.storage is None:
+        from nas.journal import study_names
+        from nas.scale_run import SCALE_STUDY
+
+        if SCALE_STUDY in study_names(out):
+            raise ValueError(f"{out} holds a compound-scaling run (nas scale); use another --out")
     space, controller, evaluator = build_parts(settings)
     final_evaluator = _final_evaluator(settings, space)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists

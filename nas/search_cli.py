@@ -58,8 +58,8 @@ def add_search_command(commands: Any) -> None:
     search.set_defaults(run=cmd_search)
 
 
-def load_config(path: str) -> dict[str, Any]:
-    """Read a YAML settings file; unknown keys and malformed files are ``ValueError``s."""
+def load_config(path: str, settings_class: type = SearchSettings) -> dict[str, Any]:
+    """Read a YAML file of ``settings_class`` fields; unknown keys and malformed files are ``ValueError``s."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -70,7 +70,7 @@ def load_config(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings at the top level")
-    valid = {f.name for f in dataclasses.fields(SearchSettings)}
+    valid = {f.name for f in dataclasses.fields(settings_class)}
     unknown = sorted(set(data) - valid)
     if unknown:
         raise ValueError(f"{path}: unknown setting {unknown[0]!r}; valid: {sorted(valid)}")

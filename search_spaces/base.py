@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from nas.scaling import make_divisible  # noqa: F401  (re-exported: the spaces round with it)
 from nas.serialization import from_dict
 from nas.space import mutate_one_decision
 
@@ -74,19 +75,6 @@ BN_EPS = Bound(0.0, 1.0, integer=False, low_open=True)
 BN_MOMENTUM = Bound(0.0, 1.0, integer=False, low_open=True)
 # ``lower(width_multiplier=...)`` of the chain spaces: proxies shrink (0.5 by default); 4 leaves room.
 WIDTH_MULTIPLIER = Bound(0.0, 4.0, integer=False, low_open=True)
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never down by more than 10%.
-
-    The reference rule of MobileNet and EfficientNet (TF ``round_filters``, torchvision
-    ``_make_divisible``, timm ``make_divisible``).
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return int(rounded)
 
 
 class SpaceBase(Generic[G]):

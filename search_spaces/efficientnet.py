@@ -2,22 +2,22 @@
 
 A genotype is a set of scaling multipliers (width, depth, resolution) over the fixed B0 table,
 plus the regularization rates that go with them. ``scale_stages`` applies the reference
-rounding; ``compound_coefficients`` is eq. 3 of the paper. The published B1-B7 are a table, not
-alpha^phi etc. (paper-facts §3.3), so the presets list their coefficients explicitly.
+rounding (``nas.scaling``) to B0's table once, whatever the multipliers, as TF and torchvision do;
+``EfficientNetSpace.scale`` multiplies them (what ``nas scale`` calls). The published B1-B7 are a
+table, not alpha^phi etc. (paper-facts §3.3), so the presets list their coefficients explicitly.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
+from nas.scaling import make_divisible, round_repeats, scale_resolution
 from nas.space import Decision, check_choices
 from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
-from search_spaces.base import make_divisible
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,6 @@ class EfficientNetGenotype:
             BOUNDS[name].check(name, getattr(self, name))
 
 
-def round_repeats(repeats: int, depth: float) -> int:
-    """Depth rounding of the reference (``round_repeats``): always up."""
-    return int(math.ceil(depth * repeats))
-
-
 def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple[Stage, ...]:
     """Compound-scale a stage table: channels x ``width`` (rounded to 8), repeats x ``depth`` (ceil)."""
     return tuple(
@@ -101,19 +96,6 @@ def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple
                 repeats=round_repeats(stage.repeats, depth))
         for stage in stages
     )
-
-
-def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
-                          base_resolution: int = 224) -> tuple[float, float, int]:
-    """Width, depth and resolution multipliers for compound coefficient phi (arXiv 1905.11946 eq. 3).
-
-    depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi, subject to
-    alpha * beta^2 * gamma^2 ~= 2 so FLOPS grow by about 2^phi. Defaults are the paper's
-    grid-search result for B0 (alpha 1.2, beta 1.1, gamma 1.15, §4 step 1).
-    """
-    if min(alpha, beta, gamma) < 1:
-        raise ValueError(f"alpha, beta, gamma must be >= 1, got {alpha}, {beta}, {gamma}")
-    return beta ** phi, alpha ** phi, int(round(base_resolution * gamma ** phi))
 
 
 # torchvision's B5-B7 use eps 1e-3 / momentum 0.01; B0-B4 use BatchNorm2d defaults.
@@ -163,6 +145,18 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
 
     def presets(self) -> dict[str, EfficientNetGenotype]:
         return dict(PRESETS)
+
+    def scale(self, genotype: EfficientNetGenotype, *, width: float, depth: float,
+              resolution: float) -> EfficientNetGenotype:
+        """``genotype`` ``width`` times wider, ``depth`` times deeper, at ``resolution`` times its input size.
+
+        The multipliers compose with the genotype's own over B0 (rounded to 12 decimals, so that
+        1.1 x 1.1 is stored as 1.21), and ``lower`` rounds B0's table once with the product: scaling
+        B0 by 1.2 equals the genotype of width 1.2, as the reference builds B3 from B0. The rates
+        (dropout, stochastic depth) are the genotype's own: the published ones are a table, not a rule.
+        """
+        return replace(genotype, width=round(genotype.width * width, 12), depth=round(genotype.depth * depth, 12),
+                       resolution=scale_resolution(genotype.resolution, resolution))
 
     def lower(self, genotype: EfficientNetGenotype, *, num_classes: int = 1000,
               resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:

@@ -14,9 +14,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
+from nas.scaling import distribute_repeats, make_divisible, scale_resolution
 from nas.space import Decision, check_choices
 from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
-from search_spaces.base import make_divisible
 
 Nonlinearity = Literal["relu", "hardswish"]
 
@@ -125,6 +125,42 @@ def scale_width(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3
                    head_channels=make_divisible(genotype.head_channels * multiplier))
 
 
+def _repeat(block: MobileNetV3Block, in_channels: int) -> MobileNetV3Block:
+    """The block that repeats ``block`` (input ``in_channels``) after it: stride 1, same expansion ratio."""
+    expand = block.expand_channels if in_channels == block.out_channels else \
+        make_divisible(block.out_channels * block.expand_channels / in_channels)
+    return replace(block, expand_channels=expand, stride=1)
+
+
+def scale_depth(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3Genotype:
+    """Every stage ``multiplier`` times deeper, with the reference rounding (``nas.scaling``).
+
+    A stage is a run of blocks with the same output width (the rows of the timm arch strings);
+    inside it, a *row* is a block followed by its repeats (``_repeat``). Each stage's total is
+    rounded up and spread over its rows from the last one backwards (``distribute_repeats``); a
+    row grows by repeats of its last block and shrinks from its end, so the stride-2 block stays.
+    """
+    blocks: list[MobileNetV3Block] = []
+    in_channels, index = genotype.stem_channels, 0
+    while index < len(genotype.blocks):
+        stage = [genotype.blocks[index]]
+        while index + len(stage) < len(genotype.blocks) and \
+                genotype.blocks[index + len(stage)].out_channels == stage[0].out_channels:
+            stage.append(genotype.blocks[index + len(stage)])
+        rows, previous_in = [[stage[0]]], in_channels
+        for block in stage[1:]:
+            if block == _repeat(rows[-1][-1], previous_in):
+                rows[-1].append(block)
+            else:
+                rows.append([block])
+            previous_in = stage[0].out_channels
+        for row, count in zip(rows, distribute_repeats([len(row) for row in rows], multiplier)):
+            last_in = in_channels if len(row) == 1 and row is rows[0] else row[0].out_channels
+            blocks += row[:count] + [_repeat(row[-1], last_in)] * (count - len(row))
+        in_channels, index = stage[0].out_channels, index + len(stage)
+    return replace(genotype, blocks=tuple(blocks))
+
+
 PRESETS: dict[str, MobileNetV3Genotype] = {
     "mobilenetv3-large": LARGE,
     "mobilenetv3-small": SMALL,
@@ -197,6 +233,19 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
 
     def presets(self) -> dict[str, MobileNetV3Genotype]:
         return dict(PRESETS)
+
+    def scale(self, genotype: MobileNetV3Genotype, *, width: float, depth: float,
+              resolution: float) -> MobileNetV3Genotype:
+        """``genotype`` ``width`` times wider, ``depth`` times deeper, at ``resolution`` times its input size.
+
+        Widths as ``scale_width`` (stem and head included, expansion ratios kept); the classifier's
+        hidden layer grows with ``width`` but never shrinks below the genotype's (the paper keeps it
+        fixed for its 0.75 models, torchvision scales it with the width). Depth as ``scale_depth``.
+        """
+        scaled = genotype if width == 1.0 else scale_width(genotype, width)
+        scaled = scaled if depth == 1.0 else scale_depth(scaled, depth)
+        hidden = max(genotype.classifier_hidden, make_divisible(genotype.classifier_hidden * width))
+        return replace(scaled, classifier_hidden=hidden, resolution=scale_resolution(genotype.resolution, resolution))
 
     def lower(self, genotype: MobileNetV3Genotype, *, num_classes: int = 1000,
               resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:

@@ -3,8 +3,10 @@
 import pytest
 
 import nas
+from nas.scaling import compound_constraint, compound_multipliers, round_repeats, scale_resolution
+from nas.scaling_space import CompoundPoint
 from search_spaces.base import make_divisible
-from search_spaces.efficientnet import B0_STAGES, compound_coefficients, round_repeats, scale_stages
+from search_spaces.efficientnet import B0_STAGES, scale_stages
 
 
 def test_make_divisible_is_the_reference_rule():
@@ -61,15 +63,15 @@ def test_se_squeezes_a_quarter_of_the_block_input():
         assert block.option("activation") == block.option("se_activation") == "silu" and block.option("se_gate") == "sigmoid"
 
 
-def test_compound_coefficients_eq3():
-    width, depth, resolution = compound_coefficients(1.0)
-    assert (width, depth, resolution) == (pytest.approx(1.1), pytest.approx(1.2), 258)
-    alpha, beta, gamma = 1.2, 1.1, 1.15
-    assert alpha * beta**2 * gamma**2 == pytest.approx(1.92, abs=0.005)  # ~2: FLOPS double per phi
-    width, depth, _ = compound_coefficients(3.0)
-    assert width == pytest.approx(1.1**3) and depth == pytest.approx(1.2**3)
-    with pytest.raises(ValueError, match=">= 1"):
-        compound_coefficients(1.0, alpha=0.9)
+def test_compound_multipliers_eq3():
+    multipliers = compound_multipliers(1.2, 1.1, 1.15, 1.0)
+    assert (multipliers.width, multipliers.depth, scale_resolution(224, multipliers.resolution)) == \
+        (pytest.approx(1.1), pytest.approx(1.2), 258)
+    assert compound_constraint(1.2, 1.1, 1.15) == pytest.approx(1.92, abs=0.005)  # ~2: FLOPS double per phi
+    multipliers = compound_multipliers(1.2, 1.1, 1.15, 3.0)
+    assert multipliers.width == pytest.approx(1.1**3) and multipliers.depth == pytest.approx(1.2**3)
+    with pytest.raises(ValueError, match="alpha: must be a number in \\[1"):
+        CompoundPoint(0.9, 1.1, 1.15)
 
 
 def test_published_table_is_not_alpha_to_the_phi():
