@@ -170,6 +170,32 @@ class SpaceContract:
             ir = space.lower(genotype, num_classes=10)
             assert count_params(build_on_meta(lambda: compile_ir(ir))) > 0, name
 
+    def test_scale_if_offered(self, space: SearchSpace[Any]) -> None:
+        """A space with ``scale`` (``nas.scaling``, what ``nas scale`` needs): multipliers of 1 keep the
+        network, the result is a genotype of the space whose JSON round-trips, and the cost never
+        falls when a multiplier grows (the grid's ``macs`` mode relies on it)."""
+        from nas.cost import count_macs
+        from nas.scaling import can_scale, scale_genotype
+
+        if not can_scale(space):
+            pytest.skip(f"space {space.name!r} defines no scale()")
+        genotype = next(iter(space.presets().values()), None) or self._genotypes(space)[0]
+        assert space.lower(scale_genotype(space, genotype)) == space.lower(genotype)
+
+        def macs(**multipliers: float) -> int:
+            scaled = scale_genotype(space, genotype, **multipliers)
+            assert isinstance(scaled, space.genotype_class)
+            document = json.loads(json.dumps(genotype_json(space.name, scaled)))
+            assert space.genotype_from_dict(document["genotype"]) == scaled
+            ir = space.lower(scaled, num_classes=10)
+            assert isinstance(ir, ChainNet)
+            return int(count_macs(build_on_meta(lambda: compile_ir(ir)), ir.resolution))
+
+        base = macs()
+        for name in ("width", "depth", "resolution"):
+            grown = [macs(**{name: value}) for value in (1.1, 1.3)]
+            assert base <= grown[0] <= grown[1], (name, base, grown)
+
 
 # ------------------------------------------------------------------------------------------- ops
 

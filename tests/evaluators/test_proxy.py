@@ -166,3 +166,21 @@ def test_the_default_time_limit_scales_with_the_candidate(synthetic: DatasetSpli
     assert auto_time_limit(10 * metrics["macs"], 3, 1000, 100) > auto_time_limit(metrics["macs"], 3, 1000, 100)
     stalled = _evaluator(synthetic, time_limit=1e-3).evaluate(genotype, trial_id=0)
     assert stalled["error"].startswith("time limit 0.001 s exceeded")
+
+
+def test_a_network_that_asks_for_another_resolution_is_served_images_of_that_size() -> None:
+    """``nas scale`` trains a point at the proxy resolution times gamma: the data is loaded at that size."""
+    import nas
+    from nas.scaling_space import CompoundPoint, CompoundScalingSpace
+    from search_spaces.mobilenetv3 import MobileNetV3Space
+
+    torch.set_num_threads(1)
+    space = CompoundScalingSpace(MobileNetV3Space(), nas.presets()["mobilenetv3-small"], step=0.25)
+    evaluator = ProxyEvaluator(space, dataset="synthetic", epochs=1, width_multiplier=0.25, resolution=16)
+    evaluator.prepare()
+    metrics = evaluator.evaluate(CompoundPoint(1.0, 1.0, 1.5), trial_id=0)
+    assert "error" not in metrics and metrics["resolution"] == 24 and 0 <= metrics["accuracy"] <= 1
+    served = evaluator.splits_of(0, 24)
+    assert served.resolution == 24 and served.train[0][0].shape == (3, 24, 24)
+    assert evaluator.splits.resolution == 16  # the proxy's own size is kept for the other points
+    assert evaluator.evaluate(CompoundPoint(1.0, 1.0, 1.0), trial_id=1)["resolution"] == 16

@@ -1,0 +1,166 @@
+"""``nas scale`` end to end: the family files, ``nas show``/``materialize --phi``, resume and refusals, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+
+import nas
+from nas.cli import main
+
+TINY = "proxy:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 64\n"
+
+
+def scale_args(out, config, budget=3, *extra):
+    return ["scale", "--base", "mobilenetv3-small", "--dataset", "synthetic", "--epochs", "1", "--grid-step", "0.1",
+            "--phi-max", "2", "--budget", str(budget), "--out", str(out), "--config", str(config), "--no-progress",
+            *extra]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def records(out):
+    study = optuna.load_study(study_name="nas-scale", storage=f"sqlite:///{out / 'study.db'}")
+    trials = sorted(study.get_trials(), key=lambda t: t.user_attrs["trial_id"])
+    return [(t.user_attrs["trial_id"], t.params, t.value) for t in trials], [t.user_attrs["metrics"] for t in trials]
+
+
+def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, capsys):
+    out = tmp_path / "run"
+    assert main(scale_args(out, config)) == 0
+    family = json.loads((out / "scaling.json").read_text())
+    assert (out / "scaling.md").read_text().startswith("# Compound scaling of mobilenetv3-small")
+    assert (out / "scaling.png").stat().st_size > 10_000
+    done, metrics = records(out)
+    assert len(done) == 3 and family["grid"] == {"step": 0.1, "high": 2.0, "tolerance": 0.1, "constraint": "formula",
+                                                  "points": 21, "evaluated": 3}
+    best = max(done, key=lambda row: (row[2], -row[0]))
+    assert family["best_trial"] == best[0] and family["accuracy"] == best[2]
+    assert (family["alpha"], family["beta"], family["gamma"]) == (best[1]["alpha"], best[1]["beta"], best[1]["gamma"])
+    assert family["constraint"] == pytest.approx(family["alpha"] * family["beta"] ** 2 * family["gamma"] ** 2)
+    for row in metrics:  # the journal holds the proxy's cost and the point's full-size cost and ratio
+        assert {"accuracy", "params", "macs", "constraint", "full_params", "full_macs", "macs_ratio"} <= set(row)
+        assert abs(row["constraint"] - 2) <= 0.1 + 1e-9
+    models = family["models"]
+    assert [m["phi"] for m in models] == [0, 1, 2] and models[0]["macs_ratio"] == 1.0
+    assert models[0]["genotype"] == nas.resolve("mobilenetv3-small").to_json()
+    for model in models:
+        assert model["2**phi"] == 2 ** model["phi"]
+        assert model["width"] == pytest.approx(family["beta"] ** model["phi"])
+        assert model["depth"] == pytest.approx(family["alpha"] ** model["phi"])
+        assert model["resolution"] == round(224 * family["gamma"] ** model["phi"])
+        assert nas.summarize(model["genotype"], num_classes=family["num_classes"])["macs"] == model["macs"]
+        assert model["macs_ratio"] == pytest.approx(model["macs"] / models[0]["macs"])
+    capsys.readouterr()
+
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "compound scaling of mobilenetv3-small" in shown and "2^phi" in shown
+    assert main(["show", str(out), "--phi", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resolution"] == models[2]["resolution"]
+    assert main(["materialize", str(out), "--phi", "1", "--out", str(tmp_path / "phi1.pt"), "--num-classes", "10"]) == 0
+    module = nas.load_model(tmp_path / "phi1.pt")
+    assert sum(p.numel() for p in module.parameters()) == nas.summarize(models[1]["genotype"], num_classes=10)["params"]
+    capsys.readouterr()
+
+    for argv, message in ((["materialize", str(out), "--out", str(tmp_path / "x.pt")], "--phi K"),
+                          (["materialize", str(out), "--phi", "7", "--out", str(tmp_path / "x.pt")], "valid: [0, 1, 2]"),
+                          (["show", "mobilenetv3-small", "--phi", "1"], "needs a nas scale run directory"),
+                          (scale_args(out, config, 3, "--tolerance", "0.2"), "other settings"),
+                          (["search", "--out", str(out), "--dataset", "synthetic"], "compound-scaling run")):
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "x.pt").exists() and records(out)[0] == done  # nothing written, nothing lost
+
+    assert main(scale_args(out, config, 5, "--phi-max", "1")) == 0  # a larger budget resumes; phi-max may change
+    more, _ = records(out)
+    assert more[:3] == done and len(more) == 5
+    assert [m["phi"] for m in json.loads((out / "scaling.json").read_text())["models"]] == [0, 1]
+
+
+def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
+    search = tmp_path / "search"
+    assert main(["search", "--space", "toy-missing", "--out", str(search)]) == 2  # unknown space: nothing made
+    assert not search.exists()
+    nasnet = tmp_path / "nasnet.yaml"
+    nasnet.write_text("proxy:\n  num_cells: 1\n  penultimate_filters: 24\n")
+    assert main(["search", "--controller", "random", "--budget", "1", "--dataset", "synthetic", "--epochs", "1",
+                 "--out", str(search), "--config", str(nasnet), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(scale_args(search, config, 1)) == 2
+    assert "another kind of run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--base", "nasnet-a-mobile"], "cannot be compound-scaled"),
+    (["--base", "no-such-net"], "base: no-such-net: neither a preset nor a file"),
+    (["--grid-step", "0"], "grid_step: must be a positive number"),
+    (["--grid-step", "0.3", "--grid-high", "1.9", "--tolerance", "0.01"], "no grid point"),
+    (["--phi-max", "0"], "phi_max: must be a positive integer"),
+    (["--tolerance", "-1"], "tolerance"),
+    (["--constraint", "flops"], "invalid choice"),
+])
+def test_mistakes_are_one_line_and_exit_2_before_anything_is_written(tmp_path, config, capsys, extra, message):
+    out = tmp_path / "run"
+    assert main([*scale_args(out, config, 1), *extra]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert not out.exists()
+
+
+def test_macs_constraint_records_the_formula_and_the_measured_ratio(tmp_path, config):
+    out = tmp_path / "run"
+    args = scale_args(out, config, 1, "--constraint", "macs", "--tolerance", "0.3")
+    args[args.index("--grid-step") + 1] = "0.25"
+    assert main(args) == 0
+    _, metrics = records(out)
+    assert abs(metrics[0]["macs_ratio"] - 2) <= 0.3 + 1e-9  # held on the measured ratio ...
+    assert metrics[0]["constraint"] == pytest.approx(metrics[0]["alpha"] * metrics[0]["beta"] ** 2
+                                                     * metrics[0]["gamma"] ** 2)  # ... and the formula reported
+
+
+def _run_and_kill(args, after_lines):
+    """Start ``nas scale``, kill -9 it once ``after_lines`` trial lines have been printed."""
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stderr=subprocess.PIPE, text=True)
+    seen, deadline = 0, time.monotonic() + 240
+    while seen < after_lines and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen += line.startswith("trial ")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return seen
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config):
+    budget = 4
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(straight, config, budget)], check=True,
+                   capture_output=True, timeout=300)
+    killed = tmp_path / "killed"
+    assert _run_and_kill(scale_args(killed, config, budget), after_lines=1) == 1
+    before, _ = records(killed)
+    assert 1 <= len(before) < budget
+    result = subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(killed, config, budget)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rerun = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    assert len(rerun) == budget - len(before)  # only the unfinished points were evaluated
+    assert records(killed)[0] == records(straight)[0]  # same points, same order, same accuracies
+    assert json.loads((killed / "scaling.json").read_text())["models"] == \
+        json.loads((straight / "scaling.json").read_text())["models"]
+    assert torch.load(killed / "controller.pt", weights_only=True)["num_told"] == budget
