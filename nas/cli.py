@@ -62,9 +62,20 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def _spec(args: argparse.Namespace) -> Any:
     """``args.spec``, or member ``--phi`` of the family in the ``nas scale`` run directory ``args.spec``."""
+    from pathlib import Path
+
+    from nas.scale_family import FAMILY_FILE, family_member
+
     if args.phi is None:
+        directory = Path(args.spec)
+        if directory.is_dir() and not (directory / FAMILY_FILE).exists() and not (directory / "best.json").exists():
+            from nas.journal import study_names
+            from nas.scale_run import SCALE_STUDY
+
+            if SCALE_STUDY in study_names(directory):
+                raise UsageError(f"{directory}: a nas scale run whose grid has not finished; rerun the same "
+                                 "nas scale command to resume it")
         return args.spec
-    from nas.scale_family import family_member
 
     return family_member(args.spec, args.phi).genotype
 

@@ -224,9 +224,14 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
 
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
-    if not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
+    from nas.scale_run import SCALE_STUDY, space_from_identity
+
+    if diagnosis.study_name == SCALE_STUDY:  # a nas scale run: its points' space is rebuilt from its settings
+        space = space_from_identity(diagnosis.settings, diagnosis.path)
+    elif not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
         raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
-    space = get_space(diagnosis.settings["space"])
+    else:
+        space = get_space(diagnosis.settings["space"])
     distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
     if new_out.exists():
         new_out.rmdir()  # empty, checked above; replaced by the finished export below

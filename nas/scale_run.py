@@ -111,6 +111,17 @@ def _kind_name(kind: Any) -> str:
     return " or ".join("null" if k is type(None) else "a number" if k is float else k.__name__ for k in kinds)
 
 
+def space_from_identity(identity: Any, where: Path) -> CompoundScalingSpace:
+    """The points' space of a run from its recorded settings (``nas doctor --export`` of a scale run)."""
+    from nas.api import resolve
+
+    try:
+        base = resolve(identity["base"])
+        return CompoundScalingSpace(base.space, base.genotype, step=identity["grid_step"], high=identity["grid_high"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: the run's settings are unreadable; nothing to resume from") from None
+
+
 @dataclass
 class ScaleParts:
     """The base, the space of its points, the grid controller and the evaluator of one run."""

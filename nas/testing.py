@@ -173,13 +173,16 @@ class SpaceContract:
     def test_scale_if_offered(self, space: SearchSpace[Any]) -> None:
         """A space with ``scale`` (``nas.scaling``, what ``nas scale`` needs): multipliers of 1 keep the
         network, the result is a genotype of the space whose JSON round-trips, and the cost never
-        falls when a multiplier grows (the grid's ``macs`` mode relies on it)."""
+        falls when a multiplier grows (the grid's ``macs`` mode relies on it). A space without one
+        is refused by ``scale_genotype`` with a clear error."""
         from nas.cost import count_macs
         from nas.scaling import can_scale, scale_genotype
 
-        if not can_scale(space):
-            pytest.skip(f"space {space.name!r} defines no scale()")
         genotype = next(iter(space.presets().values()), None) or self._genotypes(space)[0]
+        if not can_scale(space):  # nas scale refuses it in one line, before anything is built
+            with pytest.raises(ValueError, match="cannot be scaled"):
+                scale_genotype(space, genotype, width=1.1)
+            return
         assert space.lower(scale_genotype(space, genotype)) == space.lower(genotype)
 
         def macs(**multipliers: float) -> int:

@@ -38,11 +38,15 @@ def test_random_trial_is_a_function_of_seed_and_id_only() -> None:
 
 
 def test_make_builds_every_registered_controller_with_options() -> None:
-    space = nas.space.get("nasnet")
+    from nas.scaling_space import CompoundScalingSpace
+
+    nasnet = nas.space.get("nasnet")
+    points = CompoundScalingSpace(EFFICIENTNET, nas.presets()["efficientnet-b0"])  # compound-grid's kind of space
     for name in registry.controllers.names():
+        space = points if name == "compound-grid" else nasnet
         controller = make_controller(name, space, seed=4, budget=3)
         assert isinstance(controller, registry.controllers.get(name)) and controller.seed == 4 and controller.budget == 3
-    assert make_controller("evolution", space, population_size=7, sample_size=2).population_size == 7
+    assert make_controller("evolution", nasnet, population_size=7, sample_size=2).population_size == 7
     assert {"random", "reinforce", "evolution"} <= set(registry.controllers.names())
 
 

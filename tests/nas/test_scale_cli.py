@@ -89,6 +89,32 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
     more, _ = records(out)
     assert more[:3] == done and len(more) == 5
     assert [m["phi"] for m in json.loads((out / "scaling.json").read_text())["models"]] == [0, 1]
+    # nas doctor reads a scale run, and its export resumes without evaluating anything again
+    assert main(["doctor", str(out), "--export", str(tmp_path / "rescued")]) == 0
+    assert "intact" in capsys.readouterr().out
+    assert main(scale_args(tmp_path / "rescued", config, 5, "--phi-max", "1")) == 0
+    assert "trial " not in capsys.readouterr().err  # every point replayed from the journal, none trained
+    assert records(tmp_path / "rescued")[0] == records(out)[0]
+    assert json.loads((tmp_path / "rescued" / "scaling.json").read_text())["models"] == \
+        json.loads((out / "scaling.json").read_text())["models"]
+    # members beyond the space's bounds (at most 64 blocks) are listed with the reason, not built
+    assert main(scale_args(out, config, 5, "--phi-max", "16")) == 0
+    models = json.loads((out / "scaling.json").read_text())["models"]
+    assert len(models) == 17 and "genotype" in models[0] and "error" in models[-1] and "genotype" not in models[-1]
+    assert "not built" in (out / "scaling.md").read_text() and len(records(out)[0]) == 5
+    capsys.readouterr()
+    assert main(["materialize", str(out), "--phi", "16", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "is not a member" in capsys.readouterr().err
+
+
+def test_an_unfinished_scale_run_is_named_as_such(tmp_path, config, capsys):
+    out = tmp_path / "run"
+    assert main(scale_args(out, config, 1)) == 0
+    (out / "scaling.json").unlink()  # as if killed before the family was written
+    capsys.readouterr()
+    for argv in (["show", str(out)], ["materialize", str(out), "--out", str(tmp_path / "x.pt")]):
+        assert main(argv) == 2
+        assert "has not finished; rerun the same nas scale command" in capsys.readouterr().err
 
 
 def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
@@ -123,7 +149,7 @@ def test_mistakes_are_one_line_and_exit_2_before_anything_is_written(tmp_path, c
 
 def test_macs_constraint_records_the_formula_and_the_measured_ratio(tmp_path, config):
     out = tmp_path / "run"
-    args = scale_args(out, config, 1, "--constraint", "macs", "--tolerance", "0.3")
+    args = scale_args(out, config, 1, "--constraint", "macs", "--tolerance", "0.3", "--grid-high", "1.5")
     args[args.index("--grid-step") + 1] = "0.25"
     assert main(args) == 0
     _, metrics = records(out)
@@ -147,7 +173,7 @@ def _run_and_kill(args, after_lines):
 
 
 def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config):
-    budget = 4
+    budget = 3
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(straight, config, budget)], check=True,
                    capture_output=True, timeout=300)
