@@ -83,7 +83,8 @@ def agreement(runs: list[str]) -> None:
     spreads = [statistics.pstdev([a[p] for a in accuracies]) for p in common]
     means = sorted(((statistics.fmean(a[p] for a in accuracies), p) for p in common), reverse=True)
     print(f"seed-to-seed standard deviation of a point's accuracy: median {statistics.median(spreads):.4f}, "
-          f"max {max(spreads):.4f}; gap between the best and the 5th best mean: {means[0][0] - means[4][0]:.4f}")
+          f"max {max(spreads):.4f}; gap between the best and the 5th best mean: "
+          f"{means[0][0] - means[min(4, len(means) - 1)][0]:.4f}")
     print("best points by mean accuracy:", ", ".join(f"{p} {m:.4f}" for m, p in means[:5]))
 
 

@@ -21,7 +21,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -143,6 +143,9 @@ class ProxyEvaluator:
         loaded again at that size, from the source, not upsampled from the proxy's.
         """
         if isinstance(self.dataset, DatasetSplits):
+            if resolution is not None and resolution != self.dataset.resolution:
+                raise ValueError(f"resolution: the network asks for {resolution} px images, and the evaluator was "
+                                 f"given ready splits of {self.dataset.resolution} px; give it a dataset name instead")
             return self.dataset
         key = (repeat, resolution)
         if key not in self._splits:
@@ -150,6 +153,18 @@ class ProxyEvaluator:
             self._splits[key] = load_dataset(self.dataset, self.data_dir, self.download, size,
                                              split_seed(self.seed, repeat), self.validation_fraction)
         return self._splits[key]
+
+    def prepare_inputs(self, genotypes: Iterable[Any], repeats: int = 1) -> None:
+        """Load now the images every one of ``genotypes`` will train on, for repeats 0 ... ``repeats - 1``.
+
+        A network may ask for another input size than the proxy's (``nas scale`` multiplies it by
+        gamma); this loads each such size once, so one the data cannot give fails before the first trial.
+        """
+        sizes = {self.space.lower(genotype, num_classes=self.splits.num_classes, **self.macro()).resolution
+                 for genotype in genotypes}
+        for size in sorted(sizes - {self.splits.resolution}):
+            for repeat in range(repeats):
+                self.splits_of(repeat, size)
 
     def prepare(self) -> None:
         """Load the data and build one sample proxy network (shapes only), so that a missing dataset

@@ -98,7 +98,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         return
     spec = _spec(args)
     summary = nas.summarize(spec, num_classes=args.num_classes)
-    run = _run_summary(args.spec)
+    run = _run_summary(args.spec) if args.phi is None else None  # a family member is not the run's best
     if run is not None:
         summary["run"] = run
     if args.plot:

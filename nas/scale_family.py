@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.scaling import compound_multipliers
-from nas.scaling_space import CompoundPoint, full_cost
+from nas.scaling_space import COST_CLASSES, CompoundPoint, full_cost
 from nas.serialization import genotype_json, read_json_file
 
 if TYPE_CHECKING:
@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 FAMILY_FILE = "scaling.json"
 
 
-def build_family(settings: ScaleSettings, parts: ScaleParts, journal: Journal, num_classes: int) -> dict[str, Any]:
-    """The content of ``scaling.json``: the grid's result, every evaluated point, and the family."""
+def build_family(settings: ScaleSettings, parts: ScaleParts, journal: Journal,
+                 num_classes: int = COST_CLASSES) -> dict[str, Any]:
+    """The content of ``scaling.json``: the grid's result, every evaluated point, and the family.
+
+    Costs are counted at ``num_classes`` (1000: what ``nas materialize`` builds by default, and
+    the class count of every point's ``macs_ratio`` in the journal, so the two ratios agree).
+    """
     ranked = journal.ranked()
     points = [_point_row(record) for record in sorted(journal.records.values(), key=lambda r: r.trial_id)]
     family: dict[str, Any] = {
@@ -126,8 +131,11 @@ def read_family(directory: str | Path) -> dict[str, Any] | None:
     if not Path(directory).is_dir() or not path.is_file():
         return None
     family = read_json_file(path)
-    if not isinstance(family, dict) or not isinstance(family.get("models"), list):
-        raise ValueError(f"{path}: not a scaling.json written by nas scale")
+    kinds = {"base": dict, "grid": dict, "points": list, "models": list, "dataset": str, "num_classes": int}
+    if not isinstance(family, dict) or any(not isinstance(family.get(key), kind) for key, kind in kinds.items()) \
+            or any(not isinstance(model, dict) or not isinstance(model.get("phi"), int) for model in family["models"]):
+        raise ValueError(f"{path}: not a scaling.json written by nas scale (edited or damaged); rerun the same "
+                         "nas scale command to write it again from the journal")
     return family
 
 
@@ -138,6 +146,12 @@ def family_member(directory: str | Path, phi: int) -> Resolved:
 
     family = read_family(directory)
     if family is None:
+        from nas.journal import study_names
+        from nas.scale_run import SCALE_STUDY
+
+        if Path(directory).is_dir() and SCALE_STUDY in study_names(Path(directory)):
+            raise ValueError(f"{directory}: a nas scale run whose grid has not finished; rerun the same nas scale "
+                             "command to resume it")
         raise ValueError(f"{directory}: --phi needs a nas scale run directory (with {FAMILY_FILE})")
     built = {model.get("phi"): model for model in family["models"] if isinstance(model, dict) and "genotype" in model}
     if phi not in built:

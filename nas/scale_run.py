@@ -177,6 +177,10 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
     prepare_repeats = getattr(parts.evaluator, "prepare_repeats", None)
     if callable(prepare_repeats):
         prepare_repeats(settings.repeats)
+    prepare_inputs = getattr(parts.evaluator, "prepare_inputs", None)
+    if callable(prepare_inputs):  # the images at every gamma of the grid, loaded and checked before the first trial
+        by_gamma = {point["gamma"]: point for point in parts.controller.points}  # type: ignore[attr-defined]
+        prepare_inputs([parts.space.decode(point) for point in by_gamma.values()], settings.repeats)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
@@ -197,7 +201,6 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
         with intra_op_threads(settings.threads):
             stats = search(parts.space, parts.controller, evaluate, journal, settings.budget or parts.grid_points,
                            on_record=report)
-        splits = getattr(parts.evaluator, "splits", None)
-        family = build_family(settings, parts, journal, getattr(splits, "num_classes", 1000))
+        family = build_family(settings, parts, journal)
         write_family(out, family)
     return family, stats

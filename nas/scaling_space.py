@@ -33,6 +33,7 @@ from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision
 ConstraintMode = Literal["formula", "macs"]
 CONSTRAINT_MODES: tuple[str, ...] = ("formula", "macs")
 SPACE_NAME = "compound-scaling"
+COST_CLASSES = 1000  # full-size costs are counted with ImageNet's head, as nas materialize builds by default
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ class CompoundScalingSpace:
         self.base_space, self.base_genotype = base_space, base_genotype
         self.step, self.high = step, high
         self.values = grid_values(step, high)
-        self.proxy_reduction: Mapping[str, Any] = MappingProxyType(dict(base_space.proxy_reduction))
+        reduction = getattr(base_space, "proxy_reduction", None)
+        if not isinstance(reduction, Mapping):
+            raise ValueError(f"base: space {base_space.name!r} declares no proxy_reduction (the lower() settings of "
+                             "its proxy network); give it one, {} to train at full size")
+        self.proxy_reduction: Mapping[str, Any] = MappingProxyType(dict(reduction))
         self._costs: dict[tuple[float, float, float], dict[str, int]] = {}
 
     def decisions(self) -> list[Decision]:
@@ -134,7 +139,7 @@ class CompoundScalingSpace:
                 f"{len(self.values)} values per multiplier)")
 
 
-def full_cost(space: SearchSpace[Any], genotype: Any, num_classes: int = 1000) -> dict[str, int]:
+def full_cost(space: SearchSpace[Any], genotype: Any, num_classes: int = COST_CLASSES) -> dict[str, int]:
     """Parameters and MACs of ``genotype`` built at full size (on the meta device: no memory)."""
     from nas.compile import compile as compile_ir
     from nas.cost import build_on_meta, count_macs, count_params

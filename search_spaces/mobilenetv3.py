@@ -242,8 +242,9 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         hidden layer grows with ``width`` but never shrinks below the genotype's (the paper keeps it
         fixed for its 0.75 models, torchvision scales it with the width). Depth as ``scale_depth``.
         """
-        scaled = genotype if width == 1.0 else scale_width(genotype, width)
-        scaled = scaled if depth == 1.0 else scale_depth(scaled, depth)
+        # Depth first: stages are found by their output widths, which width rounding may merge.
+        scaled = genotype if depth == 1.0 else scale_depth(genotype, depth)
+        scaled = scaled if width == 1.0 else scale_width(scaled, width)
         hidden = max(genotype.classifier_hidden, make_divisible(genotype.classifier_hidden * width))
         return replace(scaled, classifier_hidden=hidden, resolution=scale_resolution(genotype.resolution, resolution))
 

@@ -105,6 +105,8 @@ def test_mistakes_are_refused_in_one_line():
         make_controller("compound-grid", b0_space(), seed=0, constraint="flops")
     with pytest.raises(ValueError, match="tolerance"):
         make_controller("compound-grid", b0_space(), seed=0, tolerance=-1)
+    with pytest.raises(ValueError, match="at most 41"):
+        make_controller("compound-grid", b0_space(step=0.02), seed=0, constraint="macs")
 
 
 class TestCompoundGridContract(ControllerContract):

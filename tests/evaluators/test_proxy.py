@@ -184,3 +184,11 @@ def test_a_network_that_asks_for_another_resolution_is_served_images_of_that_siz
     assert served.resolution == 24 and served.train[0][0].shape == (3, 24, 24)
     assert evaluator.splits.resolution == 16  # the proxy's own size is kept for the other points
     assert evaluator.evaluate(CompoundPoint(1.0, 1.0, 1.0), trial_id=1)["resolution"] == 16
+    fresh = ProxyEvaluator(space, dataset="synthetic", epochs=1, width_multiplier=0.25, resolution=16)
+    fresh.prepare()
+    fresh.prepare_inputs([CompoundPoint(1.0, 1.0, 1.25), CompoundPoint(1.0, 1.0, 1.5)], repeats=2)
+    assert sorted(key for key in fresh._splits if key[1] is not None) == [(0, 20), (0, 24), (1, 20), (1, 24)]
+    # ready splits cannot be served at another size: the trial fails and says why, it does not train on 16 px
+    ready = ProxyEvaluator(space, dataset=evaluator.splits, epochs=1, width_multiplier=0.25, resolution=16)
+    failed = ready.evaluate(CompoundPoint(1.0, 1.0, 1.5), trial_id=0)
+    assert "asks for 24 px images" in failed["error"] and "accuracy" not in failed

@@ -69,6 +69,9 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "compound scaling of mobilenetv3-small" in shown and "2^phi" in shown
+    assert main(["show", str(out), "--phi", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "phi=1" in shown and "search run" not in shown
     assert main(["show", str(out), "--phi", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["resolution"] == models[2]["resolution"]
     assert main(["materialize", str(out), "--phi", "1", "--out", str(tmp_path / "phi1.pt"), "--num-classes", "10"]) == 0
@@ -107,12 +110,20 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
     assert "is not a member" in capsys.readouterr().err
 
 
-def test_an_unfinished_scale_run_is_named_as_such(tmp_path, config, capsys):
+def test_an_unfinished_or_damaged_scale_run_is_named_as_such(tmp_path, config, capsys):
     out = tmp_path / "run"
     assert main(scale_args(out, config, 1)) == 0
-    (out / "scaling.json").unlink()  # as if killed before the family was written
+    family = (out / "scaling.json").read_text()
+    (out / "scaling.json").write_text(family[: len(family) // 2])  # a torn file: one line, exit 2
     capsys.readouterr()
-    for argv in (["show", str(out)], ["materialize", str(out), "--out", str(tmp_path / "x.pt")]):
+    assert main(["show", str(out)]) == 2
+    assert "scaling.json" in capsys.readouterr().err
+    (out / "scaling.json").write_text(json.dumps({**json.loads(family), "grid": None}))  # an edited one
+    assert main(["show", str(out)]) == 2
+    assert "not a scaling.json written by nas scale" in capsys.readouterr().err
+    (out / "scaling.json").unlink()  # as if killed before the family was written
+    for argv in (["show", str(out)], ["materialize", str(out), "--out", str(tmp_path / "x.pt")],
+                 ["materialize", str(out), "--phi", "1", "--out", str(tmp_path / "x.pt")]):
         assert main(argv) == 2
         assert "has not finished; rerun the same nas scale command" in capsys.readouterr().err
 

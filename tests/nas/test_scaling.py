@@ -16,7 +16,7 @@ from nas.scaling import compound_constraint, distribute_repeats, grid_values, ma
 from nas.scaling_space import CompoundPoint, CompoundScalingSpace, full_cost
 from nas.serialization import genotype_json
 from search_spaces.efficientnet import EfficientNetSpace
-from search_spaces.mobilenetv3 import LARGE, SMALL, MobileNetV3Space, scale_depth
+from search_spaces.mobilenetv3 import LARGE, SMALL, MobileNetV3Space, scale_depth, scale_width
 
 EFFICIENTNET, MOBILENET = EfficientNetSpace(), MobileNetV3Space()
 
@@ -44,7 +44,7 @@ def test_grid_values_and_their_limits():
     assert grid_values(0.1, 1.35) == (1.0, 1.1, 1.2, 1.3)  # floats land on 10 decimals, the end is kept
     assert len(grid_values(0.05, 2.0)) == 21 and grid_values(0.05, 2.0)[-1] == 2.0
     for step, high, message in ((0, 2, "grid_step"), (-0.1, 2, "grid_step"), (0.1, 0.5, "grid_high"),
-                                (0.0001, 2, "coarser step"), (float("nan"), 2, "grid_step")):
+                                (0.005, 2, "coarser step"), (float("nan"), 2, "grid_step")):
         with pytest.raises(ValueError, match=message):
             grid_values(step, high)
 
@@ -78,7 +78,7 @@ def test_published_b1_to_b7_keep_their_table():
     phi1 = space.scaled(CompoundPoint(1.2, 1.1, 1.15), 1)
     assert (phi1.width, phi1.depth, phi1.resolution) == (1.1, 1.2, 258)
     b1 = nas.presets()["efficientnet-b1"]
-    assert (b1.width, b1.depth, b1.resolution) == (1.0, 1.1, 240) and phi1 != b1
+    assert (b1.width, b1.depth, b1.resolution) == (1.0, 1.1, 240)
     assert full_cost(EFFICIENTNET, nas.presets()["efficientnet-b7"])["params"] == 66_347_960  # torchvision's
 
 
@@ -106,8 +106,13 @@ def test_published_coefficients_measured_macs_per_phi():
 
 
 def test_mobilenetv3_scaling_keeps_the_network_at_one_and_rounds_like_the_reference():
-    for genotype in (LARGE, SMALL):
+    for genotype in MOBILENET.presets().values():  # the rules themselves, at 1, keep every preset
+        assert scale_width(genotype, 1.0) == genotype and scale_depth(genotype, 1.0) == genotype
         assert scale_genotype(MOBILENET, genotype) == genotype
+    # stages are found before widths are rounded: at width 0.5 Small's 40- and 48-wide stages both
+    # become 24 wide, and must still grow as two stages (3 -> 4 and 2 -> 3 blocks at depth 1.2)
+    half = scale_genotype(MOBILENET, SMALL, width=0.5, depth=1.2)
+    assert len(half.blocks) == len(scale_depth(SMALL, 1.2).blocks) == 16
     deeper = scale_depth(LARGE, 1.2)
     stages = [(width, len(list(blocks))) for width, blocks in groupby(b.out_channels for b in deeper.blocks)]
     assert stages == [(16, 2), (24, 3), (40, 4), (80, 5), (112, 3), (160, 4)]  # ceil(n x 1.2) per stage
