@@ -184,7 +184,7 @@ def _run_and_kill(args, after_lines):
 
 
 def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config):
-    budget = 3
+    budget = 2
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(straight, config, budget)], check=True,
                    capture_output=True, timeout=300)
