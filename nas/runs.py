@@ -89,12 +89,7 @@ class SearchSettings:
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
-        for name, kind in _TYPES.items():
-            value = getattr(self, name)
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                expected = " or ".join("null" if k is type(None) else k.__name__ for k in
-                                       (kind if isinstance(kind, tuple) else (kind,)))
-                raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        check_types(self, _TYPES)
         if not self.out:
             raise ValueError("out: a run directory is required")
         check_controller_name(self.controller)  # 'optuna:TPESampler' names the controller 'optuna' with a variant
@@ -127,6 +122,18 @@ class SearchSettings:
     def identity(self) -> dict[str, Any]:
         values = asdict(self)
         return {key: values[key] for key in IDENTITY_FIELDS}
+
+
+def check_types(settings: Any, types: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the first setting whose value is not of its type in ``types`` (a bool is
+    not a number here, though Python says it is; YAML can hold anything)."""
+    for name, kind in types.items():
+        value = getattr(settings, name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            expected = " or ".join("null" if k is type(None) else "a number" if k is float else k.__name__
+                                   for k in kinds if not (k is int and float in kinds))
+            raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
 def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[Any], Evaluator[Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from nas import registry
 from nas.scale_run import ScaleSettings
-from nas.search_cli import _listed, _Progress, load_config
+from nas.search_cli import _listed, _Progress, settings_from_args
 
 _FLAGS = ("base", "evaluator", "dataset", "data_dir", "download", "epochs", "seed", "threads", "repeats",
           "grid_step", "grid_high", "tolerance", "constraint", "budget", "phi_max")
@@ -46,23 +46,10 @@ def add_scale_command(commands: Any) -> None:
     scale.set_defaults(run=cmd_scale)
 
 
-def settings_from_args(args: argparse.Namespace) -> ScaleSettings:
-    values: dict[str, Any] = load_config(args.config, ScaleSettings) if args.config else {}
-    for name in _FLAGS + ("out",):
-        flag = getattr(args, name, None)
-        if flag is not None:
-            values[name] = flag
-    if not values.get("out"):
-        raise ValueError("--out: a run directory is required (flag or config key 'out')")
-    settings = ScaleSettings(**values)
-    settings.validate()
-    return settings
-
-
 def cmd_scale(args: argparse.Namespace) -> None:
     from nas.scale_run import build_parts, run_scale
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, ScaleSettings, _FLAGS)
     parts = build_parts(settings)
     total = min(settings.budget or parts.grid_points, parts.grid_points)
     print(f"{parts.grid_points} grid points within {settings.tolerance:g} of 2 ({settings.constraint}); "

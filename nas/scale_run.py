@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from nas import registry
 from nas.controller import Controller, make_controller
 from nas.evaluator import Evaluator, accepts_repeat, make_evaluator, repeated
-from nas.runs import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_run_directory, intra_op_threads
+from nas.runs import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_run_directory, check_types, intra_op_threads
 from nas.scaling_space import CONSTRAINT_MODES, CompoundScalingSpace
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ MAX_PHI = 16
 IDENTITY_FIELDS = ("base", "evaluator", "dataset", "epochs", "seed", "proxy", "repeats", "grid_step", "grid_high",
                    "tolerance", "constraint")
 _OPTIONAL_INT = (int, type(None))
-_NUMBER = (int, float)
+_NUMBER = (float, int)
 _TYPES: dict[str, Any] = {
     "out": str, "base": str, "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
     "epochs": _OPTIONAL_INT, "seed": int, "threads": int, "proxy": dict, "repeats": int, "grid_step": _NUMBER,
@@ -74,10 +74,7 @@ class ScaleSettings:
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting."""
-        for name, kind in _TYPES.items():
-            value = getattr(self, name)
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                raise ValueError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
+        check_types(self, _TYPES)
         if not self.out:
             raise ValueError("out: a run directory is required")
         for name, known in (("evaluator", registry.evaluators), ("dataset", registry.datasets)):
@@ -104,11 +101,6 @@ class ScaleSettings:
         """The settings a resumed run must match; ``base`` is the base's genotype JSON (not the spec's text)."""
         values = {**asdict(self), "base": base}
         return {key: values[key] for key in IDENTITY_FIELDS}
-
-
-def _kind_name(kind: Any) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join("null" if k is type(None) else "a number" if k is float else k.__name__ for k in kinds)
 
 
 def space_from_identity(identity: Any, where: Path) -> CompoundScalingSpace:

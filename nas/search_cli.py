@@ -77,15 +77,17 @@ def load_config(path: str, settings_class: type = SearchSettings) -> dict[str, A
     return data
 
 
-def settings_from_args(args: argparse.Namespace) -> SearchSettings:
-    values: dict[str, Any] = load_config(args.config) if args.config else {}
-    for name in _FLAGS + ("out",):
+def settings_from_args(args: argparse.Namespace, settings_class: type = SearchSettings,
+                       flags: tuple[str, ...] = _FLAGS) -> Any:
+    """``settings_class`` from the config file, overridden by the ``flags`` given, validated."""
+    values: dict[str, Any] = load_config(args.config, settings_class) if args.config else {}
+    for name in flags + ("out",):
         flag = getattr(args, name, None)
         if flag is not None:
             values[name] = flag
     if not values.get("out"):
         raise ValueError("--out: a run directory is required (flag or config key 'out')")
-    settings = SearchSettings(**values)
+    settings = settings_class(**values)
     settings.validate()
     return settings
 

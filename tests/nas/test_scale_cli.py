@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -158,6 +155,20 @@ def test_mistakes_are_one_line_and_exit_2_before_anything_is_written(tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("tolerance: '0.1'\n", "tolerance: expected a number, got '0.1'"),
+    ("repeats: true\n", "repeats: expected int, got True"),
+    ("space: nasnet\n", "unknown setting 'space'"),
+])
+def test_a_wrong_config_file_is_one_line(tmp_path, capsys, yaml, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml)
+    assert main(scale_args(tmp_path / "run", config, 1)) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_macs_constraint_records_the_formula_and_the_measured_ratio(tmp_path, config):
     out = tmp_path / "run"
     args = scale_args(out, config, 1, "--constraint", "macs", "--tolerance", "0.3", "--grid-high", "1.5")
@@ -169,27 +180,13 @@ def test_macs_constraint_records_the_formula_and_the_measured_ratio(tmp_path, co
                                                      * metrics[0]["gamma"] ** 2)  # ... and the formula reported
 
 
-def _run_and_kill(args, after_lines):
-    """Start ``nas scale``, kill -9 it once ``after_lines`` trial lines have been printed."""
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stderr=subprocess.PIPE, text=True)
-    seen, deadline = 0, time.monotonic() + 240
-    while seen < after_lines and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line.startswith("trial ")
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-    return seen
-
-
-def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config):
+def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config, run_and_kill):
     budget = 2
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(straight, config, budget)], check=True,
                    capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    assert _run_and_kill(scale_args(killed, config, budget), after_lines=1) == 1
+    assert run_and_kill(scale_args(killed, config, budget), after_lines=1) == 1
     before, _ = records(killed)
     assert 1 <= len(before) < budget
     result = subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(killed, config, budget)],

@@ -1,11 +1,8 @@
 """``nas search`` end to end: outputs, ``nas show``/``materialize`` of a run, and kill -9 + resume."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -65,31 +62,16 @@ def test_search_writes_its_outputs_and_materializes(tmp_path, config, capsys):
     assert genotypes(out)[0] == [0, 1, 2, 3]
 
 
-def _run_and_kill(args, after_lines):
-    """Start ``nas search``, kill -9 it once ``after_lines`` trial lines have been printed."""
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], stderr=subprocess.PIPE, text=True)
-    seen = 0
-    deadline = time.monotonic() + 240
-    while seen < after_lines and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line.startswith("trial ")
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-    return seen
-
-
-def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config):
+def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config, run_and_kill):
     budget = 6
     straight = tmp_path / "straight"
     subprocess.run([sys.executable, "-m", "nas.cli", *search_args(straight, config, budget)], check=True,
                    capture_output=True, timeout=300)
     killed = tmp_path / "killed"
-    assert _run_and_kill(search_args(killed, config, budget), after_lines=1) == 1
+    assert run_and_kill(search_args(killed, config, budget), after_lines=1) == 1
     finished_before = genotypes(killed)[1]
     assert 1 <= len(finished_before) < budget
-    assert _run_and_kill(search_args(killed, config, budget), after_lines=2) == 2
+    assert run_and_kill(search_args(killed, config, budget), after_lines=2) == 2
     kept = genotypes(killed)[1]
     assert kept[: len(finished_before)] == finished_before  # nothing finished was lost
     result = subprocess.run([sys.executable, "-m", "nas.cli", *search_args(killed, config, budget)],
