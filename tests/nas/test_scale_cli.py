@@ -136,6 +136,23 @@ def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
     capsys.readouterr()
     assert main(scale_args(search, config, 1)) == 2
     assert "another kind of run" in capsys.readouterr().err
+    assert main([*scale_args(tmp_path / "cells", config, 1), "--base", str(search)]) == 2  # a NASNet run's best
+    assert "'nasnet' cannot be compound-scaled" in capsys.readouterr().err
+
+
+def test_the_base_may_be_a_genotype_file_or_a_search_run(tmp_path, config):
+    chain = tmp_path / "chain"  # a MobileNetV3 search run: its best.json is the base
+    assert main(["search", "--space", "mobilenetv3", "--controller", "random", "--budget", "1", "--dataset",
+                 "synthetic", "--epochs", "1", "--out", str(chain), "--config", str(config), "--no-progress"]) == 0
+    searched = json.loads((chain / "best.json").read_text())
+    assert main([*scale_args(tmp_path / "from-run", config, 1), "--base", str(chain)]) == 0
+    family = json.loads((tmp_path / "from-run" / "scaling.json").read_text())
+    assert family["base"]["genotype"] == family["models"][0]["genotype"] == searched
+    genotype_file = tmp_path / "small.json"
+    genotype_file.write_text(json.dumps(nas.resolve("mobilenetv3-small").to_json()))
+    assert main([*scale_args(tmp_path / "from-file", config, 1), "--base", str(genotype_file)]) == 0
+    assert json.loads((tmp_path / "from-file" / "scaling.json").read_text())["base"]["genotype"] == \
+        nas.resolve("mobilenetv3-small").to_json()
 
 
 @pytest.mark.parametrize(("extra", "message"), [
