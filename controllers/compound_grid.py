@@ -29,7 +29,6 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from nas.controller import Result
@@ -136,6 +135,3 @@ class CompoundGrid(ControllerBase):
                     "counted in %.1f s)", len(within), len(alphas) * len(betas) * len(gammas), self.tolerance,
                     self.target, len(counted), time.perf_counter() - started)
         return sorted(within)
-
-    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        """Nothing beyond the base's: the grid and its order are functions of the space, the seed and the config."""

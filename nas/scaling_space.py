@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +30,6 @@ from nas.scaling import (
 from nas.serialization import from_dict
 from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision
 
-ConstraintMode = Literal["formula", "macs"]
 CONSTRAINT_MODES: tuple[str, ...] = ("formula", "macs")
 SPACE_NAME = "compound-scaling"
 COST_CLASSES = 1000  # full-size costs are counted with ImageNet's head, as nas materialize builds by default
