@@ -200,7 +200,6 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     the final stage's record of the chosen candidate.
     """
     from nas.final import FINAL_STUDY_SUFFIX, run_final_stage
-    from nas.journal import Journal
     from nas.lock import RunLock, StudyGuard
     from nas.report import write_outputs
     from nas.search import search
@@ -224,14 +223,7 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     out.mkdir(parents=True, exist_ok=True)
     study_name = settings.study_name or "nas-search"
     with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
-        try:
-            journal = Journal(out, settings.storage, study_name, settings.identity(), defaults=IDENTITY_DEFAULTS)
-        except ValueError:
-            if created:  # a storage refused at the door: leave no empty run directory behind
-                (out / ".lock").unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    out.rmdir()
-            raise
+        journal = open_journal(out, created, settings.storage, study_name, settings.identity(), IDENTITY_DEFAULTS)
         if settings.storage is not None:  # a shared storage: other run directories may name the same study
             stack.enter_context(StudyGuard(journal.study))
         final = _open_final(out, settings, journal, study_name + FINAL_STUDY_SUFFIX)  # refused now, not after
@@ -253,6 +245,22 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
                              stats, describe() if callable(describe) else None, final=pairs,
                              controller=_controller_config(controller))
     return best, stats
+
+
+def open_journal(out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any],
+                 defaults: dict[str, Any] | None = None) -> Journal:
+    """The run's journal; if it is refused (a storage refused at the door, other settings) and ``out``
+    was created for this run, no empty run directory is left behind."""
+    from nas.journal import Journal
+
+    try:
+        return Journal(out, storage, study_name, identity, defaults=defaults)
+    except ValueError:
+        if created:
+            (out / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:

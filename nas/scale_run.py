@@ -13,7 +13,6 @@ run (``--phi-max`` may change), into ``scaling.json``, ``scaling.md`` and ``scal
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from nas import registry
 from nas.controller import Controller, make_controller
 from nas.evaluator import Evaluator, accepts_repeat, make_evaluator, repeated
-from nas.runs import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_run_directory, check_types, intra_op_threads
+from nas.runs import (
+    MAX_REPEATS,
+    MAX_SEED,
+    MAX_THREADS,
+    check_run_directory,
+    check_types,
+    intra_op_threads,
+    open_journal,
+)
 from nas.scaling_space import CONSTRAINT_MODES, CompoundScalingSpace
 
 if TYPE_CHECKING:
@@ -154,7 +161,7 @@ def build_parts(settings: ScaleSettings) -> ScaleParts:
 def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
               on_record: Callable[[Record, bool, int], None] | None = None) -> tuple[dict[str, Any], SearchStats]:
     """Run (or resume) the grid of ``settings``, then write the family; return it and the grid's timing."""
-    from nas.journal import Journal, study_names
+    from nas.journal import study_names
     from nas.lock import RunLock
     from nas.scale_family import build_family, write_family
     from nas.search import search
@@ -176,14 +183,7 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        try:
-            journal = Journal(out, None, SCALE_STUDY, settings.identity(parts.base.to_json()))
-        except ValueError:
-            if created:
-                (out / ".lock").unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    out.rmdir()
-            raise
+        journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()))
         evaluate_proxy = repeated(parts.evaluator.evaluate, settings.repeats)
 
         def evaluate(point: Any, trial_id: int) -> dict[str, Any]:
