@@ -1,4 +1,4 @@
-"""The ``nas`` command: presets, show, materialize, search, scale, doctor.
+"""The ``nas`` command: presets, show, materialize, search, scale, latency, netadapt, doctor.
 
 A user mistake (unknown preset, malformed or missing file, bad number, unknown format) prints
 one line on stderr and exits with code 2, without a traceback, and writes nothing.
@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from nas.latency_cli import add_latency_command
 from nas.scale_cli import add_scale_command
 from nas.search_cli import add_search_command
 
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_command(commands)
     add_scale_command(commands)
+    add_latency_command(commands, _positive_int)
 
     doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
     doctor.add_argument("directory", metavar="RUN", help="search run directory")

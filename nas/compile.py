@@ -13,7 +13,8 @@ from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, ClassifierSpec
 from nas.ops import DropPath, FactorizedReduce, ReluConvBn, activation, build_op
 
 
-def _classifier(spec: ClassifierSpec) -> nn.Sequential:
+def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
+    """Global-pooled features -> ``[Linear -> activation] -> Dropout -> Linear`` (``ClassifierSpec``)."""
     if spec.hidden_features:
         return nn.Sequential(
             nn.Linear(spec.in_features, spec.hidden_features),
@@ -48,7 +49,7 @@ class ChainModule(nn.Module):
                                       for i, stage in enumerate(ir.stages)))
         self.head = part("head", ir.head)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = _classifier(ir.classifier)
+        self.classifier = build_classifier(ir.classifier)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))

@@ -1,0 +1,203 @@
+"""Measured latency that can be trusted: warm-up, a fixed thread count, device sync, a stable median.
+
+Other engines time one run after one warm-up and report the mean (Archai ``TorchLatency``), or
+time GPU kernels without synchronizing (ProxylessNAS ``run_manager.py``); both numbers move by
+tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``measure`` here:
+
+1. runs the module in eval mode under ``torch.inference_mode`` with ``threads`` intra-op threads
+   (the caller's setting is restored) and the garbage collector paused, as ``timeit`` does;
+2. warms up for ``warmup`` runs and at least ``WARMUP_SECONDS`` (allocator, oneDNN kernel choice,
+   CUDA context and cuDNN autotuning happen there, not in the timed runs);
+3. times single runs with ``time.perf_counter_ns``, synchronizing the device before starting the
+   clock and before stopping it (CUDA, MPS), so queued kernels are counted;
+4. repeats until the 95% confidence interval of the median, from the order statistics of the
+   runs so far, is narrower than ``precision`` of the median (default ±2%), with at least
+   ``min_repetitions`` runs and at most ``max_repetitions`` or ``max_seconds``;
+5. reports the median and the 10th / 90th percentiles, with the device's fingerprint
+   (processor, machine, cores, threads, torch version, device name): a latency number without
+   the machine it was measured on means nothing, and a lookup table is valid only on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.runs import intra_op_threads
+
+WARMUP = 5
+WARMUP_SECONDS = 0.05
+MIN_REPETITIONS = 15
+MAX_REPETITIONS = 1000
+MAX_SECONDS = 2.0  # per measurement, after warm-up: a 500 ms network still gets its 15 runs (see ``measure``)
+PRECISION = 0.02
+Z_95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One measurement: milliseconds per forward pass of a batch, and where it was taken."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repetitions: int
+    batch_size: int
+    threads: int
+    device: str
+    fingerprint: str  # ``fingerprint_key`` of ``device_fingerprint(device, threads)``
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def _processor() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_fingerprint(device: str | torch.device = "cpu", threads: int = 1) -> dict[str, Any]:
+    """What a latency depends on besides the network: processor, machine, cores, threads, torch, device."""
+    device = torch.device(device)
+    name = str(device)
+    if device.type == "cuda":
+        name = f"{device} ({torch.cuda.get_device_name(device)})"
+    return {"processor": _processor(), "machine": platform.machine(), "cpus": os.cpu_count() or 0,
+            "threads": int(threads), "torch": torch.__version__, "device": name}
+
+
+def fingerprint_key(fingerprint: dict[str, Any]) -> str:
+    """A short, stable name for a fingerprint (the first 16 hex digits of its SHA-256)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_measure_settings(batch_size: int, threads: int) -> None:
+    for name, value in (("batch_size", batch_size), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+            raise ValueError(f"{name}: must be an integer in [1, 4096], got {value!r}")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: without it a GPU time is the launch time, not the run time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def median_interval(sorted_times: Sequence[float]) -> tuple[float, float]:
+    """The 95% confidence interval of the median of ``sorted_times`` from order statistics.
+
+    The ranks ``n/2 -/+ 1.96 sqrt(n)/2`` (the normal approximation of the binomial) bound the
+    median whatever the distribution of the times, so a long tail (another process waking up)
+    widens the interval instead of biasing a mean.
+    """
+    n = len(sorted_times)
+    half = Z_95 * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return sorted_times[low], sorted_times[high]
+
+
+def percentile(sorted_times: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method)."""
+    position = fraction * (len(sorted_times) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_times) - 1)
+    return sorted_times[low] + (sorted_times[high] - sorted_times[low]) * (position - low)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No garbage collection while timing (``timeit``'s choice): a collection is not the network's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *, threads: int = 1,
+            warmup: int = WARMUP, min_repetitions: int = MIN_REPETITIONS, max_repetitions: int = MAX_REPETITIONS,
+            max_seconds: float = MAX_SECONDS, precision: float = PRECISION) -> Latency:
+    """Latency of ``module(*inputs)`` on the device the inputs are on (see the module docstring).
+
+    ``inputs`` is one tensor or a sequence of them (a NASNet cell takes two); the batch size is
+    the first dimension of the first. The module must already be on that device. At least
+    ``min_repetitions`` runs are timed even past ``max_seconds``, so a slow network still gets a
+    median of several runs.
+    """
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    device = tensors[0].device
+    check_measure_settings(int(tensors[0].shape[0]), threads)
+    if min_repetitions < 3 or max_repetitions < min_repetitions or warmup < 0 or not 0 < precision < 1:
+        raise ValueError(f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0 and precision in (0, 1); "
+                         f"got {min_repetitions}, {max_repetitions}, {warmup}, {precision}")
+    was_training = module.training
+    module.eval()
+    times: list[float] = []
+    try:
+        with intra_op_threads(threads), torch.inference_mode(), _quiet():
+            started = time.perf_counter()
+            runs = 0
+            while runs < warmup or time.perf_counter() - started < WARMUP_SECONDS:
+                module(*tensors)
+                runs += 1
+            synchronize(device)
+            started = time.perf_counter()
+            while len(times) < max_repetitions:
+                synchronize(device)
+                begin = time.perf_counter_ns()
+                module(*tensors)
+                synchronize(device)
+                times.append((time.perf_counter_ns() - begin) / 1e6)
+                if len(times) >= min_repetitions and (_stable(times, precision)
+                                                      or time.perf_counter() - started > max_seconds):
+                    break
+    finally:
+        module.train(was_training)
+    ordered = sorted(times)
+    fingerprint = fingerprint_key(device_fingerprint(device, threads))
+    return Latency(median_ms=percentile(ordered, 0.5), p10_ms=percentile(ordered, 0.1),
+                   p90_ms=percentile(ordered, 0.9), repetitions=len(times), batch_size=int(tensors[0].shape[0]),
+                   threads=threads, device=str(device), fingerprint=fingerprint)
+
+
+def _stable(times: list[float], precision: float) -> bool:
+    """True once the median's 95% interval lies within ``precision`` of it (checked every few runs)."""
+    if len(times) % 5:
+        return False
+    ordered = sorted(times)
+    low, high = median_interval(ordered)
+    middle = percentile(ordered, 0.5)
+    return middle > 0 and (high - low) / 2 <= precision * middle
+
+
+def measure_network(module: nn.Module, resolution: int, *, batch_size: int = 1, threads: int = 1,
+                    device: str | torch.device = "cpu", **options: Any) -> Latency:
+    """Latency of an image classifier on ``batch_size`` random ``3 x resolution x resolution`` images."""
+    check_measure_settings(batch_size, threads)
+    device = torch.device(device)
+    images = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    return measure(module.to(device), images.to(device), threads=threads, **options)

@@ -1,0 +1,265 @@
+"""A latency lookup table measured on this device, and the ``latency`` evaluator built on it.
+
+NetAdapt (arXiv 1804.03230 §3.2) and MnasNet-style searches ask for the latency of thousands of
+networks that differ in a few layers. Measuring each whole network costs a second or more; a
+layer-wise lookup table measures every distinct layer once and predicts a network as the sum of
+its parts. Here a part is an IR record, which is its own key: a ``BlockSpec`` of a ``ChainNet``
+(op, widths, stride, input size, options) with the stem and head blocks, the classifier (global
+pool and linear layers) at its input size; for a ``CellNet`` each placed ``CellSpec``, the stem
+and the classifier. Entries are measured lazily (``nas.evaluators.latency.measure``) the first
+time a network needs them.
+
+The table is one JSON file holding one table per device fingerprint and batch size (processor,
+machine, cores, threads, torch version, device): a table measured elsewhere is never used for this
+machine, and one file can hold the tables of several machines. Writes merge with what another
+process wrote meanwhile and replace the file atomically. The default file is
+``$NAS_LATENCY_TABLE`` or ``$XDG_CACHE_HOME/nas-engine/latency.json`` (``~/.cache`` without it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from evaluators.latency import (
+    Latency,
+    check_measure_settings,
+    device_fingerprint,
+    fingerprint_key,
+    measure,
+    measure_network,
+)
+from nas.compile import Cell, build_classifier
+from nas.compile import compile as compile_ir
+from nas.files import atomic_write_text
+from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, stem_output_size
+from nas.ops import build_op
+from nas.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+TABLE_VERSION = 1
+NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the same whatever its constants
+
+
+def default_table_path() -> Path:
+    """``$NAS_LATENCY_TABLE``, else ``$XDG_CACHE_HOME/nas-engine/latency.json`` (``~/.cache`` by default)."""
+    if os.environ.get("NAS_LATENCY_TABLE"):
+        return Path(os.environ["NAS_LATENCY_TABLE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "nas-engine" / "latency.json"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A network's predicted latency: the sum of its parts' table entries (milliseconds)."""
+
+    total_ms: float
+    parts: tuple[tuple[str, float], ...]  # (path in the IR, median ms)
+
+
+class LatencyTable:
+    """Median latency per IR record on one device, thread count and batch size; measured on first use.
+
+    ``path`` is the JSON file (``default_table_path()`` if None); ``measure_options`` go to
+    ``measure`` (repetitions, precision). Nothing is read or measured until a latency is asked for.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, device: str | torch.device = "cpu", threads: int = 1,
+                 batch_size: int = 1, **measure_options: Any) -> None:
+        check_measure_settings(batch_size, threads)
+        self.path = Path(path) if path is not None else default_table_path()
+        self.device, self.threads, self.batch_size = torch.device(device), threads, batch_size
+        self.measure_options = measure_options
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._new: dict[str, dict[str, Any]] = {}  # measured here, not yet saved
+        self.measured = 0  # entries measured by this object (the rest came from the file)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return device_fingerprint(self.device, self.threads)
+
+    @property
+    def key(self) -> str:
+        """The name of this device's table in the file: fingerprint and batch size."""
+        return f"{fingerprint_key(self.fingerprint)}-batch{self.batch_size}"
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def _read_file(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"version": TABLE_VERSION, "tables": {}}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{self.path}: cannot read the latency table ({error}); move it away or give "
+                             "another --table") from None
+        if not isinstance(data, dict) or data.get("version") != TABLE_VERSION or not isinstance(data.get("tables"), dict):
+            raise ValueError(f"{self.path}: not a latency table of this version ({TABLE_VERSION}); move it away or "
+                             "give another --table")
+        return data
+
+    def _table(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            stored = self._read_file()["tables"].get(self.key, {})
+            self._entries = dict(stored.get("entries", {}))
+        return self._entries
+
+    def lookup(self, key: str, build: Any) -> float:
+        """The median ms of entry ``key``; ``build()`` gives ``(module, inputs)`` to measure it if absent."""
+        table = self._table()
+        if key not in table:
+            module, inputs = build()
+            module = module.to(self.device)
+            inputs = [tensor.to(self.device) for tensor in inputs]
+            latency = measure(module, inputs, threads=self.threads, **self.measure_options)
+            table[key] = self._new[key] = _entry(latency)
+            self.measured += 1
+        return float(table[key]["median_ms"])
+
+    def save(self) -> None:
+        """Merge the entries measured here into the file (another process may have added its own)."""
+        if not self._new:
+            return
+        data = self._read_file()
+        stored = data["tables"].setdefault(self.key, {"fingerprint": self.fingerprint, "batch_size": self.batch_size,
+                                                      "entries": {}})
+        stored["entries"].update(self._new)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(data, sort_keys=True) + "\n")
+        self._entries = {**stored["entries"], **(self._entries or {})}
+        self._new = {}
+
+    def predict(self, ir: ChainNet | CellNet) -> Prediction:
+        """The network's latency as the sum of its parts, measuring any part the table lacks (then saved)."""
+        try:
+            parts = _chain_parts(self, ir) if isinstance(ir, ChainNet) else _cell_parts(self, ir)
+        finally:
+            self.save()
+        return Prediction(sum(ms for _, ms in parts), tuple(parts))
+
+    def images(self, channels: int, size: int) -> torch.Tensor:
+        return torch.randn(self.batch_size, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _entry(latency: Latency) -> dict[str, Any]:
+    return {"median_ms": latency.median_ms, "p10_ms": latency.p10_ms, "p90_ms": latency.p90_ms,
+            "repetitions": latency.repetitions}
+
+
+def _key(kind: str, record: Mapping[str, Any]) -> str:
+    return json.dumps({"kind": kind, **record}, sort_keys=True, separators=(",", ":"))
+
+
+class _Pooled(nn.Module):
+    """Global average pool, flatten, classifier: the end of a ``ChainModule``."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.pool, self.classifier = nn.AdaptiveAvgPool2d(1), classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
+    parts = []
+    for path, block in ir.all_blocks():
+        record = {"op": block.op, "in_channels": block.in_channels, "out_channels": block.out_channels,
+                  "stride": block.stride, "input_size": block.input_size, "options": block.options}
+
+        def build(block: BlockSpec = block) -> tuple[nn.Module, list[torch.Tensor]]:
+            module = build_op(block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), **NORM)
+            return module, [table.images(block.in_channels, block.input_size)]
+
+        parts.append((path, table.lookup(_key("block", record), build)))
+    last = ir.all_blocks()[-1][1]
+    classifier = replace(ir.classifier, dropout=0.0)
+    parts.append(("classifier", table.lookup(
+        _key("classifier", {**asdict(classifier), "input_size": last.output_size}),
+        lambda: (_Pooled(build_classifier(classifier)), [table.images(classifier.in_features, last.output_size)]))))
+    return parts
+
+
+def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
+    module = compile_ir(ir)  # which cells are live (read by the logits) is the compiled module's decision
+    stem_record = {"stem": ir.stem, "channels": ir.stem_channels, "resolution": ir.resolution}
+    parts = [("stem", table.lookup(_key("cell_stem", stem_record),
+                                   lambda: (module.stem, [table.images(3, ir.resolution)])))]
+    sizes = [stem_output_size(ir.stem, ir.resolution)] + [cell.output_size for cell in ir.cells]
+    for i, (cell, live) in enumerate(zip(ir.cells, module.live)):
+        if not live:
+            continue
+        cell = replace(cell, drop_path=0.0)  # eval mode: drop-path costs nothing
+
+        def build(cell: CellSpec = cell) -> tuple[nn.Module, list[torch.Tensor]]:
+            inputs = [table.images(cell.in_channels, cell.input_size), table.images(cell.prev_channels, cell.prev_size)]
+            return Cell(cell, ir.bn_eps, ir.bn_momentum), inputs
+
+        parts.append((f"cells[{i}]", table.lookup(_key("cell", asdict(cell)), build)))
+    head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ir.out_channels, ir.num_classes))
+    record = {"in_features": ir.out_channels, "num_classes": ir.num_classes, "input_size": sizes[-1]}
+    parts.append(("classifier", table.lookup(_key("cell_classifier", record),
+                                             lambda: (head, [table.images(ir.out_channels, sizes[-1])]))))
+    return parts
+
+
+class LatencyEvaluator:
+    """Latency of a genotype's network at full size (``space.lower(genotype)``), from the lookup table.
+
+    Registered as the ``latency`` evaluator; the MnasNet objective of ``nas search``, ``nas
+    latency`` and NetAdapt use it. ``resolution`` overrides the genotype's input size,
+    ``num_classes`` its classifier (default 1000, ImageNet's, as ``nas materialize`` builds).
+    ``measure`` also times the whole compiled network (metrics ``measured_ms``, ``measured_p10_ms``,
+    ``measured_p90_ms``); those are timings, not functions of the genotype. The data settings of
+    ``make_evaluator`` (dataset, seed) are taken and ignored: latency needs no data.
+    """
+
+    def __init__(self, space: SearchSpace[Any], seed: int = 0, dataset: Any = None, data_dir: Any = None,
+                 download: bool = False, *, table: str | Path | None = None, resolution: int | None = None,
+                 batch_size: int = 1, threads: int = 1, num_classes: int = 1000, measure: bool = False,
+                 device: str = "cpu", **measure_options: Any) -> None:
+        for name, value in (("resolution", resolution), ("num_classes", num_classes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if not isinstance(measure, bool):
+            raise ValueError(f"measure: expected true or false, got {measure!r}")
+        self.space, self.resolution, self.num_classes, self.measure = space, resolution, num_classes, measure
+        self.table = LatencyTable(table, device=device, threads=threads, batch_size=batch_size, **measure_options)
+
+    def prepare(self) -> None:
+        """Read the table file now, so that an unreadable one fails before the first trial."""
+        len(self.table)
+
+    def lower(self, genotype: Any) -> ChainNet | CellNet:
+        macro = {} if self.resolution is None else {"resolution": self.resolution}
+        return self.space.lower(genotype, num_classes=self.num_classes, **macro)
+
+    def predict_ms(self, genotype: Any) -> float:
+        """The table's latency of ``genotype``'s network (raises ``ValueError`` if it cannot be lowered)."""
+        return self.table.predict(self.lower(genotype)).total_ms
+
+    def evaluate(self, genotype: Any, trial_id: int = 0) -> dict[str, Any]:
+        """``latency_ms`` (predicted) and ``latency_resolution``; with ``measure`` the measured figures."""
+        try:
+            ir = self.lower(genotype)
+            metrics: dict[str, Any] = {"latency_ms": self.table.predict(ir).total_ms,
+                                       "latency_resolution": ir.resolution}
+            if self.measure:
+                measured = measure_network(compile_ir(ir, seed=0), ir.resolution, batch_size=self.table.batch_size,
+                                           threads=self.table.threads, device=self.table.device,
+                                           **self.table.measure_options)
+                metrics.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
+                               measured_p90_ms=measured.p90_ms)
+        except Exception as error:  # noqa: BLE001  (a candidate that cannot be built is a result)
+            return {"error": f"latency: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+        return metrics
