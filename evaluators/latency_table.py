@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 TABLE_VERSION = 1
 NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the same whatever its constants
+# A table entry is a layer of well under a few ms: half a second of runs gives a median of dozens of
+# them, and a NetAdapt iteration measures a hundred or more new layers.
+ENTRY_MAX_SECONDS = 0.5
 
 
 def default_table_path() -> Path:
@@ -78,7 +81,7 @@ class LatencyTable:
         check_measure_settings(batch_size, threads)
         self.path = Path(path) if path is not None else default_table_path()
         self.device, self.threads, self.batch_size = torch.device(device), threads, batch_size
-        self.measure_options = measure_options
+        self.measure_options = {"max_seconds": ENTRY_MAX_SECONDS, **measure_options}
         self._entries: dict[str, dict[str, Any]] | None = None
         self._new: dict[str, dict[str, Any]] = {}  # measured here, not yet saved
         self.measured = 0  # entries measured by this object (the rest came from the file)
@@ -235,6 +238,7 @@ class LatencyEvaluator:
             raise ValueError(f"measure: expected true or false, got {measure!r}")
         self.space, self.resolution, self.num_classes, self.measure = space, resolution, num_classes, measure
         self.table = LatencyTable(table, device=device, threads=threads, batch_size=batch_size, **measure_options)
+        self.measure_options = measure_options  # the whole network: the harness's defaults unless given
 
     def prepare(self) -> None:
         """Read the table file now, so that an unreadable one fails before the first trial."""
@@ -257,7 +261,7 @@ class LatencyEvaluator:
             if self.measure:
                 measured = measure_network(compile_ir(ir, seed=0), ir.resolution, batch_size=self.table.batch_size,
                                            threads=self.table.threads, device=self.table.device,
-                                           **self.table.measure_options)
+                                           **self.measure_options)
                 metrics.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
                                measured_p90_ms=measured.p90_ms)
         except Exception as error:  # noqa: BLE001  (a candidate that cannot be built is a result)

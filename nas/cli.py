@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nas.latency_cli import add_latency_command
+from nas.netadapt_cli import add_netadapt_command
 from nas.scale_cli import add_scale_command
 from nas.search_cli import add_search_command
 
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_command(commands)
     add_scale_command(commands)
     add_latency_command(commands, _positive_int)
+    add_netadapt_command(commands)
 
     doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
     doctor.add_argument("directory", metavar="RUN", help="search run directory")

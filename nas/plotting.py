@@ -186,3 +186,53 @@ def plot_family(family: dict[str, Any], path: str | Path) -> None:
     grid.set_title("grid at phi = 1 (b = beta, width)")
     figure.tight_layout()
     _save(figure, path)
+
+
+def plot_pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[float, float]], path: str | Path,
+                target_ms: float | None = None, title: str = "accuracy against latency") -> None:
+    """Every candidate as (latency ms, accuracy), the Pareto front joined and ringed, the target as a line."""
+    figure = Figure(figsize=(7, 4.5))
+    axis = figure.subplots()
+    if points:
+        axis.scatter([p[0] for p in points], [p[1] for p in points], s=16, color="#9ecae1", label="candidate")
+    if front:
+        ordered = sorted(front)
+        axis.step([p[0] for p in ordered], [p[1] for p in ordered], where="post", color="#e6550d", linewidth=1)
+        axis.scatter([p[0] for p in ordered], [p[1] for p in ordered], s=50, facecolors="none", edgecolors="#e6550d",
+                     label="Pareto front")
+    if target_ms is not None:
+        axis.axvline(target_ms, linestyle="--", color="#636363", label=f"target {target_ms:g} ms")
+    axis.set_xlabel("latency (ms, lookup table, full-size network)")
+    axis.set_ylabel("proxy accuracy")
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_netadapt(document: dict[str, Any], path: str | Path) -> None:
+    """A NetAdapt run (``nas.netadapt_outputs``): every proposal and the chosen trajectory as accuracy
+    against predicted latency, from the start to the final network after its long-term fine-tune."""
+    figure = Figure(figsize=(7, 4.5))
+    axis = figure.subplots()
+    proposals = [p for it in document["iterations"] for p in it["proposals"] if p["accuracy"] is not None]
+    if proposals:
+        axis.scatter([p["predicted_ms"] for p in proposals], [p["accuracy"] for p in proposals], s=10,
+                     color="#c6dbef", label="proposal (short fine-tune)")
+    start = document["start"]
+    path_points = [(start["latency_ms"], start["accuracy"])] + [
+        (it["chosen"]["predicted_ms"], it["chosen"]["accuracy"]) for it in document["iterations"] if it["chosen"]]
+    path_points = [(x, y) for x, y in path_points if x is not None and y is not None]
+    if path_points:
+        axis.plot([p[0] for p in path_points], [p[1] for p in path_points], "o-", color="#3182bd",
+                  label="chosen per iteration")
+    final = document["final"]
+    axis.scatter([final["predicted_ms"]], [final["accuracy"]], marker="*", s=160, color="#e6550d",
+                 label=f"final after {final['long_term_steps']} steps")
+    axis.axvline(document["target_ms"], linestyle="--", color="#636363", label=f"target {document['target_ms']:.2f} ms")
+    axis.set_xlabel(f"latency (ms, lookup table, {document['resolution']} px)")
+    axis.set_ylabel("validation accuracy")
+    axis.set_title(f"NetAdapt: {len(document['iterations'])} iterations, {document['status']}")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)

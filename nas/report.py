@@ -10,7 +10,7 @@ from nas.files import atomic_write_text
 from nas.final import Pair, final_best
 from nas.ir import CellNet
 from nas.journal import Journal, Record
-from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history
+from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history, plot_pareto
 from nas.search import SearchStats
 from nas.space import SearchSpace
 
@@ -50,10 +50,41 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
     text = _report(settings, journal, ranked, stats, evaluation or {}, controller)
+    if any("latency_ms" in record.result.metrics for record in ranked):
+        text += _pareto_section(out, ranked, settings)
     if final is not None:
         text += _final_section(final, chosen)
     atomic_write_text(out / "report.md", text)
     return chosen[1] if chosen is not None else best
+
+
+def pareto_front(records: list[Record]) -> list[Record]:
+    """The records no other beats in both accuracy (higher) and latency (lower), fastest first."""
+    scored = sorted((r for r in records if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics),
+                    key=lambda r: (r.result.metrics["latency_ms"], -r.result.metrics["accuracy"], r.trial_id))
+    front: list[Record] = []
+    for record in scored:
+        if not front or record.result.metrics["accuracy"] > front[-1].result.metrics["accuracy"]:
+            front.append(record)
+    return front
+
+
+def _pareto_section(out: Path, ranked: list[Record], settings: dict[str, Any]) -> str:
+    """``pareto.png`` and the table of the accuracy-latency Pareto front."""
+    front = pareto_front(ranked)
+    point = [(r.result.metrics["latency_ms"], r.result.metrics["accuracy"]) for r in ranked
+             if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics]
+    target = settings.get("latency_target_ms")
+    plot_pareto(point, [(r.result.metrics["latency_ms"], r.result.metrics["accuracy"]) for r in front],
+                out / "pareto.png", target, title=f"{settings['controller']} on {settings['space']}: accuracy "
+                                                  "against latency")
+    lines = ["", "## Pareto front (accuracy against latency)", "",
+             f"Candidates no other beats in both proxy accuracy and lookup-table latency of the full-size network "
+             f"({len(front)} of {len(point)}); picture: pareto.png" + (f"; target {target:g} ms." if target else "."),
+             "", "| trial | accuracy | latency (ms) | reward |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r.trial_id} | {_accuracy(r.result.metrics)} | {r.result.metrics['latency_ms']:.2f} | "
+              f"{_number(r.result.reward)} |" for r in front]
+    return "\n".join(lines) + "\n"
 
 
 def _accuracy(metrics: dict[str, Any]) -> str:

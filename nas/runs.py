@@ -25,16 +25,19 @@ from nas.space import SearchSpace
 if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
     from nas.final import Pair
     from nas.journal import Journal, Record
-    from nas.search import SearchStats
+    from nas.search import Reward, SearchStats
 
 logger = logging.getLogger(__name__)
 
 # Settings that define a search; resuming with any of them changed is refused.
 # ``budget`` may grow (continue a search), and data location, storage and threads may change.
 IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options",
-                   "repeats")
+                   "repeats", "objective", "latency_target_ms", "latency_weight", "latency")
 # Identity settings added after runs were first written: a run that lacks one was made with this value.
-IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1}
+IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1, "objective": "accuracy", "latency_target_ms": None,
+                     "latency_weight": -0.07, "latency": {}}
+OBJECTIVES: tuple[str, ...] = ("accuracy", "mnas")
+DEFAULT_LATENCY_WEIGHT = -0.07  # MnasNet's soft constraint (arXiv 1807.11626 §3)
 MAX_SEED = 2**63 - 1
 MAX_THREADS = 1024
 MAX_REPEATS = 1000
@@ -47,7 +50,8 @@ _TYPES: dict[str, Any] = {
     "out": str, "space": str, "controller": str, "evaluator": str, "budget": int, "dataset": str,
     "data_dir": _OPTIONAL_STR, "download": bool, "epochs": _OPTIONAL_INT, "seed": int, "threads": int,
     "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "proxy": dict, "controller_options": dict,
-    "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT, "final_repeats": int,
+    "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT, "final_repeats": int, "objective": str,
+    "latency_target_ms": (float, int, type(None)), "latency_weight": (float, int), "latency": dict,
 }
 
 
@@ -65,6 +69,12 @@ class SearchSettings:
     stage (``nas.final``): the best ``final_top`` candidates are evaluated again, ``final_repeats``
     times each with fresh seeds and ``final_epochs`` epochs (default: the search's), and best.json
     is the best of that stage.
+
+    ``objective`` ``mnas`` rewards ``accuracy * (latency_ms / latency_target_ms) ** latency_weight``
+    (``nas.search.mnas_reward``), where ``latency_ms`` is the registered ``latency`` evaluator's
+    lookup-table latency of the full-size network (1000 classes, its own resolution); ``latency``
+    holds that evaluator's options (``table``, ``threads``, ``batch_size``, ``resolution``,
+    ``num_classes``, ``device``). Accuracy and latency are both in the journal.
     """
 
     out: str
@@ -86,6 +96,10 @@ class SearchSettings:
     final_top: int = 0
     final_epochs: int | None = None
     final_repeats: int = DEFAULT_FINAL_REPEATS
+    objective: str = "accuracy"
+    latency_target_ms: float | None = None
+    latency_weight: float = DEFAULT_LATENCY_WEIGHT
+    latency: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
@@ -118,10 +132,36 @@ class SearchSettings:
             raise ValueError(f"seed: must be in [0, 2**63 - 1] (journals store it as a 64-bit integer), got {self.seed}")
         if self.storage is not None:
             check_storage(self.storage)
+        self._validate_objective()
+
+    def _validate_objective(self) -> None:
+        from nas.search import mnas_reward
+
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: {self.objective!r} is not an objective; valid: {list(OBJECTIVES)}")
+        if self.objective == "mnas":
+            if self.latency_target_ms is None:
+                raise ValueError("latency_target_ms: the mnas objective needs a latency target (--latency-target-ms)")
+            mnas_reward(self.latency_target_ms, self.latency_weight)  # validates both
+        elif self.latency_target_ms is not None or self.latency or self.latency_weight != DEFAULT_LATENCY_WEIGHT:
+            raise ValueError("latency_target_ms / latency_weight / latency: they set the latency objective; "
+                             "add --objective mnas")
+        keys = [key for key in self.latency if not isinstance(key, str)]
+        if keys:
+            raise ValueError(f"latency: option names must be strings, got {keys[0]!r}")
 
     def identity(self) -> dict[str, Any]:
         values = asdict(self)
+        values["latency"] = {key: value for key, value in self.latency.items() if key not in ("table", "device")}
         return {key: values[key] for key in IDENTITY_FIELDS}
+
+    def reward(self) -> Reward:
+        """The reward of the objective: accuracy, or the MnasNet reward."""
+        from nas.search import accuracy_reward, mnas_reward
+
+        if self.objective == "mnas":
+            return mnas_reward(self.latency_target_ms, self.latency_weight)  # type: ignore[arg-type]
+        return accuracy_reward
 
 
 def check_types(settings: Any, types: Mapping[str, Any]) -> None:
@@ -215,6 +255,7 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
             raise ValueError(f"{out} holds a compound-scaling run (nas scale); use another --out")
     space, controller, evaluator = build_parts(settings)
     final_evaluator = _final_evaluator(settings, space)
+    latency = build_latency_evaluator(settings, space)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
     prepare_repeats = getattr(evaluator, "prepare_repeats", None)
     if callable(prepare_repeats):  # every validation split the run will use, checked now
@@ -230,21 +271,49 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
         controller = _resume_controller(settings, space, controller, journal)
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
         with intra_op_threads(settings.threads):
-            stats = search(space, controller, repeated(evaluator.evaluate, settings.repeats), journal,
-                           settings.budget, on_record=report)
+            stats = search(space, controller, with_latency(repeated(evaluator.evaluate, settings.repeats), latency),
+                           journal, settings.budget, reward=settings.reward(), on_record=report)
         pairs = None
         if final_evaluator is not None and final is not None:
             final_evaluator.prepare()
             with intra_op_threads(settings.threads):
                 pairs = run_final_stage(journal, final, space, settings.final_top,
-                                        repeated(final_evaluator.evaluate, settings.final_repeats,
-                                                 first=settings.repeats), on_final=on_final)
+                                        with_latency(repeated(final_evaluator.evaluate, settings.final_repeats,
+                                                              first=settings.repeats), latency),
+                                        reward=settings.reward(), on_final=on_final)
         describe = getattr(evaluator, "describe", None)
         best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
                                                    "threads": settings.threads, **_final_settings(settings)},
                              stats, describe() if callable(describe) else None, final=pairs,
                              controller=_controller_config(controller))
     return best, stats
+
+
+def build_latency_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
+    """The registered ``latency`` evaluator of the mnas objective (``settings.latency`` its options), checked now."""
+    if settings.objective != "mnas":
+        return None
+    try:
+        latency = make_evaluator("latency", space, seed=settings.seed, **settings.latency)
+        latency.prepare()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"latency: {error}") from None
+    return latency
+
+
+def with_latency(evaluate: Callable[[Any, int], Mapping[str, Any]],
+                 latency: Evaluator[Any] | None) -> Callable[[Any, int], dict[str, Any]]:
+    """``evaluate`` with the latency evaluator's metrics added (first: a candidate it cannot build is not trained)."""
+    if latency is None:
+        return lambda genotype, trial_id: dict(evaluate(genotype, trial_id))
+
+    def evaluate_with_latency(genotype: Any, trial_id: int) -> dict[str, Any]:
+        cost = latency.evaluate(genotype, trial_id)
+        if cost.get("error"):
+            return dict(cost)
+        return {**evaluate(genotype, trial_id), **cost}
+
+    return evaluate_with_latency
 
 
 def open_journal(out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any],

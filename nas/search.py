@@ -32,6 +32,26 @@ def accuracy_reward(metrics: Mapping[str, Any]) -> float:
     return float(metrics["accuracy"])
 
 
+def mnas_reward(target_ms: float, weight: float = -0.07) -> Reward:
+    """The MnasNet reward ``accuracy * (latency / target) ** weight`` (arXiv 1807.11626 eq. 2).
+
+    With ``weight`` = alpha = beta = -0.07 the constraint is soft: doubling the latency costs about
+    5% of relative accuracy (§3); MobileNetV3-Small used -0.15, and -1 with alpha = 0 is MnasNet's
+    hard-constraint variant. ``latency`` is the metric ``latency_ms`` (the ``latency`` evaluator's
+    lookup-table latency of the full-size network).
+    """
+    if not (isinstance(target_ms, (int, float)) and not isinstance(target_ms, bool) and math.isfinite(target_ms)
+            and target_ms > 0):
+        raise ValueError(f"latency_target_ms: must be a positive number of milliseconds, got {target_ms!r}")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -10 <= weight <= 0:
+        raise ValueError(f"latency_weight: must be a number in [-10, 0] (MnasNet: -0.07), got {weight!r}")
+
+    def reward(metrics: Mapping[str, Any]) -> float:
+        return float(metrics["accuracy"]) * (float(metrics["latency_ms"]) / target_ms) ** weight
+
+    return reward
+
+
 @dataclass
 class SearchStats:
     """Where the time went: evaluation versus the loop's own work (ask, tell, journal, state)."""

@@ -3,7 +3,8 @@
 Flags override the config file; the config file overrides the defaults. Keys of the config are
 the long flag names with underscores, plus two mappings: ``proxy`` (options of the proxy
 evaluator, e.g. ``num_cells``, ``penultimate_filters``, ``batch_size``, ``learning_rate``) and
-``controller_options`` (e.g. ``batch_size`` or ``learning_rate`` of the RNN controller).
+``controller_options`` (e.g. ``batch_size`` or ``learning_rate`` of the RNN controller), and
+``latency`` (options of the latency evaluator of ``--objective mnas``: ``table``, ``threads``, ...).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from nas.journal import Record
 
 _FLAGS = ("space", "controller", "evaluator", "budget", "dataset", "data_dir", "download", "epochs", "seed",
-          "threads", "storage", "study_name", "repeats", "final_top", "final_epochs", "final_repeats")
+          "threads", "storage", "study_name", "repeats", "final_top", "final_epochs", "final_repeats", "objective",
+          "latency_target_ms", "latency_weight")
 
 
 def _listed(known: registry.Registry, default: str) -> str:
@@ -51,6 +53,10 @@ def add_search_command(commands: Any) -> None:
                         "and choose best.json among them (default 0: no final stage)")
     search.add_argument("--final-epochs", type=int, help="training epochs of the final stage (default: --epochs)")
     search.add_argument("--final-repeats", type=int, help="fresh seeds per candidate in the final stage (default 3)")
+    search.add_argument("--objective", choices=("accuracy", "mnas"), help="reward: accuracy (default) or the MnasNet "
+                        "reward accuracy * (latency / target) ** weight, latency from the lookup table at full size")
+    search.add_argument("--latency-target-ms", type=float, help="latency target T of the mnas objective (ms)")
+    search.add_argument("--latency-weight", type=float, help="exponent w of the mnas objective (default -0.07)")
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")
     search.add_argument("--study-name", help="study name inside --storage (default nas-search)")
     search.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")

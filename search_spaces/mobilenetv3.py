@@ -248,6 +248,54 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         hidden = max(genotype.classifier_hidden, make_divisible(genotype.classifier_hidden * width))
         return replace(scaled, classifier_hidden=hidden, resolution=scale_resolution(genotype.resolution, resolution))
 
+    def prunable_widths(self, genotype: MobileNetV3Genotype) -> dict[str, int]:
+        """The widths NetAdapt may shrink (MobileNetV3 §4.2), by name: each expansion layer
+        (``blocks.I.expand_channels``, blocks with one), and each bottleneck width with every block
+        that shares it through a residual connection (``stem_channels`` or ``blocks.I.out_channels``,
+        I the first block of the run), and ``head_channels``. A block without an expansion layer
+        runs its depthwise conv at its input width, which it shares with that input."""
+        widths = {"stem_channels": genotype.stem_channels}
+        in_channels = genotype.stem_channels
+        for i, block in enumerate(genotype.blocks):
+            if block.expand_channels != in_channels:
+                widths[f"blocks.{i}.expand_channels"] = block.expand_channels
+            if not (block.stride == 1 and block.out_channels == in_channels):  # no residual: a new width
+                widths[f"blocks.{i}.out_channels"] = block.out_channels
+            in_channels = block.out_channels
+        widths["head_channels"] = genotype.head_channels
+        return widths
+
+    def with_widths(self, genotype: MobileNetV3Genotype, widths: Mapping[str, int]) -> MobileNetV3Genotype:
+        """``genotype`` with the ``prunable_widths`` given (all of them), the same layers, only narrower or wider.
+
+        ``ValueError`` if the widths would change the network's structure: an expansion layer that
+        would vanish (its width equal to its input's) or a residual connection that would appear
+        (a stride-1 block's input and output widths made equal), since NetAdapt's weights are
+        inherited layer by layer.
+        """
+        names = self.prunable_widths(genotype)
+        if set(widths) != set(names):
+            missing, unknown = sorted(set(names) - set(widths)), sorted(set(widths) - set(names))
+            raise ValueError(f"widths: need exactly the prunable widths of this genotype; missing {missing[:3]}, "
+                             f"unknown {unknown[:3]}")
+        for name, value in widths.items():
+            BOUNDS["channels"].check(name, value)
+        new_in, blocks = widths["stem_channels"], []
+        for i, block in enumerate(genotype.blocks):
+            expand_name, out_name = f"blocks.{i}.expand_channels", f"blocks.{i}.out_channels"
+            expand = widths[expand_name] if expand_name in widths else new_in
+            out = widths[out_name] if out_name in widths else new_in
+            if expand_name in widths and expand == new_in:
+                raise ValueError(f"{expand_name}: {expand} equals the block's input width, so its expansion layer "
+                                 "would vanish")
+            if out_name in widths and block.stride == 1 and out == new_in:
+                raise ValueError(f"{out_name}: {out} equals the block's input width, so a residual connection would "
+                                 "appear")
+            blocks.append(replace(block, expand_channels=expand, out_channels=out))
+            new_in = out
+        return replace(genotype, blocks=tuple(blocks), stem_channels=widths["stem_channels"],
+                       head_channels=widths["head_channels"])
+
     def lower(self, genotype: MobileNetV3Genotype, *, num_classes: int = 1000,
               resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
         """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies (``BOUNDS``)."""

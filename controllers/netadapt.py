@@ -1,0 +1,254 @@
+"""NetAdapt: shrink a trained network one width at a time until a latency budget is met (arXiv 1804.03230).
+
+Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.width_space.WidthSpace``:
+
+- trial 0 is the starting network itself (the run evaluates its accuracy without fine-tuning);
+- iteration k sets the latency constraint ``current - reduction * L0 * decay^k`` (L0: the
+  starting latency; NetAdapt's schedule, its reference code uses 0.025 and decay 0.96, MobileNetV3
+  a fixed 0.01 * L0), never below the target, so the last iteration stops at the target instead
+  of overshooting it;
+- for every prunable width (``prunable_widths``: each expansion layer, each bottleneck width shared
+  through residual connections, the head) it proposes the largest width, in multiples of the
+  space's granularity, whose network meets the constraint by the ``latency`` function (the
+  lookup table: "ChooseNumFilters"); a width that cannot meet it, or only by changing the
+  network's structure, makes no proposal;
+- each proposal is one trial; the caller's evaluator inherits the current network's weights,
+  fine-tunes briefly and reports the accuracy as the reward;
+- when every proposal of the iteration is told, the best becomes the current network:
+  ``selection`` ``accuracy`` picks the highest accuracy (NetAdapt), ``efficiency`` the largest
+  (accuracy - current accuracy) / (current latency - its latency) (MobileNetV3 §4.2);
+- when no width can meet an iteration's constraint (late in a run a single layer often cannot
+  remove a fixed step), the step is halved, at most ``MAX_HALVINGS`` times over the run, and the
+  proposals are made again; the halving is kept for the later iterations;
+- ``finished`` once the current network meets ``target_ms`` (``status`` ``met``), no width can
+  meet an iteration's constraint even after the halvings (``stuck``), every proposal of an iteration failed or the
+  starting network failed (``failed``), or ``max_iterations`` were run (``stopped``).
+
+The controller never trains anything; the long-term fine-tune of the result is the run's
+(``nas netadapt``). Its whole state (the iteration, the proposals with their predicted
+latencies, every result) is in ``state_dict``, so a resumed run replays exactly even if the
+lookup table changed in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from nas.controller import Result
+from nas.controller_base import ControllerBase
+from nas.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+Selection = Literal["accuracy", "efficiency"]
+SELECTIONS: tuple[str, ...] = ("accuracy", "efficiency")
+STATUSES = ("running", "met", "stuck", "failed", "stopped")
+DEFAULT_REDUCTION = 0.1
+DEFAULT_MAX_ITERATIONS = 100
+MAX_HALVINGS = 3  # the step may shrink to 1/8 of the schedule's before the controller gives up
+
+
+class NetAdapt(ControllerBase):
+    """Layer-wise width reduction under a latency schedule (see the module docstring).
+
+    Args:
+        space: a ``WidthSpace`` (decisions: the prunable widths; ``start_widths``: the start's).
+        latency: genotype -> predicted latency in ms (a lookup table); called while proposing.
+        target_ms: the latency budget.
+        start_latency_ms: the starting network's latency (default: ``latency(start)``); a run
+            records it once so that a resumed run keeps its targets.
+        reduction: latency removed per iteration, as a fraction of the starting latency.
+        decay: the reduction of iteration k is ``reduction * decay^k``.
+        selection: ``accuracy`` or ``efficiency`` (see the module docstring).
+        max_iterations: iterations after which the controller stops (status ``stopped``).
+    """
+
+    def __init__(self, space: SearchSpace[Any], seed: int = 0, budget: int | None = None, *,
+                 latency: Callable[[Any], float], target_ms: float, start_latency_ms: float | None = None,
+                 reduction: float = DEFAULT_REDUCTION, decay: float = 1.0, selection: Selection = "accuracy",
+                 max_iterations: int = DEFAULT_MAX_ITERATIONS) -> None:
+        super().__init__(space, seed, budget)
+        start_widths = getattr(space, "start_widths", None)
+        if not isinstance(start_widths, Mapping):
+            raise ValueError(f"netadapt searches the widths of one network: it needs a nas.width_space.WidthSpace, "
+                             f"got space {space.name!r}")
+        if not callable(latency):
+            raise ValueError("latency: must be a function of a genotype giving milliseconds")
+        for name, value, low, high in (("reduction", reduction, 0.0, 1.0), ("decay", decay, 0.0, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+                raise ValueError(f"{name}: must be a number in ({low:g}, {high:g}], got {value!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: {selection!r} is not a selection; valid: {list(SELECTIONS)}")
+        if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+            raise ValueError(f"max_iterations: must be a positive integer, got {max_iterations!r}")
+        self.latency = latency
+        self.start_choices = dict(start_widths)
+        start_latency = float(latency(space.decode(self.start_choices)) if start_latency_ms is None
+                              else start_latency_ms)
+        for name, value in (("target_ms", target_ms), ("start_latency_ms", start_latency)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: must be a positive number of milliseconds, got {value!r}")
+        self.target_ms, self.start_latency_ms = float(target_ms), start_latency
+        self.reduction, self.decay, self.selection = float(reduction), float(decay), selection
+        self.max_iterations = max_iterations
+        self.status = "running"
+        self.iteration = 0  # iterations finished
+        self.current: dict[str, Any] = {"choices": dict(self.start_choices), "trial": None,
+                                        "latency_ms": start_latency, "accuracy": None}
+        self.proposals: list[dict[str, Any]] = []  # this iteration's: name, width, choices, predicted_ms, trial, ...
+        self.history: list[dict[str, Any]] = []  # finished iterations
+        self.start_trial: dict[str, Any] | None = None  # the evaluation of the starting network (trial 0)
+        self.constraint_ms: float | None = None  # the constraint of this iteration's proposals
+        self.halvings = 0  # times the schedule's step was halved because no width could meet it
+
+    # ---- what the run reads --------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running" or super().finished
+
+    @property
+    def parent(self) -> tuple[Any, int | None]:
+        """The current network's genotype and the trial whose weights it has (None: the starting weights)."""
+        return self.space.decode(self.current["choices"]), self.current["trial"]
+
+    def constraint(self) -> float:
+        """This iteration's latency constraint (ms): the schedule's step, never below the target."""
+        step = self.reduction * self.start_latency_ms * self.decay ** self.iteration / 2 ** self.halvings
+        return max(self.current["latency_ms"] - step, self.target_ms)
+
+    # ---- ask / tell ----------------------------------------------------------------------------
+
+    def _propose(self, trial_id: int) -> dict[str, Any] | None:
+        if trial_id == 0:
+            return dict(self.start_choices)
+        waiting = [proposal for proposal in self.proposals if proposal["trial"] is None]
+        if not waiting:
+            return None
+        waiting[0]["trial"] = trial_id
+        return dict(waiting[0]["choices"])
+
+    def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
+        if trial_id == 0:
+            self.start_trial = {"trial": 0, "accuracy": None if result.failed else float(result.reward),
+                                "error": result.error}
+            if result.failed:
+                self.status = "failed"
+                return
+            self.current["accuracy"] = float(result.reward)
+            self._next_iteration()
+            return
+        proposal = next(p for p in self.proposals if p["trial"] == trial_id)
+        proposal["accuracy"] = None if result.failed else float(result.reward)
+        proposal["error"] = result.error
+        if all("accuracy" in p for p in self.proposals):
+            self._choose()
+
+    def _choose(self) -> None:
+        done = [p for p in self.proposals if p["accuracy"] is not None]
+        record = {"iteration": self.iteration + 1, "constraint_ms": self.constraint_ms,
+                  "proposals": self.proposals, "chosen": None}
+        self.history.append(record)
+        self.proposals = []
+        if not done:
+            self.status = "failed"
+            return
+        best = max(done, key=lambda p: (self._score(p), -p["trial"]))
+        record["chosen"] = best["trial"]
+        self.current = {"choices": dict(best["choices"]), "trial": best["trial"], "latency_ms": best["predicted_ms"],
+                        "accuracy": best["accuracy"]}
+        self.iteration += 1
+        logger.info("netadapt iteration %d: %s -> %d, %.3f ms, accuracy %.4f", self.iteration, best["name"],
+                    best["width"], best["predicted_ms"], best["accuracy"])
+        self._next_iteration()
+
+    def _score(self, proposal: Mapping[str, Any]) -> float:
+        if self.selection == "accuracy":
+            return float(proposal["accuracy"])
+        saved = max(self.current["latency_ms"] - proposal["predicted_ms"], 1e-9)
+        return (float(proposal["accuracy"]) - float(self.current["accuracy"])) / saved
+
+    def _next_iteration(self) -> None:
+        """Decide whether to stop; otherwise make this iteration's proposals."""
+        if self.current["latency_ms"] <= self.target_ms:
+            self.status = "met"
+        elif self.iteration >= self.max_iterations:
+            self.status = "stopped"
+        else:
+            while True:
+                self.constraint_ms = self.constraint()
+                self.proposals = self._make_proposals(self.constraint_ms)
+                if self.proposals or self.halvings >= MAX_HALVINGS:
+                    break
+                self.halvings += 1
+                logger.info("netadapt: no width meets %.3f ms; halving the step", self.constraint_ms)
+            if not self.proposals:
+                self.status = "stuck"
+
+    def _make_proposals(self, constraint: float) -> list[dict[str, Any]]:
+        proposals = []
+        for name, width in self.current["choices"].items():
+            found = self._largest_width(name, width, constraint)
+            if found is not None:
+                choices, predicted = found
+                proposals.append({"name": name, "width": choices[name], "choices": choices, "predicted_ms": predicted,
+                                  "trial": None})
+        return proposals
+
+    def _largest_width(self, name: str, width: int, constraint: float) -> tuple[dict[str, Any], float] | None:
+        """The largest allowed width of ``name`` below ``width`` whose network meets ``constraint``.
+
+        Latency grows with a width, so the smallest width is tried first (none fits: no proposal)
+        and the largest fitting one is found by bisection over the allowed widths.
+        """
+        decision = next(d for d in self.decisions if d.name == name)
+        allowed = []
+        for candidate in (value for value in decision.choices if value < width):
+            choices = {**self.current["choices"], name: candidate}
+            try:
+                self.space.decode(choices)
+            except ValueError:  # the width would add or remove a layer or residual connection
+                continue
+            allowed.append(choices)
+        predicted: dict[int, float] = {}
+
+        def latency_of(index: int) -> float:
+            if index not in predicted:
+                predicted[index] = float(self.latency(self.space.decode(allowed[index])))
+            return predicted[index]
+
+        if not allowed or latency_of(0) > constraint:
+            return None
+        low, high = 0, len(allowed) - 1  # invariant: allowed[low] fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            if latency_of(middle) <= constraint:
+                low = middle
+            else:
+                high = middle - 1
+        return allowed[low], latency_of(low)
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {"target_ms": self.target_ms, "reduction": self.reduction, "decay": self.decay,
+                "selection": self.selection, "max_iterations": self.max_iterations,
+                "start": dict(self.start_choices)}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"status": self.status, "iteration": self.iteration, "current": dict(self.current),
+                "proposals": [dict(p) for p in self.proposals], "history": [dict(h) for h in self.history],
+                "start_latency_ms": self.start_latency_ms, "start_trial": self.start_trial,
+                "constraint_ms": self.constraint_ms, "halvings": self.halvings}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.status, self.iteration = str(state["status"]), int(state["iteration"])
+        self.current = dict(state["current"])
+        self.proposals = [dict(p) for p in state["proposals"]]
+        self.history = [dict(h) for h in state["history"]]
+        self.start_latency_ms, self.start_trial = float(state["start_latency_ms"]), state["start_trial"]
+        self.constraint_ms = None if state["constraint_ms"] is None else float(state["constraint_ms"])
+        self.halvings = int(state["halvings"])

@@ -1,0 +1,154 @@
+"""Weight inheritance between two chain networks that differ only in widths (NetAdapt's pruning).
+
+NetAdapt (arXiv 1804.03230 §3.2, "ChooseWhichFilters") keeps the filters with the largest L2
+norm when it shrinks a layer, and the next layer keeps the matching input channels; MobileNetV3
+(arXiv 1905.02244 §4.2) initialises every proposal from the previous step's trained model the
+same way. Here the channels of a ``ChainNet`` are grouped into *channel spaces*: the output of
+a layer, shared by every block tied to it through a residual connection; a block's expansion
+width (or, without an expansion layer, its input's); a squeeze-and-excitation bottleneck. When a
+space shrinks from ``n`` to ``m`` channels, its ``m`` channels whose producing filters (every
+conv writing into it) have the largest summed squared L2 norm are kept, in their order, and every
+tensor that reads or writes the space (convs, BatchNorms, SE, the classifier's first linear
+layer) is sliced to them. Everything else is copied.
+
+Ops understood: ``conv_bn_act`` and ``mbconv`` (the chain ops of MobileNetV3 and EfficientNet);
+another op, a change of structure (a layer, a residual connection or SE added or removed) or a
+width that grows is a ``ValueError`` naming the block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nas.compile import ChainModule
+from nas.compile import compile as compile_ir
+from nas.ir import BlockSpec, ChainNet
+
+
+@dataclass
+class ChannelSpace:
+    """One group of channels that shrinks together; ``kept`` are the old indices kept (None: all)."""
+
+    old: int
+    new: int
+    producers: list[str] = field(default_factory=list)  # state-dict keys of weights whose dim 0 writes it
+    kept: torch.Tensor | None = None
+
+
+@dataclass
+class _Plan:
+    spaces: list[ChannelSpace] = field(default_factory=list)
+    # module prefix -> (kind, output space, input space); kinds: conv, depthwise, bn, linear_in
+    layers: dict[str, tuple[str, ChannelSpace | None, ChannelSpace | None]] = field(default_factory=dict)
+
+    def space(self, old: int, new: int, path: str) -> ChannelSpace:
+        if new > old:
+            raise ValueError(f"{path}: width grows from {old} to {new}; inheritance only shrinks")
+        created = ChannelSpace(old, new)
+        self.spaces.append(created)
+        return created
+
+    def conv(self, prefix: str, out: ChannelSpace, inp: ChannelSpace | None, depthwise: bool = False) -> None:
+        self.layers[f"{prefix}.0"] = ("depthwise" if depthwise else "conv", out, inp)
+        self.layers[f"{prefix}.1"] = ("bn", out, None)
+
+
+def _block_modules(module: ChainModule, ir: ChainNet) -> list[tuple[str, nn.Module]]:
+    """(state-dict prefix, module) of every block of ``ir``, in order."""
+    names = {id(sub): name for name, sub in module.named_modules()}
+    stem = [module.stem] if len(ir.stem) == 1 else list(module.stem)
+    head = [] if not ir.head else [module.head] if len(ir.head) == 1 else list(module.head)
+    parts = stem + [block for stage in module.stages for block in stage] + head
+    return [(names[id(part)], part) for part in parts]
+
+
+def _check_same_block(path: str, old: BlockSpec, new: BlockSpec) -> None:
+    for name in ("op", "stride", "input_size"):
+        if getattr(old, name) != getattr(new, name):
+            raise ValueError(f"{path}.{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}; inheritance needs "
+                             "the same layers")
+    for name in ("expand_channels", "se_channels"):  # a layer exists in both or in neither
+        if bool(old.option(name)) != bool(new.option(name)):
+            raise ValueError(f"{path}: the {name.split('_')[0]} layer is added or removed; inheritance needs "
+                             "the same layers")
+
+
+def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
+    """The channel spaces of ``old_ir`` and how every tensor of ``module`` reads and writes them."""
+    if not isinstance(old_ir, ChainNet) or not isinstance(new_ir, ChainNet):
+        raise ValueError("weight inheritance works on chain networks (ChainNet)")
+    old_blocks, new_blocks = old_ir.all_blocks(), new_ir.all_blocks()
+    if [path for path, _ in old_blocks] != [path for path, _ in new_blocks]:
+        raise ValueError("the two networks have different blocks; inheritance needs the same layers")
+    result = _Plan()
+    running = result.space(3, 3, "input")
+    for (path, old), (_, new), (prefix, block) in zip(old_blocks, new_blocks, _block_modules(module, old_ir)):
+        _check_same_block(path, old, new)
+        if old.op == "conv_bn_act":
+            out = result.space(old.out_channels, new.out_channels, path)
+            result.conv(prefix, out, running)
+            out.producers.append(f"{prefix}.0.weight")
+        elif old.op == "mbconv":
+            residual = old.stride == 1 and old.in_channels == old.out_channels
+            if residual != (new.stride == 1 and new.in_channels == new.out_channels):
+                raise ValueError(f"{path}: a residual connection is added or removed; inheritance needs the same layers")
+            index, layers = 0, f"{prefix}.block"
+            hidden = running
+            if old.option("expand_channels"):
+                hidden = result.space(old.option("expand_channels"), new.option("expand_channels"), path)
+                result.conv(f"{layers}.0", hidden, running)
+                hidden.producers.append(f"{layers}.0.0.weight")
+                index = 1
+            result.conv(f"{layers}.{index}", hidden, None, depthwise=True)
+            index += 1
+            if old.option("se_channels"):
+                squeeze = result.space(old.option("se_channels"), new.option("se_channels"), path)
+                result.layers[f"{layers}.{index}.fc1"] = ("conv", squeeze, hidden)
+                result.layers[f"{layers}.{index}.fc2"] = ("conv", hidden, squeeze)
+                squeeze.producers.append(f"{layers}.{index}.fc1.weight")
+                index += 1
+            out = running if residual else result.space(old.out_channels, new.out_channels, path)
+            result.conv(f"{layers}.{index}", out, hidden)
+            out.producers.append(f"{layers}.{index}.0.weight")
+        else:
+            raise ValueError(f"{path}: weight inheritance does not know op {old.op!r} (it knows conv_bn_act, mbconv)")
+        running = out
+    linear = next(name for name, sub in module.classifier.named_modules() if isinstance(sub, nn.Linear))
+    result.layers[f"classifier.{linear}"] = ("linear_in", None, running)
+    return result
+
+
+def _select(tensor: torch.Tensor, dim: int, space: ChannelSpace | None) -> torch.Tensor:
+    if space is None or space.kept is None or tensor.dim() <= dim:
+        return tensor
+    return tensor.index_select(dim, space.kept)
+
+
+def inherit_weights(module: nn.Module, old_ir: ChainNet, new_ir: ChainNet) -> nn.Module:
+    """A module of ``new_ir`` whose weights are ``module``'s (a module of ``old_ir``) with the pruned
+    channels removed: the largest-L2 filters of each shrunk channel space are kept (module docstring)."""
+    if not isinstance(module, ChainModule):
+        raise ValueError(f"weight inheritance works on compiled chain networks, got {type(module).__name__}")
+    layout = plan(module, old_ir, new_ir)
+    state = module.state_dict()
+    for space in layout.spaces:
+        if space.new < space.old:
+            importance = sum(state[key].detach().flatten(1).pow(2).sum(1).double() for key in space.producers)
+            space.kept = torch.topk(importance, space.new).indices.sort().values  # type: ignore[union-attr]
+    inherited = {}
+    for key, tensor in state.items():
+        prefix, leaf = key.rsplit(".", 1)
+        kind, out, inp = layout.layers.get(prefix, ("copy", None, None))
+        if kind == "bn" and leaf != "num_batches_tracked" or kind == "depthwise":
+            tensor = _select(tensor, 0, out)
+        elif kind == "conv":
+            tensor = _select(_select(tensor, 0, out), 1, inp) if leaf == "weight" else _select(tensor, 0, out)
+        elif kind == "linear_in" and leaf == "weight":
+            tensor = _select(tensor, 1, inp)
+        inherited[key] = tensor.clone()
+    target = compile_ir(new_ir).to(next(module.parameters()).device)
+    target.load_state_dict(inherited)  # strict: any tensor the plan missed is an error, not a silent re-init
+    return target

@@ -1,0 +1,83 @@
+"""The widths of one network as a search space: what NetAdapt searches (arXiv 1804.03230).
+
+A space that can be pruned defines two methods (optional, like ``scale``; ``can_prune``):
+
+- ``prunable_widths(genotype) -> dict[str, int]``: the channel widths a pruner may shrink, by a
+  name the space chooses (MobileNetV3: each expansion layer, each bottleneck width with the blocks
+  that share it through residual connections, the head), so that every name is one layer's
+  filters or a group that must shrink together;
+- ``with_widths(genotype, widths) -> genotype``: the same network with those widths, the same
+  layers (``ValueError`` if the widths would add or remove a layer or a residual connection).
+
+``WidthSpace(base, start)`` turns them into a ``SearchSpace`` whose decisions are the widths of
+``start`` (choices: multiples of ``granularity`` below the starting width, and the starting width)
+and whose genotypes are plain genotypes of ``base`` with the same name, so that a journal of a
+NetAdapt run holds genotypes that ``nas materialize`` and ``nas latency`` read like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.ir import CellNet, ChainNet
+from nas.space import Choice, Decision, SearchSpace, check_choices, mutate_one_decision
+
+DEFAULT_GRANULARITY = 8  # channels: the multiple MobileNet widths round to (``make_divisible``)
+
+
+def can_prune(space: SearchSpace[Any]) -> bool:
+    """Whether ``space`` defines ``prunable_widths`` and ``with_widths`` (see the module docstring)."""
+    return callable(getattr(space, "prunable_widths", None)) and callable(getattr(space, "with_widths", None))
+
+
+def width_choices(start: int, granularity: int) -> tuple[int, ...]:
+    """``granularity, 2 * granularity, ...`` below ``start``, then ``start`` itself, ascending."""
+    return tuple(range(granularity, start, granularity)) + (start,)
+
+
+class WidthSpace:
+    """The prunable widths of ``start`` (a genotype of ``base``) as decisions; genotypes are ``base``'s."""
+
+    proxy_reduction: Mapping[str, Any] = {}  # NetAdapt fine-tunes the network itself, not a reduced copy
+
+    def __init__(self, base: SearchSpace[Any], start: Any, granularity: int = DEFAULT_GRANULARITY) -> None:
+        if not can_prune(base):
+            raise ValueError(f"space {base.name!r} cannot be pruned: it defines no prunable_widths / with_widths "
+                             "(see nas.width_space)")
+        if isinstance(granularity, bool) or not isinstance(granularity, int) or granularity < 1:
+            raise ValueError(f"granularity: must be a positive integer, got {granularity!r}")
+        self.base, self.start, self.granularity = base, start, granularity
+        self.name = base.name
+        self.genotype_class = base.genotype_class
+        self.start_widths: dict[str, int] = dict(base.prunable_widths(start))  # type: ignore[attr-defined]
+        self._decisions = [Decision(name, width_choices(width, granularity))
+                           for name, width in self.start_widths.items()]
+
+    def decisions(self) -> Sequence[Decision]:
+        return list(self._decisions)
+
+    def decode(self, choices: Mapping[str, Choice]) -> Any:
+        check_choices(self._decisions, choices)
+        return self.base.with_widths(self.start, dict(choices))  # type: ignore[attr-defined]
+
+    def encode(self, genotype: Any) -> dict[str, Choice]:
+        widths = dict(self.base.prunable_widths(genotype))  # type: ignore[attr-defined]
+        check_choices(self._decisions, widths)
+        if self.decode(widths) != genotype:
+            raise ValueError("genotype: not the starting network with other widths")
+        return widths
+
+    def lower(self, genotype: Any, **macro: Any) -> ChainNet | CellNet:
+        return self.base.lower(genotype, **macro)
+
+    def presets(self) -> dict[str, Any]:
+        return {}
+
+    def mutate(self, genotype: Any, rng: np.random.Generator) -> Any:
+        return mutate_one_decision(self, genotype, rng)
+
+    def genotype_from_dict(self, data: Mapping[str, Any]) -> Any:
+        return self.base.genotype_from_dict(data)
