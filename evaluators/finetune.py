@@ -124,11 +124,14 @@ class FineTuneEvaluator:
         self.parent = (genotype, state_dict)
 
     def train(self, model: nn.Module, steps: int, seed: int, learning_rate: float | None = None) -> float:
-        """Fine-tune ``model`` in place for ``steps`` steps (data order seeded by ``seed``); the final loss."""
+        """Fine-tune ``model`` in place for ``steps`` steps (data order and dropout seeded by ``seed``); the final loss."""
         generator = torch.Generator().manual_seed(seed)
-        return train_steps(model, self.splits.train, steps, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate if learning_rate is None else learning_rate,
-                           weight_decay=self.weight_decay, generator=generator, device=self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # dropout draws from the global stream: seed it, then restore
+            torch.manual_seed(seed)
+            return train_steps(model, self.splits.train, steps, batch_size=self.batch_size,
+                               learning_rate=self.learning_rate if learning_rate is None else learning_rate,
+                               weight_decay=self.weight_decay, generator=generator, device=self.device)
 
     def validate(self, model: nn.Module, seed: int) -> float:
         """Validation accuracy after re-estimating the BatchNorm statistics (``recalibrate_batchnorm``)."""

@@ -12,7 +12,8 @@ tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``
    clock and before stopping it (CUDA, MPS), so queued kernels are counted;
 4. repeats until the 95% confidence interval of the median, from the order statistics of the
    runs so far, is narrower than ``precision`` of the median (default ±2%), with at least
-   ``min_repetitions`` runs and at most ``max_repetitions`` or ``max_seconds``;
+   ``min_repetitions`` runs and at most ``max_repetitions`` or ``max_seconds``, in ``rounds``
+   rounds on fresh copies of the input (see ``measure``);
 5. reports the median and the 10th / 90th percentiles, with the device's fingerprint
    (processor, machine, cores, threads, torch version, device name): a latency number without
    the machine it was measured on means nothing, and a lookup table is valid only on its own.
@@ -40,10 +41,11 @@ from nas.runs import intra_op_threads
 
 WARMUP = 5
 WARMUP_SECONDS = 0.05
-MIN_REPETITIONS = 15
+MIN_REPETITIONS = 10
 MAX_REPETITIONS = 1000
 MAX_SECONDS = 2.0  # per measurement, after warm-up: a 500 ms network still gets its 15 runs (see ``measure``)
 PRECISION = 0.02
+ROUNDS = 3
 Z_95 = 1.959964
 
 
@@ -140,41 +142,34 @@ def _quiet() -> Iterator[None]:
 
 def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *, threads: int = 1,
             warmup: int = WARMUP, min_repetitions: int = MIN_REPETITIONS, max_repetitions: int = MAX_REPETITIONS,
-            max_seconds: float = MAX_SECONDS, precision: float = PRECISION) -> Latency:
+            max_seconds: float = MAX_SECONDS, precision: float = PRECISION, rounds: int = ROUNDS) -> Latency:
     """Latency of ``module(*inputs)`` on the device the inputs are on (see the module docstring).
 
     ``inputs`` is one tensor or a sequence of them (a NASNet cell takes two); the batch size is
-    the first dimension of the first. The module must already be on that device. At least
-    ``min_repetitions`` runs are timed even past ``max_seconds``, so a slow network still gets a
-    median of several runs.
+    the first dimension of the first. The module must already be on that device. The runs are
+    taken in ``rounds`` rounds, each on a fresh copy of the inputs (another address, so other
+    cache sets and alignment: on this project's CPU one placement of the same layer ran 4x slower
+    than another, consistently within a process), each with ``min_repetitions`` runs at least and
+    ``max_seconds / rounds`` at most unless its median is stable sooner; the median and
+    percentiles are of all runs pooled, so one unlucky placement does not become the entry.
     """
     tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     device = tensors[0].device
     check_measure_settings(int(tensors[0].shape[0]), threads)
-    if min_repetitions < 3 or max_repetitions < min_repetitions or warmup < 0 or not 0 < precision < 1:
-        raise ValueError(f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0 and precision in (0, 1); "
-                         f"got {min_repetitions}, {max_repetitions}, {warmup}, {precision}")
+    if min_repetitions < 3 or max_repetitions < min_repetitions or warmup < 0 or not 0 < precision < 1 \
+            or isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0, precision in (0, 1) "
+                         f"and rounds >= 1; got {min_repetitions}, {max_repetitions}, {warmup}, {precision}, {rounds}")
     was_training = module.training
     module.eval()
     times: list[float] = []
+    copies: list[tuple[torch.Tensor, ...]] = []  # kept alive, so every round's copy lives at a new address
     try:
         with intra_op_threads(threads), torch.inference_mode(), _quiet():
-            started = time.perf_counter()
-            runs = 0
-            while runs < warmup or time.perf_counter() - started < WARMUP_SECONDS:
-                module(*tensors)
-                runs += 1
-            synchronize(device)
-            started = time.perf_counter()
-            while len(times) < max_repetitions:
-                synchronize(device)
-                begin = time.perf_counter_ns()
-                module(*tensors)
-                synchronize(device)
-                times.append((time.perf_counter_ns() - begin) / 1e6)
-                if len(times) >= min_repetitions and (_stable(times, precision)
-                                                      or time.perf_counter() - started > max_seconds):
-                    break
+            for round_index in range(rounds):
+                copies.append(tuple(tensor.clone() for tensor in tensors) if round_index else tensors)
+                times += _round(module, copies[-1], device, warmup, WARMUP_SECONDS if round_index == 0 else 0.0,
+                                min_repetitions, max_repetitions // rounds, max_seconds / rounds, precision)
     finally:
         module.train(was_training)
     ordered = sorted(times)
@@ -182,6 +177,29 @@ def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *,
     return Latency(median_ms=percentile(ordered, 0.5), p10_ms=percentile(ordered, 0.1),
                    p90_ms=percentile(ordered, 0.9), repetitions=len(times), batch_size=int(tensors[0].shape[0]),
                    threads=threads, device=str(device), fingerprint=fingerprint)
+
+
+def _round(module: nn.Module, tensors: tuple[torch.Tensor, ...], device: torch.device, warmup: int,
+           warmup_seconds: float, min_repetitions: int, max_repetitions: int, max_seconds: float,
+           precision: float) -> list[float]:
+    """Warm up, then time single runs until the median is stable or the round's time is spent."""
+    started = time.perf_counter()
+    runs = 0
+    while runs < warmup or time.perf_counter() - started < warmup_seconds:
+        module(*tensors)
+        runs += 1
+    synchronize(device)
+    started = time.perf_counter()
+    times: list[float] = []
+    while len(times) < max(max_repetitions, min_repetitions):
+        synchronize(device)
+        begin = time.perf_counter_ns()
+        module(*tensors)
+        synchronize(device)
+        times.append((time.perf_counter_ns() - begin) / 1e6)
+        if len(times) >= min_repetitions and (_stable(times, precision) or time.perf_counter() - started > max_seconds):
+            break
+    return times
 
 
 def _stable(times: list[float], precision: float) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -43,7 +43,7 @@ SELECTIONS = ("accuracy", "efficiency")
 IDENTITY_FIELDS = ("start", "latency_ratio", "latency_target_ms", "dataset", "weights", "resolution",
                    "train_resolution", "short_term_steps", "initial_steps", "reduction", "decay", "selection",
                    "batch_size", "learning_rate", "initial_learning_rate", "max_iterations", "granularity", "seed",
-                   "latency_threads")
+                   "latency_threads", "latency")
 _NUMBER_OR_NONE = (float, int, type(None))
 _INT_OR_NONE = (int, type(None))
 _TYPES: dict[str, Any] = {
@@ -52,7 +52,7 @@ _TYPES: dict[str, Any] = {
     "resolution": _INT_OR_NONE, "train_resolution": _INT_OR_NONE, "short_term_steps": int, "long_term_steps": int,
     "initial_steps": int, "reduction": (float, int), "decay": (float, int), "selection": str, "batch_size": int,
     "learning_rate": (float, int), "initial_learning_rate": (float, int), "max_iterations": int, "granularity": int,
-    "seed": int, "threads": int, "latency_threads": int, "table": (str, type(None)),
+    "seed": int, "threads": int, "latency_threads": int, "table": (str, type(None)), "latency": dict,
 }
 
 
@@ -63,7 +63,8 @@ class NetAdaptSettings:
     Exactly one of ``latency_ratio`` (the budget as a fraction of the starting network's predicted
     latency) and ``latency_target_ms`` is given. ``reduction`` / ``decay``: the schedule (each
     iteration removes ``reduction * decay^k`` of the starting latency); ``selection``: how the
-    proposal of an iteration is chosen (``controllers.netadapt``).
+    proposal of an iteration is chosen (``controllers.netadapt``). ``latency`` (config file only)
+    holds options of the measurement harness (``min_repetitions``, ``max_seconds``, ``rounds``, ...).
     """
 
     out: str
@@ -91,6 +92,7 @@ class NetAdaptSettings:
     threads: int = 1
     latency_threads: int = 1
     table: str | None = None
+    latency: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """``ValueError`` naming the first bad setting."""
@@ -158,8 +160,12 @@ def build_parts(settings: NetAdaptSettings) -> NetAdaptParts:
                               batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                               resolution=settings.train_resolution)
     finetune.prepare()
-    latency = make_evaluator("latency", space, seed=settings.seed, table=settings.table, resolution=settings.resolution,
-                             threads=settings.latency_threads, num_classes=finetune.splits.num_classes, measure=True)
+    try:
+        latency = make_evaluator("latency", space, seed=settings.seed, table=settings.table,
+                                 resolution=settings.resolution, threads=settings.latency_threads,
+                                 num_classes=finetune.splits.num_classes, measure=True, **settings.latency)
+    except TypeError as error:
+        raise ValueError(f"latency: {error}") from None
     latency.prepare()
     weights, digest = None, None
     if settings.weights is not None:
@@ -187,8 +193,10 @@ def _load_weights(path: str, start: Any, finetune: Any) -> tuple[dict[str, Any],
     try:
         compile_ir(finetune.lower(start.genotype)).load_state_dict(payload)
     except (RuntimeError, TypeError, AttributeError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__)[:200]
         raise ValueError(f"weights: {path} does not fit the starting network with "
-                         f"{finetune.splits.num_classes} classes ({str(error).splitlines()[0][:200]})") from None
+                         f"{finetune.splits.num_classes} classes ({detail})") from None
     return payload, hashlib.sha256(data).hexdigest()
 
 

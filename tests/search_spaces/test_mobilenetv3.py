@@ -73,3 +73,44 @@ def test_blocks_compile_to_inverted_residuals():
     blocks = [m for m in model.modules() if isinstance(m, MBConv)]
     assert len(blocks) == 11
     assert [b.use_residual for b in blocks] == [False, False, True, False, True, True, False, True, False, True, True]
+
+
+def test_prunable_widths_name_expansions_shared_bottlenecks_and_the_head():
+    space = nas.space.get("mobilenetv3")
+    small, large = space.presets()["mobilenetv3-small"], space.presets()["mobilenetv3-large"]
+    widths = space.prunable_widths(small)
+    # Block 0 has no expansion layer: its depthwise conv runs at the stem's width, pruned with it.
+    assert "blocks.0.expand_channels" not in widths and widths["stem_channels"] == 16
+    # Blocks 3-5 share 40 channels through residual connections: one name, the first block's.
+    assert widths["blocks.3.out_channels"] == 40 and "blocks.4.out_channels" not in widths
+    assert widths["blocks.4.expand_channels"] == 240 and widths["head_channels"] == 576 and len(widths) == 17
+    # V3-Large's first block adds its input back: the stem and block 0 share 16 channels.
+    assert "blocks.0.out_channels" not in space.prunable_widths(large)
+    for genotype in (small, large):
+        assert space.with_widths(genotype, space.prunable_widths(genotype)) == genotype
+
+
+def test_with_widths_narrows_every_block_that_shares_a_width():
+    space = nas.space.get("mobilenetv3")
+    small = space.presets()["mobilenetv3-small"]
+    narrowed = space.with_widths(small, {**space.prunable_widths(small), "blocks.3.out_channels": 24,
+                                         "stem_channels": 8})
+    assert [b.out_channels for b in narrowed.blocks[3:6]] == [24, 24, 24]
+    assert narrowed.blocks[6].out_channels == 48 and narrowed.stem_channels == 8
+    assert narrowed.blocks[0].expand_channels == 8  # no expansion layer: it follows its input
+    ir = space.lower(narrowed, num_classes=10, resolution=32)  # a valid network
+    assert ir.stages[2][1].in_channels == 24
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"blocks.4.expand_channels": 40}, "expansion layer would vanish"),
+    ({"blocks.6.out_channels": 40}, "residual connection would appear"),
+    ({"head_channels": 0}, "head_channels"),
+])
+def test_with_widths_refuses_a_change_of_structure_or_range(change, message):
+    space = nas.space.get("mobilenetv3")
+    small = space.presets()["mobilenetv3-small"]
+    with pytest.raises(ValueError, match=message):
+        space.with_widths(small, {**space.prunable_widths(small), **change})
+    with pytest.raises(ValueError, match="missing"):
+        space.with_widths(small, {"stem_channels": 16})
