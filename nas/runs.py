@@ -249,10 +249,12 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     check_run_directory(out)
     if settings.storage is None:
         from nas.journal import study_names
+        from nas.netadapt_run import NETADAPT_STUDY
         from nas.scale_run import SCALE_STUDY
 
-        if SCALE_STUDY in study_names(out):
-            raise ValueError(f"{out} holds a compound-scaling run (nas scale); use another --out")
+        for study, command in ((SCALE_STUDY, "a compound-scaling run (nas scale)"), (NETADAPT_STUDY, "a nas netadapt run")):
+            if study in study_names(out):
+                raise ValueError(f"{out} holds {command}; use another --out")
     space, controller, evaluator = build_parts(settings)
     final_evaluator = _final_evaluator(settings, space)
     latency = build_latency_evaluator(settings, space)

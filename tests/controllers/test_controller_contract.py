@@ -23,8 +23,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 # Registered names, plus a name:variant one (``optuna`` with the sampler named after the colon).
 # ``compound-grid`` searches compound-scaling points only: its contract runs on such a space in
-# tests/controllers/test_compound_grid.py.
-NAMES = [*(name for name in registry.controllers.names() if name != "compound-grid"), "optuna:RandomSampler"]
+# tests/controllers/test_compound_grid.py. ``netadapt`` searches the widths of one network with a
+# latency function and draws nothing at random (one seed or another, the same trials): its tests are
+# in tests/controllers/test_netadapt.py.
+NAMES = [*(name for name in registry.controllers.names() if name not in ("compound-grid", "netadapt")),
+         "optuna:RandomSampler"]
 
 
 class TestRegisteredControllers(ControllerContract):

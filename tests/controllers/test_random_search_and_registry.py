@@ -42,9 +42,14 @@ def test_make_builds_every_registered_controller_with_options() -> None:
 
     nasnet = nas.space.get("nasnet")
     points = CompoundScalingSpace(EFFICIENTNET, nas.presets()["efficientnet-b0"])  # compound-grid's kind of space
+    from nas.width_space import WidthSpace
+
+    small = nas.presets()["mobilenetv3-small"]
+    widths = WidthSpace(nas.space.get("mobilenetv3"), small)  # netadapt's: one network's widths, and a latency
+    special = {"compound-grid": (points, {}), "netadapt": (widths, {"latency": lambda g: 10.0, "target_ms": 5.0})}
     for name in registry.controllers.names():
-        space = points if name == "compound-grid" else nasnet
-        controller = make_controller(name, space, seed=4, budget=3)
+        space, options = special.get(name, (nasnet, {}))
+        controller = make_controller(name, space, seed=4, budget=3, **options)
         assert isinstance(controller, registry.controllers.get(name)) and controller.seed == 4 and controller.budget == 3
     assert make_controller("evolution", nasnet, population_size=7, sample_size=2).population_size == 7
     assert {"random", "reinforce", "evolution"} <= set(registry.controllers.names())

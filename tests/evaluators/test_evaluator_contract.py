@@ -17,8 +17,8 @@ torch.set_num_threads(1)
 # chain spaces are shrunk further than their own proxies (any space not listed runs at its proxy).
 # The latency evaluator measures into a table per test (below), at 32 px, with few runs per entry.
 OPTIONS: dict[str, dict[str, Any]] = {"proxy": {"epochs": 1, "batch_size": 64},
-                                      "latency": {"resolution": 32, "min_repetitions": 5, "max_seconds": 0.02,
-                                                  "warmup": 1}}
+                                      "latency": {"resolution": 32, "min_repetitions": 3, "max_seconds": 0.01,
+                                                  "warmup": 1, "rounds": 1}}
 # ``finetune`` inherits weights from a parent network of a width space: its contract is in test_finetune.py.
 NAMES = [name for name in registry.evaluators.names() if name != "finetune"]
 SMALLER: dict[str, dict[str, Any]] = {"proxy": {"mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},

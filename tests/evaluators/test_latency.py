@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -113,16 +111,16 @@ def test_the_evaluator_reports_the_full_size_latency_and_a_broken_candidate_as_a
     assert registry.evaluators.get("latency") is LatencyEvaluator
 
 
-def test_nas_latency_prints_measured_and_predicted_json(tmp_path: Path) -> None:
+def test_nas_latency_prints_measured_and_predicted_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = tmp_path / "t.json"
-    result = subprocess.run([sys.executable, "-m", "nas.cli", "latency", "mobilenetv3-small", "--resolution", "32",
-                             "--num-classes", "10", "--table", str(table), "--json"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    assert main(["latency", "mobilenetv3-small", "--resolution", "32", "--num-classes", "10", "--table", str(table),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["measured_ms"] > 0 and report["predicted_ms"] > 0 and report["resolution"] == 32
     assert report["measured_p10_ms"] <= report["measured_ms"] <= report["measured_p90_ms"]
     assert report["fingerprint"]["threads"] == 1 and table.exists()
+    assert main(["latency", "mobilenetv3-small", "--resolution", "32", "--num-classes", "10", "--table", str(table)]) == 0
+    assert "0 entries measured now" in capsys.readouterr().out  # the table is reused
 
 
 @pytest.mark.parametrize("argv, message", [
