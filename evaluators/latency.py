@@ -14,7 +14,7 @@ tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``
    runs so far, is narrower than ``precision`` of the median (default ±2%), with at least
    ``min_repetitions`` runs and at most ``max_repetitions`` or ``max_seconds``, in ``rounds``
    rounds on fresh copies of the input (see ``measure``);
-5. reports the median and the 10th / 90th percentiles, with the device's fingerprint
+5. reports the median, the 10th / 90th percentiles and the mean, with the device's fingerprint
    (processor, machine, cores, threads, torch version, device name): a latency number without
    the machine it was measured on means nothing, and a lookup table is valid only on its own.
 """
@@ -56,6 +56,7 @@ class Latency:
     median_ms: float
     p10_ms: float
     p90_ms: float
+    mean_ms: float
     repetitions: int
     batch_size: int
     threads: int
@@ -175,7 +176,7 @@ def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *,
     ordered = sorted(times)
     fingerprint = fingerprint_key(device_fingerprint(device, threads))
     return Latency(median_ms=percentile(ordered, 0.5), p10_ms=percentile(ordered, 0.1),
-                   p90_ms=percentile(ordered, 0.9), repetitions=len(times), batch_size=int(tensors[0].shape[0]),
+                   p90_ms=percentile(ordered, 0.9), mean_ms=sum(times) / len(times), repetitions=len(times), batch_size=int(tensors[0].shape[0]),
                    threads=threads, device=str(device), fingerprint=fingerprint)
 
 

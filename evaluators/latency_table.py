@@ -46,7 +46,7 @@ from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: entries hold the mean, which predictions sum
 NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the same whatever its constants
 # A table entry is a layer of well under a few ms: half a second of runs gives a median of dozens of
 # them, and a NetAdapt iteration measures a hundred or more new layers.
@@ -66,7 +66,7 @@ class Prediction:
     """A network's predicted latency: the sum of its parts' table entries (milliseconds)."""
 
     total_ms: float
-    parts: tuple[tuple[str, float], ...]  # (path in the IR, median ms)
+    parts: tuple[tuple[str, float], ...]  # (path in the IR, mean ms)
 
 
 class LatencyTable:
@@ -118,7 +118,12 @@ class LatencyTable:
         return self._entries
 
     def lookup(self, key: str, build: Any) -> float:
-        """The median ms of entry ``key``; ``build()`` gives ``(module, inputs)`` to measure it if absent."""
+        """The mean ms of entry ``key``; ``build()`` gives ``(module, inputs)`` to measure it if absent.
+
+        The mean, not the median: a part's times are skewed to the right (a slow memory placement, an
+        interrupt), and the median of a sum of many such parts is close to the sum of their means,
+        not of their medians. The median is kept in the entry beside it.
+        """
         table = self._table()
         if key not in table:
             module, inputs = build()
@@ -127,7 +132,7 @@ class LatencyTable:
             latency = measure(module, inputs, threads=self.threads, **self.measure_options)
             table[key] = self._new[key] = _entry(latency)
             self.measured += 1
-        return float(table[key]["median_ms"])
+        return float(table[key]["mean_ms"])
 
     def save(self) -> None:
         """Merge the entries measured here into the file (another process may have added its own)."""
@@ -156,7 +161,7 @@ class LatencyTable:
 
 def _entry(latency: Latency) -> dict[str, Any]:
     return {"median_ms": latency.median_ms, "p10_ms": latency.p10_ms, "p90_ms": latency.p90_ms,
-            "repetitions": latency.repetitions}
+            "mean_ms": latency.mean_ms, "repetitions": latency.repetitions}
 
 
 def _key(kind: str, record: Mapping[str, Any]) -> str:

@@ -224,10 +224,13 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
 
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
+    from nas.netadapt_run import NETADAPT_STUDY, width_space_from_identity
     from nas.scale_run import SCALE_STUDY, space_from_identity
 
     if diagnosis.study_name == SCALE_STUDY:  # a nas scale run: its points' space is rebuilt from its settings
         space = space_from_identity(diagnosis.settings, diagnosis.path)
+    elif diagnosis.study_name == NETADAPT_STUDY:  # a NetAdapt run: the widths of its starting network
+        space = width_space_from_identity(diagnosis.settings, diagnosis.path)
     elif not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
         raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
     else:
@@ -243,6 +246,13 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
     except Exception:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    if diagnosis.study_name == NETADAPT_STUDY:  # its proposals inherit weights: the trained ones travel along
+        for name in ("start.pt", "weights"):
+            source = diagnosis.path / name
+            if source.is_dir():
+                shutil.copytree(source, partial / name)
+            elif source.is_file():
+                shutil.copy2(source, partial / name)
     os.replace(partial, new_out)
     return count
 

@@ -72,8 +72,13 @@ def cmd_netadapt(args: argparse.Namespace) -> None:
     settings = settings_from_args(args, NetAdaptSettings, _FLAGS)
     document = run_netadapt(settings, on_record=_progress)
     out, start, final = Path(settings.out), document["start"], document["final"]
-    print(f"{document['status']}: {len(document['iterations'])} iterations; latency {start['latency_ms']:.3f} -> "
-          f"{final['predicted_ms']:.3f} ms predicted (target {document['target_ms']:.3f}), "
-          f"{start['measured_ms']:.3f} -> {final['measured_ms']:.3f} ms measured at {document['resolution']} px; "
-          f"accuracy {start['accuracy']:.4f} -> {final['accuracy']:.4f} after {final['long_term_steps']} steps")
+
+    def number(value: float | None, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    print(f"{document['status']}: {len(document['iterations'])} iterations; latency {number(start['latency_ms'])} -> "
+          f"{number(final['predicted_ms'])} ms predicted (target {document['target_ms']:.3f}), "
+          f"{number(start['measured_ms'])} -> {number(final['measured_ms'])} ms measured at {document['resolution']} px; "
+          f"accuracy {number(start['accuracy'], 4)} -> {number(final['accuracy'], 4)} after "
+          f"{final['long_term_steps']} steps")
     print(f"wrote {out / 'best.json'}, {out / 'best.pt'}, {out / 'netadapt.json'} and {out / 'netadapt.png'}")

@@ -133,6 +133,17 @@ class NetAdaptSettings:
         return {key: values[key] for key in IDENTITY_FIELDS}
 
 
+def width_space_from_identity(identity: Any, where: Path) -> WidthSpace:
+    """The width space of a run from its recorded settings (``nas doctor --export`` of a NetAdapt run)."""
+    from nas.api import resolve
+
+    try:
+        start = resolve(identity["start"])
+        return WidthSpace(start.space, start.genotype, identity["granularity"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: the run's settings are unreadable; nothing to resume from") from None
+
+
 @dataclass
 class NetAdaptParts:
     """The resolved start, its width space and the two evaluators of one run."""

@@ -133,3 +133,12 @@ def test_weights_of_another_network_and_changed_settings_are_refused(files: dict
     before = (run / "netadapt.json").read_bytes()
     assert main(_args(files, run, "--reduction", "0.2")) == 2
     assert "other settings" in capsys.readouterr().err and (run / "netadapt.json").read_bytes() == before
+
+
+def test_doctor_exports_a_netadapt_run_that_resumes_with_nothing_to_redo(files: dict[str, Path],
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run, rescued = files["folder"] / "run", files["folder"] / "rescued"
+    assert main(["doctor", str(run), "--export", str(rescued)]) == 0
+    assert (rescued / "start.pt").exists() and sorted((rescued / "weights").iterdir())
+    assert main(_args(files, rescued)) == 0
+    assert _trials(rescued) == _trials(run) and _decisions(rescued) == _decisions(run)
