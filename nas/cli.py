@@ -182,8 +182,8 @@ def cmd_doctor(args: argparse.Namespace) -> None:
     print(f"finished trials readable: {diagnosis.finished}; unreadable trial rows: {diagnosis.unreadable}")
     if args.export:
         count = export(diagnosis, Path(args.export))
-        print(f"exported {count} finished trials to {args.export}; `nas search` with the original settings and "
-              f"--out {args.export} resumes from them")
+        print(f"exported {count} finished trials to {args.export}; the original command (nas search, scale or "
+              f"netadapt) with --out {args.export} resumes from them")
     args.exit_code = 0 if diagnosis.healthy else 1
 
 

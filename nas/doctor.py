@@ -247,8 +247,9 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if diagnosis.study_name == NETADAPT_STUDY:  # its proposals inherit weights: the trained ones travel along
+        run = diagnosis.path if diagnosis.path.is_dir() else diagnosis.path.parent
         for name in ("start.pt", "weights"):
-            source = diagnosis.path / name
+            source = run / name
             if source.is_dir():
                 shutil.copytree(source, partial / name)
             elif source.is_file():

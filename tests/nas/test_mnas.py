@@ -55,7 +55,7 @@ def test_a_tiny_mnas_search_journals_accuracy_and_latency_and_draws_the_front(tm
                       f"latency: {{resolution: 32, table: {tmp_path / 'table.json'}, min_repetitions: 5, "
                       "max_seconds: 0.05, rounds: 1}\n")
     out = tmp_path / "run"
-    argv = ["search", "--space", "mobilenetv3", "--controller", "random", "--budget", "3", "--epochs", "1",
+    argv = ["search", "--space", "mobilenetv3", "--controller", "random", "--budget", "2", "--epochs", "1",
             "--dataset", "synthetic", "--objective", "mnas", "--latency-target-ms", "2", "--config", str(config),
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
