@@ -109,7 +109,9 @@ def cmd_show(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2))
         return
     console = Console()
-    if run is not None:
+    if run is not None and run.get("study") == "nas-netadapt":
+        console.print(f"[bold]NetAdapt run {args.spec}[/bold]: {_netadapt_line(args.spec)}; the result at full size:")
+    elif run is not None:
         settings = run["settings"]
         best = "-" if run["best_reward"] is None else f"{run['best_reward']:.4f}"
         console.print(f"[bold]search run {args.spec}[/bold]: {settings.get('controller')} on {settings.get('space')} / "
@@ -128,6 +130,20 @@ def cmd_show(args: argparse.Namespace) -> None:
     console.print(table)
     if args.plot:
         console.print(f"plot written to {args.plot}")
+
+
+def _netadapt_line(spec: str) -> str:
+    """Status, iterations, latency and accuracy before and after, from the run's ``netadapt.json``."""
+    from pathlib import Path
+
+    try:
+        document = json.loads((Path(spec) / "netadapt.json").read_text())
+        start, final = document["start"], document["final"]
+        return (f"{document['status']} after {len(document['iterations'])} iterations; latency "
+                f"{start['latency_ms']:.3f} -> {final['predicted_ms']:.3f} ms predicted at {document['resolution']} px "
+                f"(target {document['target_ms']:.3f}); accuracy {start['accuracy']:.4f} -> {final['accuracy']:.4f}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not finished (rerun the same nas netadapt command to resume it)"
 
 
 def _run_summary(spec: str) -> dict[str, Any] | None:

@@ -186,6 +186,6 @@ def open_study_summary(out: Path) -> dict[str, Any] | None:
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return {"settings": study.user_attrs.get(SETTINGS_KEY, {}), "finished": len(trials),
+    return {"study": summaries[0].study_name, "settings": study.user_attrs.get(SETTINGS_KEY, {}), "finished": len(trials),
             "failed": len(trials) - len(complete),
             "best_reward": max((t.value for t in complete), default=None)}
