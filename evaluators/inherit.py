@@ -6,8 +6,10 @@ norm when it shrinks a layer, and the next layer keeps the matching input channe
 same way. Here the channels of a ``ChainNet`` are grouped into *channel spaces*: the output of
 a layer, shared by every block tied to it through a residual connection; a block's expansion
 width (or, without an expansion layer, its input's); a squeeze-and-excitation bottleneck. When a
-space shrinks from ``n`` to ``m`` channels, its ``m`` channels whose producing filters (every
-conv writing into it) have the largest summed squared L2 norm are kept, in their order, and every
+space shrinks from ``n`` to ``m`` channels, its ``m`` channels whose producing filters (the full
+convs writing it: expansion, projection, stem and head convs, and an SE bottleneck's squeeze; not
+the depthwise conv or the SE excitation, which only rescale channels) have the largest summed
+squared L2 norm are kept, in their order, and every
 tensor that reads or writes the space (convs, BatchNorms, SE, the classifier's first linear
 layer) is sliced to them. Everything else is copied.
 

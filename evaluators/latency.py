@@ -12,8 +12,8 @@ tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``
    clock and before stopping it (CUDA, MPS), so queued kernels are counted;
 4. repeats until the 95% confidence interval of the median, from the order statistics of the
    runs so far, is narrower than ``precision`` of the median (default ±2%), with at least
-   ``min_repetitions`` runs and at most ``max_repetitions`` or ``max_seconds``, in ``rounds``
-   rounds on fresh copies of the input (see ``measure``);
+   ``min_repetitions`` runs a round, in ``rounds`` rounds on fresh copies of the input, each round
+   stopping at ``max_repetitions / rounds`` runs or ``max_seconds / rounds`` (see ``measure``);
 5. reports the median, the 10th / 90th percentiles and the mean, with the device's fingerprint
    (processor, machine, cores, threads, torch version, device name): a latency number without
    the machine it was measured on means nothing, and a lookup table is valid only on its own.
@@ -43,7 +43,8 @@ WARMUP = 5
 WARMUP_SECONDS = 0.05
 MIN_REPETITIONS = 10
 MAX_REPETITIONS = 1000
-MAX_SECONDS = 2.0  # per measurement, after warm-up: a 500 ms network still gets its 15 runs (see ``measure``)
+MAX_SECONDS = 2.0  # per measurement, after warm-up, unless the minimum runs take longer (see ``measure``)
+MEASURE_OPTIONS = ("warmup", "min_repetitions", "max_repetitions", "max_seconds", "precision", "rounds")
 PRECISION = 0.02
 ROUNDS = 3
 Z_95 = 1.959964
@@ -93,6 +94,15 @@ def fingerprint_key(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def check_measure_options(options: dict[str, Any]) -> None:
+    """``ValueError`` naming an unknown option of ``measure`` or a value that is not a number."""
+    for name, value in options.items():
+        if name not in MEASURE_OPTIONS:
+            raise ValueError(f"{name}: not an option of the latency measurement; valid: {list(MEASURE_OPTIONS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+
+
 def check_measure_settings(batch_size: int, threads: int) -> None:
     for name, value in (("batch_size", batch_size), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
@@ -110,14 +120,15 @@ def synchronize(device: torch.device) -> None:
 def median_interval(sorted_times: Sequence[float]) -> tuple[float, float]:
     """The 95% confidence interval of the median of ``sorted_times`` from order statistics.
 
-    The ranks ``n/2 -/+ 1.96 sqrt(n)/2`` (the normal approximation of the binomial) bound the
+    The ranks ``j = floor(n/2 - 1.96 sqrt(n)/2)`` and ``k = ceil(1 + n/2 + 1.96 sqrt(n)/2)`` (1-based;
+    the normal approximation of the binomial) bound the
     median whatever the distribution of the times, so a long tail (another process waking up)
     widens the interval instead of biasing a mean.
     """
     n = len(sorted_times)
     half = Z_95 * math.sqrt(n) / 2
-    low = max(0, math.floor(n / 2 - half))
-    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    low = max(0, math.floor(n / 2 - half) - 1)  # 1-based ranks j and k, as 0-based indices
+    high = min(n - 1, math.ceil(1 + n / 2 + half) - 1)
     return sorted_times[low], sorted_times[high]
 
 

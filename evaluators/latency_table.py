@@ -11,8 +11,9 @@ time a network needs them.
 
 The table is one JSON file holding one table per device fingerprint and batch size (processor,
 machine, cores, threads, torch version, device): a table measured elsewhere is never used for this
-machine, and one file can hold the tables of several machines. Writes merge with what another
-process wrote meanwhile and replace the file atomically. The default file is
+machine, and one file can hold the tables of several machines. A write re-reads the file, merges
+its new entries into what another process wrote meanwhile and replaces the file atomically (two
+processes saving at the same instant may lose one's new entries, which are then measured again). The default file is
 ``$NAS_LATENCY_TABLE`` or ``$XDG_CACHE_HOME/nas-engine/latency.json`` (``~/.cache`` without it).
 """
 
@@ -31,6 +32,7 @@ from torch import nn
 
 from evaluators.latency import (
     Latency,
+    check_measure_options,
     check_measure_settings,
     device_fingerprint,
     fingerprint_key,
@@ -70,7 +72,8 @@ class Prediction:
 
 
 class LatencyTable:
-    """Median latency per IR record on one device, thread count and batch size; measured on first use.
+    """Latency (mean, median, p10, p90) per IR record on one device, thread count and batch size; measured on
+    first use.
 
     ``path`` is the JSON file (``default_table_path()`` if None); ``measure_options`` go to
     ``measure`` (repetitions, precision). Nothing is read or measured until a latency is asked for.
@@ -79,8 +82,13 @@ class LatencyTable:
     def __init__(self, path: str | Path | None = None, *, device: str | torch.device = "cpu", threads: int = 1,
                  batch_size: int = 1, **measure_options: Any) -> None:
         check_measure_settings(batch_size, threads)
+        check_measure_options(measure_options)
         self.path = Path(path) if path is not None else default_table_path()
-        self.device, self.threads, self.batch_size = torch.device(device), threads, batch_size
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device: {device!r} is not a torch device; valid: 'cpu', 'cuda', 'cuda:0', ...") from None
+        self.threads, self.batch_size = threads, batch_size
         self.measure_options = {"max_seconds": ENTRY_MAX_SECONDS, **measure_options}
         self._entries: dict[str, dict[str, Any]] | None = None
         self._new: dict[str, dict[str, Any]] = {}  # measured here, not yet saved
@@ -114,7 +122,11 @@ class LatencyTable:
     def _table(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
             stored = self._read_file()["tables"].get(self.key, {})
-            self._entries = dict(stored.get("entries", {}))
+            entries = stored.get("entries", {}) if isinstance(stored, dict) else None
+            if not isinstance(entries, dict) or not all(isinstance(e, dict) and "mean_ms" in e for e in entries.values()):
+                raise ValueError(f"{self.path}: the table of this machine ({self.key}) is malformed; move the file away "
+                                 "or give another --table")
+            self._entries = dict(entries)
         return self._entries
 
     def lookup(self, key: str, build: Any) -> float:
@@ -246,7 +258,13 @@ class LatencyEvaluator:
         self.measure_options = measure_options  # the whole network: the harness's defaults unless given
 
     def prepare(self) -> None:
-        """Read the table file now, so that an unreadable one fails before the first trial."""
+        """Check the device and read the table file now, so that either fails before the first trial."""
+        try:
+            torch.empty(1, device=self.table.device)
+            self.table.fingerprint  # noqa: B018  (names the device: fails for a GPU that is not there)
+        except (RuntimeError, AssertionError) as error:
+            raise ValueError(f"device: {str(self.table.device)!r} is not usable here "
+                             f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
         len(self.table)
 
     def lower(self, genotype: Any) -> ChainNet | CellNet:

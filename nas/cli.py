@@ -139,9 +139,14 @@ def _netadapt_line(spec: str) -> str:
     try:
         document = json.loads((Path(spec) / "netadapt.json").read_text())
         start, final = document["start"], document["final"]
+
+        def number(value: float | None, digits: int) -> str:
+            return "-" if value is None else f"{value:.{digits}f}"
+
         return (f"{document['status']} after {len(document['iterations'])} iterations; latency "
-                f"{start['latency_ms']:.3f} -> {final['predicted_ms']:.3f} ms predicted at {document['resolution']} px "
-                f"(target {document['target_ms']:.3f}); accuracy {start['accuracy']:.4f} -> {final['accuracy']:.4f}")
+                f"{number(start['latency_ms'], 3)} -> {number(final['predicted_ms'], 3)} ms predicted at "
+                f"{document['resolution']} px (target {document['target_ms']:.3f}); accuracy "
+                f"{number(start['accuracy'], 4)} -> {number(final['accuracy'], 4)}")
     except (OSError, ValueError, KeyError, TypeError):
         return "not finished (rerun the same nas netadapt command to resume it)"
 

@@ -125,6 +125,7 @@ class Diagnosis:
     unreadable: int = 0
     settings: dict[str, Any] | None = None
     trials: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    attributes: dict[str, Any] = field(default_factory=dict, repr=False)  # the study's user attributes
 
     @property
     def finished(self) -> int:
@@ -161,9 +162,10 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
             if name not in studies:
                 return diagnosis
             diagnosis.study_name, study_id = name, studies[name]
-            for value in _rows(connection, "SELECT value_json FROM study_user_attributes WHERE key = 'nas_settings' "
-                                           f"AND study_id = {int(study_id)}"):
-                diagnosis.settings = _json(value[0])
+            for key, value in _rows(connection, "SELECT key, value_json FROM study_user_attributes WHERE "
+                                                f"study_id = {int(study_id)}"):
+                diagnosis.attributes[key] = _json(value)
+            diagnosis.settings = diagnosis.attributes.get("nas_settings")
             states = dict(_rows(connection, f"SELECT trial_id, state FROM trials WHERE study_id = {int(study_id)}"))
             attrs: dict[int, dict[str, Any]] = {}
             for row_id, key, value in _rows(connection, "SELECT trial_id, key, value_json FROM trial_user_attributes"):
@@ -261,6 +263,8 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
 def _write_export(diagnosis: Diagnosis, folder: Path, space: Any, distributions: dict[str, Any]) -> int:
     study = optuna.create_study(storage=f"sqlite:///{(folder / JOURNAL_NAME).resolve()}",
                                 study_name=diagnosis.study_name or "nas-search", direction="maximize")
+    for key, value in diagnosis.attributes.items():  # the controller's options, a NetAdapt run's start latency, ...
+        study.set_user_attr(key, value)
     study.set_user_attr("nas_settings", diagnosis.settings)
     seen: set[int] = set()
     for trial in sorted(diagnosis.trials, key=lambda t: t["user_attrs"]["trial_id"]):

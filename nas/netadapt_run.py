@@ -269,7 +269,13 @@ def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
                 on_record(record, replayed)
 
         with intra_op_threads(settings.threads):
-            search(parts.space, controller, evaluate, journal, MAX_TRIALS, on_record=recorded)
+            try:
+                search(parts.space, controller, evaluate, journal, MAX_TRIALS, on_record=recorded)
+            except RuntimeError as error:  # replay met another proposal than the journal holds
+                if "proposed another genotype" not in str(error):
+                    raise
+                raise ValueError(f"{error}; was the lookup table of this run changed or replaced? Give it back "
+                                 "(--table) or start a new run") from None
             _drop_unchosen(weights_dir, controller)
             final = long_term(settings, parts, controller, parent_state(controller.parent[1]))
         return write_outputs(out, settings, parts, controller, journal, final, target, start_latency)

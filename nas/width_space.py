@@ -41,7 +41,6 @@ def width_choices(start: int, granularity: int) -> tuple[int, ...]:
 class WidthSpace:
     """The prunable widths of ``start`` (a genotype of ``base``) as decisions; genotypes are ``base``'s."""
 
-    proxy_reduction: Mapping[str, Any] = {}  # NetAdapt fine-tunes the network itself, not a reduced copy
 
     def __init__(self, base: SearchSpace[Any], start: Any, granularity: int = DEFAULT_GRANULARITY) -> None:
         if not can_prune(base):
@@ -51,6 +50,10 @@ class WidthSpace:
             raise ValueError(f"granularity: must be a positive integer, got {granularity!r}")
         self.base, self.start, self.granularity = base, start, granularity
         self.name = base.name
+        # NetAdapt trains the network itself, not a narrower copy: of the base's proxy settings only
+        # the input size stays (images are loaded at it; the networks are fully convolutional).
+        self.proxy_reduction: Mapping[str, Any] = {key: value for key, value in dict(base.proxy_reduction).items()
+                                                   if key == "resolution"}
         self.genotype_class = base.genotype_class
         self.start_widths: dict[str, int] = dict(base.prunable_widths(start))  # type: ignore[attr-defined]
         self._decisions = [Decision(name, width_choices(width, granularity))

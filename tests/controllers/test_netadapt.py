@@ -135,6 +135,11 @@ def test_resume_mid_iteration_replays_the_same_trials(cut: int) -> None:
     assert head + [(again.id, again.genotype)] + tail == uninterrupted[:cut + 4]
 
 
+def test_the_width_space_trains_the_network_itself_at_the_bases_proxy_resolution() -> None:
+    assert SPACE.proxy_reduction == {"resolution": 32}  # images at 32 px, but no width multiplier
+    assert SPACE.name == "mobilenetv3" and SPACE.decode(SPACE.start_widths) == SMALL
+
+
 def test_it_needs_a_width_space_and_valid_settings() -> None:
     with pytest.raises(ValueError, match="WidthSpace"):
         NetAdapt(ToySpace(), latency=latency, target_ms=1.0)

@@ -24,8 +24,8 @@ def test_percentiles_and_the_median_interval_follow_order_statistics() -> None:
     times = [float(value) for value in range(1, 101)]  # 1 .. 100
     assert percentile(times, 0.5) == pytest.approx(50.5)
     assert percentile(times, 0.1) == pytest.approx(10.9) and percentile(times, 0.9) == pytest.approx(90.1)
-    low, high = median_interval(times)  # ranks 50 -/+ 9.8: the 41st and the 60th values
-    assert (low, high) == (41.0, 60.0)
+    low, high = median_interval(times)  # ranks floor(50 - 9.8) = 40 and ceil(51 + 9.8) = 61
+    assert (low, high) == (40.0, 61.0)
 
 
 def test_measure_reports_a_median_inside_its_spread_and_restores_the_threads() -> None:
@@ -93,6 +93,19 @@ def test_an_unreadable_table_is_refused_not_replaced(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read the latency table"):
         LatencyTable(path, **FAST).predict(_toy_ir())
     assert path.read_text() == "{not json"
+
+
+def test_bad_measurement_options_a_bad_device_and_a_malformed_table_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="min_reps: not an option"):
+        LatencyTable(tmp_path / "t.json", min_reps=3)
+    with pytest.raises(ValueError, match="max_seconds: expected a number"):
+        LatencyTable(tmp_path / "t.json", max_seconds="fast")
+    with pytest.raises(ValueError, match="device"):
+        LatencyEvaluator(ToySpace(), table=tmp_path / "t.json", device="nope")
+    table = LatencyTable(tmp_path / "t.json")
+    (tmp_path / "t.json").write_text(json.dumps({"version": 2, "tables": {table.key: {"entries": [1, 2]}}}))
+    with pytest.raises(ValueError, match="malformed"):
+        LatencyEvaluator(ToySpace(), table=tmp_path / "t.json").prepare()
 
 
 def test_cell_networks_are_predicted_cell_by_cell(tmp_path: Path) -> None:
