@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 Selection = Literal["accuracy", "efficiency"]
 SELECTIONS: tuple[str, ...] = ("accuracy", "efficiency")
-STATUSES = ("running", "met", "stuck", "failed", "stopped")
 DEFAULT_REDUCTION = 0.1
 DEFAULT_MAX_ITERATIONS = 100
 MAX_HALVINGS = 3  # the step may shrink to 1/8 of the schedule's before the controller gives up
