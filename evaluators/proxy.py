@@ -17,11 +17,12 @@ the same machine, thread count and library versions.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -207,11 +208,15 @@ class ProxyEvaluator:
             macro["resolution"] = self.splits.resolution
         return macro
 
-    def evaluate(self, genotype: Any, trial_id: int, repeat: int = 0) -> dict[str, Any]:
+    def evaluate(self, genotype: Any, trial_id: int, repeat: int = 0,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train and validate one candidate. Never raises for a bad candidate: see ``nas.evaluator``.
 
         ``repeat`` > 0 trains again with independent seeds and validates on an independent split
-        (``nas.seeds.trial_seeds``, ``split_seed``): ``nas search --repeats``.
+        (``nas.seeds.trial_seeds``, ``split_seed``): ``nas search --repeats``. ``report``, if given,
+        is called after every epoch but the last with the metrics so far and the validation
+        accuracy of a copy of the network (BatchNorm re-estimated as at the end), which early
+        stopping (ASHA) ranks; the training itself, and so the final metrics, are unchanged by it.
         """
         splits = self.splits_of(repeat)  # a missing dataset is the user's mistake and raises
         seeds = trial_seeds(self.seed, trial_id, repeat)
@@ -229,7 +234,7 @@ class ProxyEvaluator:
                                        device_type=self.device.type if self.device.type != "cpu" else "cuda"):
                 torch.manual_seed(seeds.other)
                 model = compile_ir(ir, seed=seeds.init).to(self.device)
-                self._train(model, splits, seeds, started, metrics)
+                self._train(model, splits, seeds, started, metrics, report)
                 recalibrate_batchnorm(model, splits.train, self.batch_size, self.calibration_examples, self.device,
                                       torch.Generator().manual_seed(seeds.data_order))
                 metrics["accuracy"] = accuracy(model, splits.validation, self.device)
@@ -270,7 +275,7 @@ class ProxyEvaluator:
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
 
     def _train(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds, started: float,
-               metrics: dict[str, Any]) -> None:
+               metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> None:
         count = len(splits.train)  # type: ignore[arg-type]
         steps_per_epoch = count // self.batch_size if count >= self.batch_size else 1
         optimizer, scheduler = self._make_optimizer(model, self.epochs * steps_per_epoch)
@@ -302,6 +307,15 @@ class ProxyEvaluator:
             metrics.update(epochs=epoch + 1, final_train_loss=total / max(1, batches),
                            train_seconds=time.perf_counter() - train_started)
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])
+            if report is not None and epoch + 1 < self.epochs:
+                report({**metrics, "accuracy": self._interim_accuracy(model, splits, seeds)})
+
+    def _interim_accuracy(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds) -> float:
+        """Validation accuracy of a copy of ``model`` as the final one is measured (its BatchNorm re-estimated)."""
+        snapshot = copy.deepcopy(model)
+        recalibrate_batchnorm(snapshot, splits.train, self.batch_size, self.calibration_examples, self.device,
+                              torch.Generator().manual_seed(seeds.data_order))
+        return accuracy(snapshot, splits.validation, self.device)
 
     @staticmethod
     def _check_time(started: float, limit: float | None, where: str) -> None:

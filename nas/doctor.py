@@ -267,7 +267,7 @@ def _write_export(diagnosis: Diagnosis, folder: Path, space: Any, distributions:
         study.set_user_attr(key, value)
     study.set_user_attr("nas_settings", diagnosis.settings)
     seen: set[int] = set()
-    for trial in sorted(diagnosis.trials, key=lambda t: t["user_attrs"]["trial_id"]):
+    for trial in diagnosis.trials:  # in the order they were recorded: a parallel run's replay needs it
         attrs = trial["user_attrs"]
         if attrs["trial_id"] in seen:
             continue  # two writers once recorded the same trial: keep the first

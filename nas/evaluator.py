@@ -15,6 +15,11 @@ Repeats (``nas search --repeats K``): an evaluator whose ``evaluate`` takes a ke
 evaluates the same candidate again with independent random streams (weight init, data order and,
 for the proxy evaluator, the validation split); ``repeat=0`` is the plain call. ``repeated``
 turns K such evaluations into one metrics dict whose reward is their mean.
+
+Early stopping (``--early-stop asha``): an evaluator whose ``evaluate`` takes a keyword ``report``
+calls ``report(metrics)`` after every epoch but the last, with the metrics so far, ``accuracy``
+(validation accuracy now) and ``epochs`` (epochs trained) among them; it must not change the
+final metrics (``accepts_report``).
 """
 
 from __future__ import annotations
@@ -68,8 +73,13 @@ def accepts_repeat(evaluate: Callable[..., Any]) -> bool:
     return not registry.unknown_options(evaluate, ["repeat"], ())[0]
 
 
+def accepts_report(evaluate: Callable[..., Any]) -> bool:
+    """True if ``evaluate`` takes the keyword ``report`` (per-epoch metrics, for early stopping)."""
+    return not registry.unknown_options(evaluate, ["report"], ())[0]
+
+
 def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
-             first: int = 0) -> Callable[[Any, int], dict[str, Any]]:
+             first: int = 0) -> Callable[..., dict[str, Any]]:
     """``evaluate`` run ``repeats`` times per trial (repeats ``first`` ... ``first + repeats - 1``), as one.
 
     The combined metrics: a measured number (a float, or an integer that differs between the
@@ -80,7 +90,8 @@ def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
     the first repeat's value; a number that is not finite in some repeat becomes NaN, so a reward
     computed from it fails the trial. ``repeats`` is recorded. If one repeat fails, the trial fails
     with that repeat's error: a candidate that breaks at one seed is not a good candidate.
-    ``repeats == 1`` and ``first == 0`` is exactly the plain call.
+    ``repeats == 1`` and ``first == 0`` is exactly the plain call, and passes ``report`` on (one
+    evaluation's epochs are the candidate's; repeated ones have no single sequence of epochs).
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: must be a positive integer, got {repeats!r}")
@@ -88,7 +99,13 @@ def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
         raise ValueError("repeats: this evaluator's evaluate() takes no 'repeat' argument, so it cannot "
                          "evaluate a candidate with independent seeds; use repeats 1")
     if repeats == 1 and first == 0:
-        return lambda genotype, trial_id: dict(evaluate(genotype, trial_id))
+        def evaluate_once(genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
+                          ) -> dict[str, Any]:
+            if report is None:
+                return dict(evaluate(genotype, trial_id))
+            return dict(evaluate(genotype, trial_id, report=report))
+
+        return evaluate_once
     if repeats == 1:  # one evaluation at another repeat number: its metrics as they are
         return lambda genotype, trial_id: {**evaluate(genotype, trial_id, repeat=first), "repeats": 1}
 

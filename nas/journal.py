@@ -44,6 +44,7 @@ class Record:
     choices: dict[str, Any]
     genotype: dict[str, Any]
     result: Result
+    asked: int | None = None  # trials handed out when it was told (None: a record older than this field)
 
 
 class Journal:
@@ -92,8 +93,12 @@ class Journal:
         return len(self.records)
 
     def add(self, trial_id: int, space: SearchSpace, genotype: Any, genotype_json: dict[str, Any],
-            result: Result) -> Record:
-        """Append one finished evaluation as a finished Optuna trial."""
+            result: Result, asked: int | None = None) -> Record:
+        """Append one finished evaluation as a finished Optuna trial.
+
+        ``asked``: how many trials the controller had handed out when this one was told (a replay
+        repeats the asks and tells of a parallel search in that order, ``nas.search.Driver``).
+        """
         choices = space.encode(genotype)
         distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
         state = TrialState.FAIL if result.failed else TrialState.COMPLETE
@@ -101,14 +106,15 @@ class Journal:
             params=choices, distributions=distributions, state=state,
             value=None if result.failed else float(result.reward),
             user_attrs={"trial_id": trial_id, "genotype": genotype_json, "metrics": _jsonable(result.metrics),
-                        "status": "failed" if result.failed else "complete", "error": result.error},
+                        "status": "failed" if result.failed else "complete", "error": result.error,
+                        **({} if asked is None else {"asked": int(asked)})},
         )
         try:
             self.study.add_trial(frozen)
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
             raise ValueError(f"{self.storage}: cannot record trial {trial_id} ({_storage_reason(error)}); the "
                              "trials recorded before it are kept, and rerunning the command resumes") from None
-        record = Record(trial_id, choices, genotype_json, result)
+        record = Record(trial_id, choices, genotype_json, result, asked)
         self.records[trial_id] = record
         return record
 
@@ -163,7 +169,9 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
         result = Result(reward=float(trial.value), metrics=attrs.get("metrics", {}))
     if not isinstance(attrs["genotype"], dict):
         raise ValueError("genotype: not a genotype document")
-    return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result)
+    asked = attrs.get("asked")
+    return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result,
+                  asked if isinstance(asked, int) and not isinstance(asked, bool) else None)
 
 
 def study_names(out: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""One registry shape for everything a plug-in can add: spaces, ops, controllers, evaluators, datasets.
+"""One registry shape for everything a plug-in can add: spaces, ops, controllers, evaluators, datasets, backends.
 
 A registry maps names to objects. Entries come from two places, and both take the same path:
 
@@ -162,12 +162,13 @@ def _callable(kind: str) -> Callable[[str, Any], Any]:
     return check
 
 
-# The five registries. Their types are given where they are used (nas.space, nas.ops, ...), which
+# The six registries. Their types are given where they are used (nas.space, nas.ops, ...), which
 # keeps this module free of imports from the rest of the engine.
 spaces: Registry[Any] = Registry("search space", "nas.spaces", _space)
 ops: Registry[Callable[..., Any]] = Registry("op", "nas.ops", _callable("op"))
 controllers: Registry[Callable[..., Any]] = Registry("controller", "nas.controllers", _callable("controller"))
 evaluators: Registry[Callable[..., Any]] = Registry("evaluator", "nas.evaluators", _callable("evaluator"))
 datasets: Registry[Callable[..., Any]] = Registry("dataset", "nas.datasets", _callable("dataset"))
+backends: Registry[Callable[..., Any]] = Registry("backend", "nas.backends", _callable("backend"))
 
-ALL: dict[str, Registry[Any]] = {r.group: r for r in (spaces, ops, controllers, evaluators, datasets)}
+ALL: dict[str, Registry[Any]] = {r.group: r for r in (spaces, ops, controllers, evaluators, datasets, backends)}

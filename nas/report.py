@@ -149,8 +149,12 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         lines += [
             "", "## Timing (this invocation)", "",
             f"- wall time: {stats.wall_seconds:.1f} s",
-            f"- evaluations run: {stats.evaluated}, replayed from the journal: {stats.replayed}",
+            f"- evaluations run: {stats.evaluated}, replayed from the journal: {stats.replayed}"
+            + (f", stopped early: {stats.early_stopped}" if stats.early_stopped else ""),
+            *([f"- backend: {stats.backend}, {stats.workers} workers; start-up {stats.startup_seconds:.1f} s"]
+              if stats.backend != "local" else []),
             f"- evaluation time: {stats.evaluation_seconds:.1f} s"
+            + (" summed over the workers" if stats.workers > 1 else "")
             + (f" (mean {stats.evaluation_seconds / stats.evaluated:.2f} s per trial)" if stats.evaluated else ""),
             f"- loop overhead (ask, tell, journal, state): {stats.overhead_seconds:.2f} s "
             f"({100 * stats.overhead_fraction:.2f}% of the wall time)",

@@ -9,6 +9,7 @@ evaluator or dataset by name: all four come from ``nas.registry``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import registry
+from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
 from nas.controller import Controller, check_controller_name, controller_factory, make_controller
 from nas.doctor import check_storage
-from nas.evaluator import Evaluator, accepts_repeat, make_evaluator, repeated
+from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
 from nas.space import SearchSpace
 
 if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
@@ -32,10 +34,11 @@ logger = logging.getLogger(__name__)
 # Settings that define a search; resuming with any of them changed is refused.
 # ``budget`` may grow (continue a search), and data location, storage and threads may change.
 IDENTITY_FIELDS = ("space", "controller", "evaluator", "dataset", "epochs", "seed", "proxy", "controller_options",
-                   "repeats", "objective", "latency_target_ms", "latency_weight", "latency")
+                   "repeats", "objective", "latency_target_ms", "latency_weight", "latency", "early_stop",
+                   "early_stop_options")
 # Identity settings added after runs were first written: a run that lacks one was made with this value.
 IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1, "objective": "accuracy", "latency_target_ms": None,
-                     "latency_weight": -0.07, "latency": {}}
+                     "latency_weight": -0.07, "latency": {}, "early_stop": None, "early_stop_options": {}}
 OBJECTIVES: tuple[str, ...] = ("accuracy", "mnas")
 DEFAULT_LATENCY_WEIGHT = -0.07  # MnasNet's soft constraint (arXiv 1807.11626 §3)
 MAX_SEED = 2**63 - 1
@@ -52,11 +55,12 @@ _TYPES: dict[str, Any] = {
     "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "proxy": dict, "controller_options": dict,
     "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT, "final_repeats": int, "objective": str,
     "latency_target_ms": (float, int, type(None)), "latency_weight": (float, int), "latency": dict,
+    **BACKEND_TYPES,
 }
 
 
 @dataclass
-class SearchSettings:
+class SearchSettings(BackendSettings):
     """Everything ``nas search`` takes (CLI flags or a YAML ``--config``).
 
     ``proxy`` holds the evaluator's options (for ``proxy``: epochs, batch size, the ``lower``
@@ -75,6 +79,10 @@ class SearchSettings:
     lookup-table latency of the full-size network (1000 classes, its own resolution); ``latency``
     holds that evaluator's options (``table``, ``threads``, ``batch_size``, ``resolution``,
     ``num_classes``, ``device``). Accuracy and latency are both in the journal.
+
+    Execution (``BackendSettings``): ``backend`` ``local`` evaluates one trial at a time with
+    ``threads`` threads; ``ray`` runs ``workers`` at once, each with ``cpus_per_trial`` threads,
+    optionally on a cluster (``address``) and with early stopping (``early_stop: asha``).
     """
 
     out: str
@@ -132,6 +140,10 @@ class SearchSettings:
             raise ValueError(f"seed: must be in [0, 2**63 - 1] (journals store it as a 64-bit integer), got {self.seed}")
         if self.storage is not None:
             check_storage(self.storage)
+        check_backend_settings(self)
+        if self.early_stop is not None and self.repeats > 1:
+            raise ValueError("early_stop: a candidate evaluated --repeats times has no single sequence of epochs "
+                             "to stop early; use repeats 1")
         self._validate_objective()
 
     def _validate_objective(self) -> None:
@@ -242,7 +254,7 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     from nas.final import FINAL_STUDY_SUFFIX, run_final_stage
     from nas.lock import RunLock, StudyGuard
     from nas.report import write_outputs
-    from nas.search import search
+    from nas.search import Driver
 
     settings.validate()
     out = Path(settings.out)
@@ -256,12 +268,18 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
             if study in study_names(out):
                 raise ValueError(f"{out} holds {command}; use another --out")
     space, controller, evaluator = build_parts(settings)
+    backend = make_backend(settings)
     final_evaluator = _final_evaluator(settings, space)
     latency = build_latency_evaluator(settings, space)
     evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
     prepare_repeats = getattr(evaluator, "prepare_repeats", None)
     if callable(prepare_repeats):  # every validation split the run will use, checked now
         prepare_repeats(settings.repeats + (settings.final_repeats if settings.final_top else 0))
+    job = EvaluationJob(build=functools.partial(search_evaluation, settings), space=space, reward=settings.reward(),
+                        threads=settings.threads, epochs=getattr(evaluator, "epochs", None),
+                        reports=settings.repeats == 1 and accepts_report(evaluator.evaluate),
+                        prebuilt=repeated(evaluator.evaluate, settings.repeats))
+    backend.check(job)  # what the backend cannot run is refused before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     study_name = settings.study_name or "nas-search"
@@ -272,9 +290,10 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
         final = _open_final(out, settings, journal, study_name + FINAL_STUDY_SUFFIX)  # refused now, not after
         controller = _resume_controller(settings, space, controller, journal)
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-        with intra_op_threads(settings.threads):
-            stats = search(space, controller, with_latency(repeated(evaluator.evaluate, settings.repeats), latency),
-                           journal, settings.budget, reward=settings.reward(), on_record=report)
+        driver = Driver(space, controller, journal, settings.budget, settings.reward(), report,
+                        annotate=None if latency is None else latency.evaluate)
+        backend.run(driver, job)
+        stats = driver.finish()
         pairs = None
         if final_evaluator is not None and final is not None:
             final_evaluator.prepare()
@@ -285,10 +304,32 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
                                         reward=settings.reward(), on_final=on_final)
         describe = getattr(evaluator, "describe", None)
         best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
-                                                   "threads": settings.threads, **_final_settings(settings)},
+                                                   "threads": settings.threads, **_final_settings(settings),
+                                                   **_execution(settings)},
                              stats, describe() if callable(describe) else None, final=pairs,
                              controller=_controller_config(controller))
     return best, stats
+
+
+def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]:
+    """The evaluation of a search's trials, built from its settings alone (in a Ray worker, say).
+
+    The lookup-table latency of the mnas objective is not part of it: the driver adds it
+    (``Driver(annotate=...)``), since it describes the target device, not the worker's.
+    """
+    space = registry.spaces.get(settings.space)
+    evaluator = build_evaluator(settings, space, settings.epochs)
+    evaluator.prepare()
+    return repeated(evaluator.evaluate, settings.repeats)
+
+
+def _execution(settings: BackendSettings) -> dict[str, Any]:
+    """The execution settings worth naming in a report (the local backend's are its defaults)."""
+    if settings.backend == "local":
+        return {}
+    return {"backend": settings.backend, "workers": settings.workers, "cpus_per_trial": settings.cpus_per_trial,
+            **({"gpus_per_trial": settings.gpus_per_trial} if settings.gpus_per_trial else {}),
+            **({"address": settings.address} if settings.address else {})}
 
 
 def build_latency_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
@@ -303,17 +344,21 @@ def build_latency_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -
     return latency
 
 
-def with_latency(evaluate: Callable[[Any, int], Mapping[str, Any]],
-                 latency: Evaluator[Any] | None) -> Callable[[Any, int], dict[str, Any]]:
-    """``evaluate`` with the latency evaluator's metrics added (first: a candidate it cannot build is not trained)."""
+def with_latency(evaluate: Callable[..., Mapping[str, Any]],
+                 latency: Evaluator[Any] | None) -> Callable[..., dict[str, Any]]:
+    """``evaluate`` with the latency evaluator's metrics added (first: a candidate it cannot build is not
+    trained); a ``report`` callback is passed on, its per-epoch metrics with the latency added too."""
     if latency is None:
-        return lambda genotype, trial_id: dict(evaluate(genotype, trial_id))
+        return evaluate  # type: ignore[return-value]
 
-    def evaluate_with_latency(genotype: Any, trial_id: int) -> dict[str, Any]:
+    def evaluate_with_latency(genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
+                              ) -> dict[str, Any]:
         cost = latency.evaluate(genotype, trial_id)
         if cost.get("error"):
             return dict(cost)
-        return {**evaluate(genotype, trial_id), **cost}
+        if report is None:
+            return {**evaluate(genotype, trial_id), **cost}
+        return {**evaluate(genotype, trial_id, report=lambda metrics: report({**metrics, **cost})), **cost}
 
     return evaluate_with_latency
 

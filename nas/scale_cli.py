@@ -14,7 +14,7 @@ from typing import Any
 
 from nas import registry
 from nas.scale_run import ScaleSettings
-from nas.search_cli import _listed, _Progress, settings_from_args
+from nas.search_cli import EXECUTION_FLAGS, _listed, _Progress, add_execution_flags, settings_from_args
 
 _FLAGS = ("base", "evaluator", "dataset", "data_dir", "download", "epochs", "seed", "threads", "repeats",
           "grid_step", "grid_high", "tolerance", "constraint", "budget", "phi_max")
@@ -40,6 +40,7 @@ def add_scale_command(commands: Any) -> None:
     scale.add_argument("--repeats", type=int, help="evaluations per point with independent seeds (default 1)")
     scale.add_argument("--seed", type=int, help="seed of the grid order and the evaluations (default 0)")
     scale.add_argument("--threads", type=int, help="intra-op threads per evaluation (default 1)")
+    add_execution_flags(scale)
     scale.add_argument("--out", help="run directory (journal, scaling.json, scaling.md, scaling.png)")
     scale.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     scale.add_argument("--no-progress", action="store_true", help="one line per point instead of a bar")
@@ -49,7 +50,7 @@ def add_scale_command(commands: Any) -> None:
 def cmd_scale(args: argparse.Namespace) -> None:
     from nas.scale_run import build_parts, run_scale
 
-    settings = settings_from_args(args, ScaleSettings, _FLAGS)
+    settings = settings_from_args(args, ScaleSettings, _FLAGS + EXECUTION_FLAGS)
     parts = build_parts(settings)
     total = min(settings.budget or parts.grid_points, parts.grid_points)
     print(f"{parts.grid_points} grid points within {settings.tolerance:g} of 2 ({settings.constraint}); "
@@ -58,8 +59,10 @@ def cmd_scale(args: argparse.Namespace) -> None:
         family, stats = run_scale(settings, parts, on_record=progress.update)
     print_family(family)
     out = Path(settings.out)
+    startup = f" ({stats.backend}, {stats.workers} workers, start-up {stats.startup_seconds:.1f} s)" \
+        if stats.backend != "local" else ""
     print(f"wrote {out / 'scaling.json'}, {out / 'scaling.md'} and {out / 'scaling.png'}; grid "
-          f"{stats.wall_seconds:.1f} s")
+          f"{stats.wall_seconds:.1f} s{startup}")
 
 
 def print_family(family: dict[str, Any]) -> None:

@@ -13,21 +13,22 @@ run (``--phi-max`` may change), into ``scaling.json``, ``scaling.md`` and ``scal
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nas import registry
+from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
 from nas.controller import Controller, make_controller
-from nas.evaluator import Evaluator, accepts_repeat, make_evaluator, repeated
+from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
 from nas.runs import (
     MAX_REPEATS,
     MAX_SEED,
     MAX_THREADS,
     check_run_directory,
     check_types,
-    intra_op_threads,
     open_journal,
 )
 from nas.scaling_space import CONSTRAINT_MODES, CompoundScalingSpace
@@ -42,23 +43,26 @@ TARGET = 2.0  # eq. 3: each unit of phi doubles the cost
 MAX_PHI = 16
 # Settings that define the grid and its evaluations; resuming with any of them changed is refused.
 IDENTITY_FIELDS = ("base", "evaluator", "dataset", "epochs", "seed", "proxy", "repeats", "grid_step", "grid_high",
-                   "tolerance", "constraint")
+                   "tolerance", "constraint", "early_stop", "early_stop_options")
+IDENTITY_DEFAULTS = {"early_stop": None, "early_stop_options": {}}  # runs written before they existed
 _OPTIONAL_INT = (int, type(None))
 _NUMBER = (float, int)
 _TYPES: dict[str, Any] = {
     "out": str, "base": str, "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
     "epochs": _OPTIONAL_INT, "seed": int, "threads": int, "proxy": dict, "repeats": int, "grid_step": _NUMBER,
     "grid_high": _NUMBER, "tolerance": _NUMBER, "constraint": str, "budget": _OPTIONAL_INT, "phi_max": int,
+    **BACKEND_TYPES,
 }
 
 
 @dataclass
-class ScaleSettings:
+class ScaleSettings(BackendSettings):
     """Everything ``nas scale`` takes (CLI flags or a YAML ``--config``).
 
     ``base`` is a preset name, a genotype JSON file or a search run directory; its space must
     define ``scale`` (``nas.scaling``). ``budget`` caps the grid points evaluated (default: all of
-    them, in the controller's seeded order); ``proxy`` holds the evaluator's options, as in ``nas search``.
+    them, in the controller's seeded order); ``proxy`` holds the evaluator's options, as in ``nas search``;
+    the execution settings (``backend``, ``workers``, ``early_stop``, ...) are ``nas search``'s.
     """
 
     out: str
@@ -103,6 +107,10 @@ class ScaleSettings:
         keys = [key for key in self.proxy if not isinstance(key, str)]
         if keys:
             raise ValueError(f"proxy: option names must be strings, got {keys[0]!r}")
+        check_backend_settings(self)
+        if self.early_stop is not None and self.repeats > 1:
+            raise ValueError("early_stop: a point evaluated --repeats times has no single sequence of epochs to stop "
+                             "early; use repeats 1")
 
     def identity(self, base: dict[str, Any]) -> dict[str, Any]:
         """The settings a resumed run must match; ``base`` is the base's genotype JSON (not the spec's text)."""
@@ -147,6 +155,11 @@ def build_parts(settings: ScaleSettings) -> ScaleParts:
     space = CompoundScalingSpace(base.space, base.genotype, step=settings.grid_step, high=settings.grid_high)
     controller = make_controller("compound-grid", space, seed=settings.seed, budget=settings.budget,
                                  tolerance=settings.tolerance, constraint=settings.constraint, target=TARGET)
+    evaluator = _build_evaluator(settings, space)
+    return ScaleParts(base, space, controller, evaluator)
+
+
+def _build_evaluator(settings: ScaleSettings, space: CompoundScalingSpace) -> Evaluator[Any]:
     options = dict(settings.proxy)
     if settings.epochs is not None:
         options["epochs"] = settings.epochs
@@ -155,7 +168,24 @@ def build_parts(settings: ScaleSettings) -> ScaleParts:
     if settings.repeats > 1 and not accepts_repeat(evaluator.evaluate):
         raise ValueError(f"repeats: evaluator {settings.evaluator!r} cannot evaluate a point again with independent "
                          "seeds (its evaluate() takes no 'repeat')")
-    return ScaleParts(base, space, controller, evaluator)
+    return evaluator
+
+
+def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
+                     evaluator: Evaluator[Any] | None = None) -> Callable[..., dict[str, Any]]:
+    """The evaluation of one grid point: the proxy's metrics and the point's own (built in a Ray worker, say)."""
+    if evaluator is None:
+        evaluator = _build_evaluator(settings, space)
+        evaluator.prepare()
+    evaluate_proxy = repeated(evaluator.evaluate, settings.repeats)
+
+    def evaluate(point: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        own = space.point_metrics(point)
+        if report is None:
+            return {**evaluate_proxy(point, trial_id), **own}
+        return {**evaluate_proxy(point, trial_id, report=lambda metrics: report({**metrics, **own})), **own}
+
+    return evaluate
 
 
 def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
@@ -164,9 +194,10 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
     from nas.journal import study_names
     from nas.lock import RunLock
     from nas.scale_family import build_family, write_family
-    from nas.search import search
+    from nas.search import Driver, accuracy_reward
 
     parts = parts or build_parts(settings)
+    backend = make_backend(settings)
     out = Path(settings.out)
     check_run_directory(out)
     others = [name for name in study_names(out) if name != SCALE_STUDY]
@@ -180,19 +211,20 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
     if callable(prepare_inputs):  # the images at every gamma of the grid, loaded and checked before the first trial
         by_gamma = {point["gamma"]: point for point in parts.controller.points}  # type: ignore[attr-defined]
         prepare_inputs([parts.space.decode(point) for point in by_gamma.values()], settings.repeats)
+    job = EvaluationJob(build=functools.partial(scale_evaluation, settings, parts.space), space=parts.space,
+                        reward=accuracy_reward, threads=settings.threads, epochs=getattr(parts.evaluator, "epochs", None),
+                        reports=settings.repeats == 1 and accepts_report(parts.evaluator.evaluate),
+                        prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
+    backend.check(job)  # what the backend cannot run is refused before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
-        journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()))
-        evaluate_proxy = repeated(parts.evaluator.evaluate, settings.repeats)
-
-        def evaluate(point: Any, trial_id: int) -> dict[str, Any]:
-            return {**evaluate_proxy(point, trial_id), **parts.space.point_metrics(point)}
-
+        journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()),
+                               IDENTITY_DEFAULTS)
         report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-        with intra_op_threads(settings.threads):
-            stats = search(parts.space, parts.controller, evaluate, journal, settings.budget or parts.grid_points,
-                           on_record=report)
+        driver = Driver(parts.space, parts.controller, journal, settings.budget or parts.grid_points, on_record=report)
+        backend.run(driver, job)
+        stats = driver.finish()
         family = build_family(settings, parts, journal)
         write_family(out, family)
     return family, stats

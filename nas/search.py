@@ -1,4 +1,4 @@
-"""The search loop: ask, evaluate, tell, record. Sequential; parallel runners wrap it.
+"""The search loop: ask, evaluate, tell, record. ``Driver`` keeps the books; ``search`` runs it sequentially.
 
 Resuming is replay: the controller restarts from its last saved state (or from scratch) and
 asks again; a trial the journal already holds is told its recorded result instead of being
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.controller import Controller, Result
+from nas.controller import Controller, Result, Trial
 from nas.journal import Journal, Record
 from nas.serialization import genotype_json
 from nas.space import SearchSpace
@@ -54,17 +54,30 @@ def mnas_reward(target_ms: float, weight: float = -0.07) -> Reward:
 
 @dataclass
 class SearchStats:
-    """Where the time went: evaluation versus the loop's own work (ask, tell, journal, state)."""
+    """Where the time went: evaluation versus the loop's own work (ask, tell, journal, state).
+
+    ``evaluation_seconds`` sums every evaluation, so with ``workers`` > 1 it exceeds the wall time;
+    ``loop_seconds`` is the driver's own work, measured; ``startup_seconds`` what a backend spent
+    before the first trial (starting Ray, say).
+    """
 
     evaluated: int = 0
     replayed: int = 0
     evaluation_seconds: float = 0.0
     wall_seconds: float = 0.0
     per_trial: list[float] = field(default_factory=list)
+    loop_seconds: float = 0.0
+    startup_seconds: float = 0.0
+    backend: str = "local"
+    workers: int = 1
+    early_stopped: int = 0
 
     @property
     def overhead_seconds(self) -> float:
-        return max(0.0, self.wall_seconds - self.evaluation_seconds)
+        """The loop's own time: the wall time not spent evaluating (one worker), or the driver's measured work."""
+        if self.workers == 1:
+            return max(0.0, self.wall_seconds - self.startup_seconds - self.evaluation_seconds)
+        return self.loop_seconds
 
     @property
     def overhead_fraction(self) -> float:
@@ -86,16 +99,157 @@ def to_result(metrics: Mapping[str, Any], reward: Reward) -> Result:
     return Result(reward=value, metrics=metrics)
 
 
-def evaluate_guarded(evaluate: Evaluate, genotype: Any, trial_id: int) -> Mapping[str, Any]:
-    """``evaluate(genotype, trial_id)``, with an exception turned into a failed evaluation.
+def evaluate_guarded(evaluate: Callable[..., Mapping[str, Any]], genotype: Any, trial_id: int,
+                     **keywords: Any) -> dict[str, Any]:
+    """``evaluate(genotype, trial_id, **keywords)``, with an exception turned into a failed evaluation.
 
     Evaluators report a bad candidate as ``{"error": ...}``; this is the backstop for one that raises.
+    (``SystemExit`` is not caught: Ray Tune stops an early-stopped trial with it.)
     """
     try:
-        return evaluate(genotype, trial_id)
+        return dict(evaluate(genotype, trial_id, **keywords))
     except Exception as error:  # noqa: BLE001  (a failure is a result; the search goes on)
         logger.exception("evaluation of trial %d raised", trial_id)
         return {"error": f"{error.__class__.__name__}: {error}"}
+
+
+class Driver:
+    """The driver's side of a search, whoever runs the evaluations: propose, replay, record.
+
+    ``next_trial()`` hands out the next trial to evaluate (``None`` while the controller waits for
+    pending results, or once ``exhausted``); ``complete(trial_id, metrics)`` records its result
+    in the journal, tells the controller and saves its state. Trials the journal already holds
+    (finished before a crash) are told their recorded result instead of being handed out, after
+    checking that the controller proposed the same genotype. A sequential loop (``search``) and a
+    parallel backend (Ray Tune, ``backends/ray_tune.py``) drive the same object, so they record
+    the same journal.
+
+    ``annotate(genotype, trial_id)``: metrics the driver computes itself before a trial is handed
+    out (the mnas objective's lookup-table latency: it describes the target device, not a
+    worker's), added to the trial's metrics; if they hold an ``error`` the trial is recorded as
+    failed without being evaluated. ``context[trial_id]`` holds them while the trial is in flight.
+
+    Resume: the controller restarts from its state saved after the last tell; its pending trials
+    (in flight at the crash) are asked again. Without a readable state it is rebuilt by replay:
+    each record keeps ``asked``, how many trials had been handed out when it was told, so the
+    asks and tells happen again in their original interleaving, which a controller that learns
+    from the order of completions (evolution, TPE) needs in order to propose the same trials again.
+    """
+
+    def __init__(self, space: SearchSpace, controller: Controller, journal: Journal, budget: int,
+                 reward: Reward = accuracy_reward, on_record: Callable[[Record, bool], None] | None = None,
+                 annotate: Callable[[Any, int], Mapping[str, Any]] | None = None) -> None:
+        self.space, self.controller, self.journal, self.budget = space, controller, journal, budget
+        self.reward, self.on_record, self.annotate = reward, on_record, annotate
+        self.context: dict[int, dict[str, Any]] = {}  # the annotations of the trials in flight
+        self.stats = SearchStats()
+        self.in_flight: dict[int, Trial] = {}
+        self._asked = 0  # trials handed out by the controller so far (ids issued)
+        self._queue: list[Trial] = []  # asked during a replay, not finished: evaluate these first
+        self._started = time.perf_counter()
+        state = journal.load_controller()
+        if state is not None:
+            controller.load_state_dict(state)
+            self._asked = int(state.get("next_id", 0)) if isinstance(state.get("next_id"), int) else 0
+        elif len(journal):
+            began = time.perf_counter()
+            self._replay()
+            self.stats.loop_seconds += time.perf_counter() - began
+
+    @property
+    def exhausted(self) -> bool:
+        """True once no more trials will be handed out: the budget is finished or in flight, or the controller is done."""
+        return len(self.journal) + len(self.in_flight) >= self.budget or self.controller.finished
+
+    @property
+    def done(self) -> bool:
+        """True once the search is over: exhausted and nothing in flight."""
+        return self.exhausted and not self.in_flight
+
+    def next_trial(self) -> Trial | None:
+        """The next trial to evaluate, or ``None`` (the controller waits for results, or nothing is left)."""
+        began = time.perf_counter()
+        try:
+            while not self.exhausted:
+                trial = self._queue.pop(0) if self._queue else self.controller.ask()
+                if trial is None:
+                    return None
+                self._asked = max(self._asked, trial.id + 1)
+                record = self.journal.records.get(trial.id)
+                if record is None:
+                    self.in_flight[trial.id] = trial
+                    self.context[trial.id] = dict(self.annotate(trial.genotype, trial.id)) if self.annotate else {}
+                    if not self.context[trial.id].get("error"):
+                        return trial
+                    self._record(trial.id, {}, None)  # the driver's own metrics failed it: nothing to evaluate
+                    continue
+                self._check_replayed(trial, record)  # finished before a crash: tell the recorded result
+                self.controller.tell(trial.id, record.result)
+                self.journal.save_controller(self.controller.state_dict())
+                self.stats.replayed += 1
+                if self.on_record is not None:
+                    self.on_record(record, True)
+            return None
+        finally:
+            self.stats.loop_seconds += time.perf_counter() - began
+
+    def complete(self, trial_id: int, metrics: Mapping[str, Any], seconds: float | None = None) -> Record:
+        """Record the evaluation of an in-flight trial, tell the controller, save its state."""
+        began = time.perf_counter()
+        try:
+            return self._record(trial_id, metrics, seconds)
+        finally:
+            self.stats.loop_seconds += time.perf_counter() - began
+
+    def _record(self, trial_id: int, metrics: Mapping[str, Any], seconds: float | None) -> Record:
+        trial = self.in_flight.pop(trial_id)
+        context = self.context.pop(trial_id, {})
+        metrics = dict(context) if context.get("error") else {**metrics, **context}
+        if seconds is not None:
+            self.stats.evaluation_seconds += seconds
+            self.stats.per_trial.append(seconds)
+        self.stats.evaluated += 1
+        self.stats.early_stopped += bool(metrics.get("early_stopped"))
+        record = self.journal.add(trial.id, self.space, trial.genotype, genotype_json(self.space.name, trial.genotype),
+                                  to_result(metrics, self.reward), asked=self._asked)
+        self.controller.tell(trial.id, record.result)
+        self.journal.save_controller(self.controller.state_dict())
+        if self.on_record is not None:
+            self.on_record(record, False)
+        return record
+
+    def finish(self) -> SearchStats:
+        """The timing of this session, with its wall time set."""
+        self.stats.wall_seconds = time.perf_counter() - self._started
+        return self.stats
+
+    def _check_replayed(self, trial: Trial, record: Record) -> None:
+        if record.genotype != genotype_json(self.space.name, trial.genotype):
+            raise RuntimeError(f"trial {trial.id}: the controller proposed another genotype than the journal "
+                               "holds; the run directory was written by other code or settings")
+
+    def _replay(self) -> None:
+        """Rebuild the controller from the journal alone, asking and telling in the recorded order."""
+        asked: dict[int, Trial] = {}
+        for record in self.journal.records.values():  # in the order they were told
+            target = record.asked if record.asked is not None else record.trial_id + 1
+            while self._asked < target:
+                trial = self.controller.ask()
+                if trial is None:
+                    break
+                asked[trial.id] = trial
+                self._asked = max(self._asked, trial.id + 1)
+            trial = asked.pop(record.trial_id, None)
+            if trial is None:
+                raise RuntimeError(f"trial {record.trial_id}: the controller did not propose it again in the "
+                                   "recorded order; the run directory was written by other code or settings")
+            self._check_replayed(trial, record)
+            self.controller.tell(trial.id, record.result)
+            self.stats.replayed += 1
+            if self.on_record is not None:
+                self.on_record(record, True)
+        self._queue = sorted(asked.values(), key=lambda trial: trial.id)  # in flight at the crash
+        self.journal.save_controller(self.controller.state_dict())
 
 
 def search(space: SearchSpace, controller: Controller, evaluate: Evaluate, journal: Journal, budget: int,
@@ -103,35 +257,22 @@ def search(space: SearchSpace, controller: Controller, evaluate: Evaluate, journ
            on_record: Callable[[Record, bool], None] | None = None) -> SearchStats:
     """Run until the journal holds ``budget`` finished evaluations (failed ones count as finished).
 
-    ``on_record(record, replayed)`` is called after every tell (progress bars use it).
+    The sequential runner: one evaluation at a time, in this process. ``on_record(record,
+    replayed)`` is called after every tell (progress bars use it).
     """
-    stats, start = SearchStats(), time.perf_counter()
-    state = journal.load_controller()
-    if state is not None:
-        controller.load_state_dict(state)
-    while len(journal) < budget and not controller.finished:
-        trial = controller.ask()
+    driver = Driver(space, controller, journal, budget, reward, on_record)
+    run_sequential(driver, evaluate)
+    return driver.finish()
+
+
+def run_sequential(driver: Driver, evaluate: Callable[..., Mapping[str, Any]]) -> None:
+    """Hand ``driver``'s trials to ``evaluate`` one at a time until it is exhausted."""
+    while not driver.exhausted:
+        trial = driver.next_trial()
         if trial is None:
+            if driver.exhausted:
+                break
             raise RuntimeError("the controller is waiting for results, but none are pending in a sequential search")
-        document = genotype_json(space.name, trial.genotype)
-        record = journal.records.get(trial.id)
-        replayed = record is not None
-        if replayed:  # finished before a crash: tell the recorded result, do not re-run
-            if record.genotype != document:
-                raise RuntimeError(f"trial {trial.id}: the controller proposed another genotype than the journal "
-                                   "holds; the run directory was written by other code or settings")
-            stats.replayed += 1
-        else:
-            began = time.perf_counter()
-            metrics = evaluate_guarded(evaluate, trial.genotype, trial.id)
-            seconds = time.perf_counter() - began
-            stats.evaluation_seconds += seconds
-            stats.per_trial.append(seconds)
-            stats.evaluated += 1
-            record = journal.add(trial.id, space, trial.genotype, document, to_result(metrics, reward))
-        controller.tell(trial.id, record.result)
-        journal.save_controller(controller.state_dict())
-        if on_record is not None:
-            on_record(record, replayed)
-    stats.wall_seconds = time.perf_counter() - start
-    return stats
+        began = time.perf_counter()
+        metrics = evaluate_guarded(evaluate, trial.genotype, trial.id)
+        driver.complete(trial.id, metrics, time.perf_counter() - began)

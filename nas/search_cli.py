@@ -4,7 +4,9 @@ Flags override the config file; the config file overrides the defaults. Keys of 
 the long flag names with underscores, plus two mappings: ``proxy`` (options of the proxy
 evaluator, e.g. ``num_cells``, ``penultimate_filters``, ``batch_size``, ``learning_rate``) and
 ``controller_options`` (e.g. ``batch_size`` or ``learning_rate`` of the RNN controller), and
-``latency`` (options of the latency evaluator of ``--objective mnas``: ``table``, ``threads``, ...).
+``latency`` (options of the latency evaluator of ``--objective mnas``: ``table``, ``threads``, ...),
+``early_stop_options`` (ASHA's ``grace_period``, ``reduction_factor``, ``brackets``) and
+``backend_options`` (e.g. ``retries`` of the ray backend).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 _FLAGS = ("space", "controller", "evaluator", "budget", "dataset", "data_dir", "download", "epochs", "seed",
           "threads", "storage", "study_name", "repeats", "final_top", "final_epochs", "final_repeats", "objective",
           "latency_target_ms", "latency_weight")
+EXECUTION_FLAGS = ("backend", "workers", "address", "cpus_per_trial", "gpus_per_trial", "early_stop")
 
 
 def _listed(known: registry.Registry, default: str) -> str:
@@ -57,11 +60,26 @@ def add_search_command(commands: Any) -> None:
                         "reward accuracy * (latency / target) ** weight, latency from the lookup table at full size")
     search.add_argument("--latency-target-ms", type=float, help="latency target T of the mnas objective (ms)")
     search.add_argument("--latency-weight", type=float, help="exponent w of the mnas objective (default -0.07)")
+    add_execution_flags(search)
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")
     search.add_argument("--study-name", help="study name inside --storage (default nas-search)")
     search.add_argument("--config", metavar="FILE.yaml", help="settings file; flags override it")
     search.add_argument("--no-progress", action="store_true", help="one line per trial instead of a bar")
     search.set_defaults(run=cmd_search)
+
+
+def add_execution_flags(parser: argparse.ArgumentParser, early_stop: bool = True) -> None:
+    """The flags of ``nas.backend.BackendSettings``, shared by the commands that run evaluations."""
+    parser.add_argument("--backend", help=_listed(registry.backends, "local") + "; ray runs --workers evaluations "
+                        "at once")
+    parser.add_argument("--workers", type=int, help="evaluations at once (ray; default 1)")
+    parser.add_argument("--address", help="an existing Ray cluster (host:port, or auto); default: start a local Ray")
+    parser.add_argument("--cpus-per-trial", type=int, help="CPUs, and intra-op threads, of one evaluation (ray; "
+                        "default 1)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs of one evaluation, may be fractional (ray; default 0)")
+    if early_stop:
+        parser.add_argument("--early-stop", choices=("asha",), help="stop poor candidates early with Ray Tune's "
+                            "ASHA on the per-epoch validation accuracy (ray)")
 
 
 def load_config(path: str, settings_class: type = SearchSettings) -> dict[str, Any]:
@@ -84,7 +102,7 @@ def load_config(path: str, settings_class: type = SearchSettings) -> dict[str, A
 
 
 def settings_from_args(args: argparse.Namespace, settings_class: type = SearchSettings,
-                       flags: tuple[str, ...] = _FLAGS) -> Any:
+                       flags: tuple[str, ...] = _FLAGS + EXECUTION_FLAGS) -> Any:
     """``settings_class`` from the config file, overridden by the ``flags`` given, validated."""
     values: dict[str, Any] = load_config(args.config, settings_class) if args.config else {}
     for name in flags + ("out",):
@@ -108,8 +126,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     if best is None:
         print(f"no successful evaluation in {out}; see {out / 'report.md'}")
         return
-    print(f"best reward {best.result.reward:.4f} (trial {best.trial_id}); wrote {out / 'best.json'} and "
-          f"{out / 'report.md'}; loop overhead {100 * stats.overhead_fraction:.2f}% of {stats.wall_seconds:.1f} s")
+    startup = f", {stats.backend} start-up {stats.startup_seconds:.1f} s" if stats.backend != "local" else ""
+    stopped = f"; {stats.early_stopped} stopped early" if stats.early_stopped else ""
+    print(f"best reward {best.result.reward:.4f} (trial {best.trial_id}){stopped}; wrote {out / 'best.json'} and "
+          f"{out / 'report.md'}; loop overhead {100 * stats.overhead_fraction:.2f}% of {stats.wall_seconds:.1f} s"
+          f"{startup}")
 
 
 def _print_final(pair: tuple[Record, Record], replayed: bool, done: int, total: int) -> None:

@@ -192,3 +192,20 @@ def test_a_network_that_asks_for_another_resolution_is_served_images_of_that_siz
     ready = ProxyEvaluator(space, dataset=evaluator.splits, epochs=1, width_multiplier=0.25, resolution=16)
     failed = ready.evaluate(CompoundPoint(1.0, 1.0, 1.5), trial_id=0)
     assert "asks for 24 px images" in failed["error"] and "accuracy" not in failed
+
+
+def test_per_epoch_reports_leave_the_final_metrics_unchanged():
+    """Early stopping reads the accuracy after every epoch but the last; training is not perturbed by it."""
+    import nas.space
+    from evaluators.proxy import ProxyEvaluator
+
+    space = nas.space.get("nasnet")
+    evaluator = ProxyEvaluator(space, "synthetic", epochs=3, num_cells=1, penultimate_filters=24)
+    genotype = space.decode({d.name: d.choices[0] for d in space.decisions()})
+    reports = []
+    with_reports = evaluator.evaluate(genotype, 5, report=reports.append)
+    plain = evaluator.evaluate(genotype, 5)
+    timeless = lambda metrics: {k: v for k, v in metrics.items() if not k.endswith("seconds")}  # noqa: E731
+    assert timeless(with_reports) == timeless(plain)
+    assert [r["epochs"] for r in reports] == [1, 2] and all(0 <= r["accuracy"] <= 1 for r in reports)
+    assert reports[0]["params"] == plain["params"]

@@ -1,0 +1,147 @@
+"""The ray backend, on a real local Ray: the local journal, the local metrics, a killed worker, ASHA.
+
+One Ray instance (2 CPUs) serves the module; the backend joins it instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from nas.runs import SearchSettings, run_search
+
+ray = pytest.importorskip("ray")
+
+TINY = {"num_cells": 1, "penultimate_filters": 24}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def settings(out: Path, **values) -> SearchSettings:
+    defaults = {"space": "nasnet", "controller": "random", "budget": 4, "dataset": "synthetic", "epochs": 1,
+                "proxy": dict(TINY)}
+    return SearchSettings(out=str(out), **{**defaults, **values})
+
+
+def trials(out: Path) -> dict[int, optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
+    return {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+
+
+def measured(metrics: dict) -> dict:
+    """The metrics that are functions of (seed, trial id, genotype): all but the timings."""
+    return {key: value for key, value in metrics.items() if not key.endswith("seconds")}
+
+
+def test_two_workers_write_the_local_journal_with_the_local_metrics(cluster, tmp_path):
+    best_ray, stats = run_search(settings(tmp_path / "ray", backend="ray", workers=2))
+    best_local, _ = run_search(settings(tmp_path / "local"))
+    assert stats.backend == "ray" and stats.workers == 2 and stats.evaluated == 4 and stats.startup_seconds >= 0
+    on_ray, local = trials(tmp_path / "ray"), trials(tmp_path / "local")
+    assert sorted(on_ray) == sorted(local) == [0, 1, 2, 3]  # exactly the budget
+    for trial_id, trial in local.items():
+        other = on_ray[trial_id]
+        assert other.state == trial.state and other.params == trial.params and other.value == trial.value
+        assert set(other.user_attrs) == set(trial.user_attrs)  # the same record format
+        assert measured(other.user_attrs["metrics"]) == measured(trial.user_attrs["metrics"])
+        assert other.user_attrs["genotype"] == trial.user_attrs["genotype"]
+    assert best_ray.trial_id == best_local.trial_id
+    files = {path.name for path in (tmp_path / "ray").iterdir()}
+    assert files == {path.name for path in (tmp_path / "local").iterdir()}
+    assert "backend: ray, 2 workers" in (tmp_path / "ray" / "report.md").read_text()
+
+
+def _workers() -> set[int]:
+    """Processes running a Tune function trainable (Ray names them ``ray::ImplicitFunc...``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _kill_next_worker(killed: set[int], deadline: float) -> int:
+    while time.monotonic() < deadline:
+        fresh = _workers() - killed
+        if fresh:
+            pid = min(fresh)
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+            return pid
+        time.sleep(0.05)
+    raise AssertionError("no Ray worker appeared")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes in /proc")
+def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_failed(cluster, tmp_path):
+    """One worker, two trials: trial 0's worker is killed once (run again: its metrics are the local
+    ones), trial 1's on both of its runs (retries 1), so it is recorded as failed with Ray's reason."""
+    out, killed, errors = tmp_path / "run", set(), []
+    run = settings(out, budget=2, backend="ray", workers=1, backend_options={"retries": 1})
+
+    def search():
+        try:
+            run_search(run)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    deadline = time.monotonic() + 240
+    _kill_next_worker(killed, deadline)  # trial 0, first run
+    while not (out / "study.db").exists() or not trials(out):  # trial 0 finished on its second run
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.1)
+    _kill_next_worker(killed, deadline)  # trial 1, first run
+    _kill_next_worker(killed, deadline)  # trial 1, second run
+    thread.join(timeout=240)
+    assert not thread.is_alive() and not errors, errors
+    recorded = trials(out)
+    assert sorted(recorded) == [0, 1]
+    assert recorded[0].state == optuna.trial.TrialState.COMPLETE
+    _, local = run_search(settings(tmp_path / "local", budget=1)), trials(tmp_path / "local")
+    assert measured(recorded[0].user_attrs["metrics"]) == measured(local[0].user_attrs["metrics"])
+    assert recorded[1].state == optuna.trial.TrialState.FAIL
+    assert recorded[1].user_attrs["error"].startswith("its Ray worker failed (2 runs): ")
+    assert "died" in recorded[1].user_attrs["error"].lower()
+    assert torch.load(out / "controller.pt", weights_only=True)["num_told"] == 2
+
+
+def test_asha_stops_poor_candidates_early_and_the_controller_is_told(cluster, tmp_path):
+    """Random NASNet cells differ widely after one epoch (0.34 to 0.55 on the synthetic task); with one
+    worker the trials reach the rung (epoch 1 of 2) in id order, so which are stopped is fixed by the
+    seed. A stopped trial keeps the accuracy and the epochs it had when it was stopped."""
+    out = tmp_path / "asha"
+    _, stats = run_search(settings(out, budget=6, epochs=2, backend="ray", workers=1, early_stop="asha"))
+    recorded = trials(out)
+    assert sorted(recorded) == list(range(6))
+    stopped = [t for t in recorded.values() if t.user_attrs["metrics"].get("early_stopped")]
+    assert stopped and stats.early_stopped == len(stopped)
+    for trial in stopped:
+        metrics = trial.user_attrs["metrics"]
+        assert metrics["epochs"] == 1 and trial.value == metrics["accuracy"] and 0 <= trial.value <= 1
+    assert len(stopped) < 6
+    state = torch.load(out / "controller.pt", weights_only=True)
+    assert state["num_told"] == 6 and not state["pending"]
+    full = next(t for t in recorded.values() if not t.user_attrs["metrics"].get("early_stopped"))
+    assert full.user_attrs["metrics"]["epochs"] == 2
