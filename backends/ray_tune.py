@@ -77,7 +77,10 @@ class RayBackend:
         self.cpus_per_trial, self.gpus_per_trial, self.early_stop = cpus_per_trial, gpus_per_trial, early_stop
 
     def check(self, job: EvaluationJob) -> None:
-        """``ValueError`` if early stopping is asked of an evaluation that reports no epochs."""
+        """``ValueError`` for a cluster address nothing answers at, or early stopping asked of an
+        evaluation that reports no epochs (before the run directory is touched)."""
+        if self.address is not None:
+            _check_reachable(self.address)
         if self.early_stop is None:
             return
         if not job.reports:
@@ -143,7 +146,9 @@ class RayBackend:
                              **options)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-                raise ValueError(f"address: cannot start or join {where} ({_first_line(error)})") from None
+                hint = ("; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token here "
+                        "too" if self.address and os.environ.get("RAY_AUTH_MODE") != "token" else "")
+                raise ValueError(f"address: cannot start or join {where} ({_first_line(error)}){hint}") from None
             started = True
         resources = ray.cluster_resources()
         for key, need, flag in (("CPU", self.cpus_per_trial, "cpus_per_trial"), ("GPU", self.gpus_per_trial,
@@ -176,7 +181,7 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
         tune.report({EPOCH: int(metrics.get("epochs", 0)), METRIC: _score(job, metrics), "nas_final": False,
                      "nas_metrics": json.dumps(metrics, default=str)})
 
-    keywords = {"report": report} if config.get("nas_report") else {}
+    keywords = {**(config.get("nas_inputs") or {}), **({"report": report} if config.get("nas_report") else {})}
     with intra_op_threads(int(config["nas_threads"])):
         began = time.perf_counter()
         metrics = evaluate_guarded(evaluate, genotype, trial_id, **keywords)
@@ -234,8 +239,8 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
             return self.FINISHED
         self.running[trial_id] = trial.id
         return {"nas_trial": trial.id, "nas_choices": self.driver.space.encode(trial.genotype),
-                "nas_context": self.driver.context.get(trial.id, {}), "nas_threads": self.threads,
-                "nas_report": self.report}
+                "nas_context": self.driver.context.get(trial.id, {}), "nas_inputs": self.driver.keywords.get(trial.id, {}),
+                "nas_threads": self.threads, "nas_report": self.report}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ours = self.running.pop(trial_id, None)
@@ -331,6 +336,24 @@ def _error_line(trial: Any) -> str:
         if head and " " not in head and (head.endswith(("Error", "Exception")) or head.endswith("Exit")):
             return line.replace("ray.exceptions.", "")[:300]
     return lines[-1][:300] if lines else "no error file"
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """``ValueError`` unless something listens at a ``host:port`` address (Ray itself would retry for minutes).
+
+    ``auto``, ``local`` and ``ray://`` (Ray Client) addresses are left to Ray.
+    """
+    import socket
+
+    host, colon, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not colon or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ValueError(f"address: nothing answers at {address} ({error.strerror or error}); start the head with "
+                         "`ray start --head` and give its address") from None
 
 
 def _first_line(error: BaseException) -> str:

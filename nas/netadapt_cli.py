@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas import registry
 from nas.netadapt_run import NetAdaptSettings
-from nas.search_cli import _listed, settings_from_args
+from nas.search_cli import EXECUTION_FLAGS, _listed, add_execution_flags, settings_from_args
 
 if TYPE_CHECKING:
     from nas.journal import Record
@@ -49,6 +49,7 @@ def add_netadapt_command(commands: Any) -> None:
                           "best accuracy (NetAdapt, default) or the best dAccuracy/|dLatency| (MobileNetV3)")
     netadapt.add_argument("--seed", type=int, help="seed (default 0)")
     netadapt.add_argument("--threads", type=int, help="intra-op threads of training (default 1)")
+    add_execution_flags(netadapt, early_stop=False)
     netadapt.add_argument("--table", metavar="FILE.json", help="latency lookup table (default: $NAS_LATENCY_TABLE or "
                           "~/.cache/nas-engine/latency.json)")
     netadapt.add_argument("--out", help="run directory")
@@ -69,7 +70,7 @@ def _progress(record: Record, replayed: bool) -> None:
 def cmd_netadapt(args: argparse.Namespace) -> None:
     from nas.netadapt_run import run_netadapt
 
-    settings = settings_from_args(args, NetAdaptSettings, _FLAGS)
+    settings = settings_from_args(args, NetAdaptSettings, _FLAGS + EXECUTION_FLAGS)
     document = run_netadapt(settings, on_record=_progress)
     out, start, final = Path(settings.out), document["start"], document["final"]
 

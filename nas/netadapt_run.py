@@ -19,6 +19,7 @@ convolutional, so their widths are trained on small images and timed at their re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nas import registry
+from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
 from nas.controller import make_controller
 from nas.evaluator import make_evaluator
 from nas.runs import MAX_SEED, MAX_THREADS, check_run_directory, check_types, intra_op_threads, open_journal
@@ -53,11 +55,12 @@ _TYPES: dict[str, Any] = {
     "initial_steps": int, "reduction": (float, int), "decay": (float, int), "selection": str, "batch_size": int,
     "learning_rate": (float, int), "initial_learning_rate": (float, int), "max_iterations": int, "granularity": int,
     "seed": int, "threads": int, "latency_threads": int, "table": (str, type(None)), "latency": dict,
+    **BACKEND_TYPES,
 }
 
 
 @dataclass
-class NetAdaptSettings:
+class NetAdaptSettings(BackendSettings):
     """Everything ``nas netadapt`` takes (CLI flags or a YAML ``--config``); see the module docstring.
 
     Exactly one of ``latency_ratio`` (the budget as a fraction of the starting network's predicted
@@ -65,6 +68,8 @@ class NetAdaptSettings:
     iteration removes ``reduction * decay^k`` of the starting latency); ``selection``: how the
     proposal of an iteration is chosen (``controllers.netadapt``). ``latency`` (config file only)
     holds options of the measurement harness (``min_repetitions``, ``max_seconds``, ``rounds``, ...).
+    Execution (``backend``, ``workers``, ...) is ``nas search``'s: the proposals of an iteration are
+    fine-tuned in parallel; there are no epochs to stop early.
     """
 
     out: str
@@ -126,6 +131,9 @@ class NetAdaptSettings:
             raise ValueError("initial_steps: without --weights the starting network is trained first; give it steps")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed: must be in [0, 2**63 - 1], got {self.seed}")
+        check_backend_settings(self)
+        if self.early_stop is not None:
+            raise ValueError("early_stop: NetAdapt's short-term fine-tunes have no epochs to stop early")
 
     def identity(self, start: dict[str, Any], weights_digest: str | None) -> dict[str, Any]:
         """The settings a resumed run must match: the start's genotype JSON and the weights' SHA-256, not paths."""
@@ -166,11 +174,7 @@ def build_parts(settings: NetAdaptSettings) -> NetAdaptParts:
     except ValueError as error:
         raise ValueError(f"from: {error}") from None
     space = WidthSpace(start.space, start.genotype, settings.granularity)
-    finetune = make_evaluator("finetune", space, seed=settings.seed, dataset=settings.dataset,
-                              data_dir=settings.data_dir, download=settings.download, steps=settings.short_term_steps,
-                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                              resolution=settings.train_resolution)
-    finetune.prepare()
+    finetune = _make_finetune(settings, space)
     try:
         latency = make_evaluator("latency", space, seed=settings.seed, table=settings.table,
                                  resolution=settings.resolution, threads=settings.latency_threads,
@@ -182,6 +186,63 @@ def build_parts(settings: NetAdaptSettings) -> NetAdaptParts:
     if settings.weights is not None:
         weights, digest = _load_weights(settings.weights, start, finetune)
     return NetAdaptParts(start, space, finetune, latency, weights, digest)
+
+
+def _make_finetune(settings: NetAdaptSettings, space: WidthSpace) -> Any:
+    finetune = make_evaluator("finetune", space, seed=settings.seed, dataset=settings.dataset,
+                              data_dir=settings.data_dir, download=settings.download, steps=settings.short_term_steps,
+                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                              resolution=settings.train_resolution)
+    finetune.prepare()
+    return finetune
+
+
+class NetAdaptEvaluation:
+    """One proposal's short-term fine-tune from its parent's weights, in the driver's process or a Ray worker.
+
+    The parent (the iteration's current network, ``parent``: its choices) and the trial whose
+    weights it has (``parent_trial``; None: the start) come from the controller through the
+    driver (``Driver(inputs=...)``); the weights are read from ``weights_dir`` (or are the
+    start's), and the proposal's own are written there before its result is returned.
+    """
+
+    def __init__(self, space: WidthSpace, finetune: Any, weights_dir: Path, start_state: dict[str, Any]) -> None:
+        self.space, self.finetune, self.weights_dir, self.start_state = space, finetune, weights_dir, start_state
+        self.finetune.weights_dir = weights_dir
+        self._cache: dict[int | None, dict[str, Any]] = {}
+
+    def state(self, trial: int | None) -> dict[str, Any]:
+        """The weights of the network of ``trial`` (None: the start); the last one asked is kept."""
+        import torch
+
+        if trial not in self._cache:
+            self._cache.clear()
+            self._cache[trial] = self.start_state if trial is None else torch.load(
+                self.weights_dir / f"trial-{trial}.pt", map_location="cpu", weights_only=True)
+        return self._cache[trial]
+
+    def __call__(self, genotype: Any, trial_id: int, parent: dict[str, Any] | None = None,
+                 parent_trial: int | None = None) -> dict[str, Any]:
+        parent_genotype = self.space.decode(parent if parent is not None else self.space.start_widths)
+        self.finetune.set_parent(parent_genotype, self.state(parent_trial))
+        return self.finetune.evaluate(genotype, trial_id, steps=0 if trial_id == 0 else None)
+
+
+def netadapt_evaluation(settings: NetAdaptSettings, out: Path) -> NetAdaptEvaluation:
+    """A run's evaluation built from its settings and run directory alone (in a Ray worker: the
+    run directory must be on a file system the workers share, for the weights)."""
+    import torch
+
+    from nas.api import resolve
+
+    start = resolve(settings.start)
+    space = WidthSpace(start.space, start.genotype, settings.granularity)
+    finetune = _make_finetune(settings, space)
+    if settings.weights is not None:
+        state, _ = _load_weights(settings.weights, start, finetune)
+    else:
+        state = torch.load(out / "start.pt", map_location="cpu", weights_only=True)
+    return NetAdaptEvaluation(space, finetune, out / "weights", state)
 
 
 def _load_weights(path: str, start: Any, finetune: Any) -> tuple[dict[str, Any], str]:
@@ -214,15 +275,17 @@ def _load_weights(path: str, start: Any, finetune: Any) -> tuple[dict[str, Any],
 def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
                  on_record: Callable[[Record, bool], None] | None = None) -> dict[str, Any]:
     """Run (or resume) NetAdapt; write best.json, best.pt, netadapt.json and netadapt.png; return the summary."""
-    import torch
-
     from nas.journal import study_names
     from nas.lock import RunLock
     from nas.netadapt_outputs import long_term, write_outputs
-    from nas.search import search
+    from nas.search import Driver, accuracy_reward
 
     parts = parts or build_parts(settings)
+    backend = make_backend(settings)
     out = Path(settings.out)
+    job = EvaluationJob(build=functools.partial(netadapt_evaluation, settings, out), space=parts.space,
+                        reward=accuracy_reward, threads=settings.threads)
+    backend.check(job)  # what the backend cannot run is refused before anything is written
     check_run_directory(out)
     others = [name for name in study_names(out) if name != NETADAPT_STUDY]
     if others:
@@ -245,39 +308,31 @@ def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
             "netadapt", parts.space, seed=settings.seed, latency=parts.latency.predict_ms, target_ms=target,
             start_latency_ms=start_latency, reduction=settings.reduction, decay=settings.decay,
             selection=settings.selection, max_iterations=settings.max_iterations)
-        parts.finetune.weights_dir = weights_dir
-        cache: dict[Any, Any] = {}
+        evaluation = job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
 
-        def parent_state(trial: int | None) -> dict[str, Any]:
-            if trial not in cache:
-                cache.clear()
-                cache[trial] = start_state if trial is None else torch.load(
-                    weights_dir / f"trial-{trial}.pt", map_location="cpu", weights_only=True)
-            return cache[trial]
-
-        def evaluate(genotype: Any, trial_id: int) -> dict[str, Any]:
-            parent, trial = controller.parent
-            parts.finetune.set_parent(parent, parent_state(trial))
-            metrics = parts.finetune.evaluate(genotype, trial_id, steps=0 if trial_id == 0 else None)
-            if "error" not in metrics:
-                metrics.update(parts.latency.evaluate(genotype, trial_id))
-            return metrics
+        def parent(genotype: Any, trial_id: int) -> dict[str, Any]:
+            current, trial = controller.parent  # the iteration's network: every proposal in flight shares it
+            return {"parent": parts.space.encode(current), "parent_trial": trial}
 
         def recorded(record: Record, replayed: bool) -> None:
             _drop_unchosen(weights_dir, controller)
             if on_record is not None:
                 on_record(record, replayed)
 
+        # The latency (the table's prediction, the harness's measurement) is the driver's: it describes
+        # this device, not a worker's, and the table is written by one process.
+        driver = Driver(parts.space, controller, journal, MAX_TRIALS, on_record=recorded,
+                        annotate=parts.latency.evaluate, inputs=parent)
+        try:
+            backend.run(driver, job)
+        except RuntimeError as error:  # replay met another proposal than the journal holds
+            if "proposed another genotype" not in str(error):
+                raise
+            raise ValueError(f"{error}; was the lookup table of this run changed or replaced? Give it back "
+                             "(--table) or start a new run") from None
+        _drop_unchosen(weights_dir, controller)
         with intra_op_threads(settings.threads):
-            try:
-                search(parts.space, controller, evaluate, journal, MAX_TRIALS, on_record=recorded)
-            except RuntimeError as error:  # replay met another proposal than the journal holds
-                if "proposed another genotype" not in str(error):
-                    raise
-                raise ValueError(f"{error}; was the lookup table of this run changed or replaced? Give it back "
-                                 "(--table) or start a new run") from None
-            _drop_unchosen(weights_dir, controller)
-            final = long_term(settings, parts, controller, parent_state(controller.parent[1]))
+            final = long_term(settings, parts, controller, evaluation.state(controller.parent[1]))
         return write_outputs(out, settings, parts, controller, journal, final, target, start_latency)
 
 

@@ -153,6 +153,7 @@ def build_parts(settings: ScaleSettings) -> ScaleParts:
     except ValueError as error:
         raise ValueError(f"base: {error}") from None
     space = CompoundScalingSpace(base.space, base.genotype, step=settings.grid_step, high=settings.grid_high)
+    make_backend(settings)  # its options are checked before the grid is computed
     controller = make_controller("compound-grid", space, seed=settings.seed, budget=settings.budget,
                                  tolerance=settings.tolerance, constraint=settings.constraint, target=TARGET)
     evaluator = _build_evaluator(settings, space)

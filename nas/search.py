@@ -128,6 +128,9 @@ class Driver:
     out (the mnas objective's lookup-table latency: it describes the target device, not a
     worker's), added to the trial's metrics; if they hold an ``error`` the trial is recorded as
     failed without being evaluated. ``context[trial_id]`` holds them while the trial is in flight.
+    ``inputs(genotype, trial_id)``: keyword arguments of the evaluation that the driver decides
+    when it hands the trial out (NetAdapt: the network to inherit weights from, which the
+    controller knows); a backend passes ``keywords[trial_id]`` on.
 
     Resume: the controller restarts from its state saved after the last tell; its pending trials
     (in flight at the crash) are asked again. Without a readable state it is rebuilt by replay:
@@ -138,10 +141,12 @@ class Driver:
 
     def __init__(self, space: SearchSpace, controller: Controller, journal: Journal, budget: int,
                  reward: Reward = accuracy_reward, on_record: Callable[[Record, bool], None] | None = None,
-                 annotate: Callable[[Any, int], Mapping[str, Any]] | None = None) -> None:
+                 annotate: Callable[[Any, int], Mapping[str, Any]] | None = None,
+                 inputs: Callable[[Any, int], Mapping[str, Any]] | None = None) -> None:
         self.space, self.controller, self.journal, self.budget = space, controller, journal, budget
-        self.reward, self.on_record, self.annotate = reward, on_record, annotate
+        self.reward, self.on_record, self.annotate, self.inputs = reward, on_record, annotate, inputs
         self.context: dict[int, dict[str, Any]] = {}  # the annotations of the trials in flight
+        self.keywords: dict[int, dict[str, Any]] = {}  # the evaluation inputs of the trials in flight
         self.stats = SearchStats()
         self.in_flight: dict[int, Trial] = {}
         self._asked = 0  # trials handed out by the controller so far (ids issued)
@@ -179,6 +184,7 @@ class Driver:
                 if record is None:
                     self.in_flight[trial.id] = trial
                     self.context[trial.id] = dict(self.annotate(trial.genotype, trial.id)) if self.annotate else {}
+                    self.keywords[trial.id] = dict(self.inputs(trial.genotype, trial.id)) if self.inputs else {}
                     if not self.context[trial.id].get("error"):
                         return trial
                     self._record(trial.id, {}, None)  # the driver's own metrics failed it: nothing to evaluate
@@ -203,6 +209,7 @@ class Driver:
 
     def _record(self, trial_id: int, metrics: Mapping[str, Any], seconds: float | None) -> Record:
         trial = self.in_flight.pop(trial_id)
+        self.keywords.pop(trial_id, None)
         context = self.context.pop(trial_id, {})
         metrics = dict(context) if context.get("error") else {**metrics, **context}
         if seconds is not None:
@@ -274,5 +281,5 @@ def run_sequential(driver: Driver, evaluate: Callable[..., Mapping[str, Any]]) -
                 break
             raise RuntimeError("the controller is waiting for results, but none are pending in a sequential search")
         began = time.perf_counter()
-        metrics = evaluate_guarded(evaluate, trial.genotype, trial.id)
+        metrics = evaluate_guarded(evaluate, trial.genotype, trial.id, **driver.keywords.get(trial.id, {}))
         driver.complete(trial.id, metrics, time.perf_counter() - began)

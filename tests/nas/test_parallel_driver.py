@@ -37,7 +37,7 @@ def drive(out, name, budget, workers, stop_after=None, evaluated=None):
     driver = Driver(SPACE, controller(name, budget), journal, budget)
     completed = 0
     while not driver.done:
-        while len(driver.in_flight) < workers and (trial := driver.next_trial()) is not None:
+        while len(driver.in_flight) < workers and driver.next_trial() is not None:
             pass
         if stop_after is not None and completed == stop_after:
             return journal, driver
