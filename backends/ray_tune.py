@@ -170,8 +170,15 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
     """
     from ray import tune
 
+    if os.path.isdir(config.get("nas_cwd") or ""):  # Tune runs a trial in its own folder: relative paths are the driver's
+        os.chdir(config["nas_cwd"])
     job = _JOBS.setdefault(job.key, job)  # built once per worker process
-    evaluate = job.evaluation()
+    try:
+        evaluate = job.evaluation()
+    except Exception as error:  # noqa: BLE001  (this worker cannot evaluate anything: the driver stops the search)
+        tune.report({EPOCH: 0, METRIC: -math.inf, "nas_final": True, "nas_fatal": f"{type(error).__name__}: "
+                     f"{_first_line(error)}", "nas_metrics": "{}"})
+        return
     context = dict(config.get("nas_context") or {})
     trial_id = int(config["nas_trial"])
     genotype = job.space.decode(config["nas_choices"])
@@ -238,7 +245,7 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
             self.fault = error
             return self.FINISHED
         self.running[trial_id] = trial.id
-        return {"nas_trial": trial.id, "nas_choices": self.driver.space.encode(trial.genotype),
+        return {"nas_trial": trial.id, "nas_choices": self.driver.space.encode(trial.genotype), "nas_cwd": os.getcwd(),
                 "nas_context": self.driver.context.get(trial.id, {}), "nas_inputs": self.driver.keywords.get(trial.id, {}),
                 "nas_threads": self.threads, "nas_report": self.report}
 
@@ -250,6 +257,10 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
             self.errored[trial_id] = ours
             if trial_id in self.reasons:
                 self._fail(trial_id, self.reasons.pop(trial_id))
+            return
+        if result is not None and result.get("nas_fatal"):  # the trial stays unfinished: a resumed run evaluates it
+            self.fault = ValueError(f"a Ray worker could not prepare the evaluation ({result['nas_fatal']}); are the "
+                                    "data and files at the same paths on every node?")
             return
         if result is None or "nas_metrics" not in result:
             self._complete(ours, {"error": "stopped before it reported anything"}, None)

@@ -145,3 +145,50 @@ def test_asha_stops_poor_candidates_early_and_the_controller_is_told(cluster, tm
     assert state["num_told"] == 6 and not state["pending"]
     full = next(t for t in recorded.values() if not t.user_attrs["metrics"].get("early_stopped"))
     assert full.user_attrs["metrics"]["epochs"] == 2
+
+
+class _Driver:
+    """What the searcher calls on a driver, recorded (the bridge's own logic, without Ray running)."""
+
+    def __init__(self):
+        import nas.space
+
+        self.space = nas.space.get("nasnet")
+        self.completed, self.in_flight, self.context, self.keywords, self.exhausted = [], {}, {}, {}, False
+        self.trials = iter(range(100))
+
+    def next_trial(self):
+        from nas.controller import Trial
+
+        trial = Trial(next(self.trials), self.space.decode({d.name: d.choices[0] for d in self.space.decisions()}))
+        self.in_flight[trial.id] = trial
+        return trial
+
+    def complete(self, trial_id, metrics, seconds=None):
+        self.in_flight.pop(trial_id)
+        self.completed.append((trial_id, metrics, seconds))
+
+
+def test_the_searcher_records_stops_failures_and_a_worker_that_cannot_build():
+    import json
+
+    from backends.ray_tune import _DriverSearcher
+
+    driver = _Driver()
+    searcher = _DriverSearcher(driver, threads=1, report=True)
+    configs = {name: searcher.suggest(name) for name in ("a", "b", "c", "d")}
+    assert configs["a"]["nas_trial"] == 0 and configs["a"]["nas_threads"] == 1 and configs["a"]["nas_report"]
+    assert driver.space.decode(configs["b"]["nas_choices"]) == driver.in_flight[1].genotype
+    searcher.on_trial_complete("a", {"nas_final": False, "nas_metrics": json.dumps({"accuracy": 0.5, "epochs": 1}),
+                                     "time_total_s": 3.0})
+    assert driver.completed[-1] == (0, {"accuracy": 0.5, "epochs": 1, "early_stopped": True}, 3.0)
+    searcher.on_trial_complete("b", None, error=True)  # its reason comes from Tune's callback, after
+    searcher.record_error("b", "its Ray worker failed (3 runs): ActorDiedError: The actor died")
+    assert driver.completed[-1] == (1, {"error": "its Ray worker failed (3 runs): ActorDiedError: The actor died"}, None)
+    searcher.on_trial_complete("c", None, error=True)  # no reason ever came
+    searcher.flush()
+    assert driver.completed[-1] == (2, {"error": "its Ray worker failed"}, None)
+    searcher.on_trial_complete("d", {"nas_final": True, "nas_fatal": "ValueError: /data: no such folder",
+                                     "nas_metrics": "{}"})
+    assert isinstance(searcher.fault, ValueError) and "could not prepare the evaluation" in str(searcher.fault)
+    assert 3 in driver.in_flight and searcher.suggest("e") == searcher.FINISHED  # unfinished: a resumed run runs it
