@@ -85,6 +85,19 @@ def test_a_killed_run_resumes_after_its_last_finished_proposal(files: dict[str, 
     assert _decisions(out) == _decisions(files["folder"] / "run")
 
 
+def test_on_ray_the_proposals_of_an_iteration_are_fine_tuned_at_once_with_the_local_results(
+        files: dict[str, Path]) -> None:
+    """NetAdapt waits for all the proposals of an iteration, so two workers choose as one process does;
+    the workers read their parent's weights from, and write their own to, the run directory."""
+    pytest.importorskip("ray")
+    out = files["folder"] / "on-ray"
+    assert main(_args(files, out, "--backend", "ray", "--workers", "2")) == 0
+    assert _trials(out) == _trials(files["folder"] / "run")
+    assert _decisions(out) == _decisions(files["folder"] / "run")
+    assert sorted(p.name for p in (out / "weights").iterdir()) == sorted(p.name for p in (files["folder"] / "run" /
+                                                                                          "weights").iterdir())
+
+
 def _decisions(out: Path) -> list[list[tuple]]:
     """Every proposal of every iteration (measured latencies are timings and differ between runs)."""
     document = json.loads((out / "netadapt.json").read_text())
