@@ -64,7 +64,8 @@ class RayBackend:
         options = dict(early_stop_options or {})
         unknown = sorted(set(options) - set(ASHA_DEFAULTS))
         if unknown:
-            raise ValueError(f"early_stop_options: {unknown[0]!r} is not an ASHA option; valid: {sorted(ASHA_DEFAULTS)}")
+            raise ValueError(f"early_stop_options: {unknown[0]!r} is not an ASHA option; "
+                             f"valid: {sorted(ASHA_DEFAULTS)}")
         self.asha = {**ASHA_DEFAULTS, **options}
         for key, low in (("grace_period", 1), ("brackets", 1)):
             value = self.asha[key]
@@ -75,14 +76,32 @@ class RayBackend:
             raise ValueError(f"early_stop_options: reduction_factor must be a number > 1, got {factor!r}")
         self.workers, self.address, self.retries = workers, address, retries
         self.cpus_per_trial, self.gpus_per_trial, self.early_stop = cpus_per_trial, gpus_per_trial, early_stop
+        self._started_here, self._startup_seconds = False, 0.0
 
     def check(self, job: EvaluationJob) -> None:
-        """``ValueError`` for a cluster address nothing answers at, or early stopping asked of an
-        evaluation that reports no epochs (before the run directory is touched)."""
+        """``ValueError`` for early stopping asked of an evaluation that reports no epochs, a cluster that
+        cannot be started or joined, or one no node of which can hold a trial; all before the run
+        directory is touched. Connects to Ray (``close`` lets go of a Ray this backend started)."""
+        if self.early_stop is not None:
+            self._check_early_stop(job)
         if self.address is not None:
             _check_reachable(self.address)
-        if self.early_stop is None:
-            return
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
+        import ray
+
+        began = time.perf_counter()
+        self._started_here = self._connect(ray) or self._started_here
+        self._startup_seconds = time.perf_counter() - began
+
+    def close(self) -> None:
+        """Shut down the local Ray this backend started, if any."""
+        if self._started_here:
+            import ray
+
+            ray.shutdown()
+            self._started_here = False
+
+    def _check_early_stop(self, job: EvaluationJob) -> None:
         if not job.reports:
             raise ValueError("early_stop: this evaluation reports no per-epoch accuracy (its evaluator's evaluate() "
                              "takes no 'report', or --repeats > 1), so ASHA has nothing to compare")
@@ -95,15 +114,14 @@ class RayBackend:
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
         """Evaluate the driver's trials on Ray until it is done; a fault of the driver's own is raised after."""
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
         import ray
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-        began = time.perf_counter()
-        started_here = self._connect(ray)
+        if not ray.is_initialized():  # not checked (or closed) before: connect now
+            self.check(job)
         try:
-            driver.stats.startup_seconds = time.perf_counter() - began
+            driver.stats.startup_seconds = self._startup_seconds
             driver.stats.backend, driver.stats.workers = self.name, self.workers
             searcher = _DriverSearcher(driver, self.cpus_per_trial, report=self.early_stop is not None)
             scheduler = (ASHAScheduler(time_attr=EPOCH, metric=METRIC, mode="max", max_t=job.epochs, **self.asha)
@@ -120,11 +138,17 @@ class RayBackend:
                     run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_StopOnFault(searcher),
                                               callbacks=[_ErrorReasons(searcher, self.retries)],
                                               failure_config=tune.FailureConfig(max_failures=self.retries)))
-                tuner.fit()
+                # A failed trial is recorded with its reason: Tune's own report of it is noise.
+                quiet = logging.getLogger("ray.tune")
+                level = quiet.level
+                quiet.setLevel(logging.CRITICAL)
+                try:
+                    tuner.fit()
+                finally:
+                    quiet.setLevel(level)
             searcher.flush()
         finally:
-            if started_here:
-                ray.shutdown()
+            self.close()
         if searcher.fault is not None:
             raise searcher.fault
         if not driver.done:  # Tune stopped early: Ctrl-C (it catches SIGINT and winds down)
@@ -141,23 +165,22 @@ class RayBackend:
                 if self.address is not None:
                     ray.init(address=self.address, **options)
                 else:
-                    ray.init(num_cpus=self.workers * self.cpus_per_trial,
-                             num_gpus=math.ceil(self.workers * self.gpus_per_trial) if self.gpus_per_trial else None,
-                             **options)
+                    ray.init(num_cpus=self.workers * self.cpus_per_trial, **options)  # GPUs: those Ray detects
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
                 hint = ("; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token here "
                         "too" if self.address and os.environ.get("RAY_AUTH_MODE") != "token" else "")
                 raise ValueError(f"address: cannot start or join {where} ({_first_line(error)}){hint}") from None
             started = True
-        resources = ray.cluster_resources()
-        for key, need, flag in (("CPU", self.cpus_per_trial, "cpus_per_trial"), ("GPU", self.gpus_per_trial,
-                                                                                  "gpus_per_trial")):
-            if need and resources.get(key, 0) < need:
-                if started:
-                    ray.shutdown()
-                raise ValueError(f"{flag}: a trial asks for {need:g} {key}s and the Ray cluster has "
-                                 f"{resources.get(key, 0):g}")
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        if not any(node.get("CPU", 0) >= self.cpus_per_trial and node.get("GPU", 0) >= self.gpus_per_trial
+                   for node in nodes):  # Tune would wait for such a node forever
+            largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+            if started:
+                ray.shutdown()
+            raise ValueError(f"cpus_per_trial / gpus_per_trial: a trial asks for {self.cpus_per_trial} CPUs and "
+                             f"{self.gpus_per_trial:g} GPUs, and no node of the Ray cluster has them (the largest: "
+                             f"{largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
         return started
 
 
@@ -170,13 +193,13 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
     """
     from ray import tune
 
-    if os.path.isdir(config.get("nas_cwd") or ""):  # Tune runs a trial in its own folder: relative paths are the driver's
+    if os.path.isdir(config.get("nas_cwd") or ""):  # Tune runs a trial in its own folder; paths are the driver's
         os.chdir(config["nas_cwd"])
     job = _JOBS.setdefault(job.key, job)  # built once per worker process
     try:
         evaluate = job.evaluation()
     except Exception as error:  # noqa: BLE001  (this worker cannot evaluate anything: the driver stops the search)
-        tune.report({EPOCH: 0, METRIC: -math.inf, "nas_final": True, "nas_fatal": f"{type(error).__name__}: "
+        tune.report({EPOCH: 0, METRIC: math.nan, "nas_final": True, "nas_fatal": f"{type(error).__name__}: "
                      f"{_first_line(error)}", "nas_metrics": "{}"})
         return
     context = dict(config.get("nas_context") or {})
@@ -198,14 +221,15 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
 
 
 def _score(job: EvaluationJob, metrics: Mapping[str, Any]) -> float:
-    """The reward of ``metrics`` for ASHA; minus infinity for a failed evaluation or a missing reward."""
+    """The reward of ``metrics`` for ASHA; NaN for a failed evaluation or a missing reward, which ASHA's
+    rung percentiles ignore (an infinite value would make every cutoff infinite or NaN, stopping nothing)."""
     if metrics.get("error"):
-        return -math.inf
+        return math.nan
     try:
         value = float(job.reward(metrics))
     except (KeyError, TypeError, ValueError):
-        return -math.inf
-    return value if math.isfinite(value) else -math.inf
+        return math.nan
+    return value if math.isfinite(value) else math.nan
 
 
 def _searcher_base() -> type:
@@ -225,6 +249,7 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
         super().__init__(metric=METRIC, mode="max")
         self.driver, self.threads, self.report = driver, threads, report
         self.fault: BaseException | None = None
+        self.journal_fault = False  # the fault is the driver's own (the journal): nothing more can be recorded
         self.running: dict[str, int] = {}  # Tune trial id -> our trial id
         self.errored: dict[str, int] = {}  # failed for good, waiting for their reason
         self.reasons: dict[str, str] = {}
@@ -242,25 +267,29 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
                     raise RuntimeError("the controller is waiting for results, but none are pending")
                 return None  # Tune asks again when a trial finishes
         except BaseException as error:  # noqa: BLE001  (kept and raised by the backend after Tune stops)
-            self.fault = error
+            self.fault, self.journal_fault = error, True
             return self.FINISHED
         self.running[trial_id] = trial.id
         return {"nas_trial": trial.id, "nas_choices": self.driver.space.encode(trial.genotype), "nas_cwd": os.getcwd(),
-                "nas_context": self.driver.context.get(trial.id, {}), "nas_inputs": self.driver.keywords.get(trial.id, {}),
+                "nas_context": self.driver.context.get(trial.id, {}),
+                "nas_inputs": self.driver.keywords.get(trial.id, {}),
                 "nas_threads": self.threads, "nas_report": self.report}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ours = self.running.pop(trial_id, None)
-        if ours is None or self.fault is not None:
+        if ours is None or self.journal_fault:
             return
+        if self.fault is not None and not (result or {}).get("nas_final"):
+            return  # stopped because of the fault, not by ASHA: unfinished, a resumed run evaluates it
         if error:
             self.errored[trial_id] = ours
             if trial_id in self.reasons:
                 self._fail(trial_id, self.reasons.pop(trial_id))
             return
         if result is not None and result.get("nas_fatal"):  # the trial stays unfinished: a resumed run evaluates it
-            self.fault = ValueError(f"a Ray worker could not prepare the evaluation ({result['nas_fatal']}); are the "
-                                    "data and files at the same paths on every node?")
+            self.fault = self.fault or ValueError(
+                f"a Ray worker could not prepare the evaluation ({result['nas_fatal']}); are the data and files at the "
+                "same paths on every node?")
             return
         if result is None or "nas_metrics" not in result:
             self._complete(ours, {"error": "stopped before it reported anything"}, None)
@@ -289,7 +318,12 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
         try:
             self.driver.complete(ours, metrics, seconds)
         except BaseException as error:  # noqa: BLE001  (kept and raised by the backend after Tune stops)
-            self.fault = error
+            self.fault, self.journal_fault = error, True
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its configuration (``tuner.pkl``); the driver (journal, controller, a progress bar)
+        stays in this process: a copy of the searcher has none."""
+        return {**self.__dict__, "driver": None}
 
     def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
         """Nothing: the journal and the controller state are the search's checkpoint."""

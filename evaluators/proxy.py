@@ -222,6 +222,7 @@ class ProxyEvaluator:
         seeds = trial_seeds(self.seed, trial_id, repeat)
         started = time.perf_counter()
         metrics: dict[str, Any] = {"epochs": 0}
+        interim = 0.0  # seconds of per-epoch validation for ``report``: outside the time limit and train_seconds
         try:
             ir = self.space.lower(genotype, num_classes=splits.num_classes, **self.macro())
             if ir.resolution != splits.resolution:  # the network asks for another input size: serve it
@@ -234,11 +235,11 @@ class ProxyEvaluator:
                                        device_type=self.device.type if self.device.type != "cpu" else "cuda"):
                 torch.manual_seed(seeds.other)
                 model = compile_ir(ir, seed=seeds.init).to(self.device)
-                self._train(model, splits, seeds, started, metrics, report)
+                interim = self._train(model, splits, seeds, started, metrics, report)
                 recalibrate_batchnorm(model, splits.train, self.batch_size, self.calibration_examples, self.device,
                                       torch.Generator().manual_seed(seeds.data_order))
                 metrics["accuracy"] = accuracy(model, splits.validation, self.device)
-            self._check_time(started, limit, "after validation")
+            self._check_time(started + interim, limit, "after validation")
         except CandidateFailure as failure:
             metrics["error"] = str(failure)
         except torch.OutOfMemoryError as error:
@@ -275,13 +276,14 @@ class ProxyEvaluator:
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
 
     def _train(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds, started: float,
-               metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> None:
+               metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> float:
+        """Train ``model`` in place; the seconds spent validating for ``report`` (0 without one)."""
         count = len(splits.train)  # type: ignore[arg-type]
         steps_per_epoch = count // self.batch_size if count >= self.batch_size else 1
         optimizer, scheduler = self._make_optimizer(model, self.epochs * steps_per_epoch)
         generator = torch.Generator().manual_seed(seeds.data_order)
         forward_with_aux = getattr(model, "forward_with_aux", None)
-        train_started = time.perf_counter()
+        train_started, interim = time.perf_counter(), 0.0
         for epoch in range(self.epochs):
             model.train()
             # ScheduledDropPath (App. A.5): the drop rate grows linearly with training progress.
@@ -303,19 +305,30 @@ class ProxyEvaluator:
                 optimizer.step()
                 scheduler.step()
                 batches += 1
-                self._check_time(started, metrics.get("time_limit"), f"at epoch {epoch + 1} of {self.epochs}")
+                self._check_time(started + interim, metrics.get("time_limit"), f"at epoch {epoch + 1} of {self.epochs}")
             metrics.update(epochs=epoch + 1, final_train_loss=total / max(1, batches),
-                           train_seconds=time.perf_counter() - train_started)
+                           train_seconds=time.perf_counter() - train_started - interim)
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])
             if report is not None and epoch + 1 < self.epochs:
-                report({**metrics, "accuracy": self._interim_accuracy(model, splits, seeds)})
+                paused = time.perf_counter()
+                value = self._interim_accuracy(model, splits, seeds)
+                interim += time.perf_counter() - paused
+                report({**metrics, "accuracy": value})
+        return interim
 
     def _interim_accuracy(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds) -> float:
-        """Validation accuracy of a copy of ``model`` as the final one is measured (its BatchNorm re-estimated)."""
-        snapshot = copy.deepcopy(model)
-        recalibrate_batchnorm(snapshot, splits.train, self.batch_size, self.calibration_examples, self.device,
-                              torch.Generator().manual_seed(seeds.data_order))
-        return accuracy(snapshot, splits.validation, self.device)
+        """Validation accuracy of a copy of ``model`` as the final one is measured (its BatchNorm re-estimated).
+
+        Under ``fork_rng``: the training transforms of the re-estimation (random crops, flips) and the
+        loaders draw from the global generator, which the remaining epochs' augmentation, dropout and
+        drop-path must find as they left it.
+        """
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type=self.device.type if self.device.type != "cpu" else "cuda"):
+            snapshot = copy.deepcopy(model)
+            recalibrate_batchnorm(snapshot, splits.train, self.batch_size, self.calibration_examples, self.device,
+                                  torch.Generator().manual_seed(seeds.data_order))
+            return accuracy(snapshot, splits.validation, self.device)
 
     @staticmethod
     def _check_time(started: float, limit: float | None, where: str) -> None:

@@ -6,7 +6,9 @@ this process; ``ray`` (``backends/ray_tune.py``) runs up to ``workers`` at once 
 a local Ray started on demand or on a cluster by ``address``, with optional early stopping
 (ASHA). Backends are registered like every other plug-in (entry-point group ``nas.backends``):
 a factory taking the options of ``BackendSettings`` and giving an object with
-``check(job)`` (refuse what it cannot run, before anything is written) and ``run(driver, job)``.
+``check(job)`` (refuse what it cannot run, before anything is written; it may connect to a
+cluster), ``run(driver, job)`` and ``close()`` (let go of what ``check`` started; ``run`` does
+it too). The run commands call them as ``with_backend`` does.
 
 An evaluation travels to a worker as an ``EvaluationJob``: a picklable recipe (a module-level
 function and its settings) that the worker builds once and reuses for every trial it runs, so
@@ -16,9 +18,10 @@ data are loaded once per worker, not per trial. Every evaluation's metrics are a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -78,6 +81,8 @@ class Backend(Protocol):
 
     def run(self, driver: Driver, job: EvaluationJob) -> None: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(kw_only=True)
 class BackendSettings:
@@ -126,6 +131,16 @@ def check_backend_settings(settings: Any) -> None:
             raise ValueError(f"{name}: option names must be strings, got {keys[0]!r}")
 
 
+@contextlib.contextmanager
+def with_backend(backend: Backend, job: EvaluationJob) -> Iterator[Backend]:
+    """``backend.check(job)`` now, ``backend.close()`` however the block ends (a refused journal, say)."""
+    backend.check(job)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
 def make_backend(settings: Any) -> Backend:
     """The registered backend named by ``settings.backend``, built with its execution settings."""
     factory = registry.backends.get(settings.backend)
@@ -160,6 +175,9 @@ class LocalBackend:
 
     def check(self, job: EvaluationJob) -> None:
         """Nothing to refuse: the local backend runs any evaluation."""
+
+    def close(self) -> None:
+        """Nothing to let go of."""
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
         from nas.runs import intra_op_threads

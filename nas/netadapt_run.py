@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nas import registry
-from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
+from nas.backend import (
+    BACKEND_TYPES,
+    BackendSettings,
+    EvaluationJob,
+    check_backend_settings,
+    make_backend,
+    with_backend,
+)
 from nas.controller import make_controller
 from nas.evaluator import make_evaluator
 from nas.runs import MAX_SEED, MAX_THREADS, check_run_directory, check_types, intra_op_threads, open_journal
@@ -285,55 +292,55 @@ def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
     out = Path(settings.out)
     job = EvaluationJob(build=functools.partial(netadapt_evaluation, settings, out), space=parts.space,
                         reward=accuracy_reward, threads=settings.threads)
-    backend.check(job)  # what the backend cannot run is refused before anything is written
-    check_run_directory(out)
-    others = [name for name in study_names(out) if name != NETADAPT_STUDY]
-    if others:
-        raise ValueError(f"{out} holds another kind of run (study {others[0]!r}); use another --out")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):
-        journal = open_journal(out, created, None, NETADAPT_STUDY,
-                               settings.identity(parts.start.to_json(), parts.weights_digest))
-        weights_dir = out / "weights"
-        weights_dir.mkdir(exist_ok=True)
-        with intra_op_threads(settings.threads):
-            start_state = parts.weights or _trained_start(out, settings, parts)
-        start_latency = journal.study.user_attrs.get(START_LATENCY_KEY)
-        if start_latency is None:
-            start_latency = parts.latency.predict_ms(parts.start.genotype)
-            journal.study.set_user_attr(START_LATENCY_KEY, start_latency)
-        target = settings.latency_target_ms or settings.latency_ratio * start_latency
-        controller = make_controller(
-            "netadapt", parts.space, seed=settings.seed, latency=parts.latency.predict_ms, target_ms=target,
-            start_latency_ms=start_latency, reduction=settings.reduction, decay=settings.decay,
-            selection=settings.selection, max_iterations=settings.max_iterations)
-        evaluation = job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
+    with with_backend(backend, job):  # checked before anything is written, closed however this ends
+        check_run_directory(out)
+        others = [name for name in study_names(out) if name != NETADAPT_STUDY]
+        if others:
+            raise ValueError(f"{out} holds another kind of run (study {others[0]!r}); use another --out")
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        with RunLock(out):
+            journal = open_journal(out, created, None, NETADAPT_STUDY,
+                                   settings.identity(parts.start.to_json(), parts.weights_digest))
+            weights_dir = out / "weights"
+            weights_dir.mkdir(exist_ok=True)
+            with intra_op_threads(settings.threads):
+                start_state = parts.weights or _trained_start(out, settings, parts)
+            start_latency = journal.study.user_attrs.get(START_LATENCY_KEY)
+            if start_latency is None:
+                start_latency = parts.latency.predict_ms(parts.start.genotype)
+                journal.study.set_user_attr(START_LATENCY_KEY, start_latency)
+            target = settings.latency_target_ms or settings.latency_ratio * start_latency
+            controller = make_controller(
+                "netadapt", parts.space, seed=settings.seed, latency=parts.latency.predict_ms, target_ms=target,
+                start_latency_ms=start_latency, reduction=settings.reduction, decay=settings.decay,
+                selection=settings.selection, max_iterations=settings.max_iterations)
+            evaluation = job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
 
-        def parent(genotype: Any, trial_id: int) -> dict[str, Any]:
-            current, trial = controller.parent  # the iteration's network: every proposal in flight shares it
-            return {"parent": parts.space.encode(current), "parent_trial": trial}
+            def parent(genotype: Any, trial_id: int) -> dict[str, Any]:
+                current, trial = controller.parent  # the iteration's network: every proposal in flight shares it
+                return {"parent": parts.space.encode(current), "parent_trial": trial}
 
-        def recorded(record: Record, replayed: bool) -> None:
+            def recorded(record: Record, replayed: bool) -> None:
+                _drop_unchosen(weights_dir, controller)
+                if on_record is not None:
+                    on_record(record, replayed)
+
+            # The latency (the table's prediction, the harness's measurement) is the driver's: it describes
+            # this device, not a worker's, and the table is written by one process.
+            driver = Driver(parts.space, controller, journal, MAX_TRIALS, on_record=recorded,
+                            annotate=parts.latency.evaluate, inputs=parent)
+            try:
+                backend.run(driver, job)
+            except RuntimeError as error:  # replay met another proposal than the journal holds
+                if "proposed another genotype" not in str(error):
+                    raise
+                raise ValueError(f"{error}; was the lookup table of this run changed or replaced? Give it back "
+                                 "(--table) or start a new run") from None
             _drop_unchosen(weights_dir, controller)
-            if on_record is not None:
-                on_record(record, replayed)
-
-        # The latency (the table's prediction, the harness's measurement) is the driver's: it describes
-        # this device, not a worker's, and the table is written by one process.
-        driver = Driver(parts.space, controller, journal, MAX_TRIALS, on_record=recorded,
-                        annotate=parts.latency.evaluate, inputs=parent)
-        try:
-            backend.run(driver, job)
-        except RuntimeError as error:  # replay met another proposal than the journal holds
-            if "proposed another genotype" not in str(error):
-                raise
-            raise ValueError(f"{error}; was the lookup table of this run changed or replaced? Give it back "
-                             "(--table) or start a new run") from None
-        _drop_unchosen(weights_dir, controller)
-        with intra_op_threads(settings.threads):
-            final = long_term(settings, parts, controller, evaluation.state(controller.parent[1]))
-        return write_outputs(out, settings, parts, controller, journal, final, target, start_latency)
+            with intra_op_threads(settings.threads):
+                final = long_term(settings, parts, controller, evaluation.state(controller.parent[1]))
+            return write_outputs(out, settings, parts, controller, journal, final, target, start_latency)
 
 
 def _trained_start(out: Path, settings: NetAdaptSettings, parts: NetAdaptParts) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import registry
-from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
+from nas.backend import (
+    BACKEND_TYPES,
+    BackendSettings,
+    EvaluationJob,
+    check_backend_settings,
+    make_backend,
+    with_backend,
+)
 from nas.controller import Controller, check_controller_name, controller_factory, make_controller
 from nas.doctor import check_storage
 from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
@@ -279,36 +286,36 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
                         threads=settings.threads, epochs=getattr(evaluator, "epochs", None),
                         reports=settings.repeats == 1 and accepts_report(evaluator.evaluate),
                         prebuilt=repeated(evaluator.evaluate, settings.repeats))
-    backend.check(job)  # what the backend cannot run is refused before anything is written
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    study_name = settings.study_name or "nas-search"
-    with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
-        journal = open_journal(out, created, settings.storage, study_name, settings.identity(), IDENTITY_DEFAULTS)
-        if settings.storage is not None:  # a shared storage: other run directories may name the same study
-            stack.enter_context(StudyGuard(journal.study))
-        final = _open_final(out, settings, journal, study_name + FINAL_STUDY_SUFFIX)  # refused now, not after
-        controller = _resume_controller(settings, space, controller, journal)
-        report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-        driver = Driver(space, controller, journal, settings.budget, settings.reward(), report,
-                        annotate=None if latency is None else latency.evaluate)
-        backend.run(driver, job)
-        stats = driver.finish()
-        pairs = None
-        if final_evaluator is not None and final is not None:
-            final_evaluator.prepare()
-            with intra_op_threads(settings.threads):
-                pairs = run_final_stage(journal, final, space, settings.final_top,
-                                        with_latency(repeated(final_evaluator.evaluate, settings.final_repeats,
-                                                              first=settings.repeats), latency),
-                                        reward=settings.reward(), on_final=on_final)
-        describe = getattr(evaluator, "describe", None)
-        best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
-                                                   "threads": settings.threads, **_final_settings(settings),
-                                                   **_execution(settings)},
-                             stats, describe() if callable(describe) else None, final=pairs,
-                             controller=_controller_config(controller))
-    return best, stats
+    with with_backend(backend, job):  # checked before anything is written, closed however this ends
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        study_name = settings.study_name or "nas-search"
+        with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
+            journal = open_journal(out, created, settings.storage, study_name, settings.identity(), IDENTITY_DEFAULTS)
+            if settings.storage is not None:  # a shared storage: other run directories may name the same study
+                stack.enter_context(StudyGuard(journal.study))
+            final = _open_final(out, settings, journal, study_name + FINAL_STUDY_SUFFIX)  # refused now, not after
+            controller = _resume_controller(settings, space, controller, journal)
+            report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
+            driver = Driver(space, controller, journal, settings.budget, settings.reward(), report,
+                            annotate=None if latency is None else latency.evaluate)
+            backend.run(driver, job)
+            stats = driver.finish()
+            pairs = None
+            if final_evaluator is not None and final is not None:
+                final_evaluator.prepare()
+                with intra_op_threads(settings.threads):
+                    pairs = run_final_stage(journal, final, space, settings.final_top,
+                                            with_latency(repeated(final_evaluator.evaluate, settings.final_repeats,
+                                                                  first=settings.repeats), latency),
+                                            reward=settings.reward(), on_final=on_final)
+            describe = getattr(evaluator, "describe", None)
+            best = write_outputs(out, journal, space, {**settings.identity(), "budget": settings.budget,
+                                                       "threads": settings.threads, **_final_settings(settings),
+                                                       **_execution(settings)},
+                                 stats, describe() if callable(describe) else None, final=pairs,
+                                 controller=_controller_config(controller))
+        return best, stats
 
 
 def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nas import registry
-from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings, make_backend
+from nas.backend import (
+    BACKEND_TYPES,
+    BackendSettings,
+    EvaluationJob,
+    check_backend_settings,
+    make_backend,
+    with_backend,
+)
 from nas.controller import Controller, make_controller
 from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
 from nas.runs import (
@@ -216,16 +223,16 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
                         reward=accuracy_reward, threads=settings.threads, epochs=getattr(parts.evaluator, "epochs", None),
                         reports=settings.repeats == 1 and accepts_report(parts.evaluator.evaluate),
                         prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
-    backend.check(job)  # what the backend cannot run is refused before anything is written
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):
-        journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()),
-                               IDENTITY_DEFAULTS)
-        report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-        driver = Driver(parts.space, parts.controller, journal, settings.budget or parts.grid_points, on_record=report)
-        backend.run(driver, job)
-        stats = driver.finish()
-        family = build_family(settings, parts, journal)
-        write_family(out, family)
-    return family, stats
+    with with_backend(backend, job):  # checked before anything is written, closed however this ends
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        with RunLock(out):
+            journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()),
+                                   IDENTITY_DEFAULTS)
+            report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
+            driver = Driver(parts.space, parts.controller, journal, settings.budget or parts.grid_points, on_record=report)
+            backend.run(driver, job)
+            stats = driver.finish()
+            family = build_family(settings, parts, journal)
+            write_family(out, family)
+        return family, stats

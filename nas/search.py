@@ -133,10 +133,13 @@ class Driver:
     controller knows); a backend passes ``keywords[trial_id]`` on.
 
     Resume: the controller restarts from its state saved after the last tell; its pending trials
-    (in flight at the crash) are asked again. Without a readable state it is rebuilt by replay:
-    each record keeps ``asked``, how many trials had been handed out when it was told, so the
-    asks and tells happen again in their original interleaving, which a controller that learns
-    from the order of completions (evolution, TPE) needs in order to propose the same trials again.
+    (in flight at the crash) are asked again, and those recorded after the state was saved are
+    told at once, in journal order. Without a readable state it is rebuilt by replay: a journal
+    recorded in order (a sequential run's) replays as its trials are asked again, a missing
+    record evaluated in its place; otherwise each record's ``asked`` (how many trials had been
+    handed out when it was told) lets the asks and tells happen again in their original
+    interleaving, which a controller that learns from the order of completions (evolution, TPE)
+    needs to propose the same trials again.
     """
 
     def __init__(self, space: SearchSpace, controller: Controller, journal: Journal, budget: int,
@@ -152,18 +155,19 @@ class Driver:
         self._asked = 0  # trials handed out by the controller so far (ids issued)
         self._queue: list[Trial] = []  # asked during a replay, not finished: evaluate these first
         self._started = time.perf_counter()
+        began = time.perf_counter()
         state = journal.load_controller()
         if state is not None:
             controller.load_state_dict(state)
             self._asked = int(state.get("next_id", 0)) if isinstance(state.get("next_id"), int) else 0
-        elif len(journal):
-            began = time.perf_counter()
-            self._replay()
-            self.stats.loop_seconds += time.perf_counter() - began
+            self._tell_recorded_pending()
+        elif 0 < len(journal) < budget and not self._recorded_in_order():
+            self._replay()  # a journal recorded in order replays as its trials are asked again (``next_trial``)
+        self.stats.loop_seconds += time.perf_counter() - began
 
     @property
     def exhausted(self) -> bool:
-        """True once no more trials will be handed out: the budget is finished or in flight, or the controller is done."""
+        """True once no more trials will be handed out: the budget is finished or in flight, or the controller done."""
         return len(self.journal) + len(self.in_flight) >= self.budget or self.controller.finished
 
     @property
@@ -189,12 +193,8 @@ class Driver:
                         return trial
                     self._record(trial.id, {}, None)  # the driver's own metrics failed it: nothing to evaluate
                     continue
-                self._check_replayed(trial, record)  # finished before a crash: tell the recorded result
-                self.controller.tell(trial.id, record.result)
+                self._tell(trial, record)  # finished before a crash: tell the recorded result
                 self.journal.save_controller(self.controller.state_dict())
-                self.stats.replayed += 1
-                if self.on_record is not None:
-                    self.on_record(record, True)
             return None
         finally:
             self.stats.loop_seconds += time.perf_counter() - began
@@ -235,8 +235,47 @@ class Driver:
             raise RuntimeError(f"trial {trial.id}: the controller proposed another genotype than the journal "
                                "holds; the run directory was written by other code or settings")
 
+    def _tell(self, trial: Trial, record: Record) -> None:
+        """Tell ``trial`` the result ``record`` holds (it finished before a crash)."""
+        self._check_replayed(trial, record)
+        self.controller.tell(trial.id, record.result)
+        self.stats.replayed += 1
+        if self.on_record is not None:
+            self.on_record(record, True)
+
+    def _tell_recorded_pending(self) -> None:
+        """Tell a restored controller the trials recorded after its state was saved (before a crash), in the
+        order they were recorded, as they were then.
+
+        Those are trials pending in the state, and trials asked after it was saved: between two saves
+        there are only asks, so asking again from the saved state proposes them again. The others
+        asked on the way are handed out first by ``next_trial``. Needs a ``ControllerBase`` state
+        (``next_id``, ``pending_ids``); another controller's are told as they are asked again.
+        """
+        pending = tuple(getattr(self.controller, "pending_ids", ()) or ())
+        if not hasattr(self.controller, "pending_ids"):
+            return
+        untold = [record for record in self.journal.records.values()
+                  if record.trial_id in pending or record.trial_id >= self._asked]
+        if not untold:
+            return
+        asked = {trial.id: trial for trial in (self.controller.ask() for _ in pending) if trial is not None}
+        target = max(record.trial_id for record in untold) + 1
+        while self._asked < target and (trial := self.controller.ask()) is not None:
+            asked[trial.id] = trial
+            self._asked = max(self._asked, trial.id + 1)
+        for record in untold:  # in journal order
+            if record.trial_id in asked:
+                self._tell(asked.pop(record.trial_id), record)
+        self._queue = sorted(asked.values(), key=lambda trial: trial.id)
+        self.journal.save_controller(self.controller.state_dict())
+
+    def _recorded_in_order(self) -> bool:
+        """True if every result was told right after its trial was asked (a sequential run's journal)."""
+        return all(record.asked in (None, record.trial_id + 1) for record in self.journal.records.values())
+
     def _replay(self) -> None:
-        """Rebuild the controller from the journal alone, asking and telling in the recorded order."""
+        """Rebuild the controller from the journal alone, asking and telling in the recorded interleaving."""
         asked: dict[int, Trial] = {}
         for record in self.journal.records.values():  # in the order they were told
             target = record.asked if record.asked is not None else record.trial_id + 1
@@ -247,14 +286,13 @@ class Driver:
                 asked[trial.id] = trial
                 self._asked = max(self._asked, trial.id + 1)
             trial = asked.pop(record.trial_id, None)
+            if trial is None and target > self.budget:
+                raise ValueError(f"budget: this run handed out {target} trials before it stopped; resume it with "
+                                 f"--budget {target} or more")
             if trial is None:
                 raise RuntimeError(f"trial {record.trial_id}: the controller did not propose it again in the "
                                    "recorded order; the run directory was written by other code or settings")
-            self._check_replayed(trial, record)
-            self.controller.tell(trial.id, record.result)
-            self.stats.replayed += 1
-            if self.on_record is not None:
-                self.on_record(record, True)
+            self._tell(trial, record)
         self._queue = sorted(asked.values(), key=lambda trial: trial.id)  # in flight at the crash
         self.journal.save_controller(self.controller.state_dict())
 

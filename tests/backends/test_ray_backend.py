@@ -6,6 +6,7 @@ One Ray instance (2 CPUs) serves the module; the backend joins it instead of sta
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -80,8 +81,8 @@ def _workers() -> set[int]:
     return found
 
 
-def _kill_next_worker(killed: set[int], deadline: float) -> int:
-    while time.monotonic() < deadline:
+def _kill_next_worker(killed: set[int], deadline: float, search: threading.Thread) -> int:
+    while time.monotonic() < deadline and search.is_alive():
         fresh = _workers() - killed
         if fresh:
             pid = min(fresh)
@@ -89,15 +90,16 @@ def _kill_next_worker(killed: set[int], deadline: float) -> int:
             killed.add(pid)
             return pid
         time.sleep(0.05)
-    raise AssertionError("no Ray worker appeared")
+    raise AssertionError("no Ray worker appeared while the search ran")
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes in /proc")
 def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_failed(cluster, tmp_path):
     """One worker, two trials: trial 0's worker is killed once (run again: its metrics are the local
-    ones), trial 1's on both of its runs (retries 1), so it is recorded as failed with Ray's reason."""
+    ones), trial 1's on both of its runs (retries 1), so it is recorded as failed with Ray's reason.
+    Three epochs make a trial last a few seconds, long enough to be killed after trial 0 is recorded."""
     out, killed, errors = tmp_path / "run", set(), []
-    run = settings(out, budget=2, backend="ray", workers=1, backend_options={"retries": 1})
+    run = settings(out, budget=2, epochs=3, backend="ray", workers=1, backend_options={"retries": 1})
 
     def search():
         try:
@@ -108,18 +110,18 @@ def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_fai
     thread = threading.Thread(target=search)
     thread.start()
     deadline = time.monotonic() + 240
-    _kill_next_worker(killed, deadline)  # trial 0, first run
+    _kill_next_worker(killed, deadline, thread)  # trial 0, first run
     while not (out / "study.db").exists() or not trials(out):  # trial 0 finished on its second run
         assert thread.is_alive() and time.monotonic() < deadline
         time.sleep(0.1)
-    _kill_next_worker(killed, deadline)  # trial 1, first run
-    _kill_next_worker(killed, deadline)  # trial 1, second run
+    _kill_next_worker(killed, deadline, thread)  # trial 1, first run
+    _kill_next_worker(killed, deadline, thread)  # trial 1, second run
     thread.join(timeout=240)
     assert not thread.is_alive() and not errors, errors
     recorded = trials(out)
     assert sorted(recorded) == [0, 1]
     assert recorded[0].state == optuna.trial.TrialState.COMPLETE
-    _, local = run_search(settings(tmp_path / "local", budget=1)), trials(tmp_path / "local")
+    _, local = run_search(settings(tmp_path / "local", budget=1, epochs=3)), trials(tmp_path / "local")
     assert measured(recorded[0].user_attrs["metrics"]) == measured(local[0].user_attrs["metrics"])
     assert recorded[1].state == optuna.trial.TrialState.FAIL
     assert recorded[1].user_attrs["error"].startswith("its Ray worker failed (2 runs): ")
@@ -176,6 +178,8 @@ def test_the_searcher_records_stops_failures_and_a_worker_that_cannot_build():
 
     driver = _Driver()
     searcher = _DriverSearcher(driver, threads=1, report=True)
+    driver.lock = threading.Lock()  # Tune pickles its configuration; the driver (a progress bar, say) stays here
+    assert pickle.loads(pickle.dumps(searcher)).driver is None and searcher.driver is driver
     configs = {name: searcher.suggest(name) for name in ("a", "b", "c", "d")}
     assert configs["a"]["nas_trial"] == 0 and configs["a"]["nas_threads"] == 1 and configs["a"]["nas_report"]
     assert driver.space.decode(configs["b"]["nas_choices"]) == driver.in_flight[1].genotype
