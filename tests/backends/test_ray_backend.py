@@ -68,6 +68,14 @@ def test_two_workers_write_the_local_journal_with_the_local_metrics(cluster, tmp
     assert "backend: ray, 2 workers" in (tmp_path / "ray" / "report.md").read_text()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(cluster, tmp_path):
+    """This machine's Ray has no GPU: Tune would wait for one forever."""
+    with pytest.raises(ValueError, match=r"gpus_per_trial: a trial asks for 1 CPUs and 1 GPUs, and no node"):
+        run_search(settings(tmp_path / "run", backend="ray", gpus_per_trial=1))
+    assert not (tmp_path / "run").exists()
+
+
 def _workers() -> set[int]:
     """Processes running a Tune function trainable (Ray names them ``ray::ImplicitFunc...``)."""
     found = set()
