@@ -108,7 +108,6 @@ BACKEND_TYPES: dict[str, Any] = {
     "gpus_per_trial": (float, int), "early_stop": (str, type(None)), "early_stop_options": dict,
     "backend_options": dict,
 }
-BACKEND_FIELDS: tuple[str, ...] = tuple(BACKEND_TYPES)
 
 
 def check_backend_settings(settings: Any) -> None:
