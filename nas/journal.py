@@ -69,12 +69,8 @@ class Journal:
             if self.study.trials:
                 raise ValueError(f"study {study_name!r} in {self.storage} has trials but no nas settings")
             self.study.set_user_attr(SETTINGS_KEY, settings)
-        elif {**(defaults or {}), **recorded} != settings:
-            recorded = {**(defaults or {}), **recorded}
-            changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-            detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
-            raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "
-                             "or the original settings to resume")
+        else:
+            _check_settings(out, recorded, settings, defaults)
         self.records: dict[int, Record] = {}
         damaged = (f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
                    "is readable and can export it")
@@ -135,6 +131,28 @@ class Journal:
         """Successful records, best reward first (ties: lower trial id first)."""
         done = [r for r in self.records.values() if not r.result.failed]
         return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
+
+
+def _check_settings(out: Path, recorded: Any, settings: dict[str, Any], defaults: dict[str, Any] | None) -> None:
+    """``ValueError`` naming what differs if a run recorded other settings than ``settings``."""
+    recorded = {**(defaults or {}), **recorded}
+    if recorded != settings:
+        changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+        detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
+        raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "
+                         "or the original settings to resume")
+
+
+def check_recorded_settings(out: Path, study_name: str, settings: dict[str, Any],
+                            defaults: dict[str, Any] | None = None) -> None:
+    """The refusal ``Journal`` would give a run in ``out`` (its own ``study.db``) with other settings, read
+    without writing anything: so that it comes before a backend connects to a cluster."""
+    if not (out / "study.db").is_file() or study_name not in study_names(out):
+        return
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}")
+    recorded = study.user_attrs.get(SETTINGS_KEY)
+    if recorded is not None:
+        _check_settings(out, recorded, settings, defaults)
 
 
 def _storage_reason(error: BaseException) -> str:

@@ -292,6 +292,9 @@ def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
     out = Path(settings.out)
     job = EvaluationJob(build=functools.partial(netadapt_evaluation, settings, out), space=parts.space,
                         reward=accuracy_reward, threads=settings.threads)
+    from nas.journal import check_recorded_settings
+
+    check_recorded_settings(out, NETADAPT_STUDY, settings.identity(parts.start.to_json(), parts.weights_digest))
     with with_backend(backend, job):  # checked before anything is written, closed however this ends
         check_run_directory(out)
         others = [name for name in study_names(out) if name != NETADAPT_STUDY]

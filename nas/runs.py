@@ -286,10 +286,14 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
                         threads=settings.threads, epochs=getattr(evaluator, "epochs", None),
                         reports=settings.repeats == 1 and accepts_report(evaluator.evaluate),
                         prebuilt=repeated(evaluator.evaluate, settings.repeats))
+    study_name = settings.study_name or "nas-search"
+    if settings.storage is None:  # other settings are refused before a backend connects
+        from nas.journal import check_recorded_settings
+
+        check_recorded_settings(out, study_name, settings.identity(), IDENTITY_DEFAULTS)
     with with_backend(backend, job):  # checked before anything is written, closed however this ends
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        study_name = settings.study_name or "nas-search"
         with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second search here is refused
             journal = open_journal(out, created, settings.storage, study_name, settings.identity(), IDENTITY_DEFAULTS)
             if settings.storage is not None:  # a shared storage: other run directories may name the same study

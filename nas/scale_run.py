@@ -223,6 +223,9 @@ def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
                         reward=accuracy_reward, threads=settings.threads, epochs=getattr(parts.evaluator, "epochs", None),
                         reports=settings.repeats == 1 and accepts_report(parts.evaluator.evaluate),
                         prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
+    from nas.journal import check_recorded_settings
+
+    check_recorded_settings(out, SCALE_STUDY, settings.identity(parts.base.to_json()), IDENTITY_DEFAULTS)
     with with_backend(backend, job):  # checked before anything is written, closed however this ends
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
