@@ -133,7 +133,8 @@ def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_fai
     assert measured(recorded[0].user_attrs["metrics"]) == measured(local[0].user_attrs["metrics"])
     assert recorded[1].state == optuna.trial.TrialState.FAIL
     assert recorded[1].user_attrs["error"].startswith("its Ray worker failed (2 runs): ")
-    assert "died" in recorded[1].user_attrs["error"].lower()
+    # Ray's reason: "ActorDiedError: ... died", or "The actor never ran" when the kill came while it started
+    assert "actor" in recorded[1].user_attrs["error"].lower()
     assert torch.load(out / "controller.pt", weights_only=True)["num_told"] == 2
 
 
