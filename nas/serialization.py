@@ -53,6 +53,14 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
         options = get_args(hint)
         if value is None and type(None) in options:
             return None
+        tagged = _tagged_options(options)
+        if tagged is not None:  # dataclasses told apart by a one-value Literal field: decode the one named
+            tag, by_value = tagged
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{path}: expected an object, got {type(value).__name__}")
+            if value.get(tag) not in by_value:
+                raise ValueError(f"{path}.{tag}: {value.get(tag)!r} is not valid; valid: {list(by_value)}")
+            return from_dict(by_value[value[tag]], value, path)
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
@@ -116,6 +124,26 @@ def from_dict(cls: type[T], data: Any, path: str = "genotype") -> T:
         return cls(**kwargs)
     except ValueError as error:  # semantic checks in __post_init__ name the field relative to cls
         raise ValueError(f"{path}.{error}" if ":" in str(error).split()[0] else f"{path}: {error}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _tagged_options(options: tuple[Any, ...]) -> tuple[str, dict[Any, type]] | None:
+    """``(field, {value: dataclass})`` if every option is a dataclass with a field of that name typed
+    as a one-value ``Literal`` (``family: Literal["dense"]``), the values all different; else None."""
+    classes = [o for o in options if o is not type(None)]
+    if not classes or not all(dataclasses.is_dataclass(o) for o in classes):
+        return None
+    for field in dataclasses.fields(classes[0]):
+        values = []
+        for option in classes:
+            hint = _type_hints(option).get(field.name)
+            if get_origin(hint) is not Literal or len(get_args(hint)) != 1:
+                break
+            values.append(get_args(hint)[0])
+        else:
+            if len(set(values)) == len(values):
+                return field.name, dict(zip(values, classes))
+    return None
 
 
 @functools.lru_cache(maxsize=256)
