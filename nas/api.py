@@ -149,17 +149,18 @@ def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **m
 
 
 def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any]:
-    """Parameters, MACs (batch 1, at the spec's resolution), resolution and a per-stage table."""
+    """Parameters, MACs and memory access (``nas.cost``; batch 1, at the spec's resolution), resolution
+    and a per-stage table."""
     resolved = resolve(spec)  # a bad spec is refused before torch is imported
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
     from nas.compile import compile as compile_ir
-    from nas.cost import build_on_meta, count_macs, count_params
+    from nas.cost import build_on_meta, count_macs, count_memory_access, count_params
 
     model = build_on_meta(lambda: compile_ir(ir))
     macs, by_module = count_macs(model, ir.resolution, per_module=True)
     return {
         "name": resolved.name, "space": resolved.space.name, "params": count_params(model),
-        "macs": macs, "resolution": ir.resolution, "num_classes": num_classes,
+        "macs": macs, "memory_access": count_memory_access(model, ir.resolution), "resolution": ir.resolution, "num_classes": num_classes,
         "stages": _stage_rows(ir, model, by_module), "genotype": resolved.to_json(),
     }
 

@@ -53,13 +53,13 @@ def cmd_presets(args: argparse.Namespace) -> None:
     import nas
 
     table = Table(title="Presets")
-    for column in ("name", "space", "resolution", "params", "MACs"):
-        table.add_column(column, justify="left" if column in ("name", "space") else "right")
+    for column in ("name", "space", "resolution", "params", "MACs", "memory access"):
+        table.add_column(column, justify="left" if column in ("name", "space") else "right", no_wrap=True)
     for name in nas.presets():
         summary = nas.summarize(name)
         table.add_row(name, summary["space"], str(summary["resolution"]), f"{summary['params']:,}",
-                      _millions(summary["macs"]))
-    Console().print(table)
+                      _millions(summary["macs"]), _millions(summary["memory_access"]))
+    Console(width=max(Console().width, 110)).print(table)  # never cut a preset name short
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -119,7 +119,8 @@ def cmd_show(args: argparse.Namespace) -> None:
                       f"best reward {best}; the best architecture at full size:")
     title = summary["name"] or (f"{args.spec} phi={args.phi}" if args.phi is not None else str(args.spec))
     console.print(f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
-                  f"{_millions(summary['macs'])} MACs at {summary['resolution']}x{summary['resolution']}, "
+                  f"{_millions(summary['macs'])} MACs, {_millions(summary['memory_access'])} memory access "
+                  f"(elements read + written) at {summary['resolution']}x{summary['resolution']}, "
                   f"{summary['num_classes']} classes")
     table = Table()
     for column in ("stage", "blocks", "input", "out channels", "params", "MACs"):

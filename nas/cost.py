@@ -1,4 +1,4 @@
-"""Analytic cost of a compiled network: parameters and multiply-accumulates.
+"""Analytic cost of a compiled network: parameters, multiply-accumulates and memory access.
 
 MACs are counted by ``torch.utils.flop_counter`` (convolutions and matrix products, i.e. conv
 and linear layers) at batch 1 and divided by 2: the papers' "Mult-Adds"/"FLOPS" and
@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -57,3 +59,35 @@ def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
     """Run ``factory`` with the meta device as default: shapes only, no storage or init cost."""
     with torch.device("meta"):
         return factory()
+
+
+def count_memory_access(module: nn.Module, resolution: int) -> int:
+    """Memory access cost (ShuffleNet V2 §2, "MAC"): tensor elements read and written by every kernel of
+    one forward pass of a ``3 x resolution x resolution`` image, weights included, run unfused.
+
+    For a 1x1 conv this is the paper's ``hw(c1 + c2) + c1 c2`` (G1, G2); element-wise layers (ReLU,
+    additions, BatchNorm in eval mode, concatenation, channel shuffle's copy) add theirs (G4), which
+    MACs leave out: that is why equal MACs do not mean equal speed. Views (reshape, transpose,
+    slicing, chunking) move no data and count nothing. Counted on the meta device, like ``count_macs``.
+    """
+    meta = module if _is_meta(module) else _to_meta(module)
+    meta.eval()
+    counter = _MemoryAccess()
+    with torch.no_grad(), counter:
+        meta(torch.empty(1, 3, resolution, resolution, device="meta"))
+    return counter.total
+
+
+class _MemoryAccess(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        returns = func._schema.returns
+        if not any(r.alias_info is not None and not r.alias_info.is_write for r in returns):  # not a view
+            inputs = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+            outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            self.total += sum(t.numel() for t in inputs) + sum(t.numel() for t in outputs)
+        return out

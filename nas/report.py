@@ -134,14 +134,15 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "",
         "## Top 10",
         "",
-        "| rank | trial | reward | accuracy | proxy params | proxy MACs | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| rank | trial | reward | accuracy | proxy params | proxy MACs | proxy memory access | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rank, record in enumerate(ranked[:10], start=1):
         metrics = record.result.metrics
         lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
                      f"{_accuracy(metrics)} | {_number(metrics.get('params'), True)} | "
-                     f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('seconds'))} |")
+                     f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('memory_access'), True)} | "
+                     f"{_number(metrics.get('seconds'))} |")
     if failed:
         lines += ["", "## Failed trials", "", "| trial | reason |", "|---:|---|"]
         lines += [f"| {r.trial_id} | {r.result.error} |" for r in sorted(failed, key=lambda r: r.trial_id)[:20]]

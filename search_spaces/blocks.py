@@ -250,12 +250,12 @@ SEARCH_STEM = 24  # ShuffleNet's stem: 3x3/2 conv to 24, 3x3/2 max-pool
 SEARCH_HEAD = 512  # 1x1 conv before pooling, as ShuffleNet V2's conv5
 
 
-def stage_for(family: str, width: int, depth: int, in_channels: int) -> Stage:
-    """The stage of ``family`` that ends about ``width`` wide, ``depth`` blocks, after ``in_channels``.
+def stage_for(family: str, width: float, depth: int) -> Stage:
+    """The stage of ``family`` about ``width`` wide with ``depth`` blocks (distinct widths give distinct stages).
 
     SE-ResNeXt and DPN bottlenecks are half the width with 8 groups (ResNeXt's 32x4d shape, scaled
     to these widths); DPN's residual path takes 3/4 of the width and its dense path grows by a
-    sixteenth per block; a dense stage grows from its input to the width (8 channels per layer at least).
+    sixteenth per block; a dense layer adds a quarter of the width (so a 4-layer dense stage adds the width).
     """
     if family == "mbconv":
         return MBConvStage(out_channels=make_divisible(width), depth=depth)
@@ -268,15 +268,8 @@ def stage_for(family: str, width: int, depth: int, in_channels: int) -> Stage:
         return DualPathStage(residual_channels=make_divisible(width * 3 / 4), increment=make_divisible(width / 16, 4),
                              depth=depth, bottleneck_channels=make_divisible(width / 2), groups=8)
     if family == "dense":
-        return DenseStage(growth=max(8, make_divisible(max(width - in_channels, 0) / depth)), depth=depth)
+        return DenseStage(growth=make_divisible(width / 4, 4), depth=depth)
     raise ValueError(f"family: {family!r} is not valid; valid: {list(FAMILIES)}")
-
-
-def _stage_out(stage: Stage, in_channels: int) -> int:
-    out = in_channels
-    for index in range(stage.depth):
-        out = _block(stage, index, out, False, False)[0]
-    return out
 
 
 class BlocksSpace(SpaceBase[BlocksGenotype]):
@@ -293,27 +286,21 @@ class BlocksSpace(SpaceBase[BlocksGenotype]):
 
     def decode(self, choices: Mapping[str, Any]) -> BlocksGenotype:
         check_choices(self.decisions(), choices)
-        stages, channels = [], SEARCH_STEM
-        for i, base in enumerate(BASE_WIDTHS):
-            stage = stage_for(choices[f"stage{i}.family"], base * choices[f"stage{i}.width"],
-                              choices[f"stage{i}.depth"], channels)
-            stages.append(stage)
-            channels = _stage_out(stage, channels)
-        return BlocksGenotype(tuple(stages), stem_channels=SEARCH_STEM, head_channels=SEARCH_HEAD)
+        stages = tuple(stage_for(choices[f"stage{i}.family"], base * choices[f"stage{i}.width"],
+                                 choices[f"stage{i}.depth"]) for i, base in enumerate(BASE_WIDTHS))
+        return BlocksGenotype(stages, stem_channels=SEARCH_STEM, head_channels=SEARCH_HEAD)
 
     def encode(self, genotype: BlocksGenotype) -> dict[str, Any]:
         if len(genotype.stages) != len(BASE_WIDTHS):
             raise ValueError(f"stages: the search space has {len(BASE_WIDTHS)} stages, got {len(genotype.stages)}")
         choices: dict[str, Any] = {}
-        channels = SEARCH_STEM
         for i, (base, stage) in enumerate(zip(BASE_WIDTHS, genotype.stages)):
             matches = [w for w in WIDTHS if stage.family in FAMILIES and stage.depth in DEPTHS
-                       and stage_for(stage.family, base * w, stage.depth, channels) == stage]
+                       and stage_for(stage.family, base * w, stage.depth) == stage]
             if not matches:
                 raise ValueError(f"stages[{i}]: not a stage of the search space")
             choices.update({f"stage{i}.family": stage.family, f"stage{i}.width": matches[0],
                             f"stage{i}.depth": stage.depth})
-            channels = _stage_out(stage, channels)
         if self.decode(choices) != genotype:
             raise ValueError("genotype is outside the search space (stem, head or settings differ)")
         return choices

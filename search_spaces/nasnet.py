@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
 from nas import registry
+from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
 from nas.space import Decision, check_choices
 from search_spaces.base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
 

@@ -12,6 +12,7 @@ SMALL = {
     "nasnet": {"num_cells": 1, "penultimate_filters": 48, "resolution": 16},
     "mobilenetv3": {"resolution": 32, "width_multiplier": 0.25},
     "efficientnet": {"resolution": 32, "width_multiplier": 0.25},
+    "blocks": {"resolution": 16},
 }
 
 
