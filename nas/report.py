@@ -49,7 +49,7 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
                 plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
-    text = _report(settings, journal, ranked, stats, evaluation or {}, controller)
+    text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space))
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
     if final is not None:
@@ -113,8 +113,23 @@ def _final_section(final: list[Pair], chosen: Pair | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _describer(space: SearchSpace[Any]) -> Any:
+    """``record -> str`` from the space's optional ``describe(genotype)`` (one line per architecture), or None."""
+    describe = getattr(space, "describe", None)
+    if describe is None:
+        return None
+
+    def line(record: Record) -> str:
+        try:
+            return str(describe(space.genotype_from_dict(record.genotype["genotype"])))
+        except (ValueError, KeyError, TypeError):
+            return "-"
+
+    return line
+
+
 def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None,
-            evaluation: dict[str, Any], controller: dict[str, Any] | None = None) -> str:
+            evaluation: dict[str, Any], controller: dict[str, Any] | None = None, describe: Any = None) -> str:
     failed = [r for r in journal.records.values() if r.result.failed]
     lines = [
         f"# Search report: {settings['controller']} on {settings['space']}",
@@ -134,15 +149,16 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "",
         "## Top 10",
         "",
-        "| rank | trial | reward | accuracy | proxy params | proxy MACs | proxy memory access | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rank | trial | reward | accuracy | proxy params | proxy MACs | proxy memory access | seconds |"
+        + (" architecture |" if describe else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if describe else ""),
     ]
     for rank, record in enumerate(ranked[:10], start=1):
         metrics = record.result.metrics
         lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
                      f"{_accuracy(metrics)} | {_number(metrics.get('params'), True)} | "
                      f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('memory_access'), True)} | "
-                     f"{_number(metrics.get('seconds'))} |")
+                     f"{_number(metrics.get('seconds'))} |" + (f" {describe(record)} |" if describe else ""))
     if failed:
         lines += ["", "## Failed trials", "", "| trial | reason |", "|---:|---|"]
         lines += [f"| {r.trial_id} | {r.result.error} |" for r in sorted(failed, key=lambda r: r.trial_id)[:20]]

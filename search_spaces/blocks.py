@@ -12,7 +12,7 @@ settings (``stage_for``), so every candidate compiles whatever its neighbours ar
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, Union
 
@@ -316,6 +316,6 @@ class BlocksSpace(SpaceBase[BlocksGenotype]):
             BOUNDS["resolution"].check("resolution", resolution)
         return lower_genotype(genotype, num_classes, resolution or genotype.resolution)
 
-    def condensed(self, genotype: BlocksGenotype) -> BlocksGenotype:
-        """``genotype`` with its dense layers in deployment form (load a ``nas.condense``d state dict into it)."""
-        return replace(genotype, condensed=True)
+    def describe(self, genotype: BlocksGenotype) -> str:
+        """One line per architecture for reports: ``family x depth`` of every stage, e.g. ``dense x2 / mbconv x4``."""
+        return " / ".join(f"{stage.family} x{stage.depth}" for stage in genotype.stages)
