@@ -34,7 +34,7 @@ from evaluators.datasets import _first_line, iterate_batches, skipped_files
 from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
-from nas.cost import build_on_meta, count_macs, count_memory_access, count_params
+from nas.cost import build_on_meta, count_cost, count_params
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.ops import set_drop_path_progress
 from nas.seeds import TrialSeeds, split_seed, trial_seeds
@@ -259,13 +259,13 @@ class ProxyEvaluator:
     def _cost(self, genotype: Any, ir: Any, num_classes: int) -> dict[str, Any]:
         meta = build_on_meta(lambda: compile_ir(ir))
         # Memory access next to MACs (ShuffleNet V2's G1-G4): what MACs miss about speed.
-        cost = {"params": count_params(meta), "macs": count_macs(meta, ir.resolution),
-                "memory_access": count_memory_access(meta, ir.resolution), "resolution": ir.resolution}
+        macs, _, memory_access = count_cost(meta, ir.resolution)
+        cost = {"params": count_params(meta), "macs": macs, "memory_access": memory_access, "resolution": ir.resolution}
         if self.full_cost:
             full_ir = self.space.lower(genotype, num_classes=num_classes)
             full = build_on_meta(lambda: compile_ir(full_ir))
-            cost.update(full_params=count_params(full), full_macs=count_macs(full, full_ir.resolution),
-                        full_memory_access=count_memory_access(full, full_ir.resolution))
+            full_macs, _, full_memory_access = count_cost(full, full_ir.resolution)
+            cost.update(full_params=count_params(full), full_macs=full_macs, full_memory_access=full_memory_access)
         return cost
 
     def _make_optimizer(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:

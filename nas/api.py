@@ -154,13 +154,13 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
     resolved = resolve(spec)  # a bad spec is refused before torch is imported
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
     from nas.compile import compile as compile_ir
-    from nas.cost import build_on_meta, count_macs, count_memory_access, count_params
+    from nas.cost import build_on_meta, count_cost, count_params
 
     model = build_on_meta(lambda: compile_ir(ir))
-    macs, by_module = count_macs(model, ir.resolution, per_module=True)
+    macs, by_module, memory_access = count_cost(model, ir.resolution)
     return {
         "name": resolved.name, "space": resolved.space.name, "params": count_params(model),
-        "macs": macs, "memory_access": count_memory_access(model, ir.resolution), "resolution": ir.resolution, "num_classes": num_classes,
+        "macs": macs, "memory_access": memory_access, "resolution": ir.resolution, "num_classes": num_classes,
         "stages": _stage_rows(ir, model, by_module), "genotype": resolved.to_json(),
     }
 

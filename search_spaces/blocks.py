@@ -22,8 +22,10 @@ from nas.space import Decision, check_choices
 from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, Bound, SpaceBase
 
 # Ranges of the numeric fields (checked while a genotype is built or decoded). The widest preset
-# is DPN-92 (2,688 channels before its classifier) and the deepest stage DPN-92's 20 blocks; 64
-# blocks per stage and 8192 channels leave room without letting a file ask for a huge network.
+# is DPN-92 (2,688 channels before its classifier), the deepest stage DPN-92's 20 blocks; 64 blocks
+# per stage, 8 stages and 8192 channels leave room for any of them scaled up. These ranges alone let
+# a file describe a network far too big to build (dense stages widen by depth x growth), which
+# ``nas.api.lower`` refuses by its count on the meta device (``MAX_PARAMETERS``) before allocating it.
 BOUNDS: Mapping[str, Bound] = MappingProxyType({
     "channels": Bound(1, 8192), "depth": Bound(1, 64), "stages": Bound(1, 8), "groups": Bound(1, 256),
     "factor": Bound(1, 16), "resolution": RESOLUTION, "dropout": PROBABILITY, "bn_eps": BN_EPS,
