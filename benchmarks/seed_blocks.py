@@ -48,9 +48,11 @@ from torch import nn
 
 import nas
 from nas.cost import build_on_meta, count_macs, count_memory_access, count_params
+from nas.timm_weights import TIMM_TO_PRESET
+from nas.torchvision_weights import TORCHVISION_TO_PRESET
 
-TORCHVISION = {f"shufflenet-v2-x{w}": f"shufflenet_v2_x{w.replace('.', '_')}" for w in ("0.5", "1.0", "1.5", "2.0")}
-TIMM = {"seresnet50": "seresnet50", "seresnext50-32x4d": "seresnext50_32x4d", "dpn68": "dpn68", "dpn92": "dpn92"}
+TORCHVISION = {ours: theirs for theirs, ours in TORCHVISION_TO_PRESET.items() if ours.startswith("shufflenet")}
+TIMM = {ours: theirs for theirs, ours in TIMM_TO_PRESET.items()}
 V1_GROUPS = (1, 2, 3, 4, 8)
 # ShuffleNet paper Table 1: complexity (MFLOPs = MACs) of the 1x networks, classifier excluded;
 # model-zoo totals: mmpretrain 1.87M params (g3, classifier with bias), megvii 1.9M / 138M (g3) and

@@ -89,11 +89,12 @@ class _MemoryAccess(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         out = func(*args, **(kwargs or {}))
-        returns = func._schema.returns
-        if func.overloadpacket.__name__.startswith("empty"):  # an allocation moves no data
+        returns, name = func._schema.returns, func.overloadpacket.__name__
+        if name.startswith("empty") or name == "_unsafe_view":  # an allocation, or a view without alias info
             return out
         if not any(r.alias_info is not None and not r.alias_info.is_write for r in returns):  # not a view
-            inputs = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+            read = {key: value for key, value in (kwargs or {}).items() if key != "out"}  # ``out=`` is written
+            inputs = [t for t in tree_flatten((args, read))[0] if isinstance(t, torch.Tensor)]
             outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             self.total += sum(t.numel() for t in inputs) + sum(t.numel() for t in outputs)
         return out

@@ -9,10 +9,12 @@ outputs, so that each group ends reading about ``1 / condense_factor`` of the in
 ``C - 1`` lasts while ``2 * progress < (i + 1) / (C - 1)`` (reference ``_check_drop``); training
 progress (0..1) arrives through ``set_training_progress``, as ScheduledDropPath's does.
 
-``condense(module)`` then replaces every learned group convolution by its deployment form: BN ->
-ReLU -> an index layer that gathers each group's kept inputs -> a standard grouped 1x1 convolution
--> channel shuffle (which restores the interleaved output order), with outputs identical to the
-masked layer's. The mask and the stage are buffers, so a checkpoint taken mid-training resumes them.
+``condense(module)`` then replaces every learned group convolution by its deployment form: an index
+layer that gathers each group's kept inputs -> BN -> ReLU -> a standard grouped 1x1 convolution ->
+channel shuffle (which restores the interleaved output order), with outputs identical to the masked
+layer's. The mask and the stage are buffers, so a checkpoint taken mid-training resumes them. A
+network condensed before half-way keeps more inputs per group than the deployment preset
+(``condensenet-74-condensed``) is built for, so its state dict loads only into a module condensed alike.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.shuffle_ops import channel_shuffle
+from nas.shuffle_ops import channel_shuffle, check_divisible
 
 
 def condensing_stage(progress: float, condense_factor: int) -> int:
@@ -48,6 +50,7 @@ class LearnedGroupConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.register_buffer("mask", torch.ones(out_channels, in_channels, 1, 1))
         self.register_buffer("stage", torch.zeros((), dtype=torch.long))
+        self._stages_done = 0  # ``stage`` as a Python int: reading the buffer every step would sync a GPU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(self.relu(self.norm(x)), self.conv.weight * self.mask)
@@ -55,9 +58,15 @@ class LearnedGroupConv(nn.Module):
     def set_training_progress(self, progress: float) -> None:
         """Run every condensing step due by ``progress`` (fraction of training done) that has not run."""
         target = condensing_stage(progress, self.condense_factor)
-        while int(self.stage) < target:
+        while self._stages_done < target:
             self._drop(self.conv.in_channels // self.condense_factor)
             self.stage += 1
+            self._stages_done += 1
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not self.stage.is_meta:
+            self._stages_done = int(self.stage)
 
     @torch.no_grad()
     def _drop(self, count: int) -> None:
@@ -75,7 +84,7 @@ class LearnedGroupConv(nn.Module):
         return [self.mask[group, :, 0, 0].nonzero().flatten() for group in range(self.groups)]
 
     def extra_repr(self) -> str:
-        return f"groups={self.groups}, condense_factor={self.condense_factor}, stage={int(self.stage)}"
+        return f"groups={self.groups}, condense_factor={self.condense_factor}, stage={self._stages_done}"
 
 
 class CondensedConv(nn.Module):
@@ -123,10 +132,10 @@ class CondensedConv(nn.Module):
 class CondensedLinear(nn.Module):
     """A classifier reading only its most used inputs (reference ``CondensingLinear``): index select -> Linear."""
 
-    def __init__(self, in_features: int, out_features: int, kept: int) -> None:
+    def __init__(self, in_features: int, out_features: int, kept: int, bias: bool = True) -> None:
         super().__init__()
         self.register_buffer("index", torch.arange(kept) % in_features)
-        self.linear = nn.Linear(kept, out_features)
+        self.linear = nn.Linear(kept, out_features, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.index_select(1, self.index))
@@ -139,10 +148,12 @@ class CondensedLinear(nn.Module):
         if not 0 < kept <= layer.in_features:
             raise ValueError(f"condense: classifier_keep {keep} keeps {kept} of {layer.in_features} inputs")
         index = layer.weight.abs().sum(0).argsort(stable=True)[layer.in_features - kept:]
-        condensed = cls(layer.in_features, layer.out_features, kept).to(layer.weight.device, layer.weight.dtype)
+        condensed = cls(layer.in_features, layer.out_features, kept, layer.bias is not None)
+        condensed.to(layer.weight.device, layer.weight.dtype)
         condensed.index.copy_(index)
         condensed.linear.weight.copy_(layer.weight[:, index])
-        condensed.linear.bias.copy_(layer.bias)
+        if layer.bias is not None:
+            condensed.linear.bias.copy_(layer.bias)
         return condensed
 
 
@@ -157,9 +168,10 @@ def condense(module: nn.Module, classifier_keep: float | None = None) -> nn.Modu
         if isinstance(child, LearnedGroupConv):
             _replace(module, name, CondensedConv.from_learned(child))
     if classifier_keep is not None:
-        linears = [name for name, child in module.named_modules() if isinstance(child, nn.Linear)]
-        if not linears:
-            raise ValueError("condense: classifier_keep given, but the module has no nn.Linear")
+        linears = [name for name, child in module.named_modules() if isinstance(child, (nn.Linear, CondensedLinear))]
+        if not linears or isinstance(module.get_submodule(linears[-1].rpartition(".")[0]), CondensedLinear):
+            raise ValueError("condense: classifier_keep given, but the module has no nn.Linear classifier "
+                             "left to condense")
         _replace(module, linears[-1], CondensedLinear.from_linear(module.get_submodule(linears[-1]), classifier_keep))
     return module
 
@@ -188,17 +200,16 @@ class DenseLayer(nn.Module):
                  condense_factor: int, bottleneck: int, condensed: bool, bn_eps: float, bn_momentum: float) -> None:
         super().__init__()
         width = bottleneck * growth
-        if growth < 1 or growth % groups_3x3:
-            raise ValueError(f"dense_layer: growth (out - in) {growth} must be positive and divisible by "
-                             f"groups_3x3 {groups_3x3}")
-        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else None
+        if growth < 1:
+            raise ValueError(f"dense_layer: growth (out - in) must be positive, got {growth}")
+        check_divisible("dense_layer", "growth (out - in)", growth, groups_3x3)
+        check_divisible("dense_layer", "bottleneck width", width, groups_1x1)
         if stride not in (1, 2):
             raise ValueError(f"dense_layer: stride must be 1 or 2, got {stride}")
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else None
         if condensed:
             kept = in_channels - (condense_factor - 1) * (in_channels // condense_factor)
             self.conv_1: nn.Module = CondensedConv(in_channels, width, groups_1x1, kept, bn_eps, bn_momentum)
-            if width % groups_1x1:
-                raise ValueError(f"dense_layer: bottleneck width {width} is not divisible by groups_1x1 {groups_1x1}")
         else:
             self.conv_1 = LearnedGroupConv(in_channels, width, groups_1x1, condense_factor, bn_eps, bn_momentum)
         self.conv_2 = nn.Sequential(nn.BatchNorm2d(width, eps=bn_eps, momentum=bn_momentum), nn.ReLU(inplace=True),

@@ -11,16 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.ops import SqueezeExcitation
-
-
-def _bn(channels: int, bn_eps: float, bn_momentum: float) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
-
-
-def _check_groups(op: str, name: str, channels: int, groups: int) -> None:
-    if groups < 1 or channels % groups:
-        raise ValueError(f"{op}: {name} {channels} is not divisible by groups {groups}")
+from nas.ops import SqueezeExcitation, _bn
+from nas.shuffle_ops import check_divisible
 
 
 class Bottleneck(nn.Module):
@@ -106,7 +98,7 @@ def se_bottleneck(in_channels: int, out_channels: int, stride: int, *, mid_chann
     """ResNet / ResNeXt bottleneck with optional SE. ``mid_channels`` 0: a quarter of ``out_channels``
     (ResNet's expansion 4); ``se_channels`` 0: no SE (SENet's reduction 16 is ``out_channels // 16``)."""
     mid = mid_channels or max(1, out_channels // 4)
-    _check_groups("se_bottleneck", "mid_channels", mid, groups)
+    check_divisible("se_bottleneck", "mid_channels", mid, groups)
     if se_channels < 0:
         raise ValueError(f"se_bottleneck: se_channels must be >= 0, got {se_channels}")
     return Bottleneck(in_channels, out_channels, stride, mid, groups, se_channels, bn_eps, bn_momentum)
@@ -133,6 +125,6 @@ def dual_path_block(in_channels: int, out_channels: int, stride: int, *, residua
             raise ValueError(f"dual_path_block: a block without projection keeps its input and adds to it; got "
                              f"{in_channels} -> {out_channels} with residual_channels {residual}")
     bottleneck = bottleneck_channels or residual
-    _check_groups("dual_path_block", "bottleneck_channels", bottleneck, groups)
+    check_divisible("dual_path_block", "bottleneck_channels", bottleneck, groups)
     return DualPathBlock(in_channels, residual, increment, bottleneck, groups, stride, projection, bn_eps,
                          bn_momentum)

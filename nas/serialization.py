@@ -58,9 +58,13 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
             tag, by_value = tagged
             if not isinstance(value, Mapping):
                 raise ValueError(f"{path}: expected an object, got {type(value).__name__}")
-            if value.get(tag) not in by_value:
-                raise ValueError(f"{path}.{tag}: {value.get(tag)!r} is not valid; valid: {list(by_value)}")
-            return from_dict(by_value[value[tag]], value, path)
+            if tag not in value:
+                raise ValueError(f"{path}.{tag}: missing field; valid: {list(by_value)}")
+            chosen = next((cls for name, cls in by_value.items() if name == value[tag]
+                           and isinstance(value[tag], str)), None)
+            if chosen is None:
+                raise ValueError(f"{path}.{tag}: {value[tag]!r} is not valid; valid: {list(by_value)}")
+            return from_dict(chosen, value, path)
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
@@ -131,7 +135,7 @@ def _tagged_options(options: tuple[Any, ...]) -> tuple[str, dict[Any, type]] | N
     """``(field, {value: dataclass})`` if every option is a dataclass with a field of that name typed
     as a one-value ``Literal`` (``family: Literal["dense"]``), the values all different; else None."""
     classes = [o for o in options if o is not type(None)]
-    if not classes or not all(dataclasses.is_dataclass(o) for o in classes):
+    if len(classes) < 2 or not all(dataclasses.is_dataclass(o) for o in classes):
         return None
     for field in dataclasses.fields(classes[0]):
         values = []
@@ -141,7 +145,7 @@ def _tagged_options(options: tuple[Any, ...]) -> tuple[str, dict[Any, type]] | N
                 break
             values.append(get_args(hint)[0])
         else:
-            if len(set(values)) == len(values):
+            if all(isinstance(v, str) for v in values) and len(set(values)) == len(values):
                 return field.name, dict(zip(values, classes))
     return None
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas.ir import Activation
+from nas.ops import _bn, _odd
 from nas.ops import activation as make_activation
 
 
@@ -27,13 +28,10 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.contiguous().view(batch, channels, height, width)
 
 
-def _bn(channels: int, bn_eps: float, bn_momentum: float) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=bn_eps, momentum=bn_momentum)
-
-
-def _check_divisible(op: str, name: str, value: int, divisor: int) -> None:
-    if divisor < 1 or value % divisor:
-        raise ValueError(f"{op}: {name} {value} is not divisible by groups {divisor}")
+def check_divisible(op: str, name: str, value: int, groups: int) -> None:
+    """``ValueError`` naming ``op`` unless ``value`` channels split into ``groups`` (>= 1) equal groups."""
+    if groups < 1 or value % groups:
+        raise ValueError(f"{op}: {name} {value} is not divisible by groups {groups}")
 
 
 class ChannelShuffle(nn.Module):
@@ -89,9 +87,9 @@ class ShuffleNetV1Unit(nn.Module):
     """ShuffleNet unit (paper Fig. 2b/c; megvii ``ShuffleV1Block``): grouped 1x1 -> BN -> ReLU ->
     channel shuffle -> 3x3 depthwise (strided) -> BN -> grouped 1x1 -> BN.
 
-    Stride 1 with equal widths adds the input (then ReLU). Otherwise the branch produces
-    ``out - in`` channels and is concatenated after the shortcut, a 3x3 average pool (stride 2) or
-    the input itself (stride 1), then ReLU. ``group_first`` False leaves the first 1x1 ungrouped,
+    Stride 1 with equal widths adds the input, then ReLU. Otherwise the branch produces ``out - in``
+    channels and goes through ReLU, and is concatenated after the shortcut, a 3x3 average pool
+    (stride 2) or the input itself (stride 1), as megvii's code does. ``group_first`` False leaves the first 1x1 ungrouped,
     as the paper does where the input is narrow (the first unit after the stem, §3.3).
     """
 
@@ -104,10 +102,10 @@ class ShuffleNetV1Unit(nn.Module):
             raise ValueError(f"shufflenet_v1_unit: a concatenating unit needs out_channels > in_channels, got "
                              f"{in_channels} -> {out_channels}")
         first_groups = groups if group_first else 1
-        _check_divisible("shufflenet_v1_unit", "in_channels", in_channels, first_groups)
-        _check_divisible("shufflenet_v1_unit", "mid_channels", mid_channels, groups)
-        _check_divisible("shufflenet_v1_unit", "branch output (out - in)" if not self.add else "out_channels",
-                         branch_out, groups)
+        check_divisible("shufflenet_v1_unit", "mid_channels", mid_channels, groups)
+        check_divisible("shufflenet_v1_unit", "in_channels", in_channels, first_groups)
+        check_divisible("shufflenet_v1_unit", "branch output (out - in)" if not self.add else "out_channels",
+                        branch_out, groups)
         self.groups = groups
         norm = (bn_eps, bn_momentum)
         self.branch_main_1 = nn.Sequential(
@@ -159,7 +157,7 @@ def channel_shuffle_op(in_channels: int, out_channels: int, stride: int, *, grou
     """Channel shuffle as a layer (widths and size unchanged)."""
     if in_channels != out_channels or stride != 1:
         raise ValueError(f"channel_shuffle: keeps shape; got {in_channels} -> {out_channels}, stride {stride}")
-    _check_divisible("channel_shuffle", "in_channels", in_channels, groups)
+    check_divisible("channel_shuffle", "in_channels", in_channels, groups)
     return ChannelShuffle(groups)
 
 
@@ -171,10 +169,9 @@ def pool(in_channels: int, out_channels: int, stride: int, *, kind: Literal["max
     references' for the even sizes they run at)."""
     if in_channels != out_channels:
         raise ValueError(f"pool: keeps the width; got {in_channels} -> {out_channels}")
-    if kernel_size < 1 or (kernel_size % 2 == 0 and kernel_size != stride):
-        raise ValueError(f"pool: kernel_size must be odd, or even and equal to the stride, got {kernel_size} "
-                         f"with stride {stride}")
-    padding = (kernel_size - 1) // 2
+    if kernel_size < 1 or (kernel_size % 2 == 0 and (kernel_size, stride) != (2, 2)):
+        raise ValueError(f"pool: kernel_size must be odd, or 2 with stride 2, got {kernel_size} with stride {stride}")
+    padding = kernel_size // 2 if kernel_size % 2 else 0
     if kind == "max":
         return nn.MaxPool2d(kernel_size, stride, padding, ceil_mode=kernel_size % 2 == 0)
     return nn.AvgPool2d(kernel_size, stride, padding, ceil_mode=kernel_size % 2 == 0)
@@ -182,9 +179,7 @@ def pool(in_channels: int, out_channels: int, stride: int, *, kind: Literal["max
 
 def conv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3) -> nn.Module:
     """A bare convolution (no bias, no BN): CondenseNet's stem, whose dense layers normalise their inputs."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size: must be a positive odd integer, got {kernel_size!r}")
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
+    return nn.Conv2d(in_channels, out_channels, _odd(kernel_size), stride, kernel_size // 2, bias=False)
 
 
 def bn_act(in_channels: int, out_channels: int, stride: int, *, activation: Activation = "relu", bn_eps: float,

@@ -57,6 +57,14 @@ def test_shufflenet_v1_unit_adds_or_concatenates_the_pooled_input():
         build_op("shufflenet_v1_unit", 12, 40, 2, {"groups": 3})
 
 
+def test_pools_keep_the_irs_size_rule():
+    x = torch.randn(1, 4, 7, 7)
+    assert build_op("pool", 4, 4, 2)(x).shape[-1] == 4  # ceil(7 / 2)
+    assert build_op("pool", 4, 4, 2, {"kind": "avg", "kernel_size": 2})(x).shape[-1] == 4
+    with pytest.raises(ValueError, match="kernel_size must be odd, or 2 with stride 2"):
+        build_op("pool", 4, 4, 4, {"kernel_size": 4})
+
+
 def test_se_bottleneck_gates_the_residual_branch_before_the_sum():
     block = build_op("se_bottleneck", 64, 256, 2, {"mid_channels": 128, "groups": 32, "se_channels": 16})
     assert block.conv2.groups == 32 and block.conv2.stride == (2, 2) and block.downsample is not None
@@ -139,11 +147,14 @@ def test_condensed_weights_load_into_the_deployment_preset_with_identical_output
     torch.manual_seed(0)
     presets = BlocksSpace().presets()
     model = nas.materialize(replace(presets["condensenet-74"], resolution=32), num_classes=5, seed=0)
-    set_training_progress(model, 1.0)
     for layer in model.modules():  # weights away from init, so that the kept inputs differ per group
         if isinstance(layer, LearnedGroupConv):
             with torch.no_grad():
                 layer.conv.weight.normal_()
+    set_training_progress(model, 1.0)
+    kept = [inputs.tolist() for layer in model.modules() if isinstance(layer, LearnedGroupConv)
+            for inputs in layer.kept_inputs()]
+    assert len({tuple(k) for k in kept}) > len(kept) // 2  # the groups read different inputs
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -161,9 +172,27 @@ def test_condense_classifier_keeps_the_most_used_inputs():
     model = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
     with torch.no_grad():
         model[1].weight.copy_(torch.tensor([[1.0, 0, 5, 0, 2, 0]] * 3))
+    x = torch.randn(2, 6, 1, 1)
+    expected = model(x)
     nas.condense(model, classifier_keep=0.5)
     assert model[1].index.tolist() == [0, 4, 2]  # the three largest, in ascending order of importance
     assert model[1].linear.in_features == 3
+    assert torch.allclose(model(x), expected)  # the dropped inputs had weight 0: the same logits
+    with pytest.raises(ValueError, match="no nn.Linear classifier left to condense"):
+        nas.condense(model, classifier_keep=0.5)
+
+
+def test_a_resumed_layer_knows_its_condensing_stage():
+    layer = LearnedGroupConv(16, 32, groups=4, condense_factor=4, bn_eps=1e-5, bn_momentum=0.1)
+    layer.set_training_progress(0.4)
+    fresh = LearnedGroupConv(16, 32, groups=4, condense_factor=4, bn_eps=1e-5, bn_momentum=0.1)
+    fresh.load_state_dict(layer.state_dict())
+    assert "stage=2" in repr(fresh) and torch.equal(fresh.mask, layer.mask)
+    fresh.set_training_progress(0.4)  # nothing more is due
+    assert torch.equal(fresh.mask, layer.mask)
+    fresh.set_training_progress(1.0)
+    assert [len(k) for k in fresh.kept_inputs()] == [4] * 4
+    assert "stage=0" in repr(build_on_meta(lambda: LearnedGroupConv(8, 8, 2, 2, 1e-5, 0.1)))
 
 
 def test_memory_access_of_a_1x1_conv_is_the_papers_formula():

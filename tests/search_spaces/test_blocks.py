@@ -54,6 +54,16 @@ def test_genotype_json_names_the_family_and_the_bad_field():
     bad["genotype"]["stages"][2]["groups"] = 0
     with pytest.raises(ValueError, match=r"genotype.stages\[2\].groups: must be in \[1, 256\], got 0"):
         nas.load_genotype(bad)
+    for family in (["dense"], None):  # not a name, or no name at all: one line, never a TypeError
+        bad = json.loads(json.dumps(document))
+        bad["genotype"]["stages"][0]["family"] = family
+        with pytest.raises(ValueError, match=r"genotype.stages\[0\].family: \['dense'\] is not valid"
+                                             if family else r"genotype.stages\[0\].family: None is not valid"):
+            nas.load_genotype(bad)
+    bad = json.loads(json.dumps(document))
+    del bad["genotype"]["stages"][0]["family"]
+    with pytest.raises(ValueError, match=r"genotype.stages\[0\].family: missing field"):
+        nas.load_genotype(bad)
     bad = json.loads(json.dumps(document))
     bad["genotype"]["stages"][0]["growth"] = 8  # a field of another family
     with pytest.raises(ValueError, match=r"genotype.stages\[0\].growth: unknown field"):
@@ -71,6 +81,8 @@ def test_a_stage_that_cannot_be_built_is_named_when_lowered():
 def test_presets_are_outside_the_searched_decisions_but_lower():
     with pytest.raises(ValueError, match="search space has 3 stages"):
         SPACE.encode(SPACE.presets()["seresnet50"])
+    ir = SPACE.lower(SPACE.presets()["seresnet50"], num_classes=10)
+    assert [len(stage) for stage in ir.stages] == [3, 4, 6, 3] and ir.out_channels == 2048
     genotype = SPACE.decode(sample_choices(SPACE.decisions(), np.random.default_rng(0)))
     assert SPACE.encode(genotype) == SPACE.encode(SPACE.genotype_from_dict(genotype_json("blocks", genotype)["genotype"]))
 
