@@ -175,6 +175,10 @@ class BlocksGenotype:
             BOUNDS[name].check(name, getattr(self, name))
 
 
+OPS = {"mbconv": "mbconv", "shufflenet_v2": "shufflenet_v2_unit", "shufflenet_v1": "shufflenet_v1_unit",
+       "bottleneck": "se_bottleneck", "dual_path": "dual_path_block", "dense": "dense_layer"}
+
+
 def lower_stage(stage: Stage, channels: int, size: int, after_stem: bool, condensed: bool) -> list[BlockSpec]:
     """The blocks of ``stage`` reading ``channels`` x ``size`` x ``size``; ``after_stem``: its input is
     the stem's (ShuffleNet leaves that unit's first 1x1 ungrouped, paper §3.3)."""
@@ -185,10 +189,6 @@ def lower_stage(stage: Stage, channels: int, size: int, after_stem: bool, conden
         blocks.append(BlockSpec(OPS[stage.family], channels, out, stride, size, options))
         channels, size = out, conv_output_size(size, stride)
     return blocks
-
-
-OPS = {"mbconv": "mbconv", "shufflenet_v2": "shufflenet_v2_unit", "shufflenet_v1": "shufflenet_v1_unit",
-       "bottleneck": "se_bottleneck", "dual_path": "dual_path_block", "dense": "dense_layer"}
 
 
 def _block(stage: Stage, index: int, channels: int, after_stem: bool, condensed: bool) -> tuple[int, dict[str, Any]]:
