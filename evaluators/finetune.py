@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from evaluators.datasets import iterate_batches
@@ -34,6 +33,7 @@ from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.files import atomic_torch_save
 from nas.seeds import split_seed, trial_seeds
 from nas.space import SearchSpace
+from nas.training import Diverged, Recipe, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +47,19 @@ def train_steps(model: nn.Module, dataset: Any, steps: int, *, batch_size: int, 
     """``steps`` SGD steps over shuffled epochs of ``dataset``; the mean loss of the last 10 steps."""
     if steps <= 0:
         return math.nan
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    model.train()
+    # The shared loop (nas.training); stochastic depth stays at the genotype's rate, as the network trains.
+    recipe = Recipe(epochs=1, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                    gradient_clip=GRADIENT_CLIP, drop_path="constant")
+    trainer = Trainer(model, recipe, steps, device)
     losses: list[float] = []
-    while len(losses) < steps:
-        for images, labels in iterate_batches(dataset, batch_size, True, generator, drop_last=True):
-            loss = F.cross_entropy(model(images.to(device)), labels.to(device))
-            if not math.isfinite(loss.item()):
-                raise ValueError(f"nan loss at step {len(losses) + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            if len(losses) == steps:
-                break
+    while trainer.step < steps:
+        try:
+            stats = trainer.train_epoch(iterate_batches(dataset, batch_size, True, generator, drop_last=True),
+                                        max_steps=steps - trainer.step, keep_losses=True,
+                                        label=f"step {trainer.step + 1}")
+        except Diverged as error:
+            raise ValueError(str(error)) from None
+        losses += stats.losses
     return sum(losses[-10:]) / len(losses[-10:])
 
 

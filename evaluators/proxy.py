@@ -24,10 +24,9 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from evaluators.datasets import _first_line, iterate_batches, skipped_files
@@ -36,19 +35,16 @@ from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
-from nas.ops import set_drop_path_progress
 from nas.seeds import TrialSeeds, split_seed, trial_seeds
 from nas.space import SearchSpace
+from nas.training import OPTIMIZERS, Diverged, OptimizerName, Recipe, Trainer
 
 logger = logging.getLogger(__name__)
 
-OptimizerName = Literal["sgd", "adamw"]
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DEFAULT_EPOCHS = 4
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "adamw": 2e-3}
 DEFAULT_WEIGHT_DECAY: dict[str, float] = {"sgd": 5e-4, "adamw": 0.05}
-AUX_LOSS_WEIGHT = 0.4  # NASNet App. A.7, TF-slim ``aux_head`` loss weight
 GRADIENT_CLIP = 5.0  # TF-slim NASNet CIFAR ``clip_gradient_norm``
 CALIBRATION_EXAMPLES = 512  # training images that re-estimate the BatchNorm statistics
 
@@ -268,54 +264,31 @@ class ProxyEvaluator:
             cost.update(full_params=count_params(full), full_macs=full_macs, full_memory_access=full_memory_access)
         return cost
 
-    def _make_optimizer(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if self.optimizer == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=self.learning_rate, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.weight_decay)
-        # Single-period cosine decay over all steps (NASNet App. A.6; Loshchilov & Hutter, SGDR).
-        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    def recipe(self) -> Recipe:
+        """The proxy's training settings as a ``nas.training.Recipe``: the loop is the one ``nas train`` runs."""
+        return Recipe(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                      learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+                      gradient_clip=self.gradient_clip, drop_path="linear" if self.drop_path else "off")
 
     def _train(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds, started: float,
                metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> float:
         """Train ``model`` in place; the seconds spent validating for ``report`` (0 without one)."""
         count = len(splits.train)  # type: ignore[arg-type]
         steps_per_epoch = count // self.batch_size if count >= self.batch_size else 1
-        optimizer, scheduler = self._make_optimizer(model, self.epochs * steps_per_epoch)
+        # Single-period cosine decay over all steps (NASNet App. A.6; Loshchilov & Hutter, SGDR).
+        trainer = Trainer(model, self.recipe(), self.epochs * steps_per_epoch, self.device)
         generator = torch.Generator().manual_seed(seeds.data_order)
-        forward_with_aux = getattr(model, "forward_with_aux", None)
         train_started, interim = time.perf_counter(), 0.0
-        # Layers with a schedule over training (CondenseNet's condensing stages) hear its progress every step.
-        scheduled = [layer for layer in model.modules() if hasattr(layer, "set_training_progress")]
-        total_steps, step = self.epochs * steps_per_epoch, 0
         for epoch in range(self.epochs):
-            model.train()
-            # ScheduledDropPath (App. A.5): the drop rate grows linearly with training progress.
-            set_drop_path_progress(model, epoch / self.epochs if self.drop_path else 0.0)
-            total, batches = 0.0, 0
-            for images, labels in iterate_batches(splits.train, self.batch_size, True, generator, drop_last=True):
-                images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-                for layer in scheduled:
-                    layer.set_training_progress(min(1.0, step / total_steps))
-                step += 1
-                logits, aux = forward_with_aux(images) if forward_with_aux else (model(images), None)
-                loss = F.cross_entropy(logits, labels)
-                total += loss.item()  # also a sync point on accelerators: the time check below is honest
-                if not math.isfinite(total):
-                    raise CandidateFailure(f"nan loss at epoch {epoch + 1}")
-                if aux is not None:
-                    loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.gradient_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), self.gradient_clip)
-                optimizer.step()
-                scheduler.step()
-                batches += 1
-                self._check_time(started + interim, metrics.get("time_limit"), f"at epoch {epoch + 1} of {self.epochs}")
-            metrics.update(epochs=epoch + 1, final_train_loss=total / max(1, batches),
+            where = f"at epoch {epoch + 1} of {self.epochs}"
+            try:
+                stats = trainer.train_epoch(
+                    iterate_batches(splits.train, self.batch_size, True, generator, drop_last=True),
+                    after_step=lambda: self._check_time(started + interim, metrics.get("time_limit"), where),
+                    label=f"epoch {epoch + 1}")
+            except Diverged as error:
+                raise CandidateFailure(str(error)) from None
+            metrics.update(epochs=epoch + 1, final_train_loss=stats.loss,
                            train_seconds=time.perf_counter() - train_started - interim)
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])
             if report is not None and epoch + 1 < self.epochs:

@@ -110,15 +110,19 @@ def test_exceptions_and_out_of_memory_are_error_results(synthetic: DatasetSplits
     assert evaluator.evaluate(genotype, 0)["error"].startswith("out of memory: CUDA out of memory")
 
 
-def test_drop_path_progress_follows_the_epochs(synthetic: DatasetSplits, genotype: NasNetGenotype,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drop_path_progress_follows_the_steps(synthetic: DatasetSplits, genotype: NasNetGenotype,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas.training
+
     calls: list[float] = []
-    monkeypatch.setattr(proxy_module, "set_drop_path_progress", lambda module, progress: calls.append(progress))
-    _evaluator(synthetic, epochs=2, drop_path=True).evaluate(genotype, 0)
-    assert calls == [0.0, 0.5]
+    monkeypatch.setattr(nas.training, "set_drop_path_progress", lambda module, progress: calls.append(progress))
+    evaluator = _evaluator(synthetic, epochs=2, drop_path=True)
+    evaluator.evaluate(genotype, 0)
+    total = 2 * (len(synthetic.train) // evaluator.batch_size)
+    assert total > 2 and calls == [step / total for step in range(total)]  # ScheduledDropPath: linear in the step
     calls.clear()
     _evaluator(synthetic, epochs=2).evaluate(genotype, 0)  # the proxy default: no drop-path
-    assert calls == [0.0, 0.0]
+    assert calls == [0.0] * total
 
 
 def test_aux_head(genotype: NasNetGenotype) -> None:
