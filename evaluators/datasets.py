@@ -157,8 +157,9 @@ def _in_memory(name: str, images: torch.Tensor, labels: np.ndarray, resolution: 
         index_tensor = torch.as_tensor(index)
         return TensorDataset(images[index_tensor], targets[index_tensor])
 
+    normalization = (tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()))
     return DatasetSplits(name, split(train), split(validation), split(test), len(class_names), resolution,
-                         images.shape[1], class_names)
+                         images.shape[1], class_names, normalization, mirror=False)
 
 
 def _with_transform(dataset: Dataset, transform: object) -> Dataset:
@@ -186,13 +187,14 @@ def _three_channels(image: torch.Tensor) -> torch.Tensor:
 
 def _splits_from(name: str, dataset: Dataset, targets: list[int], classes: list[str], resolution: int,
                  seed: int, fraction: float, transforms: tuple[object, object], test: Dataset | None,
-                 pool: np.ndarray | None = None) -> DatasetSplits:
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]], pool: np.ndarray | None = None
+                 ) -> DatasetSplits:
     """Split ``dataset[pool]`` (default: all of it) into train and validation with their transforms."""
     pool = np.arange(len(targets)) if pool is None else pool
     kept, held = stratified_split(np.asarray(targets)[pool], fraction, seed)
     train = Subset(_with_transform(dataset, transforms[0]), pool[kept].tolist())
     validation = Subset(_with_transform(dataset, transforms[1]), pool[held].tolist())
-    return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes))
+    return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes), normalization)
 
 
 def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
@@ -226,7 +228,8 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
     resize = [T.Resize((resolution, resolution), antialias=True)] if resolution != 32 else []
     transforms = _transforms(resize, CIFAR10_MEAN, CIFAR10_STD, augment, crop=resolution)
     return _splits_from("cifar10", train_set, list(train_set.targets), list(train_set.classes), resolution,
-                        seed, fraction, transforms, _with_transform(test_set, transforms[1]))
+                        seed, fraction, transforms, _with_transform(test_set, transforms[1]),
+                        (CIFAR10_MEAN, CIFAR10_STD))
 
 
 def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
@@ -289,7 +292,8 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
     test = (_with_transform(test_set, transforms[1]) if test_set is not None else None if test_index is None
             else Subset(_with_transform(dataset, transforms[1]), test_index.tolist()))
     return _splits_from("imagefolder", dataset, list(dataset.targets), dataset.classes, resolution, seed,
-                        fraction, transforms, test, pool=pool)
+                        fraction, transforms, test, (tuple(mean) * (3 if grey else 1), tuple(std) * (3 if grey else 1)),
+                        pool=pool)
 
 
 def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> tuple[int, bool]:

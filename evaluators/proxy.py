@@ -199,7 +199,7 @@ class ProxyEvaluator:
 
     def macro(self) -> dict[str, Any]:
         """The keyword arguments given to ``space.lower`` for the proxy network."""
-        macro, keywords = dict(self.reduction), _lower_keywords(self.space)
+        macro, keywords = dict(self.reduction), lower_keywords(self.space)
         if keywords is None or "resolution" in keywords:
             macro["resolution"] = self.splits.resolution
         return macro
@@ -343,13 +343,15 @@ def auto_time_limit(macs: int, epochs: int, train_images: int, validation_images
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, dataset: Any, batch_size: int, examples: int,
-                          device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> None:
+                          device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
     """Recompute BatchNorm running statistics as exact averages over ``examples`` training images.
 
     After a few hundred steps the running averages lag far behind the weights, above all with
     TF-style momentum 0.01 (MobileNetV3, EfficientNet-B5+): evaluated as trained, those proxies
     score chance. Re-estimating the statistics with the final weights is what one-shot NAS does
     before it ranks candidates (SPOS, arXiv 1904.00420 §3.3; once-for-all, arXiv 1908.09791 §3.2).
+    ``transform`` maps each batch first (``nas train``: the test-time view).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or examples <= 0:
@@ -362,7 +364,8 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Any, batch_size: int, examp
         norm.train()
     seen = 0
     for images, _ in iterate_batches(dataset, batch_size, shuffle=True, generator=generator, drop_last=True):
-        model(images.to(device))
+        images = images.to(device)
+        model(transform(images) if transform is not None else images)
         seen += len(images)
         if seen >= examples:
             break
@@ -385,7 +388,7 @@ def accuracy(model: nn.Module, dataset: Any, device: torch.device | str = "cpu",
     return correct / seen
 
 
-def _lower_keywords(space: SearchSpace) -> set[str] | None:
+def lower_keywords(space: SearchSpace) -> set[str] | None:
     """Keyword arguments of ``space.lower`` (``None`` if it takes ``**macro``: anything goes)."""
     parameters = inspect.signature(space.lower).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
@@ -394,7 +397,7 @@ def _lower_keywords(space: SearchSpace) -> set[str] | None:
 
 
 def _check_reduction(space: SearchSpace, reduction: dict[str, Any]) -> None:
-    valid = _lower_keywords(space)
+    valid = lower_keywords(space)
     if valid is None:
         return
     for key in reduction:

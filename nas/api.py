@@ -188,12 +188,19 @@ def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) 
     return rows
 
 
-def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int) -> None:
-    """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``."""
+def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,
+               lowering: Mapping[str, Any] | None = None) -> None:
+    """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``.
+
+    ``lowering`` are the ``space.lower`` overrides the module was built with (``nas train --set``,
+    its resolution); ``load_model`` builds the same network from them.
+    """
     import torch
 
     payload = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": resolve(spec).to_json(),
                "num_classes": num_classes, "state_dict": module.state_dict()}
+    if lowering:
+        payload["lowering"] = dict(lowering)
     torch.save(payload, path)
 
 
@@ -209,6 +216,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
         raise ValueError(f"{path}: not a model file ({error.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a {MODEL_FORMAT} file")
-    module = materialize(payload["genotype"], num_classes=payload["num_classes"])
+    lowering = payload.get("lowering") or {}
+    if not isinstance(lowering, dict):
+        raise ValueError(f"{path}: its lowering settings are not a mapping")
+    module = materialize(payload["genotype"], num_classes=payload["num_classes"], **lowering)
     module.load_state_dict(payload["state_dict"])
     return module

@@ -1,4 +1,4 @@
-"""The ``nas`` command: presets, show, materialize, search, scale, latency, netadapt, doctor.
+"""The ``nas`` command: presets, show, materialize, search, scale, latency, netadapt, train, doctor.
 
 A user mistake (unknown preset, malformed or missing file, bad number, unknown format) prints
 one line on stderr and exits with code 2, without a traceback, and writes nothing.
@@ -22,6 +22,7 @@ from nas.latency_cli import add_latency_command
 from nas.netadapt_cli import add_netadapt_command
 from nas.scale_cli import add_scale_command
 from nas.search_cli import add_search_command
+from nas.train_cli import add_train_command
 
 EXIT_USAGE = 2
 
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scale_command(commands)
     add_latency_command(commands, _positive_int)
     add_netadapt_command(commands)
+    add_train_command(commands)
 
     doctor = commands.add_parser("doctor", help="check a run's journal; rescue its readable trials")
     doctor.add_argument("directory", metavar="RUN", help="search run directory")

@@ -33,6 +33,11 @@ class DatasetSplits:
     resolution: int
     channels: int = 3
     class_names: tuple[str, ...] = ()
+    # The per-channel (mean, std) the images were normalised with, so that an augmentation can work
+    # on [0, 1] pixels (RandAugment); None: unknown (a loader that does not say).
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    # Whether a horizontal mirror image is still an example of its class (not for digits).
+    mirror: bool = True
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,

@@ -236,3 +236,21 @@ def plot_netadapt(document: dict[str, Any], path: str | Path) -> None:
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     _save(figure, path)
+
+
+def plot_training(history: Sequence[dict[str, Any]], path: str | Path, title: str = "training") -> None:
+    """``nas train``: loss and accuracy per epoch, training (augmented, regularised) and validation."""
+    figure = Figure(figsize=(10, 4))
+    loss, accuracy = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    for axis, key, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "accuracy")):
+        axis.plot(epochs, [row[f"train_{key}"] for row in history], marker=".", color="#3182bd", label="training")
+        axis.plot(epochs, [row[f"validation_{key}"] for row in history], marker=".", color="#e6550d",
+                  label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.legend()
+    loss.set_title(title)
+    accuracy.set_title("training accuracy: augmented images, train mode")
+    figure.tight_layout()
+    _save(figure, path)

@@ -191,11 +191,19 @@ class Trainer:
     def train_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     after_step: Callable[[], None] | None = None, max_steps: int | None = None,
-                    keep_losses: bool = False, label: str = "epoch") -> EpochStats:
-        """One pass over ``batches`` (at most ``max_steps`` steps); ``Diverged`` on a non-finite loss."""
+                    keep_losses: bool = False, label: str = "epoch",
+                    set_mode: Callable[[nn.Module], None] | None = None) -> EpochStats:
+        """One pass over ``batches`` (at most ``max_steps`` steps); ``Diverged`` on a non-finite loss.
+
+        ``set_mode`` puts the model in its training mode (default ``model.train()``; FixRes trains
+        with most of the network in eval mode).
+        """
         recipe, model, stats = self.recipe, self.model, EpochStats()
         forward_with_aux = getattr(model, "forward_with_aux", None)
-        model.train()
+        if set_mode is None:
+            model.train()
+        else:
+            set_mode(model)
         total, correct, seen = 0.0, 0, 0
         iterator = iter(batches)
         while max_steps is None or stats.steps < max_steps:
