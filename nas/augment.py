@@ -40,7 +40,7 @@ def center_view(images: torch.Tensor, resolution: int, crop_fraction: float = DE
     return resized[..., offset:offset + resolution, offset:offset + resolution]
 
 
-class TestView:
+class EvalView:
     """The evaluation transform at one resolution (a picklable callable for ``Trainer``/``evaluate``)."""
 
     def __init__(self, resolution: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -> None:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nas.augment import DEFAULT_CROP_SCALE, TestView, TrainAugment, source_resolution
+from nas.augment import DEFAULT_CROP_SCALE, EvalView, TrainAugment, source_resolution
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.files import atomic_torch_save, atomic_write_text
 from nas.noisy_student import BALANCES, DEFAULT_THRESHOLD, load_unlabeled_folder, pseudo_label, teacher_probabilities
@@ -353,7 +353,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     augment = TrainAugment(data.resolution, scale=(settings.crop_scale, 1.0), mirror=mirror,
                            randaugment_ops=settings.randaugment_ops,
                            randaugment_magnitude=settings.randaugment_magnitude, normalization=splits.normalization)
-    view = TestView(data.resolution)
+    view = EvalView(data.resolution)
     history: list[dict[str, Any]] = []
     state = read_checkpoint(out / CHECKPOINT)
     if state is not None:
@@ -441,7 +441,7 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
         model = copy.deepcopy(trained.model).to(device)
         parts = fixres_parts(model)
         prepare_fixres(model, parts)
-        view = TestView(r)
+        view = EvalView(r)
         _, before = evaluate(model, _batches(data.test, EVAL_BATCH), device, view)
         _, val_before = evaluate(model, _batches(splits.validation, EVAL_BATCH), device, view)
         learning_rate = settings.fixres_learning_rate or 0.1 * (settings.learning_rate
