@@ -11,6 +11,7 @@ every class has about the same count. The student, of equal or larger size, trai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,8 +19,6 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-
-from nas.augment import center_view
 
 Balance = Literal["both", "duplicate", "filter", "none"]
 BALANCES: tuple[str, ...] = ("both", "duplicate", "filter", "none")
@@ -51,13 +50,13 @@ class PseudoLabels:
 
 
 @torch.no_grad()
-def teacher_probabilities(teacher: nn.Module, images: torch.Tensor, resolution: int, batch_size: int = 256,
-                          device: torch.device | str = "cpu") -> torch.Tensor:
-    """Softmax outputs of ``teacher`` in eval mode (no noise) on ``images`` at the test-time view."""
+def teacher_probabilities(teacher: nn.Module, images: torch.Tensor, view: Callable[[torch.Tensor], torch.Tensor],
+                          batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Softmax outputs of ``teacher`` in eval mode (no noise) on ``images`` at the test-time ``view``."""
     teacher.eval()
     rows = []
     for start in range(0, len(images), batch_size):
-        batch = center_view(images[start:start + batch_size].to(device), resolution)
+        batch = view(images[start:start + batch_size].to(device))
         rows.append(teacher(batch).float().softmax(dim=1).cpu())
     return torch.cat(rows) if rows else torch.empty(0, 0)
 

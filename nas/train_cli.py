@@ -32,6 +32,8 @@ def add_train_command(commands: Any) -> None:
     data.add_argument("--data-dir", help="folder of the data set (cifar10, imagefolder)")
     data.add_argument("--download", action="store_true", help="allow downloading CIFAR-10")
     data.add_argument("--resolution", type=int, help="training resolution R_train (default: the data's own)")
+    data.add_argument("--test-crop", type=float, help="central fraction of the image the test view keeps "
+                      "(default: 1 up to 64 px, the CIFAR convention; 0.875 above, the ImageNet one)")
     data.add_argument("--validation-fraction", type=float, default=0.2, help="held out from the training data "
                       "(default 0.2, as a search)")
     recipe = train.add_argument_group("recipe")

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nas.augment import DEFAULT_CROP_SCALE, EvalView, TrainAugment, source_resolution
+from nas.augment import DEFAULT_CROP_FRACTION, DEFAULT_CROP_SCALE, EvalView, TrainAugment, source_resolution
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.files import atomic_torch_save, atomic_write_text
 from nas.noisy_student import BALANCES, DEFAULT_THRESHOLD, load_unlabeled_folder, pseudo_label, teacher_probabilities
@@ -54,6 +54,7 @@ DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 DEFAULT_WARMUP_FRACTION = 0.05  # of the epochs (EfficientNet: 5 of 350; Goyal et al.: 5 of 90)
 FIXRES_WEIGHT_DECAY = 1e-4  # the FixRes reference fine-tune: SGD, momentum 0.9, weight decay 1e-4
 EVAL_BATCH = 256
+SMALL_IMAGES = 64  # px: up to this training size the test view is the whole image (the CIFAR convention)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class TrainSettings:
     threshold: float = DEFAULT_THRESHOLD
     balance: str = "both"
     precise_bn: int = 512
+    test_crop: float | None = None
     threads: int = 1
     device: str = "cpu"
     progress: bool = True
@@ -113,6 +115,8 @@ class TrainSettings:
         for r in self.fixres:
             if not 1 <= r <= 4096:
                 raise ValueError(f"--fixres: test resolutions must be in [1, 4096], got {r}")
+        if self.test_crop is not None and not 0.0 < self.test_crop <= 1.0:
+            raise ValueError(f"--test-crop: must be in (0, 1], got {self.test_crop!r}")
         if not 0.0 < self.crop_scale <= 1.0:
             raise ValueError(f"--crop-scale: must be in (0, 1], got {self.crop_scale!r}")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -226,6 +230,11 @@ class TrainData:
 
     splits: DatasetSplits
     resolution: int
+    crop_fraction: float
+
+    def view(self, resolution: int | None = None) -> EvalView:
+        """The test-time transform at ``resolution`` (default: the training resolution)."""
+        return EvalView(self.resolution if resolution is None else resolution, self.crop_fraction)
 
     @property
     def test(self) -> Dataset:
@@ -248,8 +257,11 @@ def load_train_data(settings: TrainSettings) -> TrainData:
     if resolution is None:
         native = load(None)
         resolution = native.resolution
-    splits = load(source_resolution([resolution, *settings.fixres]))
-    return TrainData(splits, resolution)
+    crop = settings.test_crop
+    if crop is None:  # CIFAR-sized images are tested whole; ImageNet-sized ones on the central 87.5%
+        crop = 1.0 if resolution <= SMALL_IMAGES else DEFAULT_CROP_FRACTION
+    splits = load(source_resolution([resolution, *settings.fixres], crop))
+    return TrainData(splits, resolution, crop)
 
 
 def tensors_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,7 +365,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     augment = TrainAugment(data.resolution, scale=(settings.crop_scale, 1.0), mirror=mirror,
                            randaugment_ops=settings.randaugment_ops,
                            randaugment_magnitude=settings.randaugment_magnitude, normalization=splits.normalization)
-    view = EvalView(data.resolution)
+    view = data.view()
     history: list[dict[str, Any]] = []
     state = read_checkpoint(out / CHECKPOINT)
     if state is not None:
@@ -441,7 +453,7 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
         model = copy.deepcopy(trained.model).to(device)
         parts = fixres_parts(model)
         prepare_fixres(model, parts)
-        view = EvalView(r)
+        view = data.view(r)
         _, before = evaluate(model, _batches(data.test, EVAL_BATCH), device, view)
         _, val_before = evaluate(model, _batches(splits.validation, EVAL_BATCH), device, view)
         learning_rate = settings.fixres_learning_rate or 0.1 * (settings.learning_rate
@@ -502,7 +514,7 @@ def run_noisy_student(out: Path, network: Network, data: TrainData, settings: Tr
     _write_noisy_student(out, path, document, echo)
     one_hot = nn.functional.one_hot(labels, splits.num_classes).float()
     for iteration in range(1, settings.iterations + 1):
-        probabilities = teacher_probabilities(teacher.model.to(settings.device), unlabeled, data.resolution,
+        probabilities = teacher_probabilities(teacher.model.to(settings.device), unlabeled, data.view(),
                                               device=settings.device)
         pseudo = pseudo_label(probabilities, settings.threshold, settings.balance)  # type: ignore[arg-type]
         teacher.model.to("cpu")

@@ -67,12 +67,12 @@ def test_outputs_of_a_training(uninterrupted: Path, capsys: pytest.CaptureFixtur
     # DIR/model.pt is what nas.load_model opens (its lowering settings included), with the final weights
     model = nas.load_model(uninterrupted / "model.pt")
     from evaluators.datasets import iterate_batches
-    from nas.augment import EvalView
     from nas.train_run import load_train_data
     from nas.training import evaluate
 
     data = load_train_data(TrainSettings(out="unused", fixres=(12,), **TINY_SETTINGS))
-    _, accuracy = evaluate(model, iterate_batches(data.splits.validation, 256), "cpu", EvalView(data.resolution))
+    assert data.crop_fraction == 1.0 and data.splits.resolution == 12  # small images are tested whole
+    _, accuracy = evaluate(model, iterate_batches(data.splits.validation, 256), "cpu", data.view())
     assert accuracy == results["validation_accuracy"]
     # FixRes: accuracy at R_train, at R_test before and after; only the classifier and the last cells changed
     (row,) = results["fixres"]
