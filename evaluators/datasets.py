@@ -27,16 +27,21 @@ import logging
 import os
 import pickle
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
-from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset  # noqa: F401  (re-exported)
+from nas.data import (  # noqa: F401  (re-exported: they were defined here)
+    DEFAULT_VALIDATION_FRACTION,
+    DatasetSplits,
+    iterate_batches,
+    load_dataset,
+    stratified_split,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,52 +91,6 @@ def synthetic(*, data_dir: str | Path | None = None, download: bool = False, res
     images = prototypes[torch.as_tensor(labels)] + SYNTHETIC_NOISE * noise
     return _in_memory("synthetic", images, labels, resolution, seed, validation_fraction,
                       tuple(f"class{c}" for c in range(SYNTHETIC_CLASSES)))
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted indices ``(kept, held_out)``, ``round(fraction * n)`` held out, stratified by class.
-
-    Each class c gives ``floor(fraction * n_c)`` random examples; the few left to reach the total
-    go to the classes with the largest remainders (ties broken by ``seed``), so even a class of two
-    examples can contribute to a small held-out split.
-    """
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    total = int(round(fraction * len(labels)))
-    if not 0 < total < len(labels):
-        raise ValueError(f"validation_fraction: {fraction!r} of {len(labels)} examples leaves an empty split")
-    quotas = np.floor(fraction * counts).astype(int)
-    remainders = fraction * counts - quotas + rng.uniform(0, 1e-9, size=len(counts))
-    quotas[np.argsort(-remainders)[: total - quotas.sum()]] += 1
-    held_out = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q]
-                                       for c, q in zip(classes, quotas)]))
-    return np.setdiff1d(np.arange(len(labels)), held_out), held_out
-
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def iterate_batches(dataset: Dataset, batch_size: int, shuffle: bool = False,
-                    generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[Batch]:
-    """``(images, labels)`` batches; in-memory ``TensorDataset``s are sliced without a DataLoader.
-
-    ``drop_last`` drops a final partial batch only if a full one exists (BatchNorm cannot train
-    on a single example, and a tiny last batch adds noise to a short proxy run).
-    """
-    drop_last = drop_last and len(dataset) >= batch_size  # type: ignore[arg-type]
-    if isinstance(dataset, TensorDataset):
-        images, labels = dataset.tensors
-        count = len(labels)
-        order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
-        stop = count - count % batch_size if drop_last else count
-        for start in range(0, stop, batch_size):
-            index = order[start:start + batch_size].to(images.device)
-            yield images[index], labels[index]
-        return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                        drop_last=drop_last, num_workers=0)
-    yield from loader
 
 
 def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:

@@ -18,7 +18,6 @@ the same machine, thread count and library versions.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import math
 import time
@@ -36,8 +35,15 @@ from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
 from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
 from nas.seeds import TrialSeeds, split_seed, trial_seeds
-from nas.space import SearchSpace
-from nas.training import OPTIMIZERS, Diverged, OptimizerName, Recipe, Trainer
+from nas.space import SearchSpace, lower_keywords
+from nas.training import (  # noqa: F401  (recalibrate_batchnorm re-exported: it was defined here)
+    OPTIMIZERS,
+    Diverged,
+    OptimizerName,
+    Recipe,
+    Trainer,
+    recalibrate_batchnorm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -342,39 +348,6 @@ def auto_time_limit(macs: int, epochs: int, train_images: int, validation_images
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset: Any, batch_size: int, examples: int,
-                          device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-    """Recompute BatchNorm running statistics as exact averages over ``examples`` training images.
-
-    After a few hundred steps the running averages lag far behind the weights, above all with
-    TF-style momentum 0.01 (MobileNetV3, EfficientNet-B5+): evaluated as trained, those proxies
-    score chance. Re-estimating the statistics with the final weights is what one-shot NAS does
-    before it ranks candidates (SPOS, arXiv 1904.00420 §3.3; once-for-all, arXiv 1908.09791 §3.2).
-    ``transform`` maps each batch first (``nas train``: the test-time view).
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or examples <= 0:
-        return
-    model.eval()  # dropout and drop-path off; only the BatchNorm layers collect statistics
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative moving average: every batch counts equally
-        norm.train()
-    seen = 0
-    for images, _ in iterate_batches(dataset, batch_size, shuffle=True, generator=generator, drop_last=True):
-        images = images.to(device)
-        model(transform(images) if transform is not None else images)
-        seen += len(images)
-        if seen >= examples:
-            break
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    model.eval()
-
-
-@torch.no_grad()
 def accuracy(model: nn.Module, dataset: Any, device: torch.device | str = "cpu", batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` (in eval mode) on ``dataset``, a float in [0, 1]."""
     model.eval()
@@ -386,14 +359,6 @@ def accuracy(model: nn.Module, dataset: Any, device: torch.device | str = "cpu",
     if seen == 0:
         raise ValueError("accuracy: the dataset is empty")
     return correct / seen
-
-
-def lower_keywords(space: SearchSpace) -> set[str] | None:
-    """Keyword arguments of ``space.lower`` (``None`` if it takes ``**macro``: anything goes)."""
-    parameters = inspect.signature(space.lower).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"num_classes"}
 
 
 def _check_reduction(space: SearchSpace, reduction: dict[str, Any]) -> None:

@@ -9,11 +9,14 @@ the training data, seeded by ``seed``; the *test* split is never touched by a se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nas import registry
 
@@ -56,3 +59,49 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     if not isinstance(splits, DatasetSplits):
         raise TypeError(f"dataset loader {name!r} returned {type(splits).__name__}, not DatasetSplits")
     return splits
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices ``(kept, held_out)``, ``round(fraction * n)`` held out, stratified by class.
+
+    Each class c gives ``floor(fraction * n_c)`` random examples; the few left to reach the total
+    go to the classes with the largest remainders (ties broken by ``seed``), so even a class of two
+    examples can contribute to a small held-out split.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    total = int(round(fraction * len(labels)))
+    if not 0 < total < len(labels):
+        raise ValueError(f"validation_fraction: {fraction!r} of {len(labels)} examples leaves an empty split")
+    quotas = np.floor(fraction * counts).astype(int)
+    remainders = fraction * counts - quotas + rng.uniform(0, 1e-9, size=len(counts))
+    quotas[np.argsort(-remainders)[: total - quotas.sum()]] += 1
+    held_out = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q]
+                                       for c, q in zip(classes, quotas)]))
+    return np.setdiff1d(np.arange(len(labels)), held_out), held_out
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, shuffle: bool = False,
+                    generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[Batch]:
+    """``(images, labels)`` batches; in-memory ``TensorDataset``s are sliced without a DataLoader.
+
+    ``drop_last`` drops a final partial batch only if a full one exists (BatchNorm cannot train
+    on a single example, and a tiny last batch adds noise to a short proxy run).
+    """
+    drop_last = drop_last and len(dataset) >= batch_size  # type: ignore[arg-type]
+    if isinstance(dataset, TensorDataset):
+        images, labels = dataset.tensors
+        count = len(labels)
+        order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+        stop = count - count % batch_size if drop_last else count
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size].to(images.device)
+            yield images[index], labels[index]
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                        drop_last=drop_last, num_workers=0)
+    yield from loader

@@ -103,7 +103,8 @@ def pseudo_label(probabilities: torch.Tensor, threshold: float = DEFAULT_THRESHO
     return PseudoLabels(probabilities, confident[chosen], len(confident))
 
 
-def load_unlabeled_folder(folder: str | Path, resolution: int, normalization: tuple[tuple[float, ...], tuple[float, ...]],
+def load_unlabeled_folder(folder: str | Path, resolution: int,
+                          normalization: tuple[tuple[float, ...], tuple[float, ...]],
                           limit: int = 200_000) -> torch.Tensor:
     """Every image under ``folder`` (recursively), read as the data set's images are: grey data sets
     (equal statistics in every channel) read grey, others RGB; shorter side resized to

@@ -9,6 +9,7 @@ so random search, evolution and the RNN controller work on every space without s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Hashable, Protocol, TypeVar, runtime_checkable
@@ -131,3 +132,11 @@ def get(name: str) -> SearchSpace[Any]:
 def names() -> list[str]:
     """Names of every registered space."""
     return SPACES.names()
+
+
+def lower_keywords(space: SearchSpace) -> set[str] | None:
+    """Keyword arguments of ``space.lower`` (``None`` if it takes ``**macro``: anything goes)."""
+    parameters = inspect.signature(space.lower).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"num_classes"}

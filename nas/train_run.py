@@ -186,7 +186,7 @@ class Network:
 def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> Network:
     """A preset, genotype JSON, search run directory, or a ``.pt`` written by ``nas materialize``/``nas train``."""
     import nas
-    from evaluators.proxy import lower_keywords
+    from nas.space import lower_keywords
 
     start = None
     file_lowering: dict[str, Any] = {}
@@ -268,7 +268,7 @@ def tensors_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """All images and labels of ``dataset`` in memory (Noisy Student re-mixes them)."""
     if isinstance(dataset, TensorDataset):
         return dataset.tensors[0], dataset.tensors[1]
-    from evaluators.datasets import iterate_batches
+    from nas.data import iterate_batches
 
     images, labels = zip(*iterate_batches(dataset, EVAL_BATCH))
     return torch.cat(images), torch.cat(labels)
@@ -277,7 +277,7 @@ def tensors_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
 # --- one training, checkpointed ----------------------------------------------------------------------
 
 def _batches(dataset: Dataset, batch_size: int, generator: torch.Generator | None = None) -> Any:
-    from evaluators.datasets import iterate_batches
+    from nas.data import iterate_batches
 
     return iterate_batches(dataset, batch_size, generator is not None, generator, drop_last=generator is not None)
 
@@ -310,7 +310,8 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001
-        raise ValueError(f"{path}: unreadable checkpoint ({type(error).__name__}); move it away to start over") from None
+        raise ValueError(f"{path}: unreadable checkpoint ({type(error).__name__}); move it away to start "
+                         "over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a nas train checkpoint")
     return state
@@ -416,7 +417,7 @@ def precise_batchnorm(model: nn.Module, train_set: Dataset, settings: TrainSetti
     ("precise BN", Wu & Johnson, arXiv 2105.07576 §3): running averages with TF's momentum 0.01
     (MobileNetV3, EfficientNet) lag far behind the weights in a short training. Draws no global
     random numbers (its own generator), so it leaves the training's stream as it was."""
-    from evaluators.proxy import recalibrate_batchnorm
+    from nas.training import recalibrate_batchnorm
 
     if settings.precise_bn:
         recalibrate_batchnorm(model, train_set, settings.batch_size, settings.precise_bn, settings.device,
@@ -476,7 +477,8 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
         atomic_model_save(out / f"model-fixres-{r}.pt", model.to("cpu"), fixed, splits.num_classes)
         row = {"test_resolution": r, "accuracy_at_train_resolution": trained.test_accuracy,
                "before": before, "after": after, "validation_before": val_before, "validation_after": val_after,
-               "rule": parts.family, "trained_parameters": list(parts.trained), "adapting_modules": list(parts.adapting)}
+               "rule": parts.family, "trained_parameters": list(parts.trained),
+               "adapting_modules": list(parts.adapting)}
         document["rows"].append(row)
         atomic_write_text(path, json.dumps(document, indent=2))
         echo(f"FixRes {data.resolution} -> {r} px ({parts.family}): {data.test_name} accuracy at {data.resolution} px "
@@ -489,7 +491,7 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
 def run_noisy_student(out: Path, network: Network, data: TrainData, settings: TrainSettings,
                       echo: Callable[[str], None]) -> Trained:
     """Teacher on the labeled images, then ``iterations`` students on labeled + pseudo-labeled ones."""
-    from evaluators.datasets import stratified_split
+    from nas.data import stratified_split
 
     splits = data.splits
     images, labels = tensors_of(splits.train)
