@@ -87,9 +87,11 @@ class FineTuneEvaluator:
                                  ("calibration_examples", calibration_examples, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
-        for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
+        for name, value, low in (("learning_rate", learning_rate, 0.0), ("weight_decay", weight_decay, None)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+                    or value == low):
+                raise ValueError(f"{name}: must be a finite number {'> 0' if low is not None else '>= 0'}, "
+                                 f"got {value!r}")
         self.space, self.seed, self.dataset = space, seed, dataset
         self.data_dir, self.download, self.validation_fraction = data_dir, download, validation_fraction
         self.steps, self.batch_size, self.learning_rate, self.weight_decay = steps, batch_size, learning_rate, weight_decay

@@ -101,6 +101,8 @@ class ProxyEvaluator:
         _check_number("learning_rate", learning_rate, allow_none=True)
         _check_number("weight_decay", weight_decay, allow_none=True)
         _check_number("gradient_clip", gradient_clip, allow_none=True)
+        if gradient_clip is not None and gradient_clip < 0:
+            raise ValueError(f"gradient_clip: must be >= 0 (0 or null: no clipping), got {gradient_clip!r}")
         for name, value in (("drop_path", drop_path), ("full_cost", full_cost)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}: expected true or false, got {value!r}")
@@ -274,7 +276,7 @@ class ProxyEvaluator:
         """The proxy's training settings as a ``nas.training.Recipe``: the loop is the one ``nas train`` runs."""
         return Recipe(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                       learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                      gradient_clip=self.gradient_clip, drop_path="linear" if self.drop_path else "off")
+                      gradient_clip=self.gradient_clip or None, drop_path="linear" if self.drop_path else "off")
 
     def _train(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds, started: float,
                metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> float:

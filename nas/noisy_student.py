@@ -131,7 +131,7 @@ def load_unlabeled_folder(folder: str | Path, resolution: int,
                 image = image.convert("L" if grey else "RGB")
                 image = TF.center_crop(TF.resize(image, resolution, antialias=True), resolution)
                 tensor = TF.to_tensor(image)
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):  # unreadable, or a decompression bomb
             continue
         images.append(((tensor.expand(3, -1, -1) if grey else tensor) - mean) / std)
     if not images:

@@ -290,9 +290,9 @@ def _with_progress(batches: Any, total: int, label: str, enabled: bool) -> Any:
     return tqdm(batches, total=total, desc=label, leave=False, disable=None, unit="batch")
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -362,10 +362,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     recipe = settings.recipe(schedule, epochs)
     trainer = Trainer(model, recipe, epochs * steps_per_epoch, device)
     generator = torch.Generator().manual_seed(seeds.data_order)
-    mirror = splits.mirror if settings.mirror is None else settings.mirror
-    augment = TrainAugment(data.resolution, scale=(settings.crop_scale, 1.0), mirror=mirror,
-                           randaugment_ops=settings.randaugment_ops,
-                           randaugment_magnitude=settings.randaugment_magnitude, normalization=splits.normalization)
+    augment = train_augment(settings, data)
     view = data.view()
     history: list[dict[str, Any]] = []
     state = read_checkpoint(out / CHECKPOINT)
@@ -396,13 +393,14 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
         history.append(row)
         atomic_torch_save(out / CHECKPOINT, {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                                              "trainer": trainer.state_dict(), "data_order": generator.get_state(),
-                                             "rng": _rng_state(), "history": history})
+                                             "rng": _rng_state(device), "history": history})
         write_log(out, history)
         plot_training(history, out / CURVES, title=f"{network.label} on {splits.name}")
         echo(f"epoch {epoch + 1}/{epochs}: train loss {stats.loss:.4f} acc {stats.accuracy:.4f} | validation loss "
              f"{val_loss:.4f} acc {val_accuracy:.4f} | {row['seconds']:.1f} s")
-    if not (out / CURVES).exists():  # a finished checkpoint whose plot was lost
-        plot_training(history, out / CURVES, title=f"{network.label} on {splits.name}")
+    # Whole even if a kill came between the last checkpoint and them
+    write_log(out, history)
+    plot_training(history, out / CURVES, title=f"{network.label} on {splits.name}")
     final = precise_batchnorm(trainer.evaluation_model, train_set, settings, seeds.data_order, view)
     _, val_accuracy = evaluate(final, _batches(splits.validation, EVAL_BATCH), device, view)
     _, test_accuracy = evaluate(final, _batches(data.test, EVAL_BATCH), device, view)
@@ -425,6 +423,14 @@ def precise_batchnorm(model: nn.Module, train_set: Dataset, settings: TrainSetti
     return model
 
 
+def train_augment(settings: TrainSettings, data: TrainData) -> TrainAugment:
+    """The training transform (``ValueError`` for settings the data cannot take, before anything is written)."""
+    mirror = data.splits.mirror if settings.mirror is None else settings.mirror
+    return TrainAugment(data.resolution, scale=(settings.crop_scale, 1.0), mirror=mirror,
+                        randaugment_ops=settings.randaugment_ops, randaugment_magnitude=settings.randaugment_magnitude,
+                        normalization=data.splits.normalization)
+
+
 def atomic_model_save(path: Path, model: nn.Module, network: Network, num_classes: int) -> None:
     from nas.api import MODEL_FORMAT
     from nas.serialization import FORMAT_VERSION
@@ -436,9 +442,12 @@ def atomic_model_save(path: Path, model: nn.Module, network: Network, num_classe
 
 # --- FixRes -------------------------------------------------------------------------------------------
 
-def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSettings,
+def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset, settings: TrainSettings,
                echo: Callable[[str], None]) -> dict[str, Any]:
-    """FixRes at every ``settings.fixres`` resolution, from ``trained``; resumes per resolution."""
+    """FixRes at every ``settings.fixres`` resolution, from ``trained``, fine-tuned on the labeled
+    ``train_set``; resumes per resolution. The adapting BatchNorm layers' statistics are re-estimated
+    at the end on ``precise_bn`` images at R_test: what the reference's 56 epochs at momentum 0.1
+    converge to, which a short fine-tune at TF's momentum 0.01 would leave half-way."""
     from nas.fixres import FixResMode, fixres_parts, prepare_fixres
 
     path = out / FIXRES_FILE
@@ -461,15 +470,24 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
                                                                or DEFAULT_LEARNING_RATE[settings.optimizer])
         recipe = Recipe(epochs=settings.fixres_epochs, batch_size=settings.batch_size, learning_rate=learning_rate,
                         weight_decay=FIXRES_WEIGHT_DECAY, gradient_clip=None, amp=settings.amp)
-        count = len(splits.train)  # type: ignore[arg-type]
+        count = len(train_set)  # type: ignore[arg-type]
         steps = max(1, count // settings.batch_size)
-        trainer = Trainer(model, recipe, settings.fixres_epochs * steps, device)
+        trainer = Trainer(model, recipe, settings.fixres_epochs * steps, device, schedules=False)
         generator = torch.Generator().manual_seed(seeds.data_order)
         mode = FixResMode(parts)
         for epoch in range(settings.fixres_epochs):
-            batches = _with_progress(_batches(splits.train, settings.batch_size, generator), steps,
+            batches = _with_progress(_batches(train_set, settings.batch_size, generator), steps,
                                      f"FixRes {r} px {epoch + 1}/{settings.fixres_epochs}", settings.progress)
-            trainer.train_epoch(batches, transform=view, set_mode=mode, label=f"FixRes epoch {epoch + 1}")
+            try:
+                trainer.train_epoch(batches, transform=view, set_mode=mode, label=f"FixRes epoch {epoch + 1}")
+            except Diverged as error:
+                raise ValueError(f"FixRes at {r} px diverged ({error}); try a lower --fixres-learning-rate") from None
+        if settings.precise_bn:
+            from nas.training import recalibrate_batchnorm
+
+            recalibrate_batchnorm(model, train_set, settings.batch_size, settings.precise_bn, device,
+                                  torch.Generator().manual_seed(seeds.data_order), view,
+                                  within=[model.get_submodule(name) for name in parts.adapting])
         _, after = evaluate(model, _batches(data.test, EVAL_BATCH), device, view)
         _, val_after = evaluate(model, _batches(splits.validation, EVAL_BATCH), device, view)
         fixed = Network(trained.network.genotype, {**trained.network.lowering, "resolution": r}
@@ -488,22 +506,38 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, settings: TrainSett
 
 # --- Noisy Student ------------------------------------------------------------------------------------
 
-def run_noisy_student(out: Path, network: Network, data: TrainData, settings: TrainSettings,
-                      echo: Callable[[str], None]) -> Trained:
-    """Teacher on the labeled images, then ``iterations`` students on labeled + pseudo-labeled ones."""
+def noisy_student_data(data: TrainData, settings: TrainSettings) -> tuple[TensorDataset, torch.Tensor,
+                                                                         torch.Tensor | None]:
+    """``(labeled, unlabeled images, their hidden labels or None)``; ``ValueError`` for unusable ones."""
     from nas.data import stratified_split
 
     splits = data.splits
     images, labels = tensors_of(splits.train)
-    hidden_labels = None
     if settings.unlabeled_fraction is not None:
         labeled, hidden = stratified_split(labels.numpy(), settings.unlabeled_fraction, settings.seed)
-        unlabeled, hidden_labels = images[torch.as_tensor(hidden)], labels[torch.as_tensor(hidden)]
-        images, labels = images[torch.as_tensor(labeled)], labels[torch.as_tensor(labeled)]
-    else:
-        if splits.normalization is None:
-            raise ValueError(f"--unlabeled: data set {splits.name!r} does not say how its images are normalised")
-        unlabeled = load_unlabeled_folder(settings.unlabeled, images.shape[-1], splits.normalization)  # type: ignore[arg-type]
+        return (TensorDataset(images[torch.as_tensor(labeled)], labels[torch.as_tensor(labeled)]),
+                images[torch.as_tensor(hidden)], labels[torch.as_tensor(hidden)])
+    if splits.normalization is None:
+        raise ValueError(f"--unlabeled: data set {splits.name!r} does not say how its images are normalised")
+    unlabeled = load_unlabeled_folder(settings.unlabeled, images.shape[-1], splits.normalization)  # type: ignore[arg-type]
+    return TensorDataset(images, labels), unlabeled, None
+
+
+def smoothed(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Rows of class probabilities with label smoothing applied, as cross-entropy applies it to indices."""
+    return targets * (1.0 - smoothing) + smoothing / targets.shape[1]
+
+
+def run_noisy_student(out: Path, network: Network, data: TrainData, settings: TrainSettings,
+                      prepared: tuple[TensorDataset, torch.Tensor, torch.Tensor | None],
+                      echo: Callable[[str], None]) -> Trained:
+    """Teacher on the labeled images, then ``iterations`` students on labeled + pseudo-labeled ones.
+
+    Label smoothing is applied to the labeled and hard pseudo-labeled targets, not to soft ones
+    (google-research/noisystudent ``main.py``)."""
+    splits = data.splits
+    labeled_set, unlabeled, hidden_labels = prepared
+    images, labels = labeled_set.tensors
     student = network if settings.student is None else resolve_network(settings.student, settings.lowering,
                                                                        data.resolution)
     path = out / NOISY_STUDENT_FILE
@@ -511,17 +545,18 @@ def run_noisy_student(out: Path, network: Network, data: TrainData, settings: Tr
                                 "threshold": settings.threshold, "balance": settings.balance, "iterations": []}
     echo(f"Noisy Student: {len(labels):,} labeled and {len(unlabeled):,} unlabeled images, "
          f"{settings.iterations} student iteration(s)")
-    teacher = train_network(out / "teacher", network, data, TensorDataset(images, labels), settings, 0, echo)
+    teacher = train_network(out / "teacher", network, data, labeled_set, settings, 0, echo)
     document["iterations"].append(_iteration_row(0, "teacher", teacher, data, None))
     _write_noisy_student(out, path, document, echo)
-    one_hot = nn.functional.one_hot(labels, splits.num_classes).float()
+    one_hot = smoothed(nn.functional.one_hot(labels, splits.num_classes).float(), settings.label_smoothing)
     for iteration in range(1, settings.iterations + 1):
         probabilities = teacher_probabilities(teacher.model.to(settings.device), unlabeled, data.view(),
                                               device=settings.device)
         pseudo = pseudo_label(probabilities, settings.threshold, settings.balance)  # type: ignore[arg-type]
         teacher.model.to("cpu")
         mixed = TensorDataset(torch.cat([images, unlabeled[torch.as_tensor(pseudo.index, dtype=torch.long)]]),
-                              torch.cat([one_hot, pseudo.targets(settings.soft_labels)]))
+                              torch.cat([one_hot, pseudo.targets(settings.soft_labels) if settings.soft_labels
+                                         else smoothed(pseudo.targets(False), settings.label_smoothing)]))
         trained = train_network(out / f"student-{iteration}", student, data, mixed, settings, iteration, echo)
         confident = probabilities.max(dim=1).values.numpy() >= settings.threshold
         facts = {"unlabeled": len(unlabeled), "kept_at_threshold": pseudo.kept, "used": len(pseudo.index),
@@ -603,6 +638,8 @@ def run_train(settings: TrainSettings, echo: Callable[[str], None] = print) -> d
         raise ValueError(f"--device: {settings.device!r} is not usable here ({str(error).splitlines()[0]})") from None
     data = load_train_data(settings)
     network = resolve_network(settings.spec, settings.lowering, data.resolution)
+    train_augment(settings, data)  # the augmentation's settings, checked before anything is written
+    prepared = noisy_student_data(data, settings) if settings.noisy_student else None
     params = count_network(network, data.splits.num_classes)  # size and settings checked now, not after loading
     if settings.noisy_student and settings.student is not None:
         student = count_network(resolve_network(settings.student, settings.lowering, data.resolution),
@@ -617,10 +654,13 @@ def run_train(settings: TrainSettings, echo: Callable[[str], None] = print) -> d
                                                                "status": "training"}, indent=2))
         started = time.perf_counter()
         if settings.noisy_student:
-            trained = run_noisy_student(out, network, data, settings, echo)
+            assert prepared is not None
+            trained = run_noisy_student(out, network, data, settings, prepared, echo)
             atomic_model_save(out / MODEL, trained.model, trained.network, data.splits.num_classes)
+            labeled: Dataset = prepared[0]
         else:
-            trained = train_network(out, network, data, data.splits.train, settings, 0, echo)
+            labeled = data.splits.train
+            trained = train_network(out, network, data, labeled, settings, 0, echo)
         results: dict[str, Any] = {"params": trained.params, "train_resolution": data.resolution,
                                    "validation_accuracy": trained.validation_accuracy,
                                    "test_accuracy": trained.test_accuracy, "test_split": data.test_name,
@@ -628,7 +668,7 @@ def run_train(settings: TrainSettings, echo: Callable[[str], None] = print) -> d
         if trained.history:
             results["final_train_loss"] = trained.history[-1]["train_loss"]
         if settings.fixres:
-            results["fixres"] = run_fixres(out, trained, data, settings, echo)["rows"]
+            results["fixres"] = run_fixres(out, trained, data, labeled, settings, echo)["rows"]
         if settings.noisy_student:
             results["noisy_student"] = json.loads((out / NOISY_STUDENT_FILE).read_text())["iterations"]
         results["seconds_this_session"] = time.perf_counter() - started

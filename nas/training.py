@@ -132,6 +132,11 @@ class WeightAverage:
         torch._foreach_lerp_(averaged, current, 1.0 - decay)
         for mine, theirs in zip(self.model.buffers(), model.buffers()):
             mine.copy_(theirs)
+        for mine, theirs in zip(self.model.modules(), model.modules()):
+            if hasattr(theirs, "set_training_progress"):  # a scheduled layer's Python state (CondenseNet's stage)
+                for key, value in vars(theirs).items():
+                    if key != "training" and isinstance(value, (bool, int, float)):
+                        setattr(mine, key, value)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "model": self.model.state_dict()}
@@ -157,11 +162,13 @@ class Trainer:
     Targets are class indices or, for distillation (Noisy Student's soft pseudo-labels), rows of
     class probabilities. ``transform`` maps each batch of images before the forward pass (the
     augmentation of ``nas train``). Layers with a schedule over training (CondenseNet's condensing
-    stages) hear its progress through ``set_training_progress`` every step.
+    stages) hear its progress through ``set_training_progress`` every step. Label smoothing applies
+    to class-index targets; probability targets are used as given (Noisy Student smooths the
+    one-hot rows it wants smoothed, not the teacher's soft labels).
     """
 
     def __init__(self, model: nn.Module, recipe: Recipe, total_steps: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", schedules: bool = True) -> None:
         self.model, self.recipe, self.device = model, recipe, torch.device(device)
         self.total_steps = max(1, int(total_steps))
         self.steps_per_epoch = max(1, math.ceil(self.total_steps / recipe.epochs))
@@ -179,7 +186,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
         self.ema = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay is not None else None
         self.step = 0
-        self._scheduled = [layer for layer in model.modules() if hasattr(layer, "set_training_progress")]
+        # ``schedules`` False: a fine-tune (FixRes) leaves the trained network's schedules where training left them.
+        self._scheduled = ([layer for layer in model.modules() if hasattr(layer, "set_training_progress")]
+                           if schedules else [])
 
     @property
     def evaluation_model(self) -> nn.Module:
@@ -221,14 +230,14 @@ class Trainer:
                                                                           self.warmup_steps)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits, aux = forward_with_aux(images) if forward_with_aux else (model(images), None)
-                loss = F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
+                smoothing = recipe.label_smoothing if targets.dim() == 1 else 0.0
+                loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
                 value = loss.item()  # also a sync point on accelerators
                 total += value
                 if not math.isfinite(total):
                     raise Diverged(f"nan loss at {label}")
                 if aux is not None:
-                    loss = loss + recipe.aux_weight * F.cross_entropy(aux, targets,
-                                                                      label_smoothing=recipe.label_smoothing)
+                    loss = loss + recipe.aux_weight * F.cross_entropy(aux, targets, label_smoothing=smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -308,16 +317,19 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, dataset: Any, batch_size: int, examples: int,
                           device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          within: Iterable[nn.Module] | None = None) -> None:
     """Recompute BatchNorm running statistics as exact averages over ``examples`` training images.
 
     After a few hundred steps the running averages lag far behind the weights, above all with
     TF-style momentum 0.01 (MobileNetV3, EfficientNet-B5+): evaluated as trained, those proxies
     score chance. Re-estimating the statistics with the final weights is what one-shot NAS does
     before it ranks candidates (SPOS, arXiv 1904.00420 §3.3; once-for-all, arXiv 1908.09791 §3.2).
-    ``transform`` maps each batch first (``nas train``: the test-time view).
+    ``transform`` maps each batch first (``nas train``: the test-time view). ``within``: only the
+    BatchNorm layers inside these modules are re-estimated (FixRes), the others kept.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    parts = [model] if within is None else list(within)
+    norms = [m for part in parts for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or examples <= 0:
         return
     model.eval()  # dropout and drop-path off; only the BatchNorm layers collect statistics

@@ -150,6 +150,8 @@ def test_a_materialized_file_is_the_start(tmp_path: Path) -> None:
      "fewer than the teacher's"),
     (["nasnet-a-cifar", "--noisy-student", "--unlabeled", "MISSING"], "is not a directory of images"),
     (["nasnet-a-cifar", "--set", "num_cells=1", "--dataset", "nope"], "unknown"),
+    (["nasnet-a-cifar", "--randaugment-magnitude", "31"], "magnitude in [0, 30]"),
+    (["nasnet-a-cifar", "--fixres-learning-rate", "-1"], "--fixres-learning-rate: must be a positive number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
@@ -158,7 +160,7 @@ def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tm
                  "synthetic" if "--dataset" not in arguments else "0", "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error, error
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run").exists()  # refused before anything is written: the same --out works once fixed
 
 
 def test_a_directory_with_other_settings_or_other_files_is_refused(uninterrupted: Path, tmp_path: Path,

@@ -39,10 +39,12 @@ def _tiny() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
 
 
-def test_soft_one_hot_targets_train_as_hard_ones() -> None:
+def test_soft_targets_are_not_smoothed_again() -> None:
+    from nas.train_run import smoothed
+
     images, labels = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    models = []
-    for targets in (labels, nn.functional.one_hot(labels, 3).float()):
+    models = []  # smoothing applies to class indices; rows of probabilities are used as given
+    for targets in (labels, smoothed(nn.functional.one_hot(labels, 3).float(), 0.1)):
         model = _tiny()
         trainer = Trainer(model, Recipe(epochs=1, batch_size=4, label_smoothing=0.1), 2)
         stats = trainer.train_epoch([(images[:4], targets[:4]), (images[4:], targets[4:])])
@@ -50,6 +52,19 @@ def test_soft_one_hot_targets_train_as_hard_ones() -> None:
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_weight_average_follows_the_condensing_stage() -> None:
+    from nas.learned_group_conv import LearnedGroupConv
+
+    torch.manual_seed(0)
+    model = LearnedGroupConv(8, 8, groups=2, condense_factor=4, bn_eps=1e-5, bn_momentum=0.1)
+    average = WeightAverage(model, 0.9)
+    model.set_training_progress(0.4)  # two of three condensing stages done
+    average.update(model)
+    assert average.model._stages_done == model._stages_done == 2 and torch.equal(average.model.mask, model.mask)
+    average.model.set_training_progress(0.4)  # a schedule driven again finds nothing left to drop
+    assert torch.equal(average.model.mask, model.mask) and not average.model.training
 
 
 def test_weight_average_and_trainer_state_round_trip() -> None:
