@@ -55,7 +55,7 @@ def add_train_command(commands: Any) -> None:
     recipe.add_argument("--ema", dest="ema_decay", type=float, metavar="DECAY", help="keep and evaluate an "
                         "exponential moving average of the weights, e.g. 0.999")
     recipe.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
-    recipe.add_argument("--gradient-clip", type=float, default=5.0)
+    recipe.add_argument("--gradient-clip", type=float, default=5.0, help="largest gradient norm (0: no clipping)")
     recipe.add_argument("--set", dest="lowering", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the space's lower(), e.g. width_multiplier=0.5 or num_cells=2")
     recipe.add_argument("--precise-bn", type=int, default=512, metavar="N", help="re-estimate BatchNorm statistics "

@@ -115,6 +115,8 @@ class TrainSettings:
         for r in self.fixres:
             if not 1 <= r <= 4096:
                 raise ValueError(f"--fixres: test resolutions must be in [1, 4096], got {r}")
+        if self.gradient_clip is not None and not (math.isfinite(self.gradient_clip) and self.gradient_clip >= 0):
+            raise ValueError(f"--gradient-clip: must be >= 0 (0: no clipping), got {self.gradient_clip!r}")
         if self.test_crop is not None and not 0.0 < self.test_crop <= 1.0:
             raise ValueError(f"--test-crop: must be in (0, 1], got {self.test_crop!r}")
         if not 0.0 < self.crop_scale <= 1.0:
@@ -155,7 +157,7 @@ class TrainSettings:
                       weight_decay=(DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None
                                     else self.weight_decay),
                       warmup_epochs=warmup, label_smoothing=self.label_smoothing, decay_norms_and_biases=False,
-                      gradient_clip=self.gradient_clip, drop_path=drop_path,  # type: ignore[arg-type]
+                      gradient_clip=self.gradient_clip or None, drop_path=drop_path,  # type: ignore[arg-type]
                       ema_decay=self.ema_decay, amp=self.amp)
 
 

@@ -151,6 +151,7 @@ def test_a_materialized_file_is_the_start(tmp_path: Path) -> None:
     (["nasnet-a-cifar", "--noisy-student", "--unlabeled", "MISSING"], "is not a directory of images"),
     (["nasnet-a-cifar", "--set", "num_cells=1", "--dataset", "nope"], "unknown"),
     (["nasnet-a-cifar", "--randaugment-magnitude", "31"], "magnitude in [0, 30]"),
+    (["nasnet-a-cifar", "--gradient-clip", "-1"], "--gradient-clip: must be >= 0"),
     (["nasnet-a-cifar", "--fixres-learning-rate", "-1"], "--fixres-learning-rate: must be a positive number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path,
