@@ -19,7 +19,9 @@ thread each, ``--workers`` of them side by side) written under ``--out``:
     .venv/bin/python benchmarks/train_recipes.py [--out runs/train-recipes] [--workers 2] [--only recipe,fixres,ns]
         [--seeds 0]
 
-Prints one markdown table per experiment and writes ``OUT/results.json``.
+Prints one markdown table per experiment and writes ``OUT/results.json``. ``--bn-baseline`` then
+(or alone, on a finished ``OUT``) compares FixRes with the cheapest alternative: the trained
+network with *every* BatchNorm's statistics re-estimated at R_test (512 training images), no training.
 """
 
 from __future__ import annotations
@@ -87,8 +89,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", default="recipe,fixres,ns")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--bn-baseline", action="store_true", help="only: all-BatchNorm re-estimation at R_test")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.bn_baseline:
+        bn_baseline(out)
+        return
     out.mkdir(parents=True, exist_ok=True)
     jobs = runs(set(args.only.split(",")), [int(s) for s in args.seeds.split(",")], out)
     print(f"{len(jobs)} runs, {args.workers} side by side, 1 thread each; load average {os.getloadavg()[0]:.2f}",
@@ -102,6 +108,28 @@ def main() -> None:
                   f", {result['seconds']:.0f} s", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     table(results)
+
+
+def bn_baseline(out: Path) -> None:
+    import torch
+
+    import nas
+    from nas.data import iterate_batches
+    from nas.train_run import TrainSettings, load_train_data
+    from nas.training import evaluate, recalibrate_batchnorm
+
+    torch.set_num_threads(1)
+    print("\n| run | R_test | test: all BatchNorms re-estimated, no training |\n|---|---:|---:|")
+    for directory in sorted(out.glob("fixres-*")):
+        recorded = json.loads((directory / "train.json").read_text())["settings"]
+        settings = TrainSettings(**{**recorded, "out": str(directory), "fixres": tuple(recorded["fixres"])})
+        data = load_train_data(settings)
+        for r in settings.fixres:
+            model = nas.load_model(directory / "model.pt")
+            recalibrate_batchnorm(model, data.splits.train, settings.batch_size, 512, "cpu",
+                                  torch.Generator().manual_seed(0), data.view(r))
+            _, accuracy = evaluate(model, iterate_batches(data.test, 256), "cpu", data.view(r))
+            print(f"| {directory.name} | {r} | {accuracy:.4f} |")
 
 
 def table(results: dict[str, Any]) -> None:
