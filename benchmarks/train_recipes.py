@@ -115,7 +115,8 @@ def bn_baseline(out: Path) -> None:
 
     import nas
     from nas.data import iterate_batches
-    from nas.train_run import TrainSettings, load_train_data
+    from nas.train_fit import load_train_data
+    from nas.train_run import TrainSettings
     from nas.training import evaluate, recalibrate_batchnorm
 
     torch.set_num_threads(1)

@@ -15,7 +15,8 @@ import torch
 
 import nas
 from nas.cli import main
-from nas.train_run import TrainSettings, resolve_network, run_train
+from nas.train_fit import resolve_network
+from nas.train_run import TrainSettings, run_train
 
 TINY = ["nasnet-a-cifar", "--set", "num_cells=1", "--set", "penultimate_filters=24", "--dataset", "synthetic",
         "--precise-bn", "64", "--batch-size", "32", "--no-progress"]
@@ -67,7 +68,7 @@ def test_outputs_of_a_training(uninterrupted: Path, capsys: pytest.CaptureFixtur
     # DIR/model.pt is what nas.load_model opens (its lowering settings included), with the final weights
     model = nas.load_model(uninterrupted / "model.pt")
     from evaluators.datasets import iterate_batches
-    from nas.train_run import load_train_data
+    from nas.train_fit import load_train_data
     from nas.training import evaluate
 
     data = load_train_data(TrainSettings(out="unused", fixres=(12,), **TINY_SETTINGS))

@@ -40,7 +40,7 @@ def _tiny() -> nn.Module:
 
 
 def test_soft_targets_are_not_smoothed_again() -> None:
-    from nas.train_run import smoothed
+    from nas.train_stages import smoothed
 
     images, labels = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     models = []  # smoothing applies to class indices; rows of probabilities are used as given
