@@ -250,7 +250,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     for epoch in range(len(history), epochs):
         started = time.perf_counter()
         batches = with_progress(batches_of(train_set, settings.batch_size, generator), steps_per_epoch,
-                                 f"epoch {epoch + 1}/{epochs}", settings.progress)
+                                f"epoch {epoch + 1}/{epochs}", settings.progress)
         try:
             stats = trainer.train_epoch(batches, transform=augment, label=f"epoch {epoch + 1}")
         except Diverged as error:

@@ -70,7 +70,7 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset,
         mode = FixResMode(parts)
         for epoch in range(settings.fixres_epochs):
             batches = with_progress(batches_of(train_set, settings.batch_size, generator), steps,
-                                     f"FixRes {r} px {epoch + 1}/{settings.fixres_epochs}", settings.progress)
+                                    f"FixRes {r} px {epoch + 1}/{settings.fixres_epochs}", settings.progress)
             try:
                 trainer.train_epoch(batches, transform=view, set_mode=mode, label=f"FixRes epoch {epoch + 1}")
             except Diverged as error:
