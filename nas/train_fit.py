@@ -45,7 +45,7 @@ class Network:
     start: dict[str, torch.Tensor] | None = None
     label: str = ""
 
-    def build(self, num_classes: int, seed: int) -> tuple[nn.Module, Any]:
+    def build(self, num_classes: int, seed: int) -> nn.Module:
         import nas
 
         ir = nas.lower(self.genotype, num_classes=num_classes, **self.lowering)
@@ -55,7 +55,7 @@ class Network:
             usable = {k: v for k, v in self.start.items() if k in own and own[k].shape == v.shape}
             model.load_state_dict(usable, strict=False)
             logger.info("%s: %d of %d tensors from the file; the others initialised", self.label, len(usable), len(own))
-        return model, ir
+        return model
 
 
 def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> Network:
@@ -206,7 +206,6 @@ class Trained:
     """The outcome of one training: the model to keep, its accuracies, and the per-epoch history."""
 
     model: nn.Module
-    ir: Any
     network: Network
     history: list[dict[str, Any]]
     validation_accuracy: float
@@ -215,18 +214,18 @@ class Trained:
 
 
 def train_network(out: Path, network: Network, data: TrainData, train_set: Dataset, settings: TrainSettings,
-                  trial: int, echo: Callable[[str], None], epochs: int | None = None) -> Trained:
+                  trial: int, echo: Callable[[str], None]) -> Trained:
     """Train ``network`` on ``train_set`` in ``out`` (resuming its checkpoint); write model, log, curves."""
     from nas.compile import CellModule
     from nas.plotting import plot_training
 
     out.mkdir(parents=True, exist_ok=True)
-    epochs = settings.epochs if epochs is None else epochs
+    epochs = settings.epochs
     seeds = trial_seeds(settings.seed, trial)
     splits = data.splits
     device = torch.device(settings.device)
     torch.manual_seed(seeds.other)
-    model, ir = network.build(splits.num_classes, seeds.init)
+    model = network.build(splits.num_classes, seeds.init)
     model.to(device)
     schedule = ("off" if not settings.drop_path else "linear" if isinstance(model, CellModule) else "constant")
     count = len(train_set)  # type: ignore[arg-type]
@@ -278,7 +277,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     _, test_accuracy = evaluate(final, batches_of(data.test, EVAL_BATCH), device, view)
     final = final.to("cpu")
     atomic_model_save(out / MODEL, final, network, splits.num_classes)
-    return Trained(final, ir, network, history, val_accuracy, test_accuracy, sum(p.numel() for p in final.parameters()))
+    return Trained(final, network, history, val_accuracy, test_accuracy, sum(p.numel() for p in final.parameters()))
 
 
 def precise_batchnorm(model: nn.Module, train_set: Dataset, settings: TrainSettings, seed: int,

@@ -130,7 +130,7 @@ def test_a_materialized_file_is_the_start(tmp_path: Path) -> None:
     assert main(["materialize", "nasnet-a-cifar", "--num-classes", "4", "--seed", "3", "--out", str(path)]) == 0
     network = resolve_network(str(path), {"num_cells": 1, "penultimate_filters": 24}, 8)
     assert network.start is not None and network.lowering["resolution"] == 8
-    model, _ = network.build(num_classes=4, seed=0)
+    model = network.build(num_classes=4, seed=0)
     saved = torch.load(path, weights_only=True)["state_dict"]
     loaded = model.state_dict()
     same = [k for k in loaded if k in saved and saved[k].shape == loaded[k].shape]
