@@ -1,6 +1,6 @@
 """The ``ray`` backend: evaluations on Ray Tune, locally or on a cluster, with ASHA early stopping.
 
-Ray only executes evaluations; the driver (``nas.search.Driver``: controller, journal, resume)
+Ray only executes evaluations; the driver (``nas.loop.Driver``: controller, journal, resume)
 stays in the calling process, so a Ray run writes exactly the journal of a local one and resumes
 the same way, with either backend. The bridge is a Tune ``Searcher`` (as NNI and Optuna
 integrations do): Tune asks it for a configuration whenever a worker is free (``suggest``: the
@@ -36,11 +36,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nas.backend import EvaluationJob
-from nas.runs import intra_op_threads
-from nas.search import evaluate_guarded
+from nas.backend import intra_op_threads
+from nas.loop import evaluate_guarded
 
 if TYPE_CHECKING:
-    from nas.search import Driver
+    from nas.loop import Driver
 
 logger = logging.getLogger(__name__)
 

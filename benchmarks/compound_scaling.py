@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def ratios(base: str, coefficients: list[float], phi_max: int) -> None:
     import nas
     from nas.scaling import compound_constraint
-    from nas.scaling_space import CompoundPoint, CompoundScalingSpace, full_cost
+    from nas.spaces.scaling import CompoundPoint, CompoundScalingSpace, full_cost
 
     resolved = nas.resolve(base)
     space = CompoundScalingSpace(resolved.space, resolved.genotype)

@@ -43,7 +43,7 @@ RUNS = {
 def run(controller: str, budget: int, epochs: int | None, flags: list[str]) -> dict[str, float | str]:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run"
-        command = [sys.executable, "-m", "nas.cli", "search", "--space", "nasnet", "--controller", controller,
+        command = [sys.executable, "-m", "nas.cli.app", "search", "--space", "nasnet", "--controller", controller,
                    "--budget", str(budget), "--dataset", "digits", "--out", str(out), "--no-progress", *flags,
                    *(["--epochs", str(epochs)] if epochs else [])]
         load = os.getloadavg()[0]

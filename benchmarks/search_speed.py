@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run"
-        command = [sys.executable, "-m", "nas.cli", "search", "--space", args.space, "--controller",
+        command = [sys.executable, "-m", "nas.cli.app", "search", "--space", args.space, "--controller",
                    args.controller, "--budget", str(args.budget), "--dataset", "digits", "--out", str(out),
                    "--seed", str(args.seed), "--no-progress"]
         started = time.perf_counter()

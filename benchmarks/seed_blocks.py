@@ -48,8 +48,8 @@ from torch import nn
 
 import nas
 from nas.cost import build_on_meta, count_macs, count_memory_access, count_params
-from nas.timm_weights import TIMM_TO_PRESET
-from nas.torchvision_weights import TORCHVISION_TO_PRESET
+from nas.weights.timm import TIMM_TO_PRESET
+from nas.weights.torchvision import TORCHVISION_TO_PRESET
 
 TORCHVISION = {ours: theirs for theirs, ours in TORCHVISION_TO_PRESET.items() if ours.startswith("shufflenet")}
 TIMM = {ours: theirs for theirs, ours in TIMM_TO_PRESET.items()}
@@ -190,7 +190,8 @@ def search_run(directory: Path) -> dict[str, Any]:
     """Block families of a finished ``blocks`` search: top trials and per-stage family counts and mean rewards."""
     import optuna
 
-    from nas.journal import SETTINGS_KEY, Journal, study_names
+    from nas.journal import SETTINGS_KEY, Journal
+    from nas.storage import study_names
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if STUDY not in study_names(directory):

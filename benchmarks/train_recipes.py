@@ -1,6 +1,6 @@
 """``nas train`` on digits: the recipe against the proxy trainer, FixRes, Noisy Student with 10% labels.
 
-Three experiments, each a list of ``nas train`` runs (``nas.train_run.run_train``, one intra-op
+Three experiments, each a list of ``nas train`` runs (``nas.train.run.run_train``, one intra-op
 thread each, ``--workers`` of them side by side) written under ``--out``:
 
 1. *recipe*: NASNet-A (the CIFAR genotype) reduced as the proxy reduces it (1 cell per stack,
@@ -77,7 +77,7 @@ def run(name: str, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         metrics = evaluator.evaluate(nas.resolve("nasnet-a-cifar").genotype, 0)
         return name, {"validation_accuracy": metrics["accuracy"], "test_accuracy": None, "epochs": metrics["epochs"],
                       "params": metrics["params"], "seconds": time.perf_counter() - started}
-    from nas.train_run import TrainSettings, run_train
+    from nas.train.run import TrainSettings, run_train
 
     results = run_train(TrainSettings(progress=False, **job), echo=lambda line: None)
     return name, {**results, "seconds": time.perf_counter() - started}
@@ -115,8 +115,8 @@ def bn_baseline(out: Path) -> None:
 
     import nas
     from nas.data import iterate_batches
-    from nas.train_fit import load_train_data
-    from nas.train_run import TrainSettings
+    from nas.train.fit import load_train_data
+    from nas.train.run import TrainSettings
     from nas.training import evaluate, recalibrate_batchnorm
 
     torch.set_num_threads(1)

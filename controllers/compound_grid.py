@@ -1,7 +1,7 @@
 """Grid search over compound-scaling coefficients: EfficientNet's step 1 (arXiv 1905.11946 §3.3).
 
 With phi = 1 fixed, the grid holds every (alpha, beta, gamma) of the space's decisions (values
-1, 1 + step, ... up to ``high``: ``nas.scaling_space``) whose constraint value ``c`` satisfies
+1, 1 + step, ... up to ``high``: ``nas.spaces.scaling``) whose constraint value ``c`` satisfies
 ``|c - target| <= tolerance``, ``target`` = 2 so that each unit of phi doubles the cost. ``c`` is
 
 - ``formula``: alpha * beta^2 * gamma^2 (eq. 3), the paper's constraint; or
@@ -49,7 +49,7 @@ class CompoundGrid(ControllerBase):
 
     Args:
         space: a compound-scaling space (decisions ``alpha``, ``beta``, ``gamma``; ``macs_ratio``
-            for the ``macs`` constraint): ``nas.scaling_space.CompoundScalingSpace``.
+            for the ``macs`` constraint): ``nas.spaces.scaling.CompoundScalingSpace``.
         tolerance: largest ``|c - target|`` of a grid point (default 0.1: the paper's
             1.2 * 1.1^2 * 1.15^2 = 1.92 is in).
         constraint: ``formula`` or ``macs`` (see the module docstring).

@@ -1,6 +1,6 @@
 """NetAdapt: shrink a trained network one width at a time until a latency budget is met (arXiv 1804.03230).
 
-Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.width_space.WidthSpace``:
+Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.spaces.widths.WidthSpace``:
 
 - trial 0 is the starting network itself (the run evaluates its accuracy without fine-tuning);
 - iteration k sets the latency constraint ``current - reduction * L0 * decay^k`` (L0: the
@@ -72,7 +72,7 @@ class NetAdapt(ControllerBase):
         super().__init__(space, seed, budget)
         start_widths = getattr(space, "start_widths", None)
         if not isinstance(start_widths, Mapping):
-            raise ValueError(f"netadapt searches the widths of one network: it needs a nas.width_space.WidthSpace, "
+            raise ValueError(f"netadapt searches the widths of one network: it needs a nas.spaces.widths.WidthSpace, "
                              f"got space {space.name!r}")
         if not callable(latency):
             raise ValueError("latency: must be a function of a genotype giving milliseconds")

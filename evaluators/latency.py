@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.runs import intra_op_threads
+from nas.backend import intra_op_threads
 
 WARMUP = 5
 WARMUP_SECONDS = 0.05

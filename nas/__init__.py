@@ -28,10 +28,10 @@ _EXPORTS: dict[str, str] = {
     "make_controller": "nas.controller",
     "Evaluator": "nas.evaluator", "make_evaluator": "nas.evaluator",
     "register_op": "nas.ops", "set_drop_path_progress": "nas.ops",
-    "condense": "nas.learned_group_conv", "set_training_progress": "nas.learned_group_conv",
+    "condense": "nas.seed_ops.condense", "set_training_progress": "nas.seed_ops.condense",
     "genotype_json": "nas.serialization",
     "Decision": "nas.space", "SearchSpace": "nas.space",
-    "from_torchvision": "nas.torchvision_weights", "from_timm": "nas.timm_weights",
+    "from_torchvision": "nas.weights.torchvision", "from_timm": "nas.weights.timm",
 }
 __all__ = sorted([*_EXPORTS, "registry"])
 __version__ = "0.1.0"

@@ -105,7 +105,7 @@ def resolve(spec: Any) -> Resolved:
         if path.is_dir():
             if not (path / "best.json").is_file() and (path / "scaling.json").is_file():
                 raise ValueError(f"{path}: a nas scale run holds a family, not one network; `nas materialize "
-                                 f"{path} --phi K` builds member K (nas.scale_family.family_member in Python)")
+                                 f"{path} --phi K` builds member K (nas.scale.family.family_member in Python)")
             if not (path / "best.json").is_file():
                 raise ValueError(f"{path}: a directory without best.json is not a search run")
             path = path / "best.json"

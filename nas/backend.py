@@ -1,6 +1,6 @@
 """Execution backends: who runs the evaluations of a search, and how many at once.
 
-The driver (``nas.search.Driver``: controller, journal, resume) always runs in the calling
+The driver (``nas.loop.Driver``: controller, journal, resume) always runs in the calling
 process; a backend only executes evaluations. ``local`` (here) evaluates one trial at a time in
 this process; ``ray`` (``backends/ray_tune.py``) runs up to ``workers`` at once on Ray Tune, on
 a local Ray started on demand or on a cluster by ``address``, with optional early stopping
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from nas import registry
 
 if TYPE_CHECKING:
-    from nas.search import Driver, Reward
+    from nas.loop import Driver, Reward
     from nas.space import SearchSpace
 
 # An evaluation: ``evaluate(genotype, trial_id, report=None) -> metrics``. ``report(metrics)``, if the
@@ -179,9 +179,21 @@ class LocalBackend:
         """Nothing to let go of."""
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
-        from nas.runs import intra_op_threads
-        from nas.search import run_sequential
+        from nas.loop import run_sequential
 
         evaluate = job.evaluation()
         with intra_op_threads(job.threads):
             run_sequential(driver, evaluate)
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run the evaluations with ``count`` intra-op threads, restoring the caller's setting after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,16 +1,14 @@
-"""A journal that cannot be read is never replaced: detect the damage, report it, rescue what is readable.
+"""A journal that cannot be read is never replaced: report the damage, rescue what is readable.
 
-``check_storage`` checks an ``--storage`` URL before anything is created.
-
-``check_journal_file`` runs before a search opens ``DIR/study.db``: a file that is not an intact
-Optuna SQLite database stops the command (exit 2) with the damage named, and nothing is written.
-``diagnose`` (``nas doctor DIR``) reports what is readable, working on a copy so the original is
+``nas.storage.check_journal_file`` stops a run at a damaged ``DIR/study.db`` before Optuna opens
+it. ``diagnose`` (``nas doctor DIR``) reports what is readable, working on a copy so the original is
 never touched; ``export`` writes the readable finished trials and the run's settings into a new
 run directory, from which ``nas search`` resumes by replaying them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -22,94 +20,9 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-JOURNAL_NAME = "study.db"
-SQLITE_HEADER = b"SQLite format 3\x00"
-OPTUNA_TABLES = {"studies", "trials", "trial_values", "trial_params", "study_user_attributes"}
-RUN_OUTPUTS = ("controller.pt", "best.json", "report.md")
-
-
-def check_storage(url: str) -> None:
-    """``ValueError`` (one line) unless ``url`` is an Optuna RDB URL whose database can be reached.
-
-    Checked before a search creates anything: an SQLite file's folder must exist and be writable;
-    another database must accept a connection.
-    """
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"storage: expected an RDB URL such as sqlite:///runs/x.db, got {url!r}")
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise ValueError(f"storage: {url!r} is not a database URL; e.g. sqlite:///runs/x.db or "
-                         "postgresql://user@host/db") from None
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if not database or database == ":memory:":
-            raise ValueError(f"storage: {url!r} names no database file; an in-memory journal cannot resume")
-        folder = Path(database).resolve().parent
-        if not folder.is_dir():
-            raise ValueError(f"storage: {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise ValueError(f"storage: {folder} is not writable")
-        return
-    try:
-        engine = create_engine(url)
-        with engine.connect():
-            pass
-        engine.dispose()
-    except (SQLAlchemyError, ImportError, OSError) as error:
-        raise ValueError(f"storage {parsed.render_as_string(hide_password=True)}: cannot connect "
-                         f"({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
-
-
-def _damage(path: Path) -> str | None:
-    """Why ``path`` is not an intact Optuna journal, or None if it is."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as error:
-        return f"cannot be read: {error.strerror}"
-    if header != SQLITE_HEADER:
-        return "not an SQLite database (its first bytes are not the SQLite header)"
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            check = connection.execute("PRAGMA quick_check").fetchone()[0]
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            connection.close()
-    except sqlite3.Error as error:
-        return f"SQLite cannot read it: {error}"
-    if check != "ok":
-        return f"SQLite's integrity check fails: {check}"
-    missing = sorted(OPTUNA_TABLES - tables)
-    if missing:
-        return f"an SQLite database without Optuna's tables ({', '.join(missing)})"
-    return None
-
-
-def check_journal_file(out: Path) -> None:
-    """``ValueError`` (one line, exit 2) unless ``out`` may be searched into with its default journal."""
-    path = out / JOURNAL_NAME
-    if not path.exists():
-        outputs = [name for name in RUN_OUTPUTS if (out / name).exists()]
-        if outputs:
-            raise ValueError(f"{out} holds the outputs of a search ({', '.join(outputs)}) but no {JOURNAL_NAME}; "
-                             "refusing to start a new journal over them: use another --out")
-        return
-    reason = _damage(path)
-    if reason is not None:
-        raise ValueError(f"{path} is damaged ({reason}); it was left as it is: `nas doctor {out}` reports what "
-                         f"is readable and `nas doctor {out} --export NEW_DIR` rescues it")
-
+from nas.space import SearchSpace
+from nas.storage import JOURNAL_NAME, damage
 
 @dataclass
 class Diagnosis:
@@ -146,7 +59,7 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
     path = out / JOURNAL_NAME
     if not path.is_file():
         raise ValueError(f"{out}: no {JOURNAL_NAME}; not a search run directory")
-    diagnosis = Diagnosis(path, _damage(path))
+    diagnosis = Diagnosis(path, damage(path))
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / JOURNAL_NAME
         shutil.copyfile(path, copy)
@@ -207,36 +120,23 @@ def _rows(connection: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
 
 
 def _json(text: str) -> Any:
-    import json
-
     try:
         return json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return None
 
 
-def export(diagnosis: Diagnosis, new_out: Path) -> int:
+def export(diagnosis: Diagnosis, new_out: Path, space: SearchSpace[Any], files: tuple[str, ...] = ()) -> int:
     """Write the readable finished trials and the settings into ``new_out/study.db``; return how many.
 
-    Each trial is rebuilt from its genotype JSON (its params are the space's decisions), so the
-    new journal is what the search would have written; ``nas search`` resumes from it. The study
-    keeps its name. It is written in a temporary folder and renamed: a failure leaves no half export.
+    Each trial is rebuilt from its genotype JSON by ``space`` (the run's: its kind rebuilds it from
+    the recorded settings), its params are the space's decisions, so the new journal is what the
+    run would have written, and the run resumes from it. The study keeps its name; ``files`` of
+    the run directory travel along (a NetAdapt run's trained weights). It is written in a temporary
+    folder and renamed: a failure leaves no half export.
     """
-    from nas.space import get as get_space
-
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
-    from nas.netadapt_run import NETADAPT_STUDY, width_space_from_identity
-    from nas.scale_run import SCALE_STUDY, space_from_identity
-
-    if diagnosis.study_name == SCALE_STUDY:  # a nas scale run: its points' space is rebuilt from its settings
-        space = space_from_identity(diagnosis.settings, diagnosis.path)
-    elif diagnosis.study_name == NETADAPT_STUDY:  # a NetAdapt run: the widths of its starting network
-        space = width_space_from_identity(diagnosis.settings, diagnosis.path)
-    elif not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
-        raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
-    else:
-        space = get_space(diagnosis.settings["space"])
     distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
     if new_out.exists():
         new_out.rmdir()  # empty, checked above; replaced by the finished export below
@@ -248,14 +148,13 @@ def export(diagnosis: Diagnosis, new_out: Path) -> int:
     except Exception:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if diagnosis.study_name == NETADAPT_STUDY:  # its proposals inherit weights: the trained ones travel along
-        run = diagnosis.path if diagnosis.path.is_dir() else diagnosis.path.parent
-        for name in ("start.pt", "weights"):
-            source = run / name
-            if source.is_dir():
-                shutil.copytree(source, partial / name)
-            elif source.is_file():
-                shutil.copy2(source, partial / name)
+    run = diagnosis.path if diagnosis.path.is_dir() else diagnosis.path.parent
+    for name in files:
+        source = run / name
+        if source.is_dir():
+            shutil.copytree(source, partial / name)
+        elif source.is_file():
+            shutil.copy2(source, partial / name)
     os.replace(partial, new_out)
     return count
 

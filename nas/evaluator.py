@@ -6,7 +6,7 @@ An evaluator turns a genotype into a metrics dict. It never raises for a bad *ca
 on (a failed child is one data point, as in NASNet's 20,000-child search, arXiv 1707.07012 §4).
 Configuration mistakes (an unknown dataset, missing files, a bad option) raise ``ValueError``
 when the evaluator is built or ``prepare``-d, before the first trial. The reward is computed from
-the metrics elsewhere (``nas.search``); an evaluator does not decide it.
+the metrics elsewhere (``nas.loop``); an evaluator does not decide it.
 
 Metrics are JSON values. Those whose names end in ``seconds`` are timings; every other metric is
 a function of ``(genotype, seed, trial_id, repeat)`` on a given machine and library versions.

@@ -8,7 +8,7 @@ opens any run.
 
 Crash safety: SQLite commits each trial atomically, and the controller state is written to a
 temporary file and renamed. A resumed search replays recorded results for any trial the
-controller proposes again, so nothing finished is lost or evaluated twice (``nas.search``).
+controller proposes again, so nothing finished is lost or evaluated twice (``nas.loop``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from nas.controller import Result
-from nas.doctor import _first_line, check_journal_file, check_storage  # noqa: F401  (check_storage re-exported)
+from nas.errors import first_line
 from nas.files import atomic_torch_save
 from nas.space import SearchSpace
+from nas.storage import JOURNAL_NAME, check_journal_file, study_names
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,12 @@ class Journal:
         self.state_path = out / "controller.pt"
         if storage is None:
             check_journal_file(out)  # a damaged journal stops here, untouched
-        self.storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        self.storage = storage or f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
         try:
             self.study = optuna.create_study(storage=self.storage, study_name=study_name,
                                              direction="maximize", load_if_exists=True)
         except (SQLAlchemyError, OSError, ValueError, ImportError) as error:
-            raise ValueError(f"storage {self.storage}: cannot open the study ({_first_line(error)})") from None
+            raise ValueError(f"storage {self.storage}: cannot open the study ({first_line(error, with_type=True)})") from None
         recorded = self.study.user_attrs.get(SETTINGS_KEY)
         if recorded is None:
             if self.study.trials:
@@ -93,7 +94,7 @@ class Journal:
         """Append one finished evaluation as a finished Optuna trial.
 
         ``asked``: how many trials the controller had handed out when this one was told (a replay
-        repeats the asks and tells of a parallel search in that order, ``nas.search.Driver``).
+        repeats the asks and tells of a parallel search in that order, ``nas.loop.Driver``).
         """
         choices = space.encode(genotype)
         distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
@@ -147,9 +148,9 @@ def check_recorded_settings(out: Path, study_name: str, settings: dict[str, Any]
                             defaults: dict[str, Any] | None = None) -> None:
     """The refusal ``Journal`` would give a run in ``out`` (its own ``study.db``) with other settings, read
     without writing anything: so that it comes before a backend connects to a cluster."""
-    if not (out / "study.db").is_file() or study_name not in study_names(out):
+    if not (out / JOURNAL_NAME).is_file() or study_name not in study_names(out):
         return
-    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{(out / 'study.db').resolve()}")
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{(out / JOURNAL_NAME).resolve()}")
     recorded = study.user_attrs.get(SETTINGS_KEY)
     if recorded is not None:
         _check_settings(out, recorded, settings, defaults)
@@ -163,7 +164,7 @@ def _storage_reason(error: BaseException) -> str:
     text = str(cause).lower()
     if "disk is full" in text or "no space left" in text:
         return "no space left on the device"
-    return _first_line(cause)
+    return first_line(cause, with_type=True)
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -192,20 +193,12 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
                   asked if isinstance(asked, int) and not isinstance(asked, bool) else None)
 
 
-def study_names(out: Path) -> list[str]:
-    """The studies in the journal of run directory ``out`` (none without ``study.db``)."""
-    if not (out / "study.db").is_file():
-        return []
-    check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
-    return optuna.get_all_study_names(f"sqlite:///{(out / 'study.db').resolve()}")
-
-
 def open_study_summary(out: Path) -> dict[str, Any] | None:
     """Settings and progress of the run in ``out`` (for ``nas show``), or None if it is not a run."""
-    if not (out / "study.db").exists():
+    if not (out / JOURNAL_NAME).exists():
         return None
     check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
-    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
         return None

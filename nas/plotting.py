@@ -150,7 +150,7 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
 
 
 def plot_family(family: dict[str, Any], path: str | Path) -> None:
-    """A ``nas scale`` run (``nas.scale_family``): the family's measured MACs against phi with the
+    """A ``nas scale`` run (``nas.scale.family``): the family's measured MACs against phi with the
     base x 2^phi line, and the proxy accuracy of every grid point evaluated (depth alpha against
     resolution gamma, width beta written beside each point, the best one ringed)."""
     figure = Figure(figsize=(11, 4.5))
@@ -211,7 +211,7 @@ def plot_pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[flo
 
 
 def plot_netadapt(document: dict[str, Any], path: str | Path) -> None:
-    """A NetAdapt run (``nas.netadapt_outputs``): every proposal and the chosen trajectory as accuracy
+    """A NetAdapt run (``nas.netadapt.outputs``): every proposal and the chosen trajectory as accuracy
     against predicted latency, from the start to the final network after its long-term fine-tune."""
     figure = Figure(figsize=(7, 4.5))
     axis = figure.subplots()

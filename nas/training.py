@@ -11,7 +11,7 @@ decay 0.9999 at ImageNet scale) and mixed precision on CUDA.
 
 ``Trainer.state_dict`` holds everything a step depends on (weights, optimizer moments, EMA,
 scaler, the step count): saved with the random-number states between epochs it resumes a
-training bit for bit (``nas.train_fit``). Every value in it loads with ``weights_only=True``.
+training bit for bit (``nas.train.fit``). Every value in it loads with ``weights_only=True``.
 """
 
 from __future__ import annotations

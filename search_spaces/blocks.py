@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.scaling import make_divisible
 from nas.space import Decision, check_choices
-from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, Bound, SpaceBase
+from nas.space_base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, Bound, SpaceBase
 
 # Ranges of the numeric fields (checked while a genotype is built or decoded). The widest preset
 # is DPN-92 (2,688 channels before its classifier), the deepest stage DPN-92's 20 blocks; 64 blocks

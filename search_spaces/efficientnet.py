@@ -17,7 +17,7 @@ from typing import Any
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.scaling import make_divisible, round_repeats, scale_resolution
 from nas.space import Decision, check_choices
-from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
+from nas.space_base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
 
 
 @dataclass(frozen=True)

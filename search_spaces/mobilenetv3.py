@@ -16,7 +16,7 @@ from typing import Any, Literal
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
 from nas.scaling import distribute_repeats, make_divisible, scale_resolution
 from nas.space import Decision, check_choices
-from search_spaces.base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
+from nas.space_base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, WIDTH_MULTIPLIER, Bound, SpaceBase
 
 Nonlinearity = Literal["relu", "hardswish"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from nas import registry
 from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
 from nas.space import Decision, check_choices
-from search_spaces.base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
+from nas.space_base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
 
 NUM_BLOCKS = 5
 # The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4), all in ``nas.ops``.

@@ -21,7 +21,7 @@ from torch import nn
 
 import nas
 from nas.cost import build_on_meta, count_macs, count_params
-from nas.learned_group_conv import set_training_progress
+from nas.seed_ops.condense import set_training_progress
 
 # ours, library, reference model, params, MACs (millions, at 224)
 GOLDEN = [
@@ -155,7 +155,7 @@ def test_condensenet_74_after_condensing_is_the_papers_network():
 
 
 def test_presets_are_listed_with_params_macs_and_memory_access(capsys, monkeypatch):
-    from nas.cli import main
+    from nas.cli.app import main
 
     assert set(LISTED) | {f"shufflenet-v1-g{g}-x1.0" for g in (1, 2, 4, 8)} | set(IDS) <= set(nas.presets())
     every = nas.presets()

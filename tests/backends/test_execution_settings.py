@@ -6,8 +6,8 @@ import pytest
 
 from nas import registry
 from nas.backend import EvaluationJob, LocalBackend, make_backend
-from nas.cli import main
-from nas.runs import SearchSettings
+from nas.cli.app import main
+from nas.search.run import SearchSettings
 
 
 def search(out, *extra, config=None):

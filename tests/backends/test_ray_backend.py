@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 
-from nas.runs import SearchSettings, run_search
+from nas.search.run import SearchSettings, run_search
 
 ray = pytest.importorskip("ray")
 

@@ -10,7 +10,7 @@ import pytest
 
 import nas
 from nas.controller import Result, make_controller
-from nas.scaling_space import CompoundScalingSpace
+from nas.spaces.scaling import CompoundScalingSpace
 from nas.testing import ControllerContract, ToySpace
 from search_spaces.efficientnet import EfficientNetSpace
 

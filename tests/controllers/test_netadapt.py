@@ -12,7 +12,7 @@ from controllers.netadapt import NetAdapt
 from nas import registry
 from nas.controller import Controller, Result
 from nas.testing import ToySpace
-from nas.width_space import WidthSpace
+from nas.spaces.widths import WidthSpace
 from search_spaces.mobilenetv3 import SMALL, MobileNetV3Space
 
 BASE = MobileNetV3Space()

@@ -38,11 +38,11 @@ def test_random_trial_is_a_function_of_seed_and_id_only() -> None:
 
 
 def test_make_builds_every_registered_controller_with_options() -> None:
-    from nas.scaling_space import CompoundScalingSpace
+    from nas.spaces.scaling import CompoundScalingSpace
 
     nasnet = nas.space.get("nasnet")
     points = CompoundScalingSpace(EFFICIENTNET, nas.presets()["efficientnet-b0"])  # compound-grid's kind of space
-    from nas.width_space import WidthSpace
+    from nas.spaces.widths import WidthSpace
 
     small = nas.presets()["mobilenetv3-small"]
     widths = WidthSpace(nas.space.get("mobilenetv3"), small)  # netadapt's: one network's widths, and a latency

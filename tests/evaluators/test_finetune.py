@@ -13,7 +13,7 @@ from evaluators.finetune import FineTuneEvaluator
 from nas import registry
 from nas.compile import compile as compile_ir
 from nas.evaluator import Evaluator
-from nas.width_space import WidthSpace
+from nas.spaces.widths import WidthSpace
 from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype, MobileNetV3Space
 
 START = MobileNetV3Genotype(blocks=(MobileNetV3Block(3, 32, 16, False, "relu", 2),

@@ -13,7 +13,7 @@ import nas
 from evaluators.latency import device_fingerprint, fingerprint_key, measure, median_interval, percentile
 from evaluators.latency_table import LatencyEvaluator, LatencyTable
 from nas import registry
-from nas.cli import main
+from nas.cli.app import main
 from nas.ir import ChainNet
 from nas.testing import ToyGenotype, ToySpace
 

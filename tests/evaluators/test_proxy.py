@@ -175,7 +175,7 @@ def test_the_default_time_limit_scales_with_the_candidate(synthetic: DatasetSpli
 def test_a_network_that_asks_for_another_resolution_is_served_images_of_that_size() -> None:
     """``nas scale`` trains a point at the proxy resolution times gamma: the data is loaded at that size."""
     import nas
-    from nas.scaling_space import CompoundPoint, CompoundScalingSpace
+    from nas.spaces.scaling import CompoundPoint, CompoundScalingSpace
     from search_spaces.mobilenetv3 import MobileNetV3Space
 
     torch.set_num_threads(1)

@@ -15,7 +15,7 @@ import pytest
 
 import nas
 import nas.api
-from nas.cli import main
+from nas.cli.app import main
 from nas.ir import CellBlock, CellTopology
 from search_spaces import efficientnet, mobilenetv3, nasnet
 

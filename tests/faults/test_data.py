@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import nas
-import nas.cli
+import nas.cli.app
 from evaluators import ProxyEvaluator
 from evaluators.datasets import image_problem, images_needed, skipped_files
 from nas.data import load_dataset
@@ -198,7 +198,7 @@ def test_proxy_evaluation_succeeds_despite_a_corrupt_image(one_corrupt: tuple[Pa
 
 
 def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path, Path], tmp_path: Path) -> None:
-    from nas.cli import main
+    from nas.cli.app import main
 
     data_dir, bad = one_corrupt
     config = tmp_path / "small.yaml"
@@ -214,7 +214,7 @@ def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path,
 def test_cli_search_on_one_class_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     one_class_dir = tmp_path / "data"
     _write_pngs(one_class_dir, {"cat": 20})
-    code = nas.cli.main(["search", "--dataset", "imagefolder", "--data-dir", str(one_class_dir),
+    code = nas.cli.app.main(["search", "--dataset", "imagefolder", "--data-dir", str(one_class_dir),
                          "--out", str(tmp_path / "run"), "--budget", "1", "--epochs", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.cli import main
+from nas.cli.app import main
 from nas.lock import RunLock
 
 TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n"
@@ -199,12 +199,12 @@ def test_a_full_disk_is_one_line_leaves_nothing_partial_and_the_rerun_resumes(tm
 
 
 def test_a_bug_is_a_traceback_and_a_line_saying_so(tmp_path, capsys, monkeypatch) -> None:
-    import nas.runs
+    import nas.search.run
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(nas.runs, "build_parts", broken)
+    monkeypatch.setattr(nas.search.run, "build_parts", broken)
     assert main(search(tmp_path / "run", tmp_path)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err and "internal error" in err.splitlines()[-1]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nas
-from nas.cli import main
+from nas.cli.app import main
 
 
 def test_show_prints_the_counts(capsys):

@@ -8,12 +8,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.cli import main
+from nas.cli.app import main
 from nas.controller import Result
 from nas.journal import Record
-from nas.report import pareto_front
-from nas.runs import SearchSettings
-from nas.search import mnas_reward
+from nas.search.report import pareto_front
+from nas.search.run import SearchSettings
+from nas.loop import mnas_reward
 
 
 def test_the_mnas_reward_trades_accuracy_for_latency_as_the_paper() -> None:

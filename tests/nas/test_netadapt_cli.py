@@ -16,8 +16,8 @@ import torch
 
 import nas
 from nas.api import load_model
-from nas.cli import main
-from nas.netadapt_run import NETADAPT_STUDY
+from nas.cli.app import main
+from nas.netadapt.run import NETADAPT_STUDY
 from nas.serialization import genotype_json
 from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype
 

@@ -10,7 +10,7 @@ import torch
 import nas.space
 from nas.controller import make_controller
 from nas.journal import Journal
-from nas.search import Driver, search
+from nas.loop import Driver, search
 
 SPACE = nas.space.get("nasnet")
 SETTINGS = {"space": "nasnet", "controller": "x", "seed": 0}

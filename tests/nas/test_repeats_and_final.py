@@ -11,7 +11,7 @@ import torch
 
 from evaluators.proxy import ProxyEvaluator
 from nas import registry
-from nas.cli import main
+from nas.cli.app import main
 from nas.evaluator import accepts_repeat, combine, repeated
 from nas.seeds import split_seed, trial_seeds
 
@@ -206,7 +206,7 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     """From the saved controller state, or, when that file is gone (torn, or a `nas doctor` export),
     from the study, where the options are recorded when the run begins."""
     from controllers.evolution import budget_defaults
-    from nas.runs import SearchSettings, run_search
+    from nas.search.run import SearchSettings, run_search
 
     out = tmp_path / "run"
     settings = dict(out=str(out), space="efficientnet", controller="evolution", evaluator=score_evaluator)

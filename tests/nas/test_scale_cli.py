@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nas
-from nas.cli import main
+from nas.cli.app import main
 
 TINY = "proxy:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 64\n"
 

@@ -12,7 +12,7 @@ import torch
 import nas
 from nas.compile import compile as compile_ir
 from nas.scaling import compound_constraint, distribute_repeats, grid_values, make_divisible, scale_genotype
-from nas.scaling_space import CompoundPoint, CompoundScalingSpace, full_cost
+from nas.spaces.scaling import CompoundPoint, CompoundScalingSpace, full_cost
 from nas.serialization import genotype_json
 from search_spaces.efficientnet import EfficientNetSpace
 from search_spaces.mobilenetv3 import LARGE, SMALL, MobileNetV3Space, scale_depth, scale_width
@@ -21,7 +21,7 @@ EFFICIENTNET, MOBILENET = EfficientNetSpace(), MobileNetV3Space()
 
 
 def test_make_divisible_lives_in_the_core_and_the_spaces_share_it():
-    from search_spaces.base import make_divisible as shared
+    from nas.space_base import make_divisible as shared
 
     assert shared is make_divisible
     assert [make_divisible(v) for v in (35.2, 35.9, 36.0, 9.0, 8.5)] == [32, 40, 40, 16, 8]

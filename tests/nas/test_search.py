@@ -9,7 +9,7 @@ import nas
 import nas.space
 from nas.controller import make_controller
 from nas.journal import Journal
-from nas.search import search
+from nas.loop import search
 
 SPACE = nas.space.get("nasnet")
 SETTINGS = {"space": "nasnet", "controller": "random", "seed": 0}

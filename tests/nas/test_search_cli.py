@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nas
-from nas.cli import main
+from nas.cli.app import main
 
 TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
 
@@ -85,7 +85,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config, ru
 
 def test_help_lists_what_is_registered_including_run_time_additions(capsys):
     from nas import registry
-    from nas.cli import build_parser
+    from nas.cli.app import build_parser
 
     registry.controllers.register("help-probe", lambda space, seed=0: None)
     try:

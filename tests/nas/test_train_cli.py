@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import nas
-from nas.cli import main
-from nas.train_fit import resolve_network
-from nas.train_run import TrainSettings, run_train
+from nas.cli.app import main
+from nas.train.fit import resolve_network
+from nas.train.run import TrainSettings, run_train
 
 TINY = ["nasnet-a-cifar", "--set", "num_cells=1", "--set", "penultimate_filters=24", "--dataset", "synthetic",
         "--precise-bn", "64", "--batch-size", "32", "--no-progress"]
@@ -68,7 +68,7 @@ def test_outputs_of_a_training(uninterrupted: Path, capsys: pytest.CaptureFixtur
     # DIR/model.pt is what nas.load_model opens (its lowering settings included), with the final weights
     model = nas.load_model(uninterrupted / "model.pt")
     from evaluators.datasets import iterate_batches
-    from nas.train_fit import load_train_data
+    from nas.train.fit import load_train_data
     from nas.training import evaluate
 
     data = load_train_data(TrainSettings(out="unused", fixres=(12,), **TINY_SETTINGS))
@@ -108,7 +108,7 @@ def test_noisy_student_with_hidden_labels(tmp_path: Path) -> None:
 def test_unlabeled_folder_is_read_like_the_data(tmp_path: Path) -> None:
     from PIL import Image
 
-    from nas.noisy_student import load_unlabeled_folder
+    from nas.train.noisy_student import load_unlabeled_folder
 
     (tmp_path / "u" / "deeper").mkdir(parents=True)
     Image.fromarray(np.full((10, 14), 200, dtype=np.uint8)).save(tmp_path / "u" / "a.png")

@@ -1,4 +1,4 @@
-"""The shared training loop (nas.training), the batch transforms (nas.augment), FixRes's parts and
+"""The shared training loop (nas.training), the batch transforms (nas.train.augment), FixRes's parts and
 Noisy Student's pseudo-label balancing, on small tensors."""
 
 import math
@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import nas
-from nas.augment import EvalView, TrainAugment, center_view, source_resolution
+from nas.train.augment import EvalView, TrainAugment, center_view, source_resolution
 from nas.cost import build_on_meta
-from nas.fixres import FixResMode, fixres_parts, prepare_fixres
-from nas.noisy_student import balance, pseudo_label
+from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
+from nas.train.noisy_student import balance, pseudo_label
 from nas.training import Recipe, Trainer, WeightAverage, learning_rate_factor, parameter_groups
 
 
@@ -40,7 +40,7 @@ def _tiny() -> nn.Module:
 
 
 def test_soft_targets_are_not_smoothed_again() -> None:
-    from nas.train_stages import smoothed
+    from nas.train.stages import smoothed
 
     images, labels = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     models = []  # smoothing applies to class indices; rows of probabilities are used as given
@@ -55,7 +55,7 @@ def test_soft_targets_are_not_smoothed_again() -> None:
 
 
 def test_weight_average_follows_the_condensing_stage() -> None:
-    from nas.learned_group_conv import LearnedGroupConv
+    from nas.seed_ops.condense import LearnedGroupConv
 
     torch.manual_seed(0)
     model = LearnedGroupConv(8, 8, groups=2, condense_factor=4, bn_eps=1e-5, bn_momentum=0.1)

@@ -11,7 +11,7 @@ import torch
 
 import nas
 from evaluators.proxy import ProxyEvaluator
-from nas.learned_group_conv import LearnedGroupConv
+from nas.seed_ops.condense import LearnedGroupConv
 from nas.serialization import genotype_json
 from nas.space import sample_choices
 from search_spaces.blocks import (
@@ -118,7 +118,7 @@ def test_dense_stage_grows_by_its_growth_rate():
 
 
 def test_a_blocks_search_reports_the_families_it_tried(tmp_path):
-    from nas.cli import main
+    from nas.cli.app import main
 
     out = tmp_path / "run"
     main(["search", "--space", "blocks", "--budget", "2", "--epochs", "1", "--dataset", "synthetic", "--out", str(out)])

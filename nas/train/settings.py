@@ -7,9 +7,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nas.augment import DEFAULT_CROP_SCALE
+from nas.train.augment import DEFAULT_CROP_SCALE
 from nas.data import DEFAULT_VALIDATION_FRACTION
-from nas.noisy_student import BALANCES, DEFAULT_THRESHOLD
+from nas.train.noisy_student import BALANCES, DEFAULT_THRESHOLD
 from nas.training import OPTIMIZERS, Recipe
 
 DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adamw": 2e-3}

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from nas.files import atomic_write_text
-from nas.final import Pair, final_best
+from nas.search.final import Pair, final_best
 from nas.ir import CellNet
 from nas.journal import Journal, Record
 from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history, plot_pareto
-from nas.search import SearchStats
+from nas.loop import SearchStats
 from nas.space import SearchSpace
 
 
@@ -32,7 +32,7 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
     The pictures follow the IR of the best genotype at full size: a ``CellNet`` gives one PNG per
     kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
     ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files);
-    ``final`` the final selection stage (``nas.final``), which then decides best.json;
+    ``final`` the final selection stage (``nas.search.final``), which then decides best.json;
     ``controller`` the options the controller resolved (its defaults for this budget included).
     """
     ranked = journal.ranked()

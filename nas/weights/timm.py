@@ -1,7 +1,7 @@
 """Start from timm's weights: map a timm state dict onto our SE-ResNe(X)t and DPN presets.
 
-Our compiled presets create timm's layers in timm's order (``nas.residual_ops``), so the state dicts
-pair up key by key (``nas.torchvision_weights.map_state_dict``, every shape checked). timm is not a
+Our compiled presets create timm's layers in timm's order (``nas.seed_ops.residual``), so the state dicts
+pair up key by key (``nas.weights.torchvision.map_state_dict``, every shape checked). timm is not a
 dependency of the engine: it is needed only to read the reference layout (built on the meta
 device; nothing is downloaded), and the tests use it to check that the outputs agree.
 """
@@ -26,7 +26,7 @@ def from_timm(name: str, state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[
     """
     from nas.api import materialize
     from nas.cost import build_on_meta
-    from nas.torchvision_weights import map_state_dict
+    from nas.weights.torchvision import map_state_dict
 
     timm_name = next((t for t, ours in TIMM_TO_PRESET.items() if name in (t, ours)), None)
     if timm_name is None:

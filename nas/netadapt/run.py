@@ -1,9 +1,9 @@
 """A NetAdapt run (``nas netadapt``): shrink a trained network to a latency budget, then fine-tune it.
 
 The parts come from the registries like any plug-in's: the ``netadapt`` controller over a
-``nas.width_space.WidthSpace`` of the starting network, the ``finetune`` evaluator (weights
+``nas.spaces.widths.WidthSpace`` of the starting network, the ``finetune`` evaluator (weights
 inherited from the current network, a short fine-tune, validation accuracy) and the ``latency``
-evaluator (the lookup table predicts, the harness measures). The loop is ``nas.search``'s: one
+evaluator (the lookup table predicts, the harness measures). The loop is ``nas.loop``'s: one
 trial per proposal, an Optuna journal (study ``nas-netadapt`` in ``OUT/study.db``), the lock,
 replay on resume, so a killed run continues after its last finished proposal. The fine-tuned
 weights of every proposal are written to ``OUT/weights/trial-T.pt`` before its trial is recorded;
@@ -37,8 +37,10 @@ from nas.backend import (
 )
 from nas.controller import make_controller
 from nas.evaluator import make_evaluator
-from nas.runs import MAX_SEED, MAX_THREADS, check_run_directory, check_types, intra_op_threads, open_journal
-from nas.width_space import DEFAULT_GRANULARITY, WidthSpace
+from nas.backend import intra_op_threads
+from nas.run import check_run_directory, open_journal
+from nas.settings import MAX_SEED, MAX_THREADS, check_types
+from nas.spaces.widths import DEFAULT_GRANULARITY, WidthSpace
 
 if TYPE_CHECKING:
     from nas.journal import Record
@@ -282,10 +284,10 @@ def _load_weights(path: str, start: Any, finetune: Any) -> tuple[dict[str, Any],
 def run_netadapt(settings: NetAdaptSettings, parts: NetAdaptParts | None = None,
                  on_record: Callable[[Record, bool], None] | None = None) -> dict[str, Any]:
     """Run (or resume) NetAdapt; write best.json, best.pt, netadapt.json and netadapt.png; return the summary."""
-    from nas.journal import study_names
+    from nas.storage import study_names
     from nas.lock import RunLock
-    from nas.netadapt_outputs import long_term, write_outputs
-    from nas.search import Driver, accuracy_reward
+    from nas.netadapt.outputs import long_term, write_outputs
+    from nas.loop import Driver, accuracy_reward
 
     parts = parts or build_parts(settings)
     backend = make_backend(settings)

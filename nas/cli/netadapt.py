@@ -1,4 +1,4 @@
-"""``nas netadapt``: shrink a network's widths until a latency budget is met (``nas.netadapt_run``).
+"""``nas netadapt``: shrink a network's widths until a latency budget is met (``nas.netadapt.run``).
 
 Flags override the config file (``--config``, keys = the long flag names with underscores, ``from``
 spelled ``start``); the config file overrides the defaults of ``NetAdaptSettings``.
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import registry
-from nas.netadapt_run import NetAdaptSettings
-from nas.search_cli import EXECUTION_FLAGS, _listed, add_execution_flags, settings_from_args
+from nas.netadapt.run import NetAdaptSettings
+from nas.cli.search import EXECUTION_FLAGS, _listed, add_execution_flags, settings_from_args
 
 if TYPE_CHECKING:
     from nas.journal import Record
@@ -68,7 +68,7 @@ def _progress(record: Record, replayed: bool) -> None:
 
 
 def cmd_netadapt(args: argparse.Namespace) -> None:
-    from nas.netadapt_run import run_netadapt
+    from nas.netadapt.run import run_netadapt
 
     settings = settings_from_args(args, NetAdaptSettings, _FLAGS + EXECUTION_FLAGS)
     document = run_netadapt(settings, on_record=_progress)

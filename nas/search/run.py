@@ -23,18 +23,21 @@ from nas.backend import (
     BackendSettings,
     EvaluationJob,
     check_backend_settings,
+    intra_op_threads,
     make_backend,
     with_backend,
 )
 from nas.controller import Controller, check_controller_name, controller_factory, make_controller
-from nas.doctor import check_storage
 from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
+from nas.run import check_run_directory, open_journal
+from nas.settings import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_types
 from nas.space import SearchSpace
+from nas.storage import check_storage
 
 if TYPE_CHECKING:  # the search itself imports torch and plotting; validating settings does not
-    from nas.final import Pair
+    from nas.search.final import Pair
     from nas.journal import Journal, Record
-    from nas.search import Reward, SearchStats
+    from nas.loop import Reward, SearchStats
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,6 @@ IDENTITY_DEFAULTS = {"evaluator": "proxy", "repeats": 1, "objective": "accuracy"
                      "latency_weight": -0.07, "latency": {}, "early_stop": None, "early_stop_options": {}}
 OBJECTIVES: tuple[str, ...] = ("accuracy", "mnas")
 DEFAULT_LATENCY_WEIGHT = -0.07  # MnasNet's soft constraint (arXiv 1807.11626 §3)
-MAX_SEED = 2**63 - 1
-MAX_THREADS = 1024
-MAX_REPEATS = 1000
 DEFAULT_FINAL_REPEATS = 3
 CONTROLLER_CONFIG_KEY = "nas_controller_config"  # study attribute: the options the controller began with
 _OPTIONAL_STR = (str, type(None))
@@ -77,12 +77,12 @@ class SearchSettings(BackendSettings):
     ``repeats`` evaluates every candidate that many times with independent seeds and validation
     splits; its reward is the mean (``nas.evaluator.repeated``). ``budget`` counts candidates, so
     a search costs ``budget * repeats`` evaluations. ``final_top`` > 0 adds the final selection
-    stage (``nas.final``): the best ``final_top`` candidates are evaluated again, ``final_repeats``
+    stage (``nas.search.final``): the best ``final_top`` candidates are evaluated again, ``final_repeats``
     times each with fresh seeds and ``final_epochs`` epochs (default: the search's), and best.json
     is the best of that stage.
 
     ``objective`` ``mnas`` rewards ``accuracy * (latency_ms / latency_target_ms) ** latency_weight``
-    (``nas.search.mnas_reward``), where ``latency_ms`` is the registered ``latency`` evaluator's
+    (``nas.loop.mnas_reward``), where ``latency_ms`` is the registered ``latency`` evaluator's
     lookup-table latency of the full-size network (1000 classes, its own resolution); ``latency``
     holds that evaluator's options (``table``, ``threads``, ``batch_size``, ``resolution``,
     ``num_classes``, ``device``). Accuracy and latency are both in the journal.
@@ -154,7 +154,7 @@ class SearchSettings(BackendSettings):
         self._validate_objective()
 
     def _validate_objective(self) -> None:
-        from nas.search import mnas_reward
+        from nas.loop import mnas_reward
 
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective: {self.objective!r} is not an objective; valid: {list(OBJECTIVES)}")
@@ -176,23 +176,11 @@ class SearchSettings(BackendSettings):
 
     def reward(self) -> Reward:
         """The reward of the objective: accuracy, or the MnasNet reward."""
-        from nas.search import accuracy_reward, mnas_reward
+        from nas.loop import accuracy_reward, mnas_reward
 
         if self.objective == "mnas":
             return mnas_reward(self.latency_target_ms, self.latency_weight)  # type: ignore[arg-type]
         return accuracy_reward
-
-
-def check_types(settings: Any, types: Mapping[str, Any]) -> None:
-    """``ValueError`` naming the first setting whose value is not of its type in ``types`` (a bool is
-    not a number here, though Python says it is; YAML can hold anything)."""
-    for name, kind in types.items():
-        value = getattr(settings, name)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            expected = " or ".join("null" if k is type(None) else "a number" if k is float else k.__name__
-                                   for k in kinds if not (k is int and float in kinds))
-            raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
 def build_parts(settings: SearchSettings) -> tuple[SearchSpace[Any], Controller[Any], Evaluator[Any]]:
@@ -236,19 +224,6 @@ def build_evaluator(settings: SearchSettings, space: SearchSpace[Any], epochs: i
                           data_dir=settings.data_dir, download=settings.download, **options)
 
 
-@contextlib.contextmanager
-def intra_op_threads(count: int) -> Iterator[None]:
-    """Run the evaluations with ``count`` intra-op threads, restoring the caller's setting after."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int], None] | None = None,
                on_final: Callable[[Pair, bool, int, int], None] | None = None) -> tuple[Record | None, SearchStats]:
     """Run (or resume) the search of ``settings``; return the best record and the timing.
@@ -258,18 +233,18 @@ def run_search(settings: SearchSettings, on_record: Callable[[Record, bool, int]
     done, total)`` after every candidate of the final stage. With a final stage the best record is
     the final stage's record of the chosen candidate.
     """
-    from nas.final import FINAL_STUDY_SUFFIX, run_final_stage
+    from nas.search.final import FINAL_STUDY_SUFFIX, run_final_stage
     from nas.lock import RunLock, StudyGuard
-    from nas.report import write_outputs
-    from nas.search import Driver
+    from nas.search.report import write_outputs
+    from nas.loop import Driver
 
     settings.validate()
     out = Path(settings.out)
     check_run_directory(out)
     if settings.storage is None:
-        from nas.journal import study_names
-        from nas.netadapt_run import NETADAPT_STUDY
-        from nas.scale_run import SCALE_STUDY
+        from nas.storage import study_names
+        from nas.netadapt.run import NETADAPT_STUDY
+        from nas.scale.run import SCALE_STUDY
 
         for study, command in ((SCALE_STUDY, "a compound-scaling run (nas scale)"), (NETADAPT_STUDY, "a nas netadapt run")):
             if study in study_names(out):
@@ -374,22 +349,6 @@ def with_latency(evaluate: Callable[..., Mapping[str, Any]],
     return evaluate_with_latency
 
 
-def open_journal(out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any],
-                 defaults: dict[str, Any] | None = None) -> Journal:
-    """The run's journal; if it is refused (a storage refused at the door, other settings) and ``out``
-    was created for this run, no empty run directory is left behind."""
-    from nas.journal import Journal
-
-    try:
-        return Journal(out, storage, study_name, identity, defaults=defaults)
-    except ValueError:
-        if created:
-            (out / ".lock").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
-
-
 def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
     """The evaluator of the final stage (its own training length), or None without one."""
     if not settings.final_top:
@@ -458,12 +417,3 @@ def _controller_config(controller: Controller[Any]) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, Mapping) else None
 
 
-def check_run_directory(out: Path) -> None:
-    """``ValueError`` unless ``out`` is, or can become, a writable run directory."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    existing = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
-    if existing is None or not existing.is_dir():
-        raise ValueError(f"{out}: no existing folder to create it in")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{existing}: not writable, so {out} cannot hold a search")

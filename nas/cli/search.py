@@ -1,4 +1,4 @@
-"""``nas search``: flags, an optional YAML config, and the call into ``nas.runs``.
+"""``nas search``: flags, an optional YAML config, and the call into ``nas.search.run``.
 
 Flags override the config file; the config file overrides the defaults. Keys of the config are
 the long flag names with underscores, plus two mappings: ``proxy`` (options of the proxy
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nas import registry
-from nas.runs import SearchSettings
+from nas.search.run import SearchSettings
 
 if TYPE_CHECKING:
     from nas.journal import Record
@@ -117,7 +117,7 @@ def settings_from_args(args: argparse.Namespace, settings_class: type = SearchSe
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from nas.runs import run_search
+    from nas.search.run import run_search
 
     settings = settings_from_args(args)
     with _Progress(settings.budget, False if args.no_progress else None) as progress:

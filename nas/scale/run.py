@@ -30,22 +30,16 @@ from nas.backend import (
 )
 from nas.controller import Controller, make_controller
 from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
-from nas.runs import (
-    MAX_REPEATS,
-    MAX_SEED,
-    MAX_THREADS,
-    check_run_directory,
-    check_types,
-    open_journal,
-)
-from nas.scaling_space import CONSTRAINT_MODES, CompoundScalingSpace
+from nas.run import check_run_directory, open_journal
+from nas.settings import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_types
+from nas.scale.family import SCALE_STUDY
+from nas.spaces.scaling import CONSTRAINT_MODES, CompoundScalingSpace
 
 if TYPE_CHECKING:
     from nas.api import Resolved
     from nas.journal import Record
-    from nas.search import SearchStats
+    from nas.loop import SearchStats
 
-SCALE_STUDY = "nas-scale"
 TARGET = 2.0  # eq. 3: each unit of phi doubles the cost
 MAX_PHI = 16
 # Settings that define the grid and its evaluations; resuming with any of them changed is refused.
@@ -199,10 +193,10 @@ def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
 def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
               on_record: Callable[[Record, bool, int], None] | None = None) -> tuple[dict[str, Any], SearchStats]:
     """Run (or resume) the grid of ``settings``, then write the family; return it and the grid's timing."""
-    from nas.journal import study_names
+    from nas.storage import study_names
     from nas.lock import RunLock
-    from nas.scale_family import build_family, write_family
-    from nas.search import Driver, accuracy_reward
+    from nas.scale.family import build_family, write_family
+    from nas.loop import Driver, accuracy_reward
 
     parts = parts or build_parts(settings)
     backend = make_backend(settings)

@@ -14,9 +14,9 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from nas.files import atomic_write_text
-from nas.noisy_student import load_unlabeled_folder, pseudo_label, teacher_probabilities
+from nas.train.noisy_student import load_unlabeled_folder, pseudo_label, teacher_probabilities
 from nas.seeds import trial_seeds
-from nas.train_fit import (
+from nas.train.fit import (
     EVAL_BATCH,
     Network,
     TrainData,
@@ -29,7 +29,7 @@ from nas.train_fit import (
     with_progress,
     write_log,
 )
-from nas.train_settings import DEFAULT_LEARNING_RATE, TrainSettings
+from nas.train.settings import DEFAULT_LEARNING_RATE, TrainSettings
 from nas.training import Diverged, Recipe, Trainer, evaluate
 
 FIXRES_FILE, NOISY_STUDENT_FILE = "fixres.json", "noisy_student.json"
@@ -41,7 +41,7 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset,
     ``train_set``; resumes per resolution. The adapting BatchNorm layers' statistics are re-estimated
     at the end on ``precise_bn`` images at R_test: what the reference's 56 epochs at momentum 0.1
     converge to, which a short fine-tune at TF's momentum 0.01 would leave half-way."""
-    from nas.fixres import FixResMode, fixres_parts, prepare_fixres
+    from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
 
     path = out / FIXRES_FILE
     document = json.loads(path.read_text()) if path.exists() else {"train_resolution": data.resolution, "rows": []}

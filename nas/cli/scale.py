@@ -1,6 +1,6 @@
 """``nas scale``: find compound-scaling coefficients for a base network and write its family.
 
-Flags override the config file; the config file overrides the defaults (``nas.scale_run.ScaleSettings``).
+Flags override the config file; the config file overrides the defaults (``nas.scale.run.ScaleSettings``).
 Keys of the config are the long flag names with underscores, plus ``proxy`` (options of the proxy
 evaluator, as in ``nas search``).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from nas import registry
-from nas.scale_run import ScaleSettings
-from nas.search_cli import EXECUTION_FLAGS, _listed, _Progress, add_execution_flags, settings_from_args
+from nas.scale.run import ScaleSettings
+from nas.cli.search import EXECUTION_FLAGS, _listed, _Progress, add_execution_flags, settings_from_args
 
 _FLAGS = ("base", "evaluator", "dataset", "data_dir", "download", "epochs", "seed", "threads", "repeats",
           "grid_step", "grid_high", "tolerance", "constraint", "budget", "phi_max")
@@ -48,7 +48,7 @@ def add_scale_command(commands: Any) -> None:
 
 
 def cmd_scale(args: argparse.Namespace) -> None:
-    from nas.scale_run import build_parts, run_scale
+    from nas.scale.run import build_parts, run_scale
 
     settings = settings_from_args(args, ScaleSettings, _FLAGS + EXECUTION_FLAGS)
     parts = build_parts(settings)

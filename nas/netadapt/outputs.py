@@ -19,7 +19,7 @@ from nas.serialization import genotype_json
 
 if TYPE_CHECKING:
     from nas.journal import Journal
-    from nas.netadapt_run import NetAdaptParts, NetAdaptSettings
+    from nas.netadapt.run import NetAdaptParts, NetAdaptSettings
 
 LONG_TERM_STREAM = 100_001  # the seed stream of the long-term fine-tune (``trial_seeds``): no trial uses it
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nas.ops import SqueezeExcitation, _bn
-from nas.shuffle_ops import check_divisible
+from nas.seed_ops.shuffle import check_divisible
 
 
 class Bottleneck(nn.Module):

@@ -18,11 +18,11 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from nas.latency_cli import add_latency_command
-from nas.netadapt_cli import add_netadapt_command
-from nas.scale_cli import add_scale_command
-from nas.search_cli import add_search_command
-from nas.train_cli import add_train_command
+from nas.cli.latency import add_latency_command
+from nas.cli.netadapt import add_netadapt_command
+from nas.cli.scale import add_scale_command
+from nas.cli.search import add_search_command
+from nas.cli.train import add_train_command
 
 EXIT_USAGE = 2
 
@@ -67,13 +67,13 @@ def _spec(args: argparse.Namespace) -> Any:
     """``args.spec``, or member ``--phi`` of the family in the ``nas scale`` run directory ``args.spec``."""
     from pathlib import Path
 
-    from nas.scale_family import FAMILY_FILE, family_member
+    from nas.scale.family import FAMILY_FILE, family_member
 
     if args.phi is None:
         directory = Path(args.spec)
         if directory.is_dir() and not (directory / FAMILY_FILE).exists() and not (directory / "best.json").exists():
-            from nas.journal import study_names
-            from nas.scale_run import SCALE_STUDY
+            from nas.storage import study_names
+            from nas.scale.run import SCALE_STUDY
 
             if SCALE_STUDY in study_names(directory):
                 raise UsageError(f"{directory}: a nas scale run whose grid has not finished; rerun the same "
@@ -85,7 +85,7 @@ def _spec(args: argparse.Namespace) -> Any:
 
 def cmd_show(args: argparse.Namespace) -> None:
     import nas
-    from nas.scale_family import read_family
+    from nas.scale.family import read_family
 
     family = read_family(args.spec) if args.phi is None else None
     if family is not None:  # a nas scale run: its family table
@@ -95,7 +95,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(family, indent=2))
         else:
-            from nas.scale_cli import print_family
+            from nas.cli.scale import print_family
 
             print_family(family)
         return
@@ -204,10 +204,25 @@ def cmd_doctor(args: argparse.Namespace) -> None:
           f"settings readable: {diagnosis.settings is not None}")
     print(f"finished trials readable: {diagnosis.finished}; unreadable trial rows: {diagnosis.unreadable}")
     if args.export:
-        count = export(diagnosis, Path(args.export))
+        count = export(diagnosis, Path(args.export), *_run_space(diagnosis))
         print(f"exported {count} finished trials to {args.export}; the original command (nas search, scale or "
               f"netadapt) with --out {args.export} resumes from them")
     args.exit_code = 0 if diagnosis.healthy else 1
+
+
+def _run_space(diagnosis: Any) -> tuple[Any, tuple[str, ...]]:
+    """The space of a damaged run's trials, rebuilt from its recorded settings, and the files to copy."""
+    from nas.netadapt.run import NETADAPT_STUDY, width_space_from_identity
+    from nas.scale.run import SCALE_STUDY, space_from_identity
+    from nas.space import get as get_space
+
+    if diagnosis.study_name == SCALE_STUDY:
+        return space_from_identity(diagnosis.settings, diagnosis.path), ()
+    if diagnosis.study_name == NETADAPT_STUDY:
+        return width_space_from_identity(diagnosis.settings, diagnosis.path), ("start.pt", "weights")
+    if not isinstance(diagnosis.settings, dict) or not isinstance(diagnosis.settings.get("space"), str):
+        raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
+    return get_space(diagnosis.settings["space"]), ()
 
 
 def build_parser() -> argparse.ArgumentParser:

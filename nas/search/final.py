@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nas.journal import Journal, Record
-from nas.search import Evaluate, Reward, accuracy_reward, evaluate_guarded, to_result
+from nas.loop import Evaluate, Reward, accuracy_reward, evaluate_guarded, to_result
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)

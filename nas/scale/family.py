@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.scaling import compound_multipliers
-from nas.scaling_space import COST_CLASSES, CompoundPoint, full_cost
+from nas.spaces.scaling import COST_CLASSES, CompoundPoint, full_cost
 from nas.serialization import genotype_json, read_json_file
 
 if TYPE_CHECKING:
     from nas.api import Resolved
     from nas.journal import Journal
-    from nas.scale_run import ScaleParts, ScaleSettings
+    from nas.scale.run import ScaleParts, ScaleSettings
 
 FAMILY_FILE = "scaling.json"
+SCALE_STUDY = "nas-scale"  # the grid's study in OUT/study.db
 
 
 def build_family(settings: ScaleSettings, parts: ScaleParts, journal: Journal,
@@ -146,8 +147,7 @@ def family_member(directory: str | Path, phi: int) -> Resolved:
 
     family = read_family(directory)
     if family is None:
-        from nas.journal import study_names
-        from nas.scale_run import SCALE_STUDY
+        from nas.storage import study_names
 
         if Path(directory).is_dir() and SCALE_STUDY in study_names(Path(directory)):
             raise ValueError(f"{directory}: a nas scale run whose grid has not finished; rerun the same nas scale "

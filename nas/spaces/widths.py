@@ -45,7 +45,7 @@ class WidthSpace:
     def __init__(self, base: SearchSpace[Any], start: Any, granularity: int = DEFAULT_GRANULARITY) -> None:
         if not can_prune(base):
             raise ValueError(f"space {base.name!r} cannot be pruned: it defines no prunable_widths / with_widths "
-                             "(see nas.width_space)")
+                             "(see nas.spaces.widths)")
         if isinstance(granularity, bool) or not isinstance(granularity, int) or granularity < 1:
             raise ValueError(f"granularity: must be a positive integer, got {granularity!r}")
         self.base, self.start, self.granularity = base, start, granularity

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nas.shuffle_ops import channel_shuffle, check_divisible
+from nas.seed_ops.shuffle import channel_shuffle, check_divisible
 
 
 def condensing_stage(progress: float, condense_factor: int) -> int:

@@ -10,7 +10,7 @@ One run directory ``DIR`` holds a training that survives being killed:
 - ``log.csv`` and ``curves.png``: loss and accuracy per epoch, training and validation;
 - ``model.pt``: the trained network, ``nas.load_model`` opens it (the moving average with ``--ema``);
 - ``fixres.json`` and ``model-fixres-R.pt`` (``--fixres R``): accuracy at R_train, at R before and
-  after the FixRes fine-tune (``nas.fixres``);
+  after the FixRes fine-tune (``nas.train.fixres``);
 - Noisy Student (``--noisy-student``): ``teacher/`` and ``student-K/`` are such directories, one per
   iteration; ``noisy_student.json`` and ``log.csv`` hold the accuracy of each.
 
@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from nas.files import atomic_write_text
-from nas.train_fit import (
+from nas.train.fit import (
     MODEL,
     atomic_model_save,
     count_network,
@@ -39,8 +39,8 @@ from nas.train_fit import (
     train_augment,
     train_network,
 )
-from nas.train_settings import TrainSettings  # noqa: F401  (re-exported: TrainSettings and run_train go together)
-from nas.train_stages import NOISY_STUDENT_FILE, noisy_student_data, run_fixres, run_noisy_student
+from nas.train.settings import TrainSettings  # noqa: F401  (re-exported: TrainSettings and run_train go together)
+from nas.train.stages import NOISY_STUDENT_FILE, noisy_student_data, run_fixres, run_noisy_student
 
 SETTINGS_FILE = "train.json"
 
@@ -48,7 +48,7 @@ SETTINGS_FILE = "train.json"
 def check_train_directory(out: Path, settings: TrainSettings) -> bool:
     """``True`` if ``out`` holds this training (to resume or report), ``False`` if it is new or empty;
     ``ValueError`` if it holds something else, or a training with other settings."""
-    from nas.runs import check_run_directory
+    from nas.run import check_run_directory
 
     check_run_directory(out)
     if not out.exists() or not any(out.iterdir()):
@@ -71,7 +71,7 @@ def check_train_directory(out: Path, settings: TrainSettings) -> bool:
 def run_train(settings: TrainSettings, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume, or report) the training ``settings`` describe; the results as in ``train.json``."""
     from nas.lock import RunLock
-    from nas.runs import intra_op_threads
+    from nas.backend import intra_op_threads
 
     settings.validate()
     out = Path(settings.out)

@@ -1,4 +1,4 @@
-"""``nas train``: train a spec with the standard recipe, optionally FixRes and Noisy Student (``nas.train_run``)."""
+"""``nas train``: train a spec with the standard recipe, optionally FixRes and Noisy Student (``nas.train.run``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from nas import registry
-from nas.noisy_student import BALANCES
-from nas.search_cli import _listed
+from nas.train.noisy_student import BALANCES
+from nas.cli.search import _listed
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -86,7 +86,7 @@ def add_train_command(commands: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from nas.train_run import TrainSettings, run_train
+    from nas.train.run import TrainSettings, run_train
 
     names = {name for name in TrainSettings.__dataclass_fields__}
     values = {key: value for key, value in vars(args).items() if key in names}

@@ -1,0 +1,7 @@
+"""``python -m nas.cli``: the ``nas`` command."""
+
+import sys
+
+from nas.cli.app import main
+
+sys.exit(main())
