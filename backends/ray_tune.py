@@ -35,8 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nas.backend import EvaluationJob
-from nas.backend import intra_op_threads
+from nas.backend import EvaluationJob, intra_op_threads
 from nas.loop import evaluate_guarded
 
 if TYPE_CHECKING:

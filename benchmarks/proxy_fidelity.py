@@ -120,7 +120,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # inherited by the workers
     os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
 
-    from evaluators.proxy import DEFAULT_EPOCHS, ProxyEvaluator
+    from evaluators.proxy import ProxyEvaluator
+    from evaluators.proxy_options import DEFAULT_EPOCHS
     from nas.serialization import genotype_json
 
     epochs = args.epochs or DEFAULT_EPOCHS

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from nas.controller import Result
 from nas.controller_base import ControllerBase, trial_rng
 from nas.space import SearchSpace
+from nas.spaces.scaling import CompoundScalingSpace
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class CompoundGrid(ControllerBase):
                              f"{list(DECISIONS)}, space {space.name!r} has {list(names)[:5]}")
         if constraint not in CONSTRAINTS:
             raise ValueError(f"constraint: {constraint!r} is not a constraint; valid: {list(CONSTRAINTS)}")
-        if constraint == "macs" and not callable(getattr(space, "macs_ratio", None)):
+        if constraint == "macs" and not isinstance(space, CompoundScalingSpace):
             raise ValueError(f"constraint: 'macs' needs a space that measures its points (macs_ratio); "
                              f"{space.name!r} does not")
         if constraint == "macs" and max(len(d.choices) for d in self.decisions) > MACS_MAX_VALUES:

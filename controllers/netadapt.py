@@ -40,6 +40,7 @@ from typing import Any, Literal
 from nas.controller import Result
 from nas.controller_base import ControllerBase
 from nas.space import SearchSpace
+from nas.spaces.widths import WidthSpace
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ class NetAdapt(ControllerBase):
                  reduction: float = DEFAULT_REDUCTION, decay: float = 1.0, selection: Selection = "accuracy",
                  max_iterations: int = DEFAULT_MAX_ITERATIONS) -> None:
         super().__init__(space, seed, budget)
-        start_widths = getattr(space, "start_widths", None)
-        if not isinstance(start_widths, Mapping):
+        if not isinstance(space, WidthSpace):
             raise ValueError(f"netadapt searches the widths of one network: it needs a nas.spaces.widths.WidthSpace, "
                              f"got space {space.name!r}")
         if not callable(latency):
@@ -84,7 +84,7 @@ class NetAdapt(ControllerBase):
         if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
             raise ValueError(f"max_iterations: must be a positive integer, got {max_iterations!r}")
         self.latency = latency
-        self.start_choices = dict(start_widths)
+        self.start_choices = dict(space.start_widths)
         start_latency = float(latency(space.decode(self.start_choices)) if start_latency_ms is None
                               else start_latency_ms)
         for name, value in (("target_ms", target_ms), ("start_latency_ms", start_latency)):

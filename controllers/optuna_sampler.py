@@ -230,8 +230,10 @@ class OptunaSampler(ControllerBase):
         self._exhausted = False  # the sampler stopped the study: it has tried every combination
         self._new_study()
 
-    @staticmethod
-    def check_variant(variant: str) -> None:
+    takes_variant = True  # optuna:<SamplerName>
+
+    @classmethod
+    def check_variant(cls, variant: str) -> None:
         """``ValueError`` unless ``optuna:<variant>`` names a sampler this controller runs (no study is built)."""
         check_sampler(variant)
 
@@ -433,6 +435,8 @@ class OptunaTPE(OptunaSampler):
     """``tpe``: Optuna's Tree-structured Parzen Estimator (Bergstra et al., NeurIPS 2011; Optuna 5's
     defaults: multivariate, constant liar), with the budget-derived ``n_startup_trials`` of ``OptunaSampler``."""
 
+    takes_variant = False  # the sampler is in the name
+
     def __init__(self, space: SearchSpace, seed: int = 0, sampler_options: dict[str, Any] | None = None,
                  budget: int | None = None, derived_options: dict[str, Any] | None = None) -> None:
         super().__init__(space, seed=seed, sampler="TPESampler", sampler_options=sampler_options, budget=budget,
@@ -442,6 +446,8 @@ class OptunaTPE(OptunaSampler):
 class OptunaNSGAII(OptunaSampler):
     """``nsga2``: Optuna's NSGA-II (Deb et al., IEEE TEC 2002), single-objective here: elitist selection,
     uniform crossover and mutation, with the budget-derived ``population_size`` of ``OptunaSampler``."""
+
+    takes_variant = False  # the sampler is in the name
 
     def __init__(self, space: SearchSpace, seed: int = 0, sampler_options: dict[str, Any] | None = None,
                  budget: int | None = None, derived_options: dict[str, Any] | None = None) -> None:

@@ -35,6 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from evaluators.dataset_checks import DEFAULT_DATA_DIR, check_class_folders
+from evaluators.dataset_checks import cifar10 as check_cifar10
+from evaluators.dataset_checks import imagefolder as check_imagefolder
 from nas.data import (  # noqa: F401  (re-exported: they were defined here)
     DEFAULT_VALIDATION_FRACTION,
     DatasetSplits,
@@ -56,7 +59,6 @@ NATIVE_RESOLUTION_CAP = 224
 GREY_BANDS = ("1", "L", "I", "F")  # first band of PIL's grey modes: 1, L, LA, I, I;16*, F
 COLOUR_TOLERANCE = 0.01  # a folder is grey if at most this share of its training images is in colour
 GREY_STATISTICS_IMAGES = 256  # training images sampled for a grey folder's mean and std
-DEFAULT_DATA_DIR = Path("data")
 TEST_FRACTION = 0.2  # digits, synthetic and single-folder ImageFolder: carved once, seed-independent
 TEST_SPLIT_SEED = 1707_07012  # fixed, so every search seed sees the same untouched test split
 SYNTHETIC_CLASSES, SYNTHETIC_EXAMPLES, SYNTHETIC_NOISE = 4, 640, 1.0
@@ -168,11 +170,9 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
 
     resolution, fraction = resolution or DEFAULT_RESOLUTION["cifar10"], validation_fraction
 
+    check_cifar10(data_dir, download)
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     folder = root / CIFAR10.base_folder
-    if not download and not folder.is_dir():
-        raise ValueError(f"cifar10: no {CIFAR10.base_folder}/ in {str(root)!r}; pass --download to fetch "
-                         "CIFAR-10, or --data-dir to point at the folder that holds it")
     try:
         train_set = CIFAR10(str(root), train=True, download=download)
         test_set = CIFAR10(str(root), train=False)
@@ -220,24 +220,14 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
     from torchvision import transforms as T
 
     fraction = validation_fraction
-    if data_dir is None:
-        raise ValueError("imagefolder: needs --data-dir, a folder with train/ (and optional val/) "
-                         "or one subfolder per class")
-    root = Path(data_dir)
-    if not root.exists():
-        raise ValueError(f"imagefolder: {str(root)!r} does not exist; pass --data-dir with a folder of images")
-    if not root.is_dir():
-        raise ValueError(f"imagefolder: {str(root)!r} is not a directory; pass --data-dir with a folder of "
-                         "images (one subfolder per class)")
+    check_imagefolder(data_dir, download)
+    root = Path(str(data_dir))
     held = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     test_set, test_index = None, None
     if (root / "train").is_dir():
         dataset = _image_folder(root / "train")
         test_set = _image_folder(held, like=dataset) if held is not None else None
         pool, _ = _check_split_sizes(root / "train", dataset, fraction, seed, carve_test=False)
-    elif held is not None:  # data_dir/val/<class>/... read as a class named "val" would be a silent mistake
-        raise ValueError(f"imagefolder: {str(root)!r} has {held.name}/ but no train/; put the training "
-                         f"images in {str(root / 'train')!r}, or point --data-dir at a folder of class folders")
     else:
         dataset = _image_folder(root)
         pool, test_index = _check_split_sizes(root, dataset, fraction, seed, carve_test=True)
@@ -367,31 +357,14 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
     each readable file to its ``(width, height, grey)``.
     """
     from torchvision.datasets import ImageFolder
-    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     where = repr(str(folder))
+    check_class_folders(folder, None if like is None else list(like.classes))  # the layout, before any image is read
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        subfolders = [entry.name for entry in entries if entry.is_dir()]
-        if not entries:
-            raise ValueError(f"imagefolder: {where} is empty; it needs one subfolder of images per class")
-        if not subfolders:
-            raise ValueError(f"imagefolder: {where} has no class folders, only {len(entries)} file(s) "
-                             f"such as {entries[0].name!r}; put each class's images in a subfolder named after it")
-        if like is not None and subfolders != list(like.classes):
-            raise ValueError(_class_mismatch(folder, subfolders, list(like.classes)))
-        if len(subfolders) < 2:
-            raise ValueError(f"imagefolder: {where} has only one class ({subfolders[0]!r}); a search needs at "
-                             "least two class folders (with one, every candidate scores 100%)")
         dataset = ImageFolder(str(folder), allow_empty=True)
     except OSError as error:
         raise ValueError(f"imagefolder: cannot read {where} ({_first_line(error)})") from None
-    extensions = ", ".join(IMG_EXTENSIONS)
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
-    empty = [name for name, count in zip(dataset.classes, counts) if count == 0]
-    if empty:
-        raise ValueError(f"imagefolder: class folder {empty[0]!r} in {where} has no image files ({extensions})"
-                         + (f"; so have {empty[1:]}" if len(empty) > 1 else ""))
     checked = {path: _read_image(path) for path, _ in dataset.samples}
     reasons = {path: why for path, (why, _) in checked.items() if why is not None}
     dataset.image_headers = {path: header for path, (_, header) in checked.items() if header is not None}
@@ -411,17 +384,6 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
             raise ValueError(f"imagefolder: class folder {name!r} in {where} has no readable images "
                              f"(all {count} image file(s) are unreadable, e.g. {next(iter(reasons))!r})")
     return dataset
-
-
-def _class_mismatch(folder: Path, classes: list[str], train: list[str]) -> str:
-    def few(names: list[str]) -> str:
-        return repr(names[:5])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 5 else "]")
-
-    extra, missing = sorted(set(classes) - set(train)), sorted(set(train) - set(classes))
-    parts = ([f"only in {folder.name}/: {few(extra)}"] if extra else []) + \
-            ([f"only in train/: {few(missing)}"] if missing else [])
-    return (f"imagefolder: the classes of {str(folder)!r} differ from train/: "
-            f"{'; '.join(parts) or 'the same names, in another order'}")
 
 
 def images_needed(fraction: float, carve_test: bool) -> int:

@@ -26,14 +26,18 @@ from torch import nn
 
 from evaluators.datasets import iterate_batches
 from evaluators.inherit import inherit_weights
-from evaluators.proxy import CALIBRATION_EXAMPLES, GRADIENT_CLIP, accuracy, recalibrate_batchnorm
+from evaluators.proxy import accuracy
+from evaluators.proxy_options import CALIBRATION_EXAMPLES, GRADIENT_CLIP
 from nas import registry
 from nas.compile import compile as compile_ir
-from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
+from nas.data import DatasetSplits, load_dataset
+from nas.evaluator import EvaluatorBase
 from nas.files import atomic_torch_save
+from nas.recipe import Recipe
 from nas.seeds import split_seed, trial_seeds
+from nas.settings import DEFAULT_VALIDATION_FRACTION
 from nas.space import SearchSpace
-from nas.training import Diverged, Recipe, Trainer
+from nas.training import Diverged, Trainer, recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def train_steps(model: nn.Module, dataset: Any, steps: int, *, batch_size: int, 
     return sum(losses[-10:]) / len(losses[-10:])
 
 
-class FineTuneEvaluator:
+class FineTuneEvaluator(EvaluatorBase[Any]):
     """Inherit the parent's weights, fine-tune ``steps`` steps, report validation accuracy.
 
     Registered as the ``finetune`` evaluator. ``set_parent(genotype, state_dict)`` names the
@@ -145,6 +149,9 @@ class FineTuneEvaluator:
         parent = compile_ir(parent_ir).to(self.device)
         parent.load_state_dict(state)
         return inherit_weights(parent, parent_ir, self.lower(genotype))
+
+    def metrics(self) -> tuple[str, ...]:
+        return ("steps", "train_loss", "accuracy", "seconds")
 
     def evaluate(self, genotype: Any, trial_id: int, steps: int | None = None) -> dict[str, Any]:
         """Inherit, fine-tune ``steps`` (default: the evaluator's) steps, validate. Never raises for a bad candidate."""

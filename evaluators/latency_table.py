@@ -41,6 +41,7 @@ from evaluators.latency import (
 )
 from nas.compile import Cell, build_classifier
 from nas.compile import compile as compile_ir
+from nas.evaluator import EvaluatorBase
 from nas.files import atomic_write_text
 from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, stem_output_size
 from nas.ops import build_op
@@ -233,7 +234,7 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
     return parts
 
 
-class LatencyEvaluator:
+class LatencyEvaluator(EvaluatorBase[Any]):
     """Latency of a genotype's network at full size (``space.lower(genotype)``), from the lookup table.
 
     Registered as the ``latency`` evaluator; the MnasNet objective of ``nas search``, ``nas
@@ -266,6 +267,10 @@ class LatencyEvaluator:
             raise ValueError(f"device: {str(self.table.device)!r} is not usable here "
                              f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
         len(self.table)
+
+    def metrics(self) -> tuple[str, ...]:
+        measured = ("measured_ms", "measured_p10_ms", "measured_p90_ms") if self.measure else ()
+        return ("latency_ms", "latency_resolution", *measured)
 
     def lower(self, genotype: Any) -> ChainNet | CellNet:
         macro = {} if self.resolution is None else {"resolution": self.resolution}

@@ -19,115 +19,82 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from evaluators.datasets import _first_line, iterate_batches, skipped_files
+from evaluators.proxy_options import ProxyOptions, proxy_reduction
 from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
-from nas.data import DEFAULT_VALIDATION_FRACTION, DatasetSplits, load_dataset
+from nas.data import DatasetSplits, load_dataset
+from nas.evaluator import EvaluatorBase
+from nas.recipe import Recipe
 from nas.seeds import TrialSeeds, split_seed, trial_seeds
 from nas.space import SearchSpace, lower_keywords
-from nas.training import (  # noqa: F401  (recalibrate_batchnorm re-exported: it was defined here)
-    OPTIMIZERS,
-    Diverged,
-    OptimizerName,
-    Recipe,
-    Trainer,
-    recalibrate_batchnorm,
-)
+from nas.training import Diverged, Trainer, recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EPOCHS = 4
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LEARNING_RATE: dict[str, float] = {"sgd": 0.1, "adamw": 2e-3}
-DEFAULT_WEIGHT_DECAY: dict[str, float] = {"sgd": 5e-4, "adamw": 0.05}
-GRADIENT_CLIP = 5.0  # TF-slim NASNet CIFAR ``clip_gradient_norm``
-CALIBRATION_EXAMPLES = 512  # training images that re-estimate the BatchNorm statistics
 
 
 class CandidateFailure(Exception):
     """A candidate could not be evaluated (NaN loss, time limit); the message is the reason."""
 
 
-class ProxyEvaluator:
+class ProxyEvaluator(EvaluatorBase[Any]):
     """Train the reduced candidate for ``epochs`` epochs; report validation accuracy and cost.
 
     ``space`` is a ``SearchSpace`` or its registered name. ``dataset`` is a registered dataset name
-    (loaded once, by ``prepare`` or the first ``evaluate``) or ready ``DatasetSplits``.
-    ``reduction`` are keyword overrides of ``space.lower`` on top of ``space.proxy_reduction``
+    (loaded once, by ``prepare`` or the first ``evaluate``) or ready ``DatasetSplits``. ``options``
+    are ``evaluators.proxy_options.ProxyOptions`` (epochs, batch size, optimizer, time limit, ...);
+    the other keys are overrides of ``space.lower`` on top of ``space.proxy_reduction``
     (``num_cells``, ``penultimate_filters``, ``aux_head`` for NASNet; ``width_multiplier`` for chain
-    spaces; ``resolution`` for all, also used to load the data). ``time_limit`` is in seconds per
-    candidate; ``"auto"`` (the default) scales it with the candidate's proxy cost (``auto_time_limit``),
-    so that one huge candidate cannot stall a search; ``None`` sets no limit. The caller sets the
-    thread count (``torch.set_num_threads``); the search runner does.
+    spaces; ``resolution`` for all, also used to load the data). A time limit ``"auto"`` (the
+    default) scales with the candidate's proxy cost (``auto_time_limit``), so that one huge
+    candidate cannot stall a search. The caller sets the thread count (``torch.set_num_threads``);
+    the search runner does.
     """
 
     def __init__(self, space: SearchSpace[Any] | str, dataset: str | DatasetSplits | None = "digits",
-                 data_dir: str | Path | None = None, download: bool = False, epochs: int = DEFAULT_EPOCHS,
-                 batch_size: int = DEFAULT_BATCH_SIZE, optimizer: OptimizerName = "sgd",
-                 learning_rate: float | None = None, weight_decay: float | None = None, seed: int = 0,
-                 time_limit: float | Literal["auto"] | None = "auto", device: str | torch.device = "cpu",
-                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                 gradient_clip: float | None = GRADIENT_CLIP, drop_path: bool = False,
-                 calibration_examples: int = CALIBRATION_EXAMPLES, full_cost: bool = False, **reduction: Any) -> None:
+                 data_dir: str | Path | None = None, download: bool = False, seed: int = 0, **options: Any) -> None:
         self.space = space_registry.get(space) if isinstance(space, str) else space
         dataset = "digits" if dataset is None else dataset
         if isinstance(dataset, str) and dataset not in registry.datasets:
             raise ValueError(f"dataset: unknown dataset {dataset!r}; valid: {registry.datasets.names()}")
-        if not isinstance(getattr(self.space, "proxy_reduction", None), Mapping):
-            raise ValueError(f"space {self.space.name!r} declares no proxy_reduction (the lower() settings of "
-                             "its proxy network); give it one, {} to train at full size")
-        if not 0.0 < validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction: must be in (0, 1), got {validation_fraction!r}")
+        reduction = proxy_reduction(self.space)
         trial_seeds(seed, 0)  # validates ``seed``
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; valid: {list(OPTIMIZERS)}")
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        if time_limit != "auto" and time_limit is not None and (isinstance(time_limit, (str, bool))
-                                                                or not time_limit > 0):
-            raise ValueError(f"time_limit: must be a positive number of seconds, 'auto' or None, got {time_limit!r}")
-        _check_number("learning_rate", learning_rate, allow_none=True)
-        _check_number("weight_decay", weight_decay, allow_none=True)
-        _check_number("gradient_clip", gradient_clip, allow_none=True)
-        if gradient_clip is not None and gradient_clip < 0:
-            raise ValueError(f"gradient_clip: must be >= 0 (0 or null: no clipping), got {gradient_clip!r}")
-        for name, value in (("drop_path", drop_path), ("full_cost", full_cost)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name}: expected true or false, got {value!r}")
-        if isinstance(calibration_examples, bool) or not isinstance(calibration_examples, int) or calibration_examples < 0:
-            raise ValueError(f"calibration_examples: must be a non-negative integer, got {calibration_examples!r}")
+        self.options = ProxyOptions.of(self.space, options)
         try:
-            self.device = torch.device(device)
+            self.device = torch.device(self.options.device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device: {device!r} is not a torch device; valid: 'cpu', 'cuda', 'cuda:0', "
-                             "'mps', ...") from None
-        self.dataset, self.data_dir, self.download = dataset, data_dir, download
-        self.epochs, self.batch_size, self.optimizer = epochs, batch_size, optimizer
-        self.learning_rate = DEFAULT_LEARNING_RATE[optimizer] if learning_rate is None else float(learning_rate)
-        self.weight_decay = DEFAULT_WEIGHT_DECAY[optimizer] if weight_decay is None else float(weight_decay)
-        if not (self.learning_rate > 0 and self.weight_decay >= 0):
-            raise ValueError(f"learning_rate must be > 0 and weight_decay >= 0, got {self.learning_rate!r}, "
-                             f"{self.weight_decay!r}")
-        self.seed, self.time_limit = seed, time_limit
-        self.validation_fraction, self.gradient_clip, self.full_cost = validation_fraction, gradient_clip, full_cost
-        self.drop_path, self.calibration_examples = drop_path, calibration_examples
-        self.reduction = {**self.space.proxy_reduction, **reduction}
-        _check_reduction(self.space, self.reduction)
+            raise ValueError(f"device: {self.options.device!r} is not a torch device; valid: 'cpu', 'cuda', "
+                             "'cuda:0', 'mps', ...") from None
+        self.dataset, self.data_dir, self.download, self.seed = dataset, data_dir, download, seed
+        self.epochs, self.batch_size, self.optimizer = self.options.epochs, self.options.batch_size, self.options.optimizer
+        self.learning_rate, self.weight_decay = self.options.rate, self.options.decay
+        self.time_limit, self.validation_fraction = self.options.time_limit, self.options.validation_fraction
+        self.gradient_clip, self.full_cost = self.options.gradient_clip, self.options.full_cost
+        self.drop_path, self.calibration_examples = self.options.drop_path, self.options.calibration_examples
+        self.reduction = {**reduction, **self.options.reduction}
         # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)`` (loaded once
         # each); splits given as ``dataset`` serve every repeat.
         self._splits: dict[tuple[int, int | None], DatasetSplits] = {}
+
+    repeatable = True  # repeat r: other seeds and another validation split (``prepare_repeats``)
+    reports_epochs = True  # early stopping: the validation accuracy after every epoch
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics a successful evaluation returns (the ``full_*`` costs with ``full_cost``)."""
+        full = ("full_params", "full_macs", "full_memory_access") if self.full_cost else ()
+        return ("accuracy", "params", "macs", "memory_access", "resolution", "epochs", "final_train_loss",
+                "train_seconds", "time_limit", "seconds", *full)
 
     @property
     def splits(self) -> DatasetSplits:
@@ -361,21 +328,3 @@ def accuracy(model: nn.Module, dataset: Any, device: torch.device | str = "cpu",
     if seen == 0:
         raise ValueError("accuracy: the dataset is empty")
     return correct / seen
-
-
-def _check_reduction(space: SearchSpace, reduction: dict[str, Any]) -> None:
-    valid = lower_keywords(space)
-    if valid is None:
-        return
-    for key in reduction:
-        if key not in valid:
-            raise ValueError(f"{key}: not a proxy setting of space {space.name!r}; valid: {sorted(valid)}")
-    if "resolution" in reduction and reduction["resolution"] is None:
-        del reduction["resolution"]
-
-
-def _check_number(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number{' or null' if allow_none else ''}, got {value!r}")

@@ -131,8 +131,12 @@ def check_backend_settings(settings: Any) -> None:
 
 
 @contextlib.contextmanager
-def with_backend(backend: Backend, job: EvaluationJob) -> Iterator[Backend]:
-    """``backend.check(job)`` now, ``backend.close()`` however the block ends (a refused journal, say)."""
+def with_backend(backend: Backend | None, job: EvaluationJob | None) -> Iterator[Backend | None]:
+    """``backend.check(job)`` now, ``backend.close()`` however the block ends (a refused journal, say);
+    nothing for a run without evaluations to run."""
+    if backend is None or job is None:
+        yield backend
+        return
     backend.check(job)
     try:
         yield backend

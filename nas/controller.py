@@ -82,9 +82,15 @@ def split_controller_name(name: str) -> tuple[str, str | None]:
     return base, variant if colon else None
 
 
-def _takes_variant(factory: Callable[..., Any]) -> bool:
-    unknown, _ = registry.unknown_options(factory, ["variant"], ("space", "seed"))
-    return not unknown
+@runtime_checkable
+class TakesVariant(Protocol):
+    """A controller factory that declares whether a name ``base:variant`` (``optuna:TPESampler``) may name it:
+    with ``takes_variant`` it is built with ``variant=...``, and ``check_variant(variant)`` refuses an
+    unknown one in one line, importing no torch (``ControllerBase`` declares both: no variants)."""
+
+    takes_variant: bool
+
+    def check_variant(self, variant: str) -> None: ...
 
 
 def controller_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
@@ -99,7 +105,7 @@ def controller_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     factory = registry.controllers.get(base)
     if variant is None:
         return factory, {}
-    if not _takes_variant(factory):
+    if not (isinstance(factory, TakesVariant) and factory.takes_variant):
         raise ValueError(f"controller {base!r} takes no variant (got {name!r}); "
                          f"use {base!r} alone, or a controller that does, e.g. 'optuna:TPESampler'")
     return factory, {"variant": variant}
@@ -110,8 +116,8 @@ def check_controller_name(name: str) -> None:
 
     For the validation of settings before anything is built: a plain name is checked against the
     registry's entry-point metadata, importing nothing. A ``base:variant`` name also loads the
-    factory of ``base`` (ours imports Optuna, not torch) to see that it takes a variant and, if the
-    factory offers ``check_variant(variant)``, that the variant is valid (``optuna:NoSuchSampler``
+    factory of ``base`` (ours imports Optuna, not torch) to see that it takes a variant (``TakesVariant``)
+    and that the variant is valid (``optuna:NoSuchSampler``
     fails here, before the run directory is touched).
     """
     base, variant = split_controller_name(name)
@@ -120,9 +126,7 @@ def check_controller_name(name: str) -> None:
         return
     try:
         factory, _ = controller_factory(name)
-        check_variant = getattr(factory, "check_variant", None)
-        if callable(check_variant):
-            check_variant(variant)
+        factory.check_variant(variant)
     except ValueError as error:
         message = str(error)
         raise ValueError(message if message.startswith("controller") else f"controller {name!r}: {message}") from None

@@ -59,6 +59,13 @@ class ControllerBase(abc.ABC, Generic[G]):
     # Options a subclass added after states were first saved, with the value that reproduces how
     # those states were made (a state without the key was made with this value).
     LEGACY_CONFIG: dict[str, Any] = {}
+    # Whether ``name:variant`` may name this controller (``nas.controller.TakesVariant``); it then takes ``variant``.
+    takes_variant: bool = False
+
+    @classmethod
+    def check_variant(cls, variant: str) -> None:
+        """``ValueError`` unless ``variant`` is one this controller runs (checked without building it)."""
+        raise ValueError(f"{cls.__name__} takes no variant (got {variant!r})")
 
     def __init__(self, space: SearchSpace[G], seed: int = 0, budget: int | None = None) -> None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nas import registry
+from nas.settings import DEFAULT_VALIDATION_FRACTION
 
-DEFAULT_VALIDATION_FRACTION = 0.2
 MAX_RESOLUTION = 4096  # images are resized in memory: beyond this a data set does not fit
 
 

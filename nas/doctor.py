@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from nas.space import SearchSpace
 from nas.storage import JOURNAL_NAME, damage
 
+
 @dataclass
 class Diagnosis:
     """What ``nas doctor`` found: the damage, the run's settings and every readable finished trial.

@@ -1,56 +1,102 @@
-"""The evaluator protocol, and building a registered evaluator by name.
+"""The evaluator protocol, its optional hooks with their no-op defaults, and building one by name.
 
 An evaluator turns a genotype into a metrics dict. It never raises for a bad *candidate*
 (NaN loss, out of memory, a time limit, any exception while building or training it): it returns
-``{"error": "<reason>", ...known metrics}`` so that the search loop records the failure and goes
-on (a failed child is one data point, as in NASNet's 20,000-child search, arXiv 1707.07012 §4).
+``{"error": "<reason>", ...known metrics}`` so that the run records the failure and goes on (a
+failed child is one data point, as in NASNet's 20,000-child search, arXiv 1707.07012 §4).
 Configuration mistakes (an unknown dataset, missing files, a bad option) raise ``ValueError``
-when the evaluator is built or ``prepare``-d, before the first trial. The reward is computed from
-the metrics elsewhere (``nas.loop``); an evaluator does not decide it.
+when the evaluator is built or ``prepare``-d, before the first trial. What is rewarded is the
+objective's business (``nas.objective``), never the evaluator's.
 
 Metrics are JSON values. Those whose names end in ``seconds`` are timings; every other metric is
 a function of ``(genotype, seed, trial_id, repeat)`` on a given machine and library versions.
 
-Repeats (``nas search --repeats K``): an evaluator whose ``evaluate`` takes a keyword ``repeat``
-evaluates the same candidate again with independent random streams (weight init, data order and,
-for the proxy evaluator, the validation split); ``repeat=0`` is the plain call. ``repeated``
-turns K such evaluations into one metrics dict whose reward is their mean.
+What an evaluator can do beyond ``evaluate`` is declared, not discovered (``EvaluatorBase``):
 
-Early stopping (``--early-stop asha``): an evaluator whose ``evaluate`` takes a keyword ``report``
-calls ``report(metrics)`` after every epoch but the last, with the metrics so far, ``accuracy``
-(validation accuracy now) and ``epochs`` (epochs trained) among them; it must not change the
-final metrics (``accepts_report``).
+- ``repeatable``: ``evaluate(..., repeat=r)`` evaluates the candidate again with independent
+  random streams (``nas search --repeats K``, the final stage); ``repeated`` combines K of them;
+- ``reports_epochs``: ``evaluate(..., report=f)`` calls ``f(metrics)`` after every epoch but the
+  last with the metrics so far, ``epochs`` among them, without changing the final metrics (early
+  stopping); ``epochs`` is how many an evaluation trains;
+- ``prepare_repeats(n)`` / ``prepare_inputs(genotypes, n)``: check now what repeats 0 ... n - 1,
+  or those genotypes, will need, so that it fails before the first trial;
+- ``describe()``: facts for the run's report (data sizes, files skipped);
+- ``metrics()``: the names ``evaluate`` returns, so that an objective that reads another one is
+  refused before the first trial.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from nas import registry
 from nas.space import SearchSpace
 
-G = TypeVar("G", contravariant=True)
+G = TypeVar("G")
+Report = Callable[[dict[str, Any]], None]
 
 
 @runtime_checkable
 class Evaluator(Protocol[G]):
-    """What every evaluator implements: ``evaluate(genotype, trial_id) -> metrics``.
+    """What every evaluator implements; ``EvaluatorBase`` gives the optional parts their defaults.
 
     ``trial_id`` seeds the evaluation's random streams (with the evaluator's own ``seed``), so a
     re-run, a resumed search or a parallel worker gets the same metrics for the same trial.
     ``prepare()`` does the expensive, fallible set-up (loading data) and raises ``ValueError`` for
-    a user's mistake; the runner calls it before the first trial. An evaluator may also offer
-    ``describe() -> dict[str, str]``: facts for the run's report (data sizes, files it skipped),
-    and ``prepare_repeats(n)``: check now what repeats 0 ... n - 1 will need (``--repeats``).
+    a user's mistake; the runner calls it before the first trial.
     """
+
+    repeatable: bool
+    reports_epochs: bool
+    epochs: int | None
 
     def prepare(self) -> None: ...
 
+    def prepare_repeats(self, repeats: int) -> None: ...
+
+    def prepare_inputs(self, genotypes: Iterable[G], repeats: int = 1) -> None: ...
+
+    def describe(self) -> dict[str, str]: ...
+
+    def metrics(self) -> tuple[str, ...] | None: ...
+
     def evaluate(self, genotype: G, trial_id: int) -> dict[str, Any]: ...
+
+
+class EvaluatorBase(Generic[G]):
+    """The optional hooks of an evaluator, written down once with no-op defaults (see the module docstring).
+
+    A subclass implements ``evaluate`` and overrides what it offers; ``repeatable`` and
+    ``reports_epochs`` promise the keywords ``repeat`` and ``report`` of its ``evaluate``.
+    """
+
+    repeatable: ClassVar[bool] = False
+    reports_epochs: ClassVar[bool] = False
+    epochs: int | None = None
+
+    def prepare(self) -> None:
+        """Nothing to load or check."""
+
+    def prepare_repeats(self, repeats: int) -> None:
+        """Nothing that depends on the repeat to check."""
+
+    def prepare_inputs(self, genotypes: Iterable[G], repeats: int = 1) -> None:
+        """Nothing that depends on the genotype to load."""
+
+    def describe(self) -> dict[str, str]:
+        """No facts for the report."""
+        return {}
+
+    def metrics(self) -> tuple[str, ...] | None:
+        """The metric names ``evaluate`` returns; None: not declared (an objective is checked on the first trial)."""
+        return None
+
+    def evaluate(self, genotype: G, trial_id: int) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__}.evaluate")
 
 
 def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset: str | None = None,
@@ -59,28 +105,32 @@ def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset
 
     A factory is called as ``factory(space, seed=..., dataset=..., data_dir=..., download=...,
     **options)``: the data settings are the search's, and an evaluator that needs no data takes
-    and ignores them. An option the factory does not take is a ``ValueError`` listing those it does.
+    and ignores them. An option the factory does not take is a ``ValueError`` listing those it
+    does; so is an object that does not implement the protocol (subclass ``EvaluatorBase``).
     """
     factory = registry.evaluators.get(name)
     unknown, valid = registry.unknown_options(factory, options, ("space", "seed", "dataset", "data_dir", "download"))
     if unknown:
         raise ValueError(f"{unknown[0]}: not an option of evaluator {name!r}; valid: {valid}")
-    return factory(space, seed=seed, dataset=dataset, data_dir=data_dir, download=download, **options)
+    evaluator = factory(space, seed=seed, dataset=dataset, data_dir=data_dir, download=download, **options)
+    if not isinstance(evaluator, Evaluator):
+        missing = [hook for hook in ("repeatable", "reports_epochs", "epochs", "prepare", "prepare_repeats",
+                                     "prepare_inputs", "describe", "metrics", "evaluate") if not hasattr(evaluator, hook)]
+        raise ValueError(f"evaluator {name!r}: {type(evaluator).__name__} lacks {missing}; subclass "
+                         "nas.evaluator.EvaluatorBase, which gives the optional hooks their defaults")
+    return evaluator
 
 
-def accepts_repeat(evaluate: Callable[..., Any]) -> bool:
-    """True if ``evaluate`` takes the keyword ``repeat`` (so ``--repeats`` can draw independent seeds)."""
-    return not registry.unknown_options(evaluate, ["repeat"], ())[0]
+def check_evaluator_options(name: str, space: SearchSpace[Any], options: Mapping[str, Any]) -> None:
+    """The torch-free check an evaluator declares for its options (entry-point group
+    ``nas.evaluator_options``), run while settings are validated; nothing for one that declares none
+    (its options are checked when it is built)."""
+    if name in registry.evaluator_options:
+        registry.evaluator_options.get(name)(space, dict(options))
 
 
-def accepts_report(evaluate: Callable[..., Any]) -> bool:
-    """True if ``evaluate`` takes the keyword ``report`` (per-epoch metrics, for early stopping)."""
-    return not registry.unknown_options(evaluate, ["report"], ())[0]
-
-
-def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
-             first: int = 0) -> Callable[..., dict[str, Any]]:
-    """``evaluate`` run ``repeats`` times per trial (repeats ``first`` ... ``first + repeats - 1``), as one.
+def repeated(evaluator: Evaluator[Any], repeats: int, first: int = 0) -> Callable[..., dict[str, Any]]:
+    """``evaluator.evaluate`` run ``repeats`` times per trial (repeats ``first`` ... ``first + repeats - 1``), as one.
 
     The combined metrics: a measured number (a float, or an integer that differs between the
     repeats) becomes their mean, with
@@ -95,24 +145,25 @@ def repeated(evaluate: Callable[..., Mapping[str, Any]], repeats: int,
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: must be a positive integer, got {repeats!r}")
-    if (repeats > 1 or first > 0) and not accepts_repeat(evaluate):
-        raise ValueError("repeats: this evaluator's evaluate() takes no 'repeat' argument, so it cannot "
-                         "evaluate a candidate with independent seeds; use repeats 1")
+    if (repeats > 1 or first > 0) and not evaluator.repeatable:
+        raise ValueError(f"repeats: evaluator {type(evaluator).__name__} is not repeatable (it cannot evaluate a "
+                         "candidate again with independent seeds); use repeats 1")
+    evaluate = evaluator.evaluate
     if repeats == 1 and first == 0:
-        def evaluate_once(genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
-                          ) -> dict[str, Any]:
+        def evaluate_once(genotype: Any, trial_id: int, report: Report | None = None) -> dict[str, Any]:
             if report is None:
                 return dict(evaluate(genotype, trial_id))
-            return dict(evaluate(genotype, trial_id, report=report))
+            return dict(evaluate(genotype, trial_id, report=report))  # type: ignore[call-arg]
 
         return evaluate_once
     if repeats == 1:  # one evaluation at another repeat number: its metrics as they are
-        return lambda genotype, trial_id: {**evaluate(genotype, trial_id, repeat=first), "repeats": 1}
+        return lambda genotype, trial_id: {**evaluate(genotype, trial_id, repeat=first),  # type: ignore[call-arg]
+                                           "repeats": 1}
 
     def evaluate_repeated(genotype: Any, trial_id: int) -> dict[str, Any]:
         runs = []
         for repeat in range(first, first + repeats):
-            metrics = dict(evaluate(genotype, trial_id, repeat=repeat))
+            metrics = dict(evaluate(genotype, trial_id, repeat=repeat))  # type: ignore[call-arg]
             runs.append(metrics)
             if metrics.get("error"):
                 return {**metrics, "error": f"repeat {repeat}: {metrics['error']}", "repeats": repeats}

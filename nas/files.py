@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` atomically (temporary file, fsync, rename)."""
@@ -40,6 +38,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` to memory, then ``atomic_write_bytes``: the file is whole or absent, never torn."""
+    import torch  # lazy: the run directory's JSON and text files are written without torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())

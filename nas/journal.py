@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,8 +52,9 @@ class Journal:
     """Read and append finished trials of one search; save and load the controller state."""
 
     def __init__(self, out: Path, storage: str | None, study_name: str, settings: dict[str, Any],
-                 defaults: dict[str, Any] | None = None) -> None:
-        """Open or create the study; ``defaults`` stand in for settings a run recorded before they existed."""
+                 defaults: Mapping[str, Any] | None = None, renamed: Mapping[str, str] | None = None) -> None:
+        """Open or create the study; ``defaults`` stand in for settings a run recorded before they existed,
+        ``renamed`` maps the old names of recorded settings to their names now (``check_identity``)."""
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.state_path = out / "controller.pt"
@@ -71,7 +72,7 @@ class Journal:
                 raise ValueError(f"study {study_name!r} in {self.storage} has trials but no nas settings")
             self.study.set_user_attr(SETTINGS_KEY, settings)
         else:
-            _check_settings(out, recorded, settings, defaults)
+            check_identity(out, recorded, settings, defaults, renamed)
         self.records: dict[int, Record] = {}
         damaged = (f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
                    "is readable and can export it")
@@ -122,11 +123,17 @@ class Journal:
     def load_controller(self) -> dict[str, Any] | None:
         if not self.state_path.exists():
             return None
+        import torch  # lazy: a run opens its journal, and checks its settings, before it needs torch
+
         try:
             return torch.load(self.state_path, weights_only=True)
         except Exception:  # noqa: BLE001  (a torn file: replaying the journal recovers the state)
             logger.warning("could not read %s; replaying the journal instead", self.state_path)
             return None
+
+    def study_names(self) -> list[str]:
+        """Every study in this journal's storage (a search's final stage keeps its own beside it)."""
+        return optuna.get_all_study_names(self.storage)
 
     def ranked(self) -> list[Record]:
         """Successful records, best reward first (ties: lower trial id first)."""
@@ -134,26 +141,34 @@ class Journal:
         return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
 
 
-def _check_settings(out: Path, recorded: Any, settings: dict[str, Any], defaults: dict[str, Any] | None) -> None:
-    """``ValueError`` naming what differs if a run recorded other settings than ``settings``."""
-    recorded = {**(defaults or {}), **recorded}
-    if recorded != settings:
-        changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-        detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed[:3])
-        raise ValueError(f"{out} holds a search with other settings ({detail}); use another --out "
+def check_identity(out: Path, recorded: Any, identity: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
+                   renamed: Mapping[str, str] | None = None, command: str = "nas") -> None:
+    """``ValueError`` naming what differs if ``out`` recorded another identity than ``identity``.
+
+    ``defaults`` stand in for settings added after a run was recorded (it was made with that value);
+    ``renamed`` maps a recorded setting's old name to its name now (``proxy`` -> ``evaluator_options``).
+    """
+    if not isinstance(recorded, Mapping):
+        raise ValueError(f"{out}: its recorded settings are unreadable; `nas doctor {out}` reports what is readable")
+    recorded = {**(defaults or {}), **{(renamed or {}).get(key, key): value for key, value in recorded.items()}}
+    if recorded != dict(identity):
+        changed = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
+        detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}" for k in changed[:3])
+        raise ValueError(f"{out} holds a {command} run with other settings ({detail}); use another --out "
                          "or the original settings to resume")
 
 
-def check_recorded_settings(out: Path, study_name: str, settings: dict[str, Any],
-                            defaults: dict[str, Any] | None = None) -> None:
+def check_recorded_settings(out: Path, study_name: str, identity: Mapping[str, Any],
+                            defaults: Mapping[str, Any] | None = None, renamed: Mapping[str, str] | None = None,
+                            command: str = "nas") -> None:
     """The refusal ``Journal`` would give a run in ``out`` (its own ``study.db``) with other settings, read
-    without writing anything: so that it comes before a backend connects to a cluster."""
+    without writing anything: so that it comes before the run is built or a backend connects to a cluster."""
     if not (out / JOURNAL_NAME).is_file() or study_name not in study_names(out):
         return
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{(out / JOURNAL_NAME).resolve()}")
     recorded = study.user_attrs.get(SETTINGS_KEY)
     if recorded is not None:
-        _check_settings(out, recorded, settings, defaults)
+        check_identity(out, recorded, identity, defaults, renamed, command)
 
 
 def _storage_reason(error: BaseException) -> str:
@@ -191,20 +206,3 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
     asked = attrs.get("asked")
     return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result,
                   asked if isinstance(asked, int) and not isinstance(asked, bool) else None)
-
-
-def open_study_summary(out: Path) -> dict[str, Any] | None:
-    """Settings and progress of the run in ``out`` (for ``nas show``), or None if it is not a run."""
-    if not (out / JOURNAL_NAME).exists():
-        return None
-    check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
-    storage = f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
-    summaries = optuna.get_all_study_summaries(storage)
-    if not summaries:
-        return None
-    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return {"study": summaries[0].study_name, "settings": study.user_attrs.get(SETTINGS_KEY, {}), "finished": len(trials),
-            "failed": len(trials) - len(complete),
-            "best_reward": max((t.value for t in complete), default=None)}

@@ -60,6 +60,23 @@ class RunLock:
         self.acquire()
         return self
 
+    @staticmethod
+    def holder(out: str | Path) -> str | None:
+        """Who holds the lock of ``out`` now (``pid ... on host, since ...``), or None: nobody (taken and let go
+        at once, without writing: ``nas show`` tells a running run from an interrupted one)."""
+        path = Path(out) / LOCK_NAME
+        try:
+            handle = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(handle)
+        finally:
+            os.close(handle)  # closing releases a lock taken here
+        return None
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.release()

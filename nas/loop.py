@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.controller import Controller, Result, Trial
+from nas.controller_base import ControllerBase
 from nas.journal import Journal, Record
+from nas.objective import MetricObjective
 from nas.serialization import genotype_json
 from nas.space import SearchSpace
 
@@ -25,31 +27,12 @@ logger = logging.getLogger(__name__)
 
 Evaluate = Callable[[Any, int], Mapping[str, Any]]
 Reward = Callable[[Mapping[str, Any]], float]
+ACCURACY = MetricObjective("accuracy")
 
 
 def accuracy_reward(metrics: Mapping[str, Any]) -> float:
-    """The NASNet reward: validation accuracy of the child network (arXiv 1707.07012 App. A.1)."""
-    return float(metrics["accuracy"])
-
-
-def mnas_reward(target_ms: float, weight: float = -0.07) -> Reward:
-    """The MnasNet reward ``accuracy * (latency / target) ** weight`` (arXiv 1807.11626 eq. 2).
-
-    With ``weight`` = alpha = beta = -0.07 the constraint is soft: doubling the latency costs about
-    5% of relative accuracy (§3); MobileNetV3-Small used -0.15, and -1 with alpha = 0 is MnasNet's
-    hard-constraint variant. ``latency`` is the metric ``latency_ms`` (the ``latency`` evaluator's
-    lookup-table latency of the full-size network).
-    """
-    if not (isinstance(target_ms, (int, float)) and not isinstance(target_ms, bool) and math.isfinite(target_ms)
-            and target_ms > 0):
-        raise ValueError(f"latency_target_ms: must be a positive number of milliseconds, got {target_ms!r}")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -10 <= weight <= 0:
-        raise ValueError(f"latency_weight: must be a number in [-10, 0] (MnasNet: -0.07), got {weight!r}")
-
-    def reward(metrics: Mapping[str, Any]) -> float:
-        return float(metrics["accuracy"]) * (float(metrics["latency_ms"]) / target_ms) ** weight
-
-    return reward
+    """The default objective's reward: the validation accuracy (``nas.objective``)."""
+    return ACCURACY.reward(metrics)
 
 
 @dataclass
@@ -82,6 +65,11 @@ class SearchStats:
     @property
     def overhead_fraction(self) -> float:
         return self.overhead_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+class ReplayMismatch(RuntimeError):
+    """A resumed run's controller proposed another trial than its journal holds: the run directory was
+    written by other code or settings (its kind may say which)."""
 
 
 def to_result(metrics: Mapping[str, Any], reward: Reward) -> Result:
@@ -232,7 +220,7 @@ class Driver:
 
     def _check_replayed(self, trial: Trial, record: Record) -> None:
         if record.genotype != genotype_json(self.space.name, trial.genotype):
-            raise RuntimeError(f"trial {trial.id}: the controller proposed another genotype than the journal "
+            raise ReplayMismatch(f"trial {trial.id}: the controller proposed another genotype than the journal "
                                "holds; the run directory was written by other code or settings")
 
     def _tell(self, trial: Trial, record: Record) -> None:
@@ -252,9 +240,9 @@ class Driver:
         asked on the way are handed out first by ``next_trial``. Needs a ``ControllerBase`` state
         (``next_id``, ``pending_ids``); another controller's are told as they are asked again.
         """
-        pending = tuple(getattr(self.controller, "pending_ids", ()) or ())
-        if not hasattr(self.controller, "pending_ids"):
+        if not isinstance(self.controller, ControllerBase):
             return
+        pending = self.controller.pending_ids
         untold = [record for record in self.journal.records.values()
                   if record.trial_id in pending or record.trial_id >= self._asked]
         if not untold:
@@ -290,7 +278,7 @@ class Driver:
                 raise ValueError(f"budget: this run handed out {target} trials before it stopped; resume it with "
                                  f"--budget {target} or more")
             if trial is None:
-                raise RuntimeError(f"trial {record.trial_id}: the controller did not propose it again in the "
+                raise ReplayMismatch(f"trial {record.trial_id}: the controller did not propose it again in the "
                                    "recorded order; the run directory was written by other code or settings")
             self._tell(trial, record)
         self._queue = sorted(asked.values(), key=lambda trial: trial.id)  # in flight at the crash

@@ -1,4 +1,5 @@
-"""One registry shape for everything a plug-in can add: spaces, ops, controllers, evaluators, datasets, backends.
+"""One registry shape for everything a plug-in can add: spaces, ops, controllers, evaluators, datasets,
+backends, objectives and kinds of run.
 
 A registry maps names to objects. Entries come from two places, and both take the same path:
 
@@ -153,6 +154,11 @@ def _space(name: str, obj: Any) -> Any:
     return space
 
 
+def _instance(name: str, obj: Any) -> Any:
+    """An entry may be an instance or a class taking no arguments (a kind of run)."""
+    return obj() if isinstance(obj, type) else obj
+
+
 def _callable(kind: str) -> Callable[[str, Any], Any]:
     def check(name: str, obj: Any) -> Any:
         if not callable(obj):
@@ -162,7 +168,7 @@ def _callable(kind: str) -> Callable[[str, Any], Any]:
     return check
 
 
-# The six registries. Their types are given where they are used (nas.space, nas.ops, ...), which
+# The registries. Their types are given where they are used (nas.space, nas.ops, ...), which
 # keeps this module free of imports from the rest of the engine.
 spaces: Registry[Any] = Registry("search space", "nas.spaces", _space)
 ops: Registry[Callable[..., Any]] = Registry("op", "nas.ops", _callable("op"))
@@ -170,5 +176,15 @@ controllers: Registry[Callable[..., Any]] = Registry("controller", "nas.controll
 evaluators: Registry[Callable[..., Any]] = Registry("evaluator", "nas.evaluators", _callable("evaluator"))
 datasets: Registry[Callable[..., Any]] = Registry("dataset", "nas.datasets", _callable("dataset"))
 backends: Registry[Callable[..., Any]] = Registry("backend", "nas.backends", _callable("backend"))
+objectives: Registry[Callable[..., Any]] = Registry("objective", "nas.objectives", _callable("objective"))
+runs: Registry[Any] = Registry("kind of run", "nas.runs", _instance)
+# Torch-free checks declared beside a dataset or an evaluator, run while settings are validated so that a
+# user's mistake is refused before torch is imported: ``check(data_dir, download)`` of a dataset, and
+# ``check(space, options)`` of an evaluator's options.
+dataset_checks: Registry[Callable[..., Any]] = Registry("dataset check", "nas.dataset_checks",
+                                                        _callable("dataset check"))
+evaluator_options: Registry[Callable[..., Any]] = Registry("evaluator options", "nas.evaluator_options",
+                                                           _callable("evaluator options"))
 
-ALL: dict[str, Registry[Any]] = {r.group: r for r in (spaces, ops, controllers, evaluators, datasets, backends)}
+ALL: dict[str, Registry[Any]] = {r.group: r for r in (spaces, ops, controllers, evaluators, datasets, backends,
+                                                      objectives, runs, dataset_checks, evaluator_options)}

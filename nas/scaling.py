@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas.space import SearchSpace
+from nas.space import Scalable, SearchSpace
 
 # A multiplier beyond this is a typo, not a network (EfficientNet-L2 is 4.3 x wide, 5.3 x deep).
 MAX_MULTIPLIER = 100.0
@@ -75,22 +75,17 @@ def check_multiplier(name: str, value: Any) -> float:
     return float(value)
 
 
-def can_scale(space: SearchSpace[Any]) -> bool:
-    """Whether ``space`` defines ``scale`` (see the module docstring)."""
-    return callable(getattr(space, "scale", None))
-
-
 def scale_genotype(space: SearchSpace[Any], genotype: Any, *, width: float = 1.0, depth: float = 1.0,
                    resolution: float = 1.0) -> Any:
     """``genotype`` scaled by the three multipliers, a genotype of ``space`` (``ValueError`` if
     ``space`` cannot scale, a multiplier is not a positive number, or the result leaves the space's
     bounds)."""
-    if not can_scale(space):
+    if not isinstance(space, Scalable):
         raise ValueError(f"space {space.name!r} cannot be scaled: it defines no scale(genotype, *, width, depth, "
                          "resolution) (see nas.scaling)")
     width, depth = check_multiplier("width", width), check_multiplier("depth", depth)
     resolution = check_multiplier("resolution", resolution)
-    scaled = space.scale(genotype, width=width, depth=depth, resolution=resolution)  # type: ignore[attr-defined]
+    scaled = space.scale(genotype, width=width, depth=depth, resolution=resolution)
     if not isinstance(scaled, space.genotype_class):
         raise TypeError(f"{type(space).__name__}.scale returned {type(scaled).__name__}, not a "
                         f"{space.genotype_class.__name__}")

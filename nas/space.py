@@ -81,6 +81,40 @@ class SearchSpace(Protocol[G]):
     def genotype_from_dict(self, data: Mapping[str, Any]) -> G: ...
 
 
+@runtime_checkable
+class Scalable(Protocol[G]):
+    """A space whose genotypes scale in width, depth and resolution (``nas scale``, ``nas.scaling``).
+
+    ``scale(genotype, *, width, depth, resolution)`` returns the same kind of network with every
+    width multiplied by ``width`` (rounded as the space rounds), every stage's depth by ``depth``
+    and the input size by ``resolution`` (EfficientNet's compound scaling, arXiv 1905.11946 eq. 3);
+    ``ValueError`` if the result leaves the space's bounds.
+    """
+
+    def scale(self, genotype: G, *, width: float, depth: float, resolution: float) -> G: ...
+
+
+@runtime_checkable
+class Prunable(Protocol[G]):
+    """A space whose channel widths a pruner may shrink (``nas netadapt``, ``nas.spaces.widths``).
+
+    ``prunable_widths(genotype)`` names the widths (each one layer's filters, or a group that must
+    shrink together: the blocks a residual connection ties); ``with_widths(genotype, widths)`` is
+    the same network with those widths (``ValueError`` if a layer or a residual would change).
+    """
+
+    def prunable_widths(self, genotype: G) -> dict[str, int]: ...
+
+    def with_widths(self, genotype: G, widths: Mapping[str, int]) -> G: ...
+
+
+@runtime_checkable
+class Describable(Protocol[G]):
+    """A space that names an architecture in one line for reports (the block families of a network, say)."""
+
+    def describe(self, genotype: G) -> str: ...
+
+
 def check_choices(decisions: Sequence[Decision], choices: Mapping[str, Choice]) -> None:
     """Validate a full choice mapping against ``decisions``; the error names the bad key."""
     names = [decision.name for decision in decisions]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -27,65 +27,26 @@ from torch import nn
 
 from nas.data import iterate_batches
 from nas.ops import set_drop_path_progress
+from nas.recipe import Recipe
 
-OptimizerName = Literal["sgd", "adamw"]
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-DropPathSchedule = Literal["off", "linear", "constant"]
-AUX_LOSS_WEIGHT = 0.4  # NASNet App. A.7, TF-slim ``aux_head`` loss weight
 
+@runtime_checkable
+class ScheduledLayer(Protocol):
+    """A layer whose behaviour follows training progress (CondenseNet's condensing stages, arXiv
+    1711.09224 §3.1): the trainer calls ``set_training_progress(fraction)`` before every step."""
+
+    def set_training_progress(self, progress: float) -> None: ...
+
+
+@runtime_checkable
+class AuxiliaryOutput(Protocol):
+    """A network with an auxiliary classifier (NASNet's, weighted 0.4 in the loss, arXiv 1707.07012
+    App. A.1): ``forward_with_aux`` returns the logits and the auxiliary logits (None in eval mode)."""
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 class Diverged(Exception):
     """The loss became NaN or infinite; the message says when."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: optimizer, schedule, regularisation. The defaults are the proxy evaluator's.
-
-    ``drop_path``: ``"off"`` (rate 0), ``"linear"`` (NASNet ScheduledDropPath: the genotype's rate
-    times the fraction of steps done) or ``"constant"`` (the genotype's rate throughout: stochastic
-    depth as EfficientNet trains it). ``ema_decay`` ``None``: no weight average. ``amp`` applies on
-    CUDA only (float16 with a gradient scaler).
-    """
-
-    epochs: int
-    batch_size: int
-    optimizer: OptimizerName = "sgd"
-    learning_rate: float = 0.1
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    decay_norms_and_biases: bool = True
-    gradient_clip: float | None = 5.0
-    drop_path: DropPathSchedule = "off"
-    ema_decay: float | None = None
-    amp: bool = False
-    aux_weight: float = AUX_LOSS_WEIGHT
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
-        if self.drop_path not in get_args(DropPathSchedule):
-            raise ValueError(f"drop_path: expected one of {list(get_args(DropPathSchedule))}, got {self.drop_path!r}")
-        checks = (("learning_rate", self.learning_rate, 0.0, False), ("weight_decay", self.weight_decay, 0.0, True),
-                  ("warmup_epochs", self.warmup_epochs, 0.0, True), ("momentum", self.momentum, 0.0, True))
-        for name, value, low, inclusive in checks:
-            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                    or value < low or (value == low and not inclusive)):
-                raise ValueError(f"{name}: must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")
-        if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs: {self.warmup_epochs:g} is more than the {self.epochs} epochs")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing!r}")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay: must be in (0, 1), got {self.ema_decay!r}")
-        if self.gradient_clip is not None and not self.gradient_clip > 0:
-            raise ValueError(f"gradient_clip: must be > 0 or None, got {self.gradient_clip!r}")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norms_and_biases: bool) -> list[dict[str, Any]]:
@@ -133,7 +94,7 @@ class WeightAverage:
         for mine, theirs in zip(self.model.buffers(), model.buffers()):
             mine.copy_(theirs)
         for mine, theirs in zip(self.model.modules(), model.modules()):
-            if hasattr(theirs, "set_training_progress"):  # a scheduled layer's Python state (CondenseNet's stage)
+            if isinstance(theirs, ScheduledLayer):  # its Python state (CondenseNet's stage) is not a buffer
                 for key, value in vars(theirs).items():
                     if key != "training" and isinstance(value, (bool, int, float)):
                         setattr(mine, key, value)
@@ -187,7 +148,7 @@ class Trainer:
         self.ema = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay is not None else None
         self.step = 0
         # ``schedules`` False: a fine-tune (FixRes) leaves the trained network's schedules where training left them.
-        self._scheduled = ([layer for layer in model.modules() if hasattr(layer, "set_training_progress")]
+        self._scheduled = ([layer for layer in model.modules() if isinstance(layer, ScheduledLayer)]
                            if schedules else [])
 
     @property
@@ -209,7 +170,7 @@ class Trainer:
         with most of the network in eval mode).
         """
         recipe, model, stats = self.recipe, self.model, EpochStats()
-        forward_with_aux = getattr(model, "forward_with_aux", None)
+        forward_with_aux = model.forward_with_aux if isinstance(model, AuxiliaryOutput) else None
         if set_mode is None:
             model.train()
         else:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nas import registry
-from nas.netadapt.run import NetAdaptSettings
-from nas.cli.search import EXECUTION_FLAGS, _listed, add_execution_flags, settings_from_args
+from nas.cli.common import EXECUTION_FLAGS, add_execution_flags, listed, settings_from_args
+from nas.journal import Record
+from nas.netadapt.run import run_netadapt
+from nas.netadapt.settings import NetAdaptSettings
 
-if TYPE_CHECKING:
-    from nas.journal import Record
-
-_FLAGS = ("start", "latency_ratio", "latency_target_ms", "dataset", "data_dir", "download", "weights", "resolution",
+FLAGS = ("start", "latency_ratio", "latency_target_ms", "dataset", "data_dir", "download", "weights", "resolution",
           "train_resolution", "short_term_steps", "long_term_steps", "initial_steps", "reduction", "decay",
-          "selection", "seed", "threads", "table")
+          "selection", "seed", "threads", "table") + EXECUTION_FLAGS
 
 
 def add_netadapt_command(commands: Any) -> None:
@@ -30,7 +29,7 @@ def add_netadapt_command(commands: Any) -> None:
     budget = netadapt.add_mutually_exclusive_group()
     budget.add_argument("--latency-ratio", type=float, help="budget as a fraction of the start's latency, e.g. 0.5")
     budget.add_argument("--latency-target-ms", type=float, help="budget in milliseconds")
-    netadapt.add_argument("--dataset", help=_listed(registry.datasets, "digits") + "; digits is bundled")
+    netadapt.add_argument("--dataset", help=listed(registry.datasets, "digits") + "; digits is bundled")
     netadapt.add_argument("--data-dir", help="folder of the data set (cifar10, imagefolder)")
     netadapt.add_argument("--download", action="store_true", default=None, help="allow downloading CIFAR-10")
     netadapt.add_argument("--weights", metavar="FILE.pt", help="trained weights of the start (nas materialize .pt "
@@ -57,7 +56,7 @@ def add_netadapt_command(commands: Any) -> None:
     netadapt.set_defaults(run=cmd_netadapt)
 
 
-def _progress(record: Record, replayed: bool) -> None:
+def _progress(record: Record, replayed: bool, finished: int) -> None:
     if replayed:
         return
     metrics = record.result.metrics
@@ -68,9 +67,7 @@ def _progress(record: Record, replayed: bool) -> None:
 
 
 def cmd_netadapt(args: argparse.Namespace) -> None:
-    from nas.netadapt.run import run_netadapt
-
-    settings = settings_from_args(args, NetAdaptSettings, _FLAGS + EXECUTION_FLAGS)
+    settings = settings_from_args(args, NetAdaptSettings, FLAGS)
     document = run_netadapt(settings, on_record=_progress)
     out, start, final = Path(settings.out), document["start"], document["final"]
 

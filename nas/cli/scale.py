@@ -1,8 +1,8 @@
 """``nas scale``: find compound-scaling coefficients for a base network and write its family.
 
 Flags override the config file; the config file overrides the defaults (``nas.scale.run.ScaleSettings``).
-Keys of the config are the long flag names with underscores, plus ``proxy`` (options of the proxy
-evaluator, as in ``nas search``).
+Keys of the config are the long flag names with underscores, plus ``evaluator_options`` (options of
+the evaluator, as in ``nas search``; older files call it ``proxy``).
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nas import registry
-from nas.scale.run import ScaleSettings
-from nas.cli.search import EXECUTION_FLAGS, _listed, _Progress, add_execution_flags, settings_from_args
+from rich.console import Console
+from rich.table import Table
 
-_FLAGS = ("base", "evaluator", "dataset", "data_dir", "download", "epochs", "seed", "threads", "repeats",
-          "grid_step", "grid_high", "tolerance", "constraint", "budget", "phi_max")
+from nas import registry
+from nas.cli.common import EXECUTION_FLAGS, TrialProgress, add_execution_flags, listed, settings_from_args
+from nas.scale.run import ScaleSettings, run_scale
+
+FLAGS = ("base", "evaluator", "dataset", "data_dir", "download", "epochs", "seed", "threads", "repeats",
+          "grid_step", "grid_high", "tolerance", "constraint", "budget", "phi_max") + EXECUTION_FLAGS
 
 
 def add_scale_command(commands: Any) -> None:
@@ -25,10 +28,10 @@ def add_scale_command(commands: Any) -> None:
                                 "scaled family of a base network")
     scale.add_argument("--base", help="preset, genotype JSON file or search run directory of a chain space "
                        "(default efficientnet-b0)")
-    scale.add_argument("--dataset", help=_listed(registry.datasets, "digits") + "; digits is bundled")
+    scale.add_argument("--dataset", help=listed(registry.datasets, "digits") + "; digits is bundled")
     scale.add_argument("--data-dir", help="folder of the data set (cifar10, imagefolder)")
     scale.add_argument("--download", action="store_true", default=None, help="allow downloading CIFAR-10")
-    scale.add_argument("--evaluator", help=_listed(registry.evaluators, "proxy"))
+    scale.add_argument("--evaluator", help=listed(registry.evaluators, "proxy"))
     scale.add_argument("--grid-step", type=float, help="step of the grid over alpha, beta, gamma (default 0.05)")
     scale.add_argument("--grid-high", type=float, help="largest grid value of each multiplier (default 2.0)")
     scale.add_argument("--tolerance", type=float, help="largest |constraint - 2| of a grid point (default 0.1)")
@@ -48,15 +51,15 @@ def add_scale_command(commands: Any) -> None:
 
 
 def cmd_scale(args: argparse.Namespace) -> None:
-    from nas.scale.run import build_parts, run_scale
+    settings = settings_from_args(args, ScaleSettings, FLAGS)
+    with TrialProgress(None, False if args.no_progress else None) as progress:
 
-    settings = settings_from_args(args, ScaleSettings, _FLAGS + EXECUTION_FLAGS)
-    parts = build_parts(settings)
-    total = min(settings.budget or parts.grid_points, parts.grid_points)
-    print(f"{parts.grid_points} grid points within {settings.tolerance:g} of 2 ({settings.constraint}); "
-          f"evaluating {total} of them", file=sys.stderr, flush=True)
-    with _Progress(total, False if args.no_progress else None) as progress:
-        family, stats = run_scale(settings, parts, on_record=progress.update)
+        def grid(points: int, total: int) -> None:  # said once the run holds its directory: a refusal stays one line
+            print(f"{points} grid points within {settings.tolerance:g} of 2 ({settings.constraint}); "
+                  f"evaluating {total} of them", file=sys.stderr, flush=True)
+            progress.begin(total)
+
+        family, stats = run_scale(settings, on_record=progress.update, on_grid=grid)
     print_family(family)
     out = Path(settings.out)
     startup = f" ({stats.backend}, {stats.workers} workers, start-up {stats.startup_seconds:.1f} s)" \
@@ -67,9 +70,6 @@ def cmd_scale(args: argparse.Namespace) -> None:
 
 def print_family(family: dict[str, Any]) -> None:
     """The coefficients and the family table on the terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     base = family["base"]["name"] or family["base"]["spec"]
     if family["alpha"] is None:

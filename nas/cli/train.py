@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from nas import registry
-from nas.train.noisy_student import BALANCES
-from nas.cli.search import _listed
+from nas.cli.common import listed
+from nas.train.run import run_train
+from nas.train.settings import BALANCES, TrainSettings
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -28,7 +29,7 @@ def add_train_command(commands: Any) -> None:
                        "nas materialize (its weights are the start)")
     train.add_argument("--out", required=True, metavar="DIR", help="run directory; the same command resumes it")
     data = train.add_argument_group("data")
-    data.add_argument("--dataset", default="digits", help=_listed(registry.datasets, "digits") + "; digits is bundled")
+    data.add_argument("--dataset", default="digits", help=listed(registry.datasets, "digits") + "; digits is bundled")
     data.add_argument("--data-dir", help="folder of the data set (cifar10, imagefolder)")
     data.add_argument("--download", action="store_true", help="allow downloading CIFAR-10")
     data.add_argument("--resolution", type=int, help="training resolution R_train (default: the data's own)")
@@ -86,8 +87,6 @@ def add_train_command(commands: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from nas.train.run import TrainSettings, run_train
-
     names = {name for name in TrainSettings.__dataclass_fields__}
     values = {key: value for key, value in vars(args).items() if key in names}
     values["lowering"] = dict(args.lowering)

@@ -12,22 +12,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nas.export import write_model
 from nas.files import atomic_write_text
+from nas.journal import Journal
+from nas.netadapt.parts import NetAdaptParts
+from nas.netadapt.settings import NetAdaptSettings
+from nas.seeds import trial_seeds
 from nas.serialization import genotype_json
-
-if TYPE_CHECKING:
-    from nas.journal import Journal
-    from nas.netadapt.run import NetAdaptParts, NetAdaptSettings
 
 LONG_TERM_STREAM = 100_001  # the seed stream of the long-term fine-tune (``trial_seeds``): no trial uses it
 
 
 def long_term(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, state: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune the final network for ``long_term_steps``; its module, accuracy and latencies."""
-    from nas.seeds import trial_seeds
-
     genotype, trial = controller.parent
     seeds = trial_seeds(settings.seed, LONG_TERM_STREAM)
     parts.finetune.set_parent(genotype, state)
@@ -82,8 +81,7 @@ def summary(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, j
 def write_outputs(out: Path, settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, journal: Journal,
                   final: dict[str, Any], target: float, start_latency: float) -> dict[str, Any]:
     """Write the run's files (atomically) and return the ``netadapt.json`` document."""
-    from nas.export import write_model
-    from nas.plotting import plot_netadapt
+    from nas.plotting import plot_netadapt  # lazy: reading a run's summary (nas show) draws nothing
 
     document = summary(settings, parts, controller, journal, final, target, start_latency)
     best = genotype_json(parts.start.space.name, final["genotype"])
@@ -93,3 +91,4 @@ def write_outputs(out: Path, settings: NetAdaptSettings, parts: NetAdaptParts, c
     atomic_write_text(out / "netadapt.json", json.dumps(document, indent=2) + "\n")
     plot_netadapt(document, out / "netadapt.png")
     return document
+

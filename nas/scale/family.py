@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nas.api import Resolved, load_genotype, space_of
+from nas.files import atomic_write_text
+from nas.journal import Journal
 from nas.scaling import compound_multipliers
-from nas.spaces.scaling import COST_CLASSES, CompoundPoint, full_cost
 from nas.serialization import genotype_json, read_json_file
-
-if TYPE_CHECKING:
-    from nas.api import Resolved
-    from nas.journal import Journal
-    from nas.scale.run import ScaleParts, ScaleSettings
+from nas.spaces.scaling import COST_CLASSES, CompoundPoint, CompoundScalingSpace, full_cost
+from nas.storage import study_names
 
 FAMILY_FILE = "scaling.json"
 SCALE_STUDY = "nas-scale"  # the grid's study in OUT/study.db
 
 
-def build_family(settings: ScaleSettings, parts: ScaleParts, journal: Journal,
-                 num_classes: int = COST_CLASSES) -> dict[str, Any]:
+def build_family(journal: Journal, space: CompoundScalingSpace, base: Resolved, *, spec: str, dataset: str,
+                 grid: dict[str, Any], phi_max: int, num_classes: int = COST_CLASSES) -> dict[str, Any]:
     """The content of ``scaling.json``: the grid's result, every evaluated point, and the family.
+
+    ``base`` is the base network the run's ``spec`` resolved to; ``grid`` its settings (step, high,
+    tolerance, constraint and how many points it has).
 
     Costs are counted at ``num_classes`` (1000: what ``nas materialize`` builds by default, and
     the class count of every point's ``macs_ratio`` in the journal, so the two ratios agree).
@@ -35,21 +37,19 @@ def build_family(settings: ScaleSettings, parts: ScaleParts, journal: Journal,
     ranked = journal.ranked()
     points = [_point_row(record) for record in sorted(journal.records.values(), key=lambda r: r.trial_id)]
     family: dict[str, Any] = {
-        "base": {"spec": settings.base, "name": parts.base.name, "genotype": parts.base.to_json()},
-        "dataset": settings.dataset, "num_classes": num_classes,
-        "grid": {"step": settings.grid_step, "high": settings.grid_high, "tolerance": settings.tolerance,
-                 "constraint": settings.constraint, "points": parts.grid_points, "evaluated": len(points)},
+        "base": {"spec": spec, "name": base.name, "genotype": base.to_json()},
+        "dataset": dataset, "num_classes": num_classes, "grid": {**grid, "evaluated": len(points)},
         "alpha": None, "beta": None, "gamma": None, "constraint": None, "best_trial": None, "accuracy": None,
         "points": points, "models": [],
     }
     if not ranked:
         return family
     best = ranked[0]
-    point = parts.space.genotype_from_dict(best.genotype["genotype"])
+    point = space.genotype_from_dict(best.genotype["genotype"])
     family.update(alpha=point.alpha, beta=point.beta, gamma=point.gamma, constraint=point.constraint,
                   best_trial=best.trial_id, accuracy=best.result.reward)
-    base_macs = full_cost(parts.space.base_space, parts.space.base_genotype, num_classes)["macs"]
-    family["models"] = [_member(parts, point, phi, num_classes, base_macs) for phi in range(settings.phi_max + 1)]
+    base_macs = full_cost(space.base_space, space.base_genotype, num_classes)["macs"]
+    family["models"] = [_member(space, point, phi, num_classes, base_macs) for phi in range(phi_max + 1)]
     return family
 
 
@@ -63,24 +63,24 @@ def _point_row(record: Any) -> dict[str, Any]:
     return row
 
 
-def _member(parts: ScaleParts, point: CompoundPoint, phi: int, num_classes: int, base_macs: int) -> dict[str, Any]:
+def _member(space: CompoundScalingSpace, point: CompoundPoint, phi: int, num_classes: int,
+            base_macs: int) -> dict[str, Any]:
     """Member ``phi``: the base scaled by alpha^phi, beta^phi, gamma^phi, built and counted at full size."""
     multipliers = compound_multipliers(point.alpha, point.beta, point.gamma, phi)
     row: dict[str, Any] = {"phi": phi, "width": multipliers.width, "depth": multipliers.depth,
                            "resolution_multiplier": multipliers.resolution, "2**phi": 2.0 ** phi}
     try:
-        genotype = parts.space.scaled(point, phi)
-        cost = full_cost(parts.space.base_space, genotype, num_classes)
+        genotype = space.scaled(point, phi)
+        cost = full_cost(space.base_space, genotype, num_classes)
     except ValueError as error:  # beyond the base space's bounds: listed, not built
         return {**row, "error": str(error).splitlines()[0]}
     return {**row, "resolution": cost["resolution"], "params": cost["params"], "macs": cost["macs"],
-            "macs_ratio": cost["macs"] / base_macs, "genotype": genotype_json(parts.space.base_space.name, genotype)}
+            "macs_ratio": cost["macs"] / base_macs, "genotype": genotype_json(space.base_space.name, genotype)}
 
 
 def write_family(out: Path, family: dict[str, Any]) -> None:
     """``scaling.json``, ``scaling.md`` and ``scaling.png`` (written atomically)."""
-    from nas.files import atomic_write_text
-    from nas.plotting import plot_family
+    from nas.plotting import plot_family  # lazy: reading a family (nas show, materialize --phi) draws nothing
 
     atomic_write_text(out / FAMILY_FILE, json.dumps(family, indent=2) + "\n")
     atomic_write_text(out / "scaling.md", family_markdown(family))
@@ -142,13 +142,8 @@ def read_family(directory: str | Path) -> dict[str, Any] | None:
 
 def family_member(directory: str | Path, phi: int) -> Resolved:
     """Member ``phi`` of the family in ``directory`` (``nas materialize DIR --phi K``)."""
-    from nas.api import Resolved as ResolvedSpec
-    from nas.api import load_genotype, space_of
-
     family = read_family(directory)
     if family is None:
-        from nas.storage import study_names
-
         if Path(directory).is_dir() and SCALE_STUDY in study_names(Path(directory)):
             raise ValueError(f"{directory}: a nas scale run whose grid has not finished; rerun the same nas scale "
                              "command to resume it")
@@ -158,4 +153,4 @@ def family_member(directory: str | Path, phi: int) -> Resolved:
         raise ValueError(f"--phi: {phi} is not a member of the family in {directory}; valid: {sorted(built)}")
     genotype = load_genotype(built[phi]["genotype"])
     name = family["base"].get("name") or "base" if isinstance(family.get("base"), dict) else "base"
-    return ResolvedSpec(space_of(genotype), genotype, f"{name} scaled, phi={phi}")
+    return Resolved(space_of(genotype), genotype, f"{name} scaled, phi={phi}")

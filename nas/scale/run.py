@@ -4,67 +4,73 @@ EfficientNet's two steps (arXiv 1905.11946 §3.3): (1) with phi = 1, a small gri
 depth alpha, width beta and resolution gamma under alpha * beta^2 * gamma^2 ~= 2; (2) the best
 (alpha, beta, gamma) scales the base by alpha^phi, beta^phi, gamma^phi for phi = 1 ... K.
 
-Step 1 is a ``nas search`` in all but name: the ``compound-grid`` controller over a
-``CompoundScalingSpace`` of the base, the proxy evaluator and datasets of ``nas search``, the
-same journal (study ``nas-scale`` in ``OUT/study.db``), lock and replay-based resume; a resumed
-run with other settings is refused. Step 2 is recomputed from the journal at the end of every
-run (``--phi-max`` may change), into ``scaling.json``, ``scaling.md`` and ``scaling.png``.
+Step 1 is a run like a search (``nas.run``): the ``compound-grid`` controller over a
+``CompoundScalingSpace`` of the base, the evaluators and datasets of ``nas search``, the same
+journal (study ``nas-scale`` in ``OUT/study.db``), lock and replay-based resume; a resumed run
+with other settings is refused. Step 2 is recomputed from the journal at the end of every run
+(``--phi-max`` may change), into ``scaling.json``, ``scaling.md`` and ``scaling.png``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, ClassVar
 
 from nas import registry
-from nas.backend import (
-    BACKEND_TYPES,
-    BackendSettings,
-    EvaluationJob,
-    check_backend_settings,
-    make_backend,
-    with_backend,
-)
+from nas.api import Resolved, resolve
+from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings
 from nas.controller import Controller, make_controller
-from nas.evaluator import Evaluator, accepts_repeat, accepts_report, make_evaluator, repeated
-from nas.run import check_run_directory, open_journal
-from nas.settings import MAX_REPEATS, MAX_SEED, MAX_THREADS, check_types
-from nas.scale.family import SCALE_STUDY
+from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, repeated
+from nas.loop import SearchStats
+from nas.objective import MetricObjective
+from nas.run import Loop, Run, RunKind, execute
+from nas.scale.family import FAMILY_FILE, SCALE_STUDY, build_family, read_family, write_family
+from nas.settings import (
+    MAX_REPEATS,
+    MAX_THREADS,
+    RunSettings,
+    check_counts,
+    check_data,
+    check_option_names,
+    check_registered,
+    check_seed,
+)
 from nas.spaces.scaling import CONSTRAINT_MODES, CompoundScalingSpace
-
-if TYPE_CHECKING:
-    from nas.api import Resolved
-    from nas.journal import Record
-    from nas.loop import SearchStats
 
 TARGET = 2.0  # eq. 3: each unit of phi doubles the cost
 MAX_PHI = 16
-# Settings that define the grid and its evaluations; resuming with any of them changed is refused.
-IDENTITY_FIELDS = ("base", "evaluator", "dataset", "epochs", "seed", "proxy", "repeats", "grid_step", "grid_high",
-                   "tolerance", "constraint", "early_stop", "early_stop_options")
-IDENTITY_DEFAULTS = {"early_stop": None, "early_stop_options": {}}  # runs written before they existed
+ACCURACY = MetricObjective("accuracy")  # the grid's points are compared by the proxy's accuracy (§3.3)
 _OPTIONAL_INT = (int, type(None))
 _NUMBER = (float, int)
-_TYPES: dict[str, Any] = {
-    "out": str, "base": str, "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
-    "epochs": _OPTIONAL_INT, "seed": int, "threads": int, "proxy": dict, "repeats": int, "grid_step": _NUMBER,
-    "grid_high": _NUMBER, "tolerance": _NUMBER, "constraint": str, "budget": _OPTIONAL_INT, "phi_max": int,
-    **BACKEND_TYPES,
-}
 
 
 @dataclass
-class ScaleSettings(BackendSettings):
+class ScaleSettings(BackendSettings, RunSettings):
     """Everything ``nas scale`` takes (CLI flags or a YAML ``--config``).
 
-    ``base`` is a preset name, a genotype JSON file or a search run directory; its space must
-    define ``scale`` (``nas.scaling``). ``budget`` caps the grid points evaluated (default: all of
-    them, in the controller's seeded order); ``proxy`` holds the evaluator's options, as in ``nas search``;
-    the execution settings (``backend``, ``workers``, ``early_stop``, ...) are ``nas search``'s.
+    ``base`` is a preset name, a genotype JSON file or a search run directory; its space must be
+    ``Scalable`` (``nas.space``). ``budget`` caps the grid points evaluated (default: all of them,
+    in the controller's seeded order); ``evaluator_options`` holds the evaluator's options, as in
+    ``nas search``; the execution settings (``backend``, ``workers``, ``early_stop``, ...) are
+    ``nas search``'s.
     """
+
+    TYPES: ClassVar[dict[str, Any]] = {
+        "out": str, "base": str, "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
+        "epochs": _OPTIONAL_INT, "seed": int, "threads": int, "evaluator_options": dict, "repeats": int,
+        "grid_step": _NUMBER, "grid_high": _NUMBER, "tolerance": _NUMBER, "constraint": str, "budget": _OPTIONAL_INT,
+        "phi_max": int, **BACKEND_TYPES,
+    }
+    # Settings that define the grid and its evaluations; resuming with any of them changed is refused.
+    IDENTITY: ClassVar[tuple[str, ...]] = (
+        "base", "evaluator", "dataset", "epochs", "seed", "evaluator_options", "repeats", "grid_step", "grid_high",
+        "tolerance", "constraint", "early_stop", "early_stop_options")
+    IDENTITY_DEFAULTS: ClassVar[dict[str, Any]] = {"early_stop": None, "early_stop_options": {}}
+    RENAMED: ClassVar[dict[str, str]] = {"proxy": "evaluator_options"}
 
     out: str
     base: str = "efficientnet-b0"
@@ -75,7 +81,7 @@ class ScaleSettings(BackendSettings):
     epochs: int | None = None
     seed: int = 0
     threads: int = 1
-    proxy: dict[str, Any] = field(default_factory=dict)
+    evaluator_options: dict[str, Any] = field(default_factory=dict)
     repeats: int = 1
     grid_step: float = 0.05
     grid_high: float = 2.0
@@ -84,50 +90,34 @@ class ScaleSettings(BackendSettings):
     budget: int | None = None
     phi_max: int = 4
 
-    def validate(self) -> None:
+    def check(self) -> None:
         """``ValueError`` naming the first bad setting."""
-        check_types(self, _TYPES)
-        if not self.out:
-            raise ValueError("out: a run directory is required")
-        for name, known in (("evaluator", registry.evaluators), ("dataset", registry.datasets)):
-            if getattr(self, name) not in known:
-                raise ValueError(f"{name}: unknown {known.kind} {getattr(self, name)!r}; valid: {known.names()}")
+        check_registered(self, {"evaluator": registry.evaluators, "dataset": registry.datasets})
         if self.constraint not in CONSTRAINT_MODES:
             raise ValueError(f"constraint: {self.constraint!r} is not a constraint; valid: {list(CONSTRAINT_MODES)}")
-        for name in ("budget", "epochs", "threads", "repeats", "phi_max"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        for name, high in (("threads", MAX_THREADS), ("repeats", MAX_REPEATS), ("phi_max", MAX_PHI)):
-            if getattr(self, name) > high:
-                raise ValueError(f"{name}: must be in [1, {high}], got {getattr(self, name)}")
+        check_counts(self, ("budget", "epochs", "threads", "repeats", "phi_max"))
+        check_counts(self, ("threads",), high=MAX_THREADS)
+        check_counts(self, ("repeats",), high=MAX_REPEATS)
+        check_counts(self, ("phi_max",), high=MAX_PHI)
         if not math.isfinite(self.tolerance) or self.tolerance < 0:
             raise ValueError(f"tolerance: must be a number >= 0, got {self.tolerance!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed: must be in [0, 2**63 - 1], got {self.seed}")
-        keys = [key for key in self.proxy if not isinstance(key, str)]
-        if keys:
-            raise ValueError(f"proxy: option names must be strings, got {keys[0]!r}")
+        check_seed(self.seed)
+        check_option_names(self, ("evaluator_options",))
         check_backend_settings(self)
         if self.early_stop is not None and self.repeats > 1:
             raise ValueError("early_stop: a point evaluated --repeats times has no single sequence of epochs to stop "
                              "early; use repeats 1")
 
-    def identity(self, base: dict[str, Any]) -> dict[str, Any]:
-        """The settings a resumed run must match; ``base`` is the base's genotype JSON (not the spec's text)."""
-        values = {**asdict(self), "base": base}
-        return {key: values[key] for key in IDENTITY_FIELDS}
+    def resolve_base(self) -> Resolved:
+        try:
+            return resolve(self.base)
+        except ValueError as error:
+            raise ValueError(f"base: {error}") from None
 
-
-def space_from_identity(identity: Any, where: Path) -> CompoundScalingSpace:
-    """The points' space of a run from its recorded settings (``nas doctor --export`` of a scale run)."""
-    from nas.api import resolve
-
-    try:
-        base = resolve(identity["base"])
-        return CompoundScalingSpace(base.space, base.genotype, step=identity["grid_step"], high=identity["grid_high"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: the run's settings are unreadable; nothing to resume from") from None
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must match, the base as its genotype JSON (not the spec's text)."""
+        values = {**asdict(self), "base": self.resolve_base().to_json()}
+        return {key: values[key] for key in self.IDENTITY}
 
 
 @dataclass
@@ -144,42 +134,104 @@ class ScaleParts:
         return len(self.controller.points)  # type: ignore[attr-defined]
 
 
-def build_parts(settings: ScaleSettings) -> ScaleParts:
-    """Resolve the base and build the space, controller and evaluator (``ValueError`` for a mistake)."""
-    from nas.api import resolve
+class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
+    """``nas scale``: the grid (a run of trials), then the family written from its journal."""
 
-    settings.validate()
-    try:
-        base = resolve(settings.base)
-    except ValueError as error:
-        raise ValueError(f"base: {error}") from None
-    space = CompoundScalingSpace(base.space, base.genotype, step=settings.grid_step, high=settings.grid_high)
-    make_backend(settings)  # its options are checked before the grid is computed
-    controller = make_controller("compound-grid", space, seed=settings.seed, budget=settings.budget,
-                                 tolerance=settings.tolerance, constraint=settings.constraint, target=TARGET)
-    evaluator = _build_evaluator(settings, space)
-    return ScaleParts(base, space, controller, evaluator)
+    name = "scale"
+    command = "nas scale"
+    settings_class = ScaleSettings
+    study_name = SCALE_STUDY
+    outputs = (FAMILY_FILE, "scaling.md", "scaling.png")
+
+    def __init__(self, on_grid: Callable[[int, int], None] | None = None) -> None:
+        self.on_grid = on_grid  # told (points in the grid, points to evaluate) once the run holds its directory
+
+    def check(self, settings: ScaleSettings) -> None:
+        check_data(settings.dataset, settings.data_dir, settings.download)
+        space = grid_space(settings, settings.resolve_base())
+        check_evaluator_options(settings.evaluator, space, _evaluator_options(settings))
+
+    def build(self, settings: ScaleSettings) -> ScaleParts:
+        base = settings.resolve_base()
+        space = grid_space(settings, base)
+        controller = make_controller("compound-grid", space, seed=settings.seed, budget=settings.budget,
+                                     tolerance=settings.tolerance, constraint=settings.constraint, target=TARGET)
+        evaluator = _build_evaluator(settings, space)
+        parts = ScaleParts(base, space, controller, evaluator)
+        evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
+        evaluator.prepare_repeats(settings.repeats)
+        by_gamma = {point["gamma"]: point for point in controller.points}  # type: ignore[attr-defined]
+        # The images at every gamma of the grid, loaded and checked before the first trial.
+        evaluator.prepare_inputs([space.decode(point) for point in by_gamma.values()], settings.repeats)
+        return parts
+
+    def job(self, settings: ScaleSettings, parts: ScaleParts) -> EvaluationJob:
+        return EvaluationJob(build=functools.partial(scale_evaluation, settings, parts.space), space=parts.space,
+                             reward=ACCURACY.reward, threads=settings.threads, epochs=parts.evaluator.epochs,
+                             reports=settings.repeats == 1 and parts.evaluator.reports_epochs,
+                             prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
+
+    def begin(self, run: Run[ScaleSettings, ScaleParts]) -> Loop:
+        parts = run.parts
+        budget = min(run.settings.budget or parts.grid_points, parts.grid_points)
+        if self.on_grid is not None:
+            self.on_grid(parts.grid_points, budget)
+        return Loop(parts.space, parts.controller, run.settings.budget or parts.grid_points, ACCURACY)
+
+    def finish(self, run: Run[ScaleSettings, ScaleParts], stats: SearchStats | None) -> Any:
+        assert run.journal is not None
+        settings, parts = run.settings, run.parts
+        grid = {"step": settings.grid_step, "high": settings.grid_high, "tolerance": settings.tolerance,
+                "constraint": settings.constraint, "points": parts.grid_points}
+        family = build_family(run.journal, parts.space, parts.base, spec=settings.base, dataset=settings.dataset,
+                              grid=grid, phi_max=settings.phi_max)
+        write_family(run.out, family)
+        return family, stats
+
+    def space_of(self, recorded: Mapping[str, Any], where: Path) -> CompoundScalingSpace:
+        try:
+            base = resolve(recorded["base"])
+            return CompoundScalingSpace(base.space, base.genotype, step=recorded["grid_step"],
+                                        high=recorded["grid_high"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: the run's settings are unreadable; nothing to resume from") from None
+
+    def describe(self, out: Path) -> dict[str, Any] | None:
+        return read_family(out)
+
+
+def grid_space(settings: ScaleSettings, base: Resolved) -> CompoundScalingSpace:
+    """The points of the grid over ``base`` (``ValueError`` for a base that cannot be compound-scaled)."""
+    return CompoundScalingSpace(base.space, base.genotype, step=settings.grid_step, high=settings.grid_high)
+
+
+def run_scale(settings: ScaleSettings, on_record: Any = None,
+              on_grid: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], SearchStats]:
+    """Run (or resume) the grid of ``settings``, then write the family; return it and the grid's timing."""
+    family, stats = execute(ScaleRun(on_grid), settings, on_record)
+    return family, stats
+
+
+def _evaluator_options(settings: ScaleSettings) -> dict[str, Any]:
+    return {**settings.evaluator_options, **({} if settings.epochs is None else {"epochs": settings.epochs})}
 
 
 def _build_evaluator(settings: ScaleSettings, space: CompoundScalingSpace) -> Evaluator[Any]:
-    options = dict(settings.proxy)
-    if settings.epochs is not None:
-        options["epochs"] = settings.epochs
     evaluator = make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
-                               data_dir=settings.data_dir, download=settings.download, **options)
-    if settings.repeats > 1 and not accepts_repeat(evaluator.evaluate):
+                               data_dir=settings.data_dir, download=settings.download, **_evaluator_options(settings))
+    if settings.repeats > 1 and not evaluator.repeatable:
         raise ValueError(f"repeats: evaluator {settings.evaluator!r} cannot evaluate a point again with independent "
-                         "seeds (its evaluate() takes no 'repeat')")
+                         "seeds (it is not repeatable)")
     return evaluator
 
 
 def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
                      evaluator: Evaluator[Any] | None = None) -> Callable[..., dict[str, Any]]:
-    """The evaluation of one grid point: the proxy's metrics and the point's own (built in a Ray worker, say)."""
+    """The evaluation of one grid point: the evaluator's metrics and the point's own (built in a Ray worker, say)."""
     if evaluator is None:
         evaluator = _build_evaluator(settings, space)
         evaluator.prepare()
-    evaluate_proxy = repeated(evaluator.evaluate, settings.repeats)
+    evaluate_proxy = repeated(evaluator, settings.repeats)
 
     def evaluate(point: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         own = space.point_metrics(point)
@@ -189,47 +241,3 @@ def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
 
     return evaluate
 
-
-def run_scale(settings: ScaleSettings, parts: ScaleParts | None = None,
-              on_record: Callable[[Record, bool, int], None] | None = None) -> tuple[dict[str, Any], SearchStats]:
-    """Run (or resume) the grid of ``settings``, then write the family; return it and the grid's timing."""
-    from nas.storage import study_names
-    from nas.lock import RunLock
-    from nas.scale.family import build_family, write_family
-    from nas.loop import Driver, accuracy_reward
-
-    parts = parts or build_parts(settings)
-    backend = make_backend(settings)
-    out = Path(settings.out)
-    check_run_directory(out)
-    others = [name for name in study_names(out) if name != SCALE_STUDY]
-    if others:
-        raise ValueError(f"{out} holds another kind of run (study {others[0]!r}); use another --out")
-    parts.evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
-    prepare_repeats = getattr(parts.evaluator, "prepare_repeats", None)
-    if callable(prepare_repeats):
-        prepare_repeats(settings.repeats)
-    prepare_inputs = getattr(parts.evaluator, "prepare_inputs", None)
-    if callable(prepare_inputs):  # the images at every gamma of the grid, loaded and checked before the first trial
-        by_gamma = {point["gamma"]: point for point in parts.controller.points}  # type: ignore[attr-defined]
-        prepare_inputs([parts.space.decode(point) for point in by_gamma.values()], settings.repeats)
-    job = EvaluationJob(build=functools.partial(scale_evaluation, settings, parts.space), space=parts.space,
-                        reward=accuracy_reward, threads=settings.threads, epochs=getattr(parts.evaluator, "epochs", None),
-                        reports=settings.repeats == 1 and accepts_report(parts.evaluator.evaluate),
-                        prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
-    from nas.journal import check_recorded_settings
-
-    check_recorded_settings(out, SCALE_STUDY, settings.identity(parts.base.to_json()), IDENTITY_DEFAULTS)
-    with with_backend(backend, job):  # checked before anything is written, closed however this ends
-        created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        with RunLock(out):
-            journal = open_journal(out, created, None, SCALE_STUDY, settings.identity(parts.base.to_json()),
-                                   IDENTITY_DEFAULTS)
-            report = None if on_record is None else (lambda record, replayed: on_record(record, replayed, len(journal)))
-            driver = Driver(parts.space, parts.controller, journal, settings.budget or parts.grid_points, on_record=report)
-            backend.run(driver, job)
-            stats = driver.finish()
-            family = build_family(settings, parts, journal)
-            write_family(out, family)
-        return family, stats

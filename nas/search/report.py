@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from nas.files import atomic_write_text
-from nas.search.final import Pair, final_best
 from nas.ir import CellNet
 from nas.journal import Journal, Record
-from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history, plot_pareto
 from nas.loop import SearchStats
-from nas.space import SearchSpace
+from nas.objective import Objective
+from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history, plot_pareto
+from nas.search.final import Pair, final_best
+from nas.space import Describable, SearchSpace
 
 
 def _number(value: Any, millions: bool = False) -> str:
@@ -25,7 +26,8 @@ def _number(value: Any, millions: bool = False) -> str:
 
 def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
                   stats: SearchStats | None, evaluation: dict[str, Any] | None = None,
-                  final: list[Pair] | None = None, controller: dict[str, Any] | None = None) -> Record | None:
+                  final: list[Pair] | None = None, controller: dict[str, Any] | None = None,
+                  objective: Objective | None = None) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record
     (with a final stage, that stage's record of the chosen candidate).
 
@@ -33,7 +35,8 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
     kind of cell (``normal.png``, ``reduction.png``), a ``ChainNet`` gives ``architecture.png``.
     ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files);
     ``final`` the final selection stage (``nas.search.final``), which then decides best.json;
-    ``controller`` the options the controller resolved (its defaults for this budget included).
+    ``controller`` the options the controller resolved (its defaults for this budget included);
+    ``objective`` what the reward is (its metrics get a column beside the accuracy).
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
@@ -49,7 +52,9 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
                 plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
         else:
             plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
-    text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space))
+    shown = ("accuracy", "params", "macs", "memory_access", "seconds")
+    extra = [metric for metric in (objective.metrics if objective is not None else ()) if metric not in shown]
+    text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space), extra)
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
     if final is not None:
@@ -114,10 +119,10 @@ def _final_section(final: list[Pair], chosen: Pair | None) -> str:
 
 
 def _describer(space: SearchSpace[Any]) -> Any:
-    """``record -> str`` from the space's optional ``describe(genotype)`` (one line per architecture), or None."""
-    describe = getattr(space, "describe", None)
-    if describe is None:
+    """``record -> str`` from a ``Describable`` space's ``describe(genotype)`` (one line per architecture), or None."""
+    if not isinstance(space, Describable):
         return None
+    describe = space.describe
 
     def line(record: Record) -> str:
         try:
@@ -129,7 +134,8 @@ def _describer(space: SearchSpace[Any]) -> Any:
 
 
 def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None,
-            evaluation: dict[str, Any], controller: dict[str, Any] | None = None, describe: Any = None) -> str:
+            evaluation: dict[str, Any], controller: dict[str, Any] | None = None, describe: Any = None,
+            extra: list[str] | tuple[str, ...] = ()) -> str:
     failed = [r for r in journal.records.values() if r.result.failed]
     lines = [
         f"# Search report: {settings['controller']} on {settings['space']}",
@@ -149,14 +155,15 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "",
         "## Top 10",
         "",
-        "| rank | trial | reward | accuracy | proxy params | proxy MACs | proxy memory access | seconds |"
-        + (" architecture |" if describe else ""),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if describe else ""),
+        "| rank | trial | reward | accuracy |" + "".join(f" {metric} |" for metric in extra)
+        + " proxy params | proxy MACs | proxy memory access | seconds |" + (" architecture |" if describe else ""),
+        "|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|" + ("---|" if describe else ""),
     ]
     for rank, record in enumerate(ranked[:10], start=1):
         metrics = record.result.metrics
         lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
-                     f"{_accuracy(metrics)} | {_number(metrics.get('params'), True)} | "
+                     f"{_accuracy(metrics)} |" + "".join(f" {_number(metrics.get(metric))} |" for metric in extra)
+                     + f" {_number(metrics.get('params'), True)} | "
                      f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('memory_access'), True)} | "
                      f"{_number(metrics.get('seconds'))} |" + (f" {describe(record)} |" if describe else ""))
     if failed:

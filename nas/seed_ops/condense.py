@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas.seed_ops.shuffle import channel_shuffle, check_divisible
+from nas.training import ScheduledLayer
 
 
 def condensing_stage(progress: float, condense_factor: int) -> int:
@@ -182,12 +183,12 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def set_training_progress(module: nn.Module, progress: float) -> None:
-    """Tell every layer with a training schedule (``set_training_progress``: CondenseNet's condensing
+    """Tell every layer with a training schedule (``nas.training.ScheduledLayer``: CondenseNet's condensing
     stages) how far training has come, ``progress`` in [0, 1]."""
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress: must be in [0, 1], got {progress}")
     for layer in module.modules():
-        if layer is not module and hasattr(layer, "set_training_progress"):
+        if layer is not module and isinstance(layer, ScheduledLayer):
             layer.set_training_progress(progress)
 
 

@@ -20,7 +20,6 @@ import numpy as np
 from nas.ir import CellNet, ChainNet
 from nas.scaling import (
     MAX_MULTIPLIER,
-    can_scale,
     compound_constraint,
     compound_multipliers,
     grid_values,
@@ -28,7 +27,7 @@ from nas.scaling import (
     scale_resolution,
 )
 from nas.serialization import from_dict
-from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision
+from nas.space import Decision, Scalable, SearchSpace, check_choices, mutate_one_decision
 
 CONSTRAINT_MODES: tuple[str, ...] = ("formula", "macs")
 SPACE_NAME = "compound-scaling"
@@ -67,7 +66,7 @@ class CompoundScalingSpace:
     genotype_class = CompoundPoint
 
     def __init__(self, base_space: SearchSpace[Any], base_genotype: Any, step: float = 0.05, high: float = 2.0) -> None:
-        if not can_scale(base_space):
+        if not isinstance(base_space, Scalable):
             raise ValueError(f"base: space {base_space.name!r} cannot be compound-scaled: it defines no "
                              "scale(genotype, *, width, depth, resolution) (see nas.scaling)")
         if not isinstance(base_space.lower(base_genotype), ChainNet):

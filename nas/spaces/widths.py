@@ -1,6 +1,6 @@
 """The widths of one network as a search space: what NetAdapt searches (arXiv 1804.03230).
 
-A space that can be pruned defines two methods (optional, like ``scale``; ``can_prune``):
+A space that can be pruned implements ``nas.space.Prunable``:
 
 - ``prunable_widths(genotype) -> dict[str, int]``: the channel widths a pruner may shrink, by a
   name the space chooses (MobileNetV3: each expansion layer, each bottleneck width with the blocks
@@ -23,14 +23,9 @@ from typing import Any
 import numpy as np
 
 from nas.ir import CellNet, ChainNet
-from nas.space import Choice, Decision, SearchSpace, check_choices, mutate_one_decision
+from nas.space import Choice, Decision, Prunable, SearchSpace, check_choices, mutate_one_decision
 
 DEFAULT_GRANULARITY = 8  # channels: the multiple MobileNet widths round to (``make_divisible``)
-
-
-def can_prune(space: SearchSpace[Any]) -> bool:
-    """Whether ``space`` defines ``prunable_widths`` and ``with_widths`` (see the module docstring)."""
-    return callable(getattr(space, "prunable_widths", None)) and callable(getattr(space, "with_widths", None))
 
 
 def width_choices(start: int, granularity: int) -> tuple[int, ...]:
@@ -43,7 +38,7 @@ class WidthSpace:
 
 
     def __init__(self, base: SearchSpace[Any], start: Any, granularity: int = DEFAULT_GRANULARITY) -> None:
-        if not can_prune(base):
+        if not isinstance(base, Prunable):
             raise ValueError(f"space {base.name!r} cannot be pruned: it defines no prunable_widths / with_widths "
                              "(see nas.spaces.widths)")
         if isinstance(granularity, bool) or not isinstance(granularity, int) or granularity < 1:
@@ -55,7 +50,7 @@ class WidthSpace:
         self.proxy_reduction: Mapping[str, Any] = {key: value for key, value in dict(base.proxy_reduction).items()
                                                    if key == "resolution"}
         self.genotype_class = base.genotype_class
-        self.start_widths: dict[str, int] = dict(base.prunable_widths(start))  # type: ignore[attr-defined]
+        self.start_widths: dict[str, int] = dict(base.prunable_widths(start))
         self._decisions = [Decision(name, width_choices(width, granularity))
                            for name, width in self.start_widths.items()]
 
@@ -64,10 +59,10 @@ class WidthSpace:
 
     def decode(self, choices: Mapping[str, Choice]) -> Any:
         check_choices(self._decisions, choices)
-        return self.base.with_widths(self.start, dict(choices))  # type: ignore[attr-defined]
+        return self.base.with_widths(self.start, dict(choices))
 
     def encode(self, genotype: Any) -> dict[str, Choice]:
-        widths = dict(self.base.prunable_widths(genotype))  # type: ignore[attr-defined]
+        widths = dict(self.base.prunable_widths(genotype))
         check_choices(self._decisions, widths)
         if self.decode(widths) != genotype:
             raise ValueError("genotype: not the starting network with other widths")

@@ -19,7 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-DEFAULT_CROP_SCALE = (0.08, 1.0)  # torchvision / Inception; EfficientNet's TF input pipeline the same
+from nas.train.settings import DEFAULT_CROP_SCALE
+
 DEFAULT_CROP_RATIO = (3 / 4, 4 / 3)
 DEFAULT_CROP_FRACTION = 0.875  # the test transform's central crop (resize 256, crop 224)
 

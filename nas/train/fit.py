@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nas.train.augment import DEFAULT_CROP_FRACTION, EvalView, TrainAugment, source_resolution
 from nas.data import DatasetSplits, iterate_batches, load_dataset
 from nas.files import atomic_torch_save, atomic_write_text
 from nas.seeds import split_seed, trial_seeds
+from nas.train.augment import DEFAULT_CROP_FRACTION, EvalView, TrainAugment, source_resolution
 from nas.train.settings import TrainSettings
 from nas.training import Diverged, Trainer, evaluate
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.train.settings import BALANCES, DEFAULT_THRESHOLD
+
 Balance = Literal["both", "duplicate", "filter", "none"]
-BALANCES: tuple[str, ...] = ("both", "duplicate", "filter", "none")
-DEFAULT_THRESHOLD = 0.3  # the paper's confidence threshold on ImageNet
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 

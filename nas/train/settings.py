@@ -7,10 +7,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nas.train.augment import DEFAULT_CROP_SCALE
-from nas.data import DEFAULT_VALIDATION_FRACTION
-from nas.train.noisy_student import BALANCES, DEFAULT_THRESHOLD
-from nas.training import OPTIMIZERS, Recipe
+from nas.recipe import OPTIMIZERS, Recipe
+from nas.settings import DEFAULT_VALIDATION_FRACTION, RunSettings
+
+DEFAULT_CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's area range: torchvision / Inception; EfficientNet the same
+BALANCES: tuple[str, ...] = ("both", "duplicate", "filter", "none")  # Noisy Student's per-class balancing of pseudo-labels (§3)
+DEFAULT_THRESHOLD = 0.3  # confidence a pseudo-label needs (Noisy Student, §3: 0.3 on ImageNet)
 
 DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adamw": 2e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
@@ -18,8 +20,8 @@ DEFAULT_WARMUP_FRACTION = 0.05  # of the epochs (EfficientNet: 5 of 350; Goyal e
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """Everything ``nas train`` takes; ``identity`` is what a resumed run must agree with."""
+class TrainSettings(RunSettings):
+    """Everything ``nas train`` takes (its flags, typed by argparse); ``identity`` is what a resumed run must agree with."""
 
     spec: str
     out: str
@@ -62,7 +64,7 @@ class TrainSettings:
     device: str = "cpu"
     progress: bool = True
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 1), ("fixres_epochs", 1), ("iterations", 1), ("threads", 1),
                           ("randaugment_ops", 0), ("precise_bn", 0)):
             value = getattr(self, name)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from nas.files import atomic_write_text
-from nas.train.noisy_student import load_unlabeled_folder, pseudo_label, teacher_probabilities
+from nas.recipe import Recipe
 from nas.seeds import trial_seeds
 from nas.train.fit import (
     EVAL_BATCH,
@@ -29,8 +29,9 @@ from nas.train.fit import (
     with_progress,
     write_log,
 )
+from nas.train.noisy_student import load_unlabeled_folder, pseudo_label, teacher_probabilities
 from nas.train.settings import DEFAULT_LEARNING_RATE, TrainSettings
-from nas.training import Diverged, Recipe, Trainer, evaluate
+from nas.training import Diverged, Trainer, evaluate
 
 FIXRES_FILE, NOISY_STUDENT_FILE = "fixres.json", "noisy_student.json"
 FIXRES_WEIGHT_DECAY = 1e-4  # the FixRes reference fine-tune: SGD, momentum 0.9, weight decay 1e-4

@@ -7,7 +7,7 @@ import pytest
 from nas import registry
 from nas.backend import EvaluationJob, LocalBackend, make_backend
 from nas.cli.app import main
-from nas.search.run import SearchSettings
+from nas.search.settings import SearchSettings
 
 
 def search(out, *extra, config=None):

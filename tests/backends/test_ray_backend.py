@@ -16,7 +16,8 @@ import optuna
 import pytest
 import torch
 
-from nas.search.run import SearchSettings, run_search
+from nas.search.run import run_search
+from nas.search.settings import SearchSettings
 
 ray = pytest.importorskip("ray")
 
@@ -36,7 +37,7 @@ def cluster():
 
 def settings(out: Path, **values) -> SearchSettings:
     defaults = {"space": "nasnet", "controller": "random", "budget": 4, "dataset": "synthetic", "epochs": 1,
-                "proxy": dict(TINY)}
+                "evaluator_options": dict(TINY)}
     return SearchSettings(out=str(out), **{**defaults, **values})
 
 

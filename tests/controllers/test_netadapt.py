@@ -11,8 +11,8 @@ import torch
 from controllers.netadapt import NetAdapt
 from nas import registry
 from nas.controller import Controller, Result
-from nas.testing import ToySpace
 from nas.spaces.widths import WidthSpace
+from nas.testing import ToySpace
 from search_spaces.mobilenetv3 import SMALL, MobileNetV3Space
 
 BASE = MobileNetV3Space()

@@ -202,7 +202,7 @@ def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path,
 
     data_dir, bad = one_corrupt
     config = tmp_path / "small.yaml"
-    config.write_text("proxy: {num_cells: 1, penultimate_filters: 24, resolution: 8}\n")
+    config.write_text("evaluator_options: {num_cells: 1, penultimate_filters: 24, resolution: 8}\n")
     out = tmp_path / "run"
     assert main(["search", "--space", "nasnet", "--controller", "random", "--budget", "1", "--dataset", "imagefolder",
                  "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out), "--config", str(config),

@@ -18,7 +18,7 @@ import pytest
 from nas.cli.app import main
 from nas.lock import RunLock
 
-TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n"
+TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n"
 
 
 def search(out: Path, tmp_path: Path, *extra: str, budget: int = 2, config: str = TINY) -> list[str]:
@@ -144,9 +144,9 @@ def test_doctor_reports_and_rescues_a_damaged_journal(finished_run, tmp_path, ca
     ("epochs: .inf\n", "epochs: expected int or null, got inf"),
     ("storage: notaurl\n", "storage: 'notaurl' is not a database URL"),
     ("storage: sqlite:////nonexistent/x.db\n", "storage: /nonexistent does not exist"),
-    ("proxy: {num_cells: 1, penultimate_filters: 25}\n", "proxy settings.*penultimate_filters"),
-    ("proxy: {num_cells: 1, penultimate_filters: 24, resolution: 0}\n", "resolution"),
-    ("proxy: {num_cells: 1, penultimate_filters: 24, epoch: 2}\n", "epoch: not a proxy setting"),
+    ("evaluator_options: {num_cells: 1, penultimate_filters: 25}\n", "proxy settings.*penultimate_filters"),
+    ("evaluator_options: {num_cells: 1, penultimate_filters: 24, resolution: 0}\n", "resolution"),
+    ("evaluator_options: {num_cells: 1, penultimate_filters: 24, epoch: 2}\n", "epoch: not a proxy setting"),
 ])
 def test_a_bad_setting_is_one_line_and_creates_nothing(tmp_path, capsys, config, match) -> None:
     out, path = tmp_path / "run", tmp_path / "settings.yaml"
@@ -204,7 +204,7 @@ def test_a_bug_is_a_traceback_and_a_line_saying_so(tmp_path, capsys, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(nas.search.run, "build_parts", broken)
+    monkeypatch.setattr(nas.search.run, "build_controller", broken)
     assert main(search(tmp_path / "run", tmp_path)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err and "internal error" in err.splitlines()[-1]

@@ -11,9 +11,13 @@ import pytest
 from nas.cli.app import main
 from nas.controller import Result
 from nas.journal import Record
+from nas.objective import make_objective
 from nas.search.report import pareto_front
-from nas.search.run import SearchSettings
-from nas.loop import mnas_reward
+from nas.search.settings import SearchSettings
+
+
+def mnas_reward(target_ms: float, weight: float = -0.07):
+    return make_objective("mnas", target_ms=target_ms, weight=weight).reward
 
 
 def test_the_mnas_reward_trades_accuracy_for_latency_as_the_paper() -> None:
@@ -30,7 +34,7 @@ def test_the_mnas_reward_trades_accuracy_for_latency_as_the_paper() -> None:
 @pytest.mark.parametrize("values, message", [
     ({"objective": "mnas"}, "needs a latency target"),
     ({"latency_target_ms": 20.0}, "add --objective mnas"),
-    ({"objective": "speed"}, "not an objective"),
+    ({"objective": "speed"}, "unknown objective 'speed'"),
     ({"objective": "mnas", "latency_target_ms": 20.0, "latency_weight": 0.3}, "latency_weight"),
 ])
 def test_objective_settings_are_checked(tmp_path: Path, values: dict, message: str) -> None:
@@ -51,7 +55,7 @@ def test_the_pareto_front_keeps_what_nothing_beats_in_both() -> None:
 def test_a_tiny_mnas_search_journals_accuracy_and_latency_and_draws_the_front(tmp_path: Path,
                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "mnas.yaml"
-    config.write_text("proxy: {width_multiplier: 0.25, resolution: 16}\n"
+    config.write_text("evaluator_options: {width_multiplier: 0.25, resolution: 16}\n"
                       f"latency: {{resolution: 32, table: {tmp_path / 'table.json'}, min_repetitions: 5, "
                       "max_seconds: 0.05, rounds: 1}\n")
     out = tmp_path / "run"

@@ -70,7 +70,7 @@ def test_netadapt_meets_its_target_and_writes_a_network_that_materializes(files:
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, document["num_classes"])
     assert "met: " in capsys.readouterr().out
     assert main(["show", str(out), "--num-classes", "4"]) == 0
-    assert "NetAdapt run" in capsys.readouterr().out
+    assert "nas netadapt run" in capsys.readouterr().out
 
 
 def test_a_killed_run_resumes_after_its_last_finished_proposal(files: dict[str, Path], run_and_kill) -> None:

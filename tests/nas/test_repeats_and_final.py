@@ -12,10 +12,10 @@ import torch
 from evaluators.proxy import ProxyEvaluator
 from nas import registry
 from nas.cli.app import main
-from nas.evaluator import accepts_repeat, combine, repeated
+from nas.evaluator import EvaluatorBase, combine, repeated
 from nas.seeds import split_seed, trial_seeds
 
-TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
+TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
 
 
 def test_combine_means_measured_numbers_sums_timings_and_keeps_facts():
@@ -35,39 +35,49 @@ def test_combine_means_measured_numbers_sums_timings_and_keeps_facts():
     assert math.isnan(combine([{"accuracy": 0.9}, {"accuracy": float("nan")}])["accuracy"])
 
 
-def test_repeated_calls_each_repeat_once_and_fails_with_the_failing_repeat():
-    calls = []
+class Recorded(EvaluatorBase):
+    """Records every call; fails repeat 1 of the genotype "bad"."""
 
-    def evaluate(genotype, trial_id, repeat=0):
-        calls.append((trial_id, repeat))
+    repeatable = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def evaluate(self, genotype, trial_id, repeat=0):
+        self.calls.append((trial_id, repeat))
         if genotype == "bad" and repeat == 1:
             return {"error": "diverged", "seconds": 0.1}
         return {"accuracy": 0.5 + 0.1 * repeat, "seconds": 1.0}
 
-    metrics = repeated(evaluate, 3)("good", 7)
+
+def test_repeated_calls_each_repeat_once_and_fails_with_the_failing_repeat():
+    evaluator = Recorded()
+    calls = evaluator.calls
+    metrics = repeated(evaluator, 3)("good", 7)
     assert calls == [(7, 0), (7, 1), (7, 2)] and metrics["repeats"] == 3
     assert metrics["accuracy"] == pytest.approx(0.6) and metrics["seconds"] == 3.0
     calls.clear()
-    assert repeated(evaluate, 2, first=3)("good", 1)["accuracy_repeats"] == pytest.approx([0.8, 0.9])
+    assert repeated(evaluator, 2, first=3)("good", 1)["accuracy_repeats"] == pytest.approx([0.8, 0.9])
     assert calls == [(1, 3), (1, 4)]
-    failed = repeated(evaluate, 3)("bad", 0)
+    failed = repeated(evaluator, 3)("bad", 0)
     assert failed["error"] == "repeat 1: diverged"
-    assert repeated(evaluate, 1)("good", 4) == {"accuracy": 0.5, "seconds": 1.0}  # the plain call
+    assert repeated(evaluator, 1)("good", 4) == {"accuracy": 0.5, "seconds": 1.0}  # the plain call
     calls.clear()
-    single = repeated(evaluate, 1, first=2)("good", 4)  # a final stage with --final-repeats 1
+    single = repeated(evaluator, 1, first=2)("good", 4)  # a final stage with --final-repeats 1
     assert calls == [(4, 2)] and single == {"accuracy": pytest.approx(0.7), "seconds": 1.0, "repeats": 1}
 
 
-def test_an_evaluator_without_repeat_cannot_repeat():
-    def plain(genotype, trial_id):
-        return {"accuracy": 1.0}
+def test_an_evaluator_that_is_not_repeatable_cannot_repeat():
+    class Plain(EvaluatorBase):
+        def evaluate(self, genotype, trial_id):
+            return {"accuracy": 1.0}
 
-    assert not accepts_repeat(plain) and accepts_repeat(lambda g, t, **kw: {})
-    assert repeated(plain, 1)("g", 0) == {"accuracy": 1.0}
-    with pytest.raises(ValueError, match="takes no 'repeat'"):
-        repeated(plain, 2)
+    assert not Plain().repeatable and Recorded().repeatable
+    assert repeated(Plain(), 1)("g", 0) == {"accuracy": 1.0}
+    with pytest.raises(ValueError, match="not repeatable"):
+        repeated(Plain(), 2)
     with pytest.raises(ValueError, match="positive integer"):
-        repeated(plain, 0)
+        repeated(Plain(), 0)
 
 
 def test_repeats_draw_independent_seeds_and_splits_and_repeat_zero_is_unchanged():
@@ -157,11 +167,8 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
 
 
 def test_repeats_with_an_evaluator_that_cannot_repeat_is_one_line(tmp_path, capsys):
-    class Plain:
+    class Plain(EvaluatorBase):
         def __init__(self, space, seed=0, dataset=None, data_dir=None, download=False):
-            pass
-
-        def prepare(self):
             pass
 
         def evaluate(self, genotype, trial_id):
@@ -178,14 +185,13 @@ def test_repeats_with_an_evaluator_that_cannot_repeat_is_one_line(tmp_path, caps
     assert not (tmp_path / "r").exists()
 
 
-class ScoreEvaluator:
+class ScoreEvaluator(EvaluatorBase):
     """No training: the accuracy is a fixed function of the genotype (plus a per-repeat wobble)."""
+
+    repeatable = True
 
     def __init__(self, space, seed=0, dataset=None, data_dir=None, download=False, epochs=1):
         self.space, self.seed = space, seed
-
-    def prepare(self):
-        pass
 
     def evaluate(self, genotype, trial_id, repeat=0):
         from nas.testing import toy_reward
@@ -206,7 +212,8 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     """From the saved controller state, or, when that file is gone (torn, or a `nas doctor` export),
     from the study, where the options are recorded when the run begins."""
     from controllers.evolution import budget_defaults
-    from nas.search.run import SearchSettings, run_search
+    from nas.search.run import run_search
+    from nas.search.settings import SearchSettings
 
     out = tmp_path / "run"
     settings = dict(out=str(out), space="efficientnet", controller="evolution", evaluator=score_evaluator)

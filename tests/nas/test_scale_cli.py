@@ -13,7 +13,7 @@ import torch
 import nas
 from nas.cli.app import main
 
-TINY = "proxy:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 64\n"
+TINY = "evaluator_options:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 64\n"
 
 
 def scale_args(out, config, budget=3, *extra):
@@ -80,7 +80,7 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
                           (["materialize", str(out), "--phi", "7", "--out", str(tmp_path / "x.pt")], "valid: [0, 1, 2]"),
                           (["show", "mobilenetv3-small", "--phi", "1"], "needs a nas scale run directory"),
                           (scale_args(out, config, 3, "--tolerance", "0.2"), "other settings"),
-                          (["search", "--out", str(out), "--dataset", "synthetic"], "compound-scaling run")):
+                          (["search", "--out", str(out), "--dataset", "synthetic"], "another kind of run (nas scale)")):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "x.pt").exists() and records(out)[0] == done  # nothing written, nothing lost
@@ -130,7 +130,7 @@ def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
     assert main(["search", "--space", "toy-missing", "--out", str(search)]) == 2  # unknown space: nothing made
     assert not search.exists()
     nasnet = tmp_path / "nasnet.yaml"
-    nasnet.write_text("proxy:\n  num_cells: 1\n  penultimate_filters: 24\n")
+    nasnet.write_text("evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n")
     assert main(["search", "--controller", "random", "--budget", "1", "--dataset", "synthetic", "--epochs", "1",
                  "--out", str(search), "--config", str(nasnet), "--no-progress"]) == 0
     capsys.readouterr()

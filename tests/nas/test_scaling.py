@@ -12,8 +12,8 @@ import torch
 import nas
 from nas.compile import compile as compile_ir
 from nas.scaling import compound_constraint, distribute_repeats, grid_values, make_divisible, scale_genotype
-from nas.spaces.scaling import CompoundPoint, CompoundScalingSpace, full_cost
 from nas.serialization import genotype_json
+from nas.spaces.scaling import CompoundPoint, CompoundScalingSpace, full_cost
 from search_spaces.efficientnet import EfficientNetSpace
 from search_spaces.mobilenetv3 import LARGE, SMALL, MobileNetV3Space, scale_depth, scale_width
 

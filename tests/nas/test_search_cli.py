@@ -11,7 +11,7 @@ import torch
 import nas
 from nas.cli.app import main
 
-TINY = "proxy:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
+TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_size: 64\n"
 
 
 def search_args(out, config, budget=6, controller="evolution"):
@@ -44,7 +44,8 @@ def test_search_writes_its_outputs_and_materializes(tmp_path, config, capsys):
     assert "## Top 10" in report and "finished evaluations: 4" in report and "loop overhead" in report
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
-    assert "4 finished evaluations" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal's width
+    assert "finished; evolution on nasnet" in shown and "4 trials started, 4 finished (0 failed)" in shown
     model_path = tmp_path / "best.pt"
     assert main(["materialize", str(out), "--out", str(model_path), "--num-classes", "10"]) == 0
     model = nas.load_model(model_path)
@@ -100,7 +101,7 @@ def test_help_lists_what_is_registered_including_run_time_additions(capsys):
 
 def test_a_chain_space_run_draws_its_architecture(tmp_path):
     out, config = tmp_path / "run", tmp_path / "small.yaml"
-    config.write_text("proxy:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 128\n")
+    config.write_text("evaluator_options:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 128\n")
     args = ["search", "--space", "efficientnet", "--controller", "random", "--budget", "1", "--dataset", "synthetic",
             "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress"]
     assert main(args) == 0

@@ -9,8 +9,8 @@ from torch import nn
 
 import nas
 from nas.cost import build_on_meta, count_macs, count_memory_access
-from nas.seed_ops.condense import CondensedConv, LearnedGroupConv, condensing_stage, set_training_progress
 from nas.ops import build_op
+from nas.seed_ops.condense import CondensedConv, LearnedGroupConv, condensing_stage, set_training_progress
 from nas.seed_ops.shuffle import channel_shuffle
 from search_spaces.blocks import BlocksSpace
 

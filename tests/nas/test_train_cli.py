@@ -168,7 +168,7 @@ def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tm
 def test_a_directory_with_other_settings_or_other_files_is_refused(uninterrupted: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     assert main(["train", *TINY, *RESUMED, "--epochs", "4", "--out", str(uninterrupted)]) == 2
-    assert "holds a training with epochs 3, not 4" in capsys.readouterr().err
+    assert "holds a nas train run with other settings (epochs: 3 -> 4)" in capsys.readouterr().err
     (tmp_path / "mine.txt").write_text("a user's file")
     assert main(["train", *TINY, "--out", str(tmp_path)]) == 2
     assert "is not a nas train directory" in capsys.readouterr().err

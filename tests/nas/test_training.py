@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 import nas
-from nas.train.augment import EvalView, TrainAugment, center_view, source_resolution
 from nas.cost import build_on_meta
+from nas.recipe import Recipe
+from nas.train.augment import EvalView, TrainAugment, center_view, source_resolution
 from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
 from nas.train.noisy_student import balance, pseudo_label
-from nas.training import Recipe, Trainer, WeightAverage, learning_rate_factor, parameter_groups
+from nas.training import Trainer, WeightAverage, learning_rate_factor, parameter_groups
 
 
 def test_warmup_then_cosine() -> None:

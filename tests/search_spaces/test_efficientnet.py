@@ -4,8 +4,8 @@ import pytest
 
 import nas
 from nas.scaling import compound_constraint, compound_multipliers, round_repeats, scale_resolution
-from nas.spaces.scaling import CompoundPoint
 from nas.space_base import make_divisible
+from nas.spaces.scaling import CompoundPoint
 from search_spaces.efficientnet import B0_STAGES, scale_stages
 
 

@@ -1,0 +1,142 @@
+"""``nas search``'s settings: every flag and config key, checked without torch, and the run's identity."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from nas import registry
+from nas.backend import BACKEND_TYPES, BackendSettings, check_backend_settings
+from nas.controller import check_controller_name
+from nas.objective import DEFAULT_LATENCY_WEIGHT, TABLE_LATENCY, Objective, check_objective_name, make_objective
+from nas.settings import (
+    MAX_REPEATS,
+    MAX_THREADS,
+    RunSettings,
+    check_counts,
+    check_option_names,
+    check_registered,
+    check_seed,
+)
+from nas.storage import check_storage
+
+DEFAULT_FINAL_REPEATS = 3
+_OPTIONAL_STR = (str, type(None))
+_OPTIONAL_INT = (int, type(None))
+
+
+@dataclass
+class SearchSettings(BackendSettings, RunSettings):
+    """Everything ``nas search`` takes (CLI flags or a YAML ``--config``).
+
+    ``evaluator_options`` holds the evaluator's options (for ``proxy``: epochs, batch size, the
+    ``lower`` overrides of the proxy network; config files written before it was named read their
+    ``proxy:`` key into it); ``threads`` is the intra-op thread count of the evaluations (one: proxy
+    networks are too small to gain from more, docs/design.md: the search loop).
+
+    ``repeats`` evaluates every candidate that many times with independent seeds and validation
+    splits; its reward is the mean (``nas.evaluator.repeated``). ``budget`` counts candidates, so
+    a search costs ``budget * repeats`` evaluations. ``final_top`` > 0 adds the final selection
+    stage (``nas.search.final``): the best ``final_top`` candidates are evaluated again,
+    ``final_repeats`` times each with fresh seeds and ``final_epochs`` epochs (default: the
+    search's), and best.json is the best of that stage.
+
+    ``objective`` names the reward (``nas.objective``): ``accuracy``, ``metric:NAME[:min|max]`` or
+    ``mnas``, whose options are ``latency_target_ms``, ``latency_weight`` and ``latency_metric``.
+    A metric ``latency_ms`` that the evaluator does not return is the registered ``latency``
+    evaluator's lookup-table latency of the full-size network; ``latency`` holds that evaluator's
+    options (``table``, ``threads``, ``batch_size``, ``resolution``, ``num_classes``, ``device``).
+
+    Execution (``BackendSettings``): ``backend`` ``local`` evaluates one trial at a time with
+    ``threads`` threads; ``ray`` runs ``workers`` at once, each with ``cpus_per_trial`` threads,
+    optionally on a cluster (``address``) and with early stopping (``early_stop: asha``).
+    """
+
+    TYPES: ClassVar[dict[str, Any]] = {
+        "out": str, "space": str, "controller": str, "evaluator": str, "budget": int, "dataset": str,
+        "data_dir": _OPTIONAL_STR, "download": bool, "epochs": _OPTIONAL_INT, "seed": int, "threads": int,
+        "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "evaluator_options": dict,
+        "controller_options": dict, "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT,
+        "final_repeats": int, "objective": str, "latency_target_ms": (float, int, type(None)),
+        "latency_weight": (float, int), "latency_metric": str, "latency": dict, **BACKEND_TYPES,
+    }
+    # Settings that define a search; resuming with any of them changed is refused. ``budget`` may
+    # grow (continue a search), and data location, storage and threads may change.
+    IDENTITY: ClassVar[tuple[str, ...]] = (
+        "space", "controller", "evaluator", "dataset", "epochs", "seed", "evaluator_options", "controller_options",
+        "repeats", "objective", "latency_target_ms", "latency_weight", "latency_metric", "latency", "early_stop",
+        "early_stop_options")
+    IDENTITY_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "evaluator": "proxy", "repeats": 1, "objective": "accuracy", "latency_target_ms": None,
+        "latency_weight": DEFAULT_LATENCY_WEIGHT, "latency_metric": TABLE_LATENCY, "latency": {},
+        "early_stop": None, "early_stop_options": {}}
+    RENAMED: ClassVar[dict[str, str]] = {"proxy": "evaluator_options"}
+
+    out: str
+    space: str = "nasnet"
+    controller: str = "reinforce"
+    evaluator: str = "proxy"
+    budget: int = 20
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    epochs: int | None = None
+    seed: int = 0
+    threads: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    evaluator_options: dict[str, Any] = field(default_factory=dict)
+    controller_options: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    final_top: int = 0
+    final_epochs: int | None = None
+    final_repeats: int = DEFAULT_FINAL_REPEATS
+    objective: str = "accuracy"
+    latency_target_ms: float | None = None
+    latency_weight: float = DEFAULT_LATENCY_WEIGHT
+    latency_metric: str = TABLE_LATENCY
+    latency: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
+        check_controller_name(self.controller)  # 'optuna:TPESampler' names the controller 'optuna' with a variant
+        check_registered(self, {"space": registry.spaces, "evaluator": registry.evaluators,
+                                "dataset": registry.datasets})
+        check_option_names(self, ("evaluator_options", "controller_options", "latency"))
+        check_counts(self, ("budget", "epochs", "threads", "repeats", "final_epochs", "final_repeats"))
+        check_counts(self, ("threads",), high=MAX_THREADS)
+        check_counts(self, ("repeats", "final_repeats"), high=MAX_REPEATS)
+        if self.final_top < 0:
+            raise ValueError(f"final_top: must be 0 (no final stage) or a positive integer, got {self.final_top}")
+        if not self.final_top and (self.final_epochs is not None or self.final_repeats != DEFAULT_FINAL_REPEATS):
+            raise ValueError("final_epochs / final_repeats: they set the final selection stage; add --final-top K")
+        check_seed(self.seed)
+        if self.storage is not None:
+            check_storage(self.storage)
+        check_backend_settings(self)
+        if self.early_stop is not None and self.repeats > 1:
+            raise ValueError("early_stop: a candidate evaluated --repeats times has no single sequence of epochs "
+                             "to stop early; use repeats 1")
+        self.make_objective()  # its name and options, checked now
+
+    def make_objective(self) -> Objective:
+        """The objective the settings name, with the latency settings as the options of ``mnas``."""
+        check_objective_name(self.objective)
+        if self.objective == "mnas":
+            objective = make_objective(self.objective, target_ms=self.latency_target_ms, weight=self.latency_weight,
+                                       latency_metric=self.latency_metric)
+        elif (self.latency_target_ms is not None or self.latency_weight != DEFAULT_LATENCY_WEIGHT
+              or self.latency_metric != TABLE_LATENCY):
+            raise ValueError("latency_target_ms / latency_weight / latency_metric: they set the latency objective; "
+                             "add --objective mnas")
+        else:
+            objective = make_objective(self.objective)
+        if self.latency and TABLE_LATENCY not in objective.metrics:
+            raise ValueError(f"latency: the options of the lookup-table latency ({TABLE_LATENCY}), which objective "
+                             f"{objective.name!r} does not read; add --objective mnas")
+        return objective
+
+    def identity(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["latency"] = {key: value for key, value in self.latency.items() if key not in ("table", "device")}
+        return {key: values[key] for key in self.IDENTITY}
