@@ -5,9 +5,10 @@ networks that differ in a few layers. Measuring each whole network costs a secon
 layer-wise lookup table measures every distinct layer once and predicts a network as the sum of
 its parts. Here a part is an IR record, which is its own key: a ``BlockSpec`` of a ``ChainNet``
 (op, widths, stride, input size, options) with the stem and head blocks, the classifier (global
-pool and linear layers) at its input size; for a ``CellNet`` each placed ``CellSpec``, the stem
-and the classifier. Entries are measured lazily (``nas.evaluators.latency.measure``) the first
-time a network needs them.
+pool and linear layers) at its input size; for a ``CellNet`` the stem, each live placed ``CellSpec``
+(which network states it reads is left out of its key: that changes nothing it runs) and the head
+with the classifier. Which function splits an IR into parts is chosen by its ``kind``. Entries are
+measured lazily (``nas.evaluators.latency.measure``) the first time a network needs them.
 
 The table is one JSON file holding one table per device fingerprint and batch size (processor,
 machine, cores, threads, torch version, device): a table measured elsewhere is never used for this
@@ -39,11 +40,12 @@ from evaluators.latency import (
     measure,
     measure_network,
 )
-from nas.compile import Cell, build_classifier
+from nas.cell_ir import CellNet, CellSpec, Network
+from nas.compile import Cell, build_blocks, build_classifier
 from nas.compile import compile as compile_ir
 from nas.evaluator import EvaluatorBase
 from nas.files import atomic_write_text
-from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, stem_output_size
+from nas.ir import BlockSpec, ChainNet, IRKind
 from nas.ops import build_op
 from nas.space import SearchSpace
 
@@ -160,10 +162,14 @@ class LatencyTable:
         self._entries = {**stored["entries"], **(self._entries or {})}
         self._new = {}
 
-    def predict(self, ir: ChainNet | CellNet) -> Prediction:
+    def predict(self, ir: Network) -> Prediction:
         """The network's latency as the sum of its parts, measuring any part the table lacks (then saved)."""
+        split = _PARTS.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
+        if split is None:
+            raise TypeError(f"predict() takes an IR of kind {sorted(_PARTS)} (ChainNet, CellNet), "
+                            f"got {type(ir).__name__}")
         try:
-            parts = _chain_parts(self, ir) if isinstance(ir, ChainNet) else _cell_parts(self, ir)
+            parts = split(self, ir)
         finally:
             self.save()
         return Prediction(sum(ms for _, ms in parts), tuple(parts))
@@ -212,26 +218,36 @@ def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
 
 
 def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
-    module = compile_ir(ir)  # which cells are live (read by the logits) is the compiled module's decision
-    stem_record = {"stem": ir.stem, "channels": ir.stem_channels, "resolution": ir.resolution}
+    live = ir.live_states()  # a cell nothing reads is not built (``CellModule``), so it costs nothing
+    norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
+    stem_record = {"blocks": [asdict(block) for block in ir.stem]}
     parts = [("stem", table.lookup(_key("cell_stem", stem_record),
-                                   lambda: (module.stem, [table.images(3, ir.resolution)])))]
-    sizes = [stem_output_size(ir.stem, ir.resolution)] + [cell.output_size for cell in ir.cells]
-    for i, (cell, live) in enumerate(zip(ir.cells, module.live)):
-        if not live:
+                                   lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)])))]
+    for i, cell in enumerate(ir.cells):
+        if i + 1 not in live:
             continue
-        cell = replace(cell, drop_path=0.0)  # eval mode: drop-path costs nothing
+        # Eval mode: drop-path costs nothing; which states the cell reads changes nothing it runs.
+        cell = replace(cell, drop_path=0.0, inputs=tuple(replace(x, state=0) for x in cell.inputs))
 
         def build(cell: CellSpec = cell) -> tuple[nn.Module, list[torch.Tensor]]:
-            inputs = [table.images(cell.in_channels, cell.input_size), table.images(cell.prev_channels, cell.prev_size)]
+            inputs = [table.images(cell_input.channels, cell_input.size) for cell_input in cell.inputs]
             return Cell(cell, ir.bn_eps, ir.bn_momentum), inputs
 
         parts.append((f"cells[{i}]", table.lookup(_key("cell", asdict(cell)), build)))
-    head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ir.out_channels, ir.num_classes))
-    record = {"in_features": ir.out_channels, "num_classes": ir.num_classes, "input_size": sizes[-1]}
-    parts.append(("classifier", table.lookup(_key("cell_classifier", record),
-                                             lambda: (head, [table.images(ir.out_channels, sizes[-1])]))))
+    channels, size = ir.cells[-1].out_channels, ir.cells[-1].output_size
+    classifier = replace(ir.classifier, dropout=0.0)
+    record = {"head": [asdict(block) for block in ir.head], "classifier": asdict(classifier), "input_size": size}
+
+    def build_head() -> tuple[nn.Module, list[torch.Tensor]]:
+        head = nn.Sequential(build_blocks("head", ir.head, norm), _Pooled(build_classifier(classifier)))
+        return head, [table.images(channels, size)]
+
+    parts.append(("classifier", table.lookup(_key("cell_classifier", record), build_head)))
     return parts
+
+
+# How each kind of IR (``ir.kind``) is split into table entries.
+_PARTS: dict[IRKind, Any] = {"chain": _chain_parts, "cell": _cell_parts}
 
 
 class LatencyEvaluator(EvaluatorBase[Any]):
@@ -272,7 +288,7 @@ class LatencyEvaluator(EvaluatorBase[Any]):
         measured = ("measured_ms", "measured_p10_ms", "measured_p90_ms") if self.measure else ()
         return ("latency_ms", "latency_resolution", *measured)
 
-    def lower(self, genotype: Any) -> ChainNet | CellNet:
+    def lower(self, genotype: Any) -> Network:
         macro = {} if self.resolution is None else {"resolution": self.resolution}
         return self.space.lower(genotype, num_classes=self.num_classes, **macro)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import space as space_registry
-from nas.ir import CellNet, ChainNet
+from nas.cell_ir import Network
 from nas.serialization import FORMAT_VERSION, check_depth, genotype_json, read_json_file
 from nas.space import SearchSpace
 
@@ -116,7 +116,7 @@ def resolve(spec: Any) -> Resolved:
     raise ValueError(f"cannot resolve a spec of type {type(spec).__name__}")
 
 
-def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> ChainNet | CellNet:
+def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> Network:
     """The IR of ``spec`` (``macro`` passes space-specific overrides, e.g. ``resolution``).
 
     This is what ``materialize`` and ``nas materialize`` build, so a network of more than
@@ -130,7 +130,7 @@ def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> ChainNet | CellNe
     return ir
 
 
-def check_size(ir: ChainNet | CellNet, limit: int = MAX_PARAMETERS) -> None:
+def check_size(ir: Network, limit: int = MAX_PARAMETERS) -> None:
     """``ValueError`` if the network of ``ir`` has more than ``limit`` weights (counted on the meta device)."""
     from nas.compile import compile as compile_ir
     from nas.cost import build_on_meta, count_params
@@ -165,27 +165,13 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
     }
 
 
-def _stage_rows(ir: ChainNet | CellNet, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
+def _stage_rows(ir: Network, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per named part of the network (``ir.parts()``), its parameters and MACs from the built ``model``."""
     from nas.cost import count_params
 
-    rows = []
-    if isinstance(ir, ChainNet):
-        parts = [("stem", "stem", ir.stem[0].input_size, ir.stem[-1].out_channels, len(ir.stem))]
-        parts += [(f"stage {i + 1}", f"stages.{i}", s[0].input_size, s[-1].out_channels, len(s))
-                  for i, s in enumerate(ir.stages)]
-        if ir.head:
-            parts.append(("head", "head", ir.head[0].input_size, ir.head[-1].out_channels, len(ir.head)))
-        parts.append(("classifier", "classifier", 1, ir.num_classes, 1))
-        for label, path, size, out, blocks in parts:
-            rows.append({"stage": label, "blocks": blocks, "input_size": size, "out_channels": out,
-                         "params": count_params(model.get_submodule(path)), "macs": macs.get(path, 0)})
-        return rows
-    for i, cell in enumerate(ir.cells):
-        path = f"cells.{i}"
-        rows.append({"stage": f"cell {i} ({'reduction' if cell.reduction else 'normal'})", "blocks": 1,
-                     "input_size": cell.input_size, "out_channels": cell.out_channels,
-                     "params": count_params(model.get_submodule(path)), "macs": macs.get(path, 0)})
-    return rows
+    return [{"stage": part.label, "blocks": part.blocks, "input_size": part.input_size,
+             "out_channels": part.out_channels, "params": count_params(model.get_submodule(part.path)),
+             "macs": macs.get(part.path, 0)} for part in ir.parts()]
 
 
 def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,

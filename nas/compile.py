@@ -6,11 +6,17 @@ return logits. ``init_weights`` is a separate, seedable function.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
-from nas.ir import BlockSpec, CellNet, CellSpec, ChainNet, ClassifierSpec
-from nas.ops import DropPath, FactorizedReduce, ReluConvBn, activation, build_op
+from nas.cell_ir import CellNet, CellSpec, Network
+from nas.ir import BlockSpec, ChainNet, ClassifierSpec, IRKind
+from nas.ops import DropPath, activation, build_op
 
 
 def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
@@ -26,28 +32,16 @@ def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
 
 
 class ChainModule(nn.Module):
-    """stem -> stages -> head -> global average pool -> classifier.
-
-    A one-block stem or head is the block's module itself (state-dict keys ``stem.0...``, as
-    before stems could have several blocks); several are an ``nn.Sequential``; no head is identity.
-    """
+    """stem -> stages -> head -> global average pool -> classifier (stem and head: ``build_blocks``)."""
 
     def __init__(self, ir: ChainNet) -> None:
         super().__init__()
         norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
-
-        def build(path: str, block: BlockSpec) -> nn.Module:
-            return _build_block(path, block.op, block.in_channels, block.out_channels, block.stride,
-                                block.op_options(), norm)
-
-        def part(name: str, blocks: tuple[BlockSpec, ...]) -> nn.Module:
-            modules = [build(f"{name}[{i}]", block) for i, block in enumerate(blocks)]
-            return modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
-
-        self.stem = part("stem", ir.stem)
-        self.stages = nn.Sequential(*(nn.Sequential(*(build(f"stages[{i}][{j}]", b) for j, b in enumerate(stage)))
+        self.stem = build_blocks("stem", ir.stem, norm)
+        self.stages = nn.Sequential(*(nn.Sequential(*(_build_spec(f"stages[{i}][{j}]", b, norm)
+                                                      for j, b in enumerate(stage)))
                                       for i, stage in enumerate(ir.stages)))
-        self.head = part("head", ir.head)
+        self.head = build_blocks("head", ir.head, norm)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = build_classifier(ir.classifier)
 
@@ -58,60 +52,57 @@ class ChainModule(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
+def preprocess_name(index: int) -> str:
+    """The attribute of a cell's input ``index``'s preprocessing: NASNet's names for its two inputs (h_i, h_{i-1}),
+    so that the state dicts of models saved before cells were general still load."""
+    return ("preprocess", "preprocess_prev")[index] if index < 2 else f"preprocess_{index}"
+
+
 class Cell(nn.Module):
-    """One NASNet cell, compiled from a placed ``CellSpec`` (TF ``NasNetABaseCell``)."""
+    """One cell, compiled from a placed ``CellSpec``: any ``CellGraph`` (TF ``NasNetABaseCell`` for NASNet).
+
+    ``forward`` takes the cell's input states in order. An input no edge reads and the output
+    skips gets no layers (they would never train); ``ops`` holds one layer per edge, node by node.
+    """
 
     def __init__(self, spec: CellSpec, bn_eps: float, bn_momentum: float) -> None:
         super().__init__()
         norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
-        filters = spec.filters
-        read = spec.topology.read_states()
-        # An input no block reads and the output skips gets no layers (they would never train).
-        self.uses_input, self.uses_prev = 0 in read, 1 in read
-        self.preprocess = ReluConvBn(spec.in_channels, filters, 1, ((1, 1),), **norm) if self.uses_input else None
-        if not self.uses_prev:
-            self.preprocess_prev = None
-        elif spec.prev_index is None:
-            self.preprocess_prev: nn.Module | None = nn.Identity()  # reference: reuse the raw input
-        elif spec.prev_size != spec.input_size:
-            self.preprocess_prev = FactorizedReduce(spec.prev_channels, filters, 2, True, **norm)
-        elif spec.prev_channels != filters:
-            self.preprocess_prev = ReluConvBn(spec.prev_channels, filters, 1, ((1, 1),), **norm)
-        else:
-            self.preprocess_prev = nn.Identity()
+        graph, read = spec.graph, spec.graph.read_states()
+        self.num_inputs = graph.num_inputs
+        for index, cell_input in enumerate(spec.inputs):
+            layer = None if index not in read else nn.Identity() if cell_input.preprocess is None else \
+                _build_spec(f"inputs[{index}].preprocess", cell_input.preprocess, norm)
+            setattr(self, preprocess_name(index), layer)
         channels = spec.state_channels()
-        stride = 2 if spec.reduction else 1
-        self.inputs = [(b.input_a, b.input_b) for b in spec.topology.blocks]
-        self.combines = [b.combine for b in spec.topology.blocks]
+        self.sources = [[edge.source for edge in node.inputs] for node in graph.nodes]
+        self.combines = [node.combine for node in graph.nodes]
         self.ops = nn.ModuleList()
-        for block in spec.topology.blocks:
-            for index, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
-                # Only the cell inputs are strided (TF ``is_from_original_input``).
-                layer = _build_block(f"cell op {op!r}", op, channels[index], filters, stride if index < 2 else 1,
-                                     {}, norm)
+        for k, node in enumerate(graph.nodes):
+            for j, edge in enumerate(node.inputs):
+                layer = _build_block(f"graph.nodes[{k}].inputs[{j}].op", edge.op, channels[edge.source], spec.filters,
+                                     spec.edge_stride(edge.source), edge.op_options(), norm)
                 # Drop-path applies to every op but identity (TF ``_apply_conv_operation``).
-                if op != "identity" and spec.drop_path > 0:
+                if edge.op != "identity" and spec.drop_path > 0:
                     layer = nn.Sequential(layer, DropPath(spec.drop_path))
                 self.ops.append(layer)
-        self.concat = list(spec.topology.concat)
-        self.match = nn.ModuleList()
-        for index in self.concat:
-            # Cell inputs that reach the output are matched in size and width (``_combine_unused_states``).
-            if index < 2 and spec.reduction:
-                self.match.append(FactorizedReduce(channels[index], filters, 2, False, **norm))
-            elif index < 2 and channels[index] != filters:
-                self.match.append(FactorizedReduce(channels[index], filters, 1, False, **norm))
-            else:
-                self.match.append(nn.Identity())
+        self.output = list(graph.output)
+        self.output_combine = graph.output_combine
+        matches = spec.output_match or (None,) * len(self.output)
+        self.match = nn.ModuleList(nn.Identity() if block is None else _build_spec(f"output_match[{j}]", block, norm)
+                                   for j, block in enumerate(matches))
 
-    def forward(self, x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        states = [self.preprocess(x) if self.preprocess is not None else None,
-                  self.preprocess_prev(prev) if self.preprocess_prev is not None else None]
-        for k, ((index_a, index_b), combine) in enumerate(zip(self.inputs, self.combines)):
-            a = self.ops[2 * k](states[index_a])
-            b = self.ops[2 * k + 1](states[index_b])
-            states.append(a + b if combine == "add" else torch.cat([a, b], dim=1))
-        return torch.cat([match(states[i]) for match, i in zip(self.match, self.concat)], dim=1)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        preprocess = [getattr(self, preprocess_name(index)) for index in range(self.num_inputs)]
+        states: list[torch.Tensor | None] = [layer(x) if layer is not None else None
+                                             for layer, x in zip(preprocess, inputs)]
+        edge = 0
+        for sources, combine in zip(self.sources, self.combines):
+            results = [self.ops[edge + j](states[source]) for j, source in enumerate(sources)]
+            edge += len(sources)
+            states.append(functools.reduce(operator.add, results) if combine == "add" else torch.cat(results, dim=1))
+        outputs = [match(states[index]) for match, index in zip(self.match, self.output)]
+        return torch.cat(outputs, dim=1) if self.output_combine == "concat" else functools.reduce(operator.add, outputs)
 
 
 class AuxHead(nn.Module):
@@ -138,22 +129,19 @@ class AuxHead(nn.Module):
 
 
 class CellModule(nn.Module):
-    """A NASNet network: stem conv, cells, ReLU, global pool, dropout, linear (TF ``_build_nasnet_base``).
+    """A cell network: stem, cells, head, global pool, dropout, linear (TF ``_build_nasnet_base`` for NASNet).
 
     ``forward`` returns logits. ``forward_with_aux`` also returns the auxiliary logits (``None``
     without an aux head or in eval mode), for training loops that weight the aux loss (0.4).
+    A cell whose output nothing downstream reads is not built (``live`` is False; it could never train).
     """
 
     def __init__(self, ir: CellNet) -> None:
         super().__init__()
-        stride, padding = (2, 0) if ir.stem == "imagenet" else (1, 1)
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, ir.stem_channels, 3, stride, padding, bias=False),
-            nn.BatchNorm2d(ir.stem_channels, eps=ir.bn_eps, momentum=ir.bn_momentum),
-        )
-        self.prev_indices = [spec.input_index if spec.prev_index is None else spec.prev_index for spec in ir.cells]
-        live = _live_states(ir, self.prev_indices)
-        # A cell whose output nothing downstream reads is not built: it could never train.
+        norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
+        self.stem = build_blocks("stem", ir.stem, norm)
+        self.input_states = [[cell_input.state for cell_input in spec.inputs] for spec in ir.cells]
+        live = ir.live_states()
         self.cells = nn.ModuleList(Cell(spec, ir.bn_eps, ir.bn_momentum) if i + 1 in live else nn.Identity()
                                    for i, spec in enumerate(ir.cells))
         self.live = [i + 1 in live for i in range(len(ir.cells))]
@@ -162,39 +150,37 @@ class CellModule(nn.Module):
         if ir.aux_head_after is not None:
             cell = ir.cells[ir.aux_head_after]
             self.aux_head = AuxHead(cell.out_channels, cell.output_size, ir.num_classes, ir.bn_eps, ir.bn_momentum)
-        self.relu = nn.ReLU(inplace=False)
+        self.head = build_blocks("head", ir.head, norm)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(ir.dropout)
-        self.classifier = nn.Linear(ir.out_channels, ir.num_classes)
+        # Dropout and one linear layer as attributes of their own (state-dict key ``classifier.weight``).
+        hidden = ir.classifier.hidden_features
+        self.dropout = nn.Dropout(ir.classifier.dropout) if not hidden else nn.Identity()
+        self.classifier = build_classifier(ir.classifier) if hidden else \
+            nn.Linear(ir.classifier.in_features, ir.num_classes)
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         states = [self.stem(x)]
         aux = None
-        for i, (cell, prev) in enumerate(zip(self.cells, self.prev_indices)):
-            states.append(cell(states[i], states[prev]) if self.live[i] else None)
+        for i, (cell, sources) in enumerate(zip(self.cells, self.input_states)):
+            states.append(cell(*(states[source] for source in sources)) if self.live[i] else None)
             if i == self.aux_head_after and self.aux_head is not None and self.training:
                 aux = self.aux_head(states[-1])
-        out = torch.flatten(self.pool(self.relu(states[-1])), 1)
+        out = torch.flatten(self.pool(self.head(states[-1])), 1)
         return self.classifier(self.dropout(out)), aux
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_aux(x)[0]
 
 
-def _live_states(ir: CellNet, prev_indices: list[int]) -> set[int]:
-    """States (0 = stem, i + 1 = cell i) that the logits or the aux head depend on."""
-    live = {len(ir.cells)}
-    if ir.aux_head_after is not None:
-        live.add(ir.aux_head_after + 1)
-    for i in reversed(range(len(ir.cells))):
-        if i + 1 not in live:
-            continue
-        read = ir.cells[i].topology.read_states()
-        if 0 in read:
-            live.add(i)
-        if 1 in read:
-            live.add(prev_indices[i])
-    return live
+def _build_spec(path: str, block: BlockSpec, norm: dict[str, float]) -> nn.Module:
+    return _build_block(path, block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), norm)
+
+
+def build_blocks(name: str, blocks: tuple[BlockSpec, ...], norm: dict[str, float]) -> nn.Module:
+    """The module of a stem or head: one block is the block's module itself (state-dict keys ``stem.0...``, as
+    before stems could have several blocks), several an ``nn.Sequential``, none identity."""
+    modules = [_build_spec(f"{name}[{i}]", block, norm) for i, block in enumerate(blocks)]
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
 
 
 def _build_block(path: str, op: str, in_channels: int, out_channels: int, stride: int,
@@ -225,12 +211,13 @@ def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:
     return module
 
 
-def compile(ir: ChainNet | CellNet, seed: int | None = None) -> nn.Module:  # noqa: A001
+# How each kind of IR (``ir.kind``) is built: the one place compile dispatches on it.
+MODULES: dict[IRKind, Callable[[Any], nn.Module]] = {"chain": ChainModule, "cell": CellModule}
+
+
+def compile(ir: Network, seed: int | None = None) -> nn.Module:  # noqa: A001
     """Build the PyTorch module for ``ir``, initialised by ``init_weights(module, seed)``."""
-    if isinstance(ir, ChainNet):
-        module: nn.Module = ChainModule(ir)
-    elif isinstance(ir, CellNet):
-        module = CellModule(ir)
-    else:
-        raise TypeError(f"compile() takes a ChainNet or CellNet, got {type(ir).__name__}")
-    return init_weights(module, seed)
+    build = MODULES.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
+    if build is None:
+        raise TypeError(f"compile() takes an IR of kind {sorted(MODULES)} (ChainNet, CellNet), got {type(ir).__name__}")
+    return init_weights(build(ir), seed)

@@ -1,10 +1,16 @@
 """The lowered architecture: frozen, fully resolved, validated dataclasses.
 
 Two shapes cover every space. ``ChainNet`` (stem, stages of ``BlockSpec``, head, classifier)
-serves MobileNetV3, EfficientNet and NetAdapt. ``CellNet`` (a stem and a sequence of placed
-``CellSpec``) serves NASNet. Shapes (channels and spatial sizes) are resolved once, while
-lowering, so analytic cost and latency tables read them without building a module; a ``BlockSpec``
-is hashable and is its own latency-table key.
+serves MobileNetV3, EfficientNet, the block space and NetAdapt. ``CellNet`` (stem blocks, a
+sequence of placed cells, head blocks, classifier) serves cell spaces: any cell DAG of
+``CellGraph`` (NASNet's, DARTS's, NAS-Bench-201's), defined in ``nas.cell_ir`` on top of this
+module's blocks; ``nas.cell_ir.Network`` names either. Shapes (channels and spatial sizes) are
+resolved once, while lowering, so analytic cost and latency tables read them without building a
+module; a ``BlockSpec`` is hashable and is its own latency-table key.
+
+Code that depends on the kind of network asks the IR: ``kind`` ("chain" or "cell", the key of
+the dispatch tables of ``compile``, the latency table and the plots) and ``parts()`` (the named
+parts of ``nas show``'s table), never an ``isinstance`` chain.
 
 Errors are ``ValueError`` naming the bad field, e.g. ``stages[2][0].in_channels``.
 """
@@ -13,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Union, get_args
+from typing import ClassVar, Literal, Union, get_args
 
 Activation = Literal["relu", "relu6", "hardswish", "silu", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
 Combine = Literal["add", "concat"]
-StemKind = Literal["cifar", "imagenet"]
+Padding = Literal["same", "valid"]
+IRKind = Literal["chain", "cell"]
 
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 GATES: tuple[str, ...] = get_args(Gate)
@@ -42,17 +49,25 @@ def _check_probability(path: str, value: float) -> None:
         raise ValueError(f"{path}: must be in [0, 1), got {value!r}")
 
 
+OptionValue = Union[int, float, str, bool, None, tuple]
+
+
 def conv_output_size(size: int, stride: int) -> int:
     """Spatial size after a 'same'-padded layer with ``stride`` (ceil division)."""
     return -(-size // stride)
 
 
-def stem_output_size(stem: StemKind, resolution: int) -> int:
-    """The ImageNet stem is a 3x3 stride-2 VALID conv (TF ``conv0``); the CIFAR stem keeps size."""
-    return (resolution - 3) // 2 + 1 if stem == "imagenet" else resolution
-
-
-OptionValue = Union[int, float, str, bool, None, tuple]
+def normalize_options(options: Mapping[str, OptionValue] | tuple, path: str = "options") -> tuple:
+    """``options`` as sorted ``(name, value)`` pairs, each name an identifier and each value plain data."""
+    items = options.items() if isinstance(options, Mapping) else options
+    normalized = tuple(sorted((str(k), v) for k, v in items))
+    for name, value in normalized:
+        if not name.isidentifier():
+            raise ValueError(f"{path}: {name!r} is not a valid option name")
+        _check_option(f"{path}.{name}", value)
+    if len({name for name, _ in normalized}) != len(normalized):
+        raise ValueError(f"{path}: duplicate names in {[name for name, _ in normalized]}")
+    return normalized
 
 
 def _check_option(path: str, value: object) -> None:
@@ -74,6 +89,10 @@ class BlockSpec:
     factory; an option left out takes the factory's default, which is defined there and only there.
     A mapping is accepted and stored as sorted ``(name, value)`` pairs, so a block stays hashable
     and is its own latency-table key.
+
+    Spatial sizes follow 'same' padding (``ceil(input_size / stride)``). The one option the IR reads
+    itself is ``padding``: with ``"valid"`` (NASNet's ImageNet stem, a 3x3 stride-2 VALID conv, TF
+    ``conv0``) the block first loses ``kernel_size - 1`` pixels, so ``kernel_size`` must be given.
     """
 
     op: str
@@ -91,18 +110,17 @@ class BlockSpec:
             if not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name}: expected an integer, got {getattr(self, name)!r}")
         _check_positive("input_size", self.input_size, allow_zero=True)
-        items = self.options.items() if isinstance(self.options, Mapping) else self.options
-        options = tuple(sorted((str(k), v) for k, v in items))
-        for name, value in options:
-            if not name.isidentifier():
-                raise ValueError(f"options: {name!r} is not a valid option name")
-            _check_option(f"options.{name}", value)
-        if len({name for name, _ in options}) != len(options):
-            raise ValueError(f"options: duplicate names in {[name for name, _ in options]}")
-        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "options", normalize_options(self.options))
+        if self.option("padding") == "valid":
+            kernel = self.option("kernel_size")
+            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
+                raise ValueError(f"options.kernel_size: a block with padding 'valid' must give a positive integer "
+                                 f"kernel_size, got {kernel!r}")
 
     @property
     def output_size(self) -> int:
+        if self.option("padding") == "valid":
+            return (self.input_size - self.option("kernel_size")) // self.stride + 1
         return conv_output_size(self.input_size, self.stride)
 
     def op_options(self) -> dict[str, OptionValue]:
@@ -133,6 +151,35 @@ class ClassifierSpec:
 
 
 @dataclass(frozen=True)
+class NetworkPart:
+    """One named part of a network, a row of ``nas show``'s table: ``path`` is its submodule in the
+    compiled network (``model.get_submodule(path)``), ``blocks`` how many IR records it holds."""
+
+    label: str
+    path: str
+    input_size: int
+    out_channels: int
+    blocks: int
+
+
+def check_block_chain(blocks: list[tuple[str, BlockSpec]], channels: int, size: int) -> tuple[int, int]:
+    """Check that each of ``blocks`` (path, block) takes the previous one's output; return the last output shape."""
+    for path, block in blocks:
+        if block.in_channels != channels:
+            raise ValueError(f"{path}.in_channels: expected {channels} (the previous block's "
+                             f"out_channels), got {block.in_channels}")
+        if block.input_size != size:
+            raise ValueError(f"{path}.input_size: expected {size}, got {block.input_size}")
+        channels, size = block.out_channels, block.output_size
+    return channels, size
+
+
+def as_block_tuple(value: BlockSpec | tuple[BlockSpec, ...]) -> tuple[BlockSpec, ...]:
+    """A single ``BlockSpec`` (or a list) as a tuple of blocks."""
+    return (value,) if isinstance(value, BlockSpec) else tuple(value)
+
+
+@dataclass(frozen=True)
 class ChainNet:
     """Stem blocks, stages of blocks, head blocks and a classifier, at ``resolution``.
 
@@ -141,6 +188,7 @@ class ChainNet:
     either and stored as a one-block tuple.
     """
 
+    kind: ClassVar[IRKind] = "chain"
     stem: tuple[BlockSpec, ...]
     stages: tuple[tuple[BlockSpec, ...], ...]
     head: tuple[BlockSpec, ...]
@@ -151,8 +199,7 @@ class ChainNet:
 
     def __post_init__(self) -> None:
         for part in ("stem", "head"):
-            if isinstance(getattr(self, part), BlockSpec):
-                object.__setattr__(self, part, (getattr(self, part),))
+            object.__setattr__(self, part, as_block_tuple(getattr(self, part)))
         _check_positive("resolution", self.resolution)
         _check_positive("bn_eps", self.bn_eps)
         _check_positive("bn_momentum", self.bn_momentum)
@@ -162,14 +209,7 @@ class ChainNet:
             raise ValueError("stages: need at least one stage, each with at least one block")
         if self.stem[0].in_channels != 3:
             raise ValueError(f"stem[0].in_channels: expected 3 (RGB), got {self.stem[0].in_channels}")
-        channels, size = 3, self.resolution
-        for path, block in self.all_blocks():
-            if block.in_channels != channels:
-                raise ValueError(f"{path}.in_channels: expected {channels} (the previous block's "
-                                 f"out_channels), got {block.in_channels}")
-            if block.input_size != size:
-                raise ValueError(f"{path}.input_size: expected {size}, got {block.input_size}")
-            channels, size = block.out_channels, block.output_size
+        channels, _ = check_block_chain(self.all_blocks(), 3, self.resolution)
         if self.classifier.in_features != channels:
             raise ValueError(f"classifier.in_features: expected {channels}, got {self.classifier.in_features}")
 
@@ -195,162 +235,12 @@ class ChainNet:
     def num_classes(self) -> int:
         return self.classifier.num_classes
 
-
-@dataclass(frozen=True)
-class CellBlock:
-    """One NASNet block: two inputs, an op on each, and how the two results combine.
-
-    Input indices follow the TF reference (``nasnet_utils.py``): 0 = h_i (the previous cell's
-    output), 1 = h_{i-1} (the one before), 2 + k = the output of block k of this cell.
-    """
-
-    input_a: int
-    op_a: str
-    input_b: int
-    op_b: str
-    combine: Combine = "add"
-
-    def __post_init__(self) -> None:
-        for name in ("input_a", "input_b"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: must be a non-negative int, got {value!r}")
-        for name in ("op_a", "op_b"):  # resolved against the op registry when compiled
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"{name}: must be a non-empty op name, got {getattr(self, name)!r}")
-        _check_literal("combine", self.combine, COMBINES)
-
-
-@dataclass(frozen=True)
-class CellTopology:
-    """The blocks of one cell and which hidden states are concatenated into its output."""
-
-    blocks: tuple[CellBlock, ...]
-    concat: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not self.blocks:
-            raise ValueError("blocks: a cell needs at least one block")
-        for k, block in enumerate(self.blocks):
-            for name in ("input_a", "input_b"):
-                if getattr(block, name) >= k + 2:
-                    raise ValueError(
-                        f"blocks[{k}].{name}: index {getattr(block, name)} out of range; "
-                        f"block {k} may read states 0..{k + 1}"
-                    )
-        if not self.concat:
-            raise ValueError("concat: the cell output needs at least one state")
-        for j, index in enumerate(self.concat):
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.blocks) + 2:
-                raise ValueError(f"concat[{j}]: index {index!r} out of range 0..{len(self.blocks) + 1}")
-        if len(set(self.concat)) != len(self.concat):
-            raise ValueError(f"concat: duplicate state indices {list(self.concat)}")
-
-    def read_states(self) -> set[int]:
-        """States a block reads or the output concatenates; the others need no layers."""
-        return {i for block in self.blocks for i in (block.input_a, block.input_b)} | set(self.concat)
-
-    def unused_blocks(self) -> tuple[int, ...]:
-        """State indices of blocks no later block reads (the paper's output rule, §3)."""
-        used = {i for block in self.blocks for i in (block.input_a, block.input_b)}
-        return tuple(2 + k for k in range(len(self.blocks)) if 2 + k not in used)
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """One placed cell: its topology, filter count and the shapes of its two inputs.
-
-    ``input_index`` / ``prev_index`` index the network's list of states (0 = stem output,
-    k = output of cell k-1). ``prev_index`` None means the cell has no h_{i-1} and reuses its
-    raw input, as the reference does for the first cell after the stem.
-    """
-
-    topology: CellTopology
-    reduction: bool
-    filters: int
-    input_index: int
-    prev_index: int | None
-    in_channels: int
-    prev_channels: int
-    input_size: int
-    prev_size: int
-    drop_path: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("filters", "in_channels", "prev_channels", "input_size", "prev_size"):
-            _check_positive(name, getattr(self, name))
-        _check_probability("drop_path", self.drop_path)
-        if self.prev_size not in (self.input_size, 2 * self.input_size, 2 * self.input_size - 1):
-            raise ValueError(
-                f"prev_size: {self.prev_size} cannot be matched to input_size {self.input_size} "
-                "by at most one stride-2 reduction"
-            )
-
-    @property
-    def output_size(self) -> int:
-        return conv_output_size(self.input_size, 2 if self.reduction else 1)
-
-    def state_channels(self) -> list[int]:
-        """Channels of every hidden state: h_i, h_{i-1} (after matching), then the blocks."""
-        prev = self.prev_channels if self.prev_index is None else self.filters
-        channels = [self.filters, prev]
-        for block in self.topology.blocks:
-            channels.append(2 * self.filters if block.combine == "concat" else self.filters)
-        return channels
-
-    @property
-    def out_channels(self) -> int:
-        states = self.state_channels()
-        # Inputs that reach the output are matched to ``filters`` (TF ``_combine_unused_states``).
-        return sum(self.filters if i < 2 else states[i] for i in self.topology.concat)
-
-
-@dataclass(frozen=True)
-class CellNet:
-    """A NASNet-style network: a stem and a sequence of normal and reduction cells.
-
-    ``num_cells`` is N (normal cells per stack) and ``penultimate_filters`` is F in the paper's
-    "N @ F" notation (filters of the last cell's output for NASNet-A = 24 x base filters).
-    """
-
-    stem: StemKind
-    stem_channels: int
-    cells: tuple[CellSpec, ...]
-    num_cells: int
-    penultimate_filters: int
-    resolution: int
-    num_classes: int
-    dropout: float = 0.0
-    aux_head_after: int | None = None
-    bn_eps: float = 1e-3
-    bn_momentum: float = 0.1
-
-    def __post_init__(self) -> None:
-        _check_literal("stem", self.stem, ("cifar", "imagenet"))
-        for name in ("stem_channels", "num_cells", "penultimate_filters", "resolution", "num_classes"):
-            _check_positive(name, getattr(self, name))
-        _check_probability("dropout", self.dropout)
-        if not self.cells:
-            raise ValueError("cells: need at least one cell")
-        stem_size = stem_output_size(self.stem, self.resolution)
-        channels, sizes = [self.stem_channels], [stem_size]
-        for i, cell in enumerate(self.cells):
-            path = f"cells[{i}]"
-            if cell.input_index != i:
-                raise ValueError(f"{path}.input_index: expected {i}, got {cell.input_index}")
-            if cell.prev_index is not None and not 0 <= cell.prev_index < i:
-                raise ValueError(f"{path}.prev_index: {cell.prev_index} out of range 0..{i - 1}")
-            prev = cell.input_index if cell.prev_index is None else cell.prev_index
-            expected = (channels[i], channels[prev], sizes[i], sizes[prev])
-            actual = (cell.in_channels, cell.prev_channels, cell.input_size, cell.prev_size)
-            for name, want, got in zip(("in_channels", "prev_channels", "input_size", "prev_size"), expected, actual):
-                if want != got:
-                    raise ValueError(f"{path}.{name}: expected {want}, got {got}")
-            channels.append(cell.out_channels)
-            sizes.append(cell.output_size)
-        if self.aux_head_after is not None and not 0 <= self.aux_head_after < len(self.cells):
-            raise ValueError(f"aux_head_after: {self.aux_head_after} out of range 0..{len(self.cells) - 1}")
-
-    @property
-    def out_channels(self) -> int:
-        return self.cells[-1].out_channels
+    def parts(self) -> list[NetworkPart]:
+        """Stem, each stage, head (if any) and classifier, with their compiled modules' paths."""
+        parts = [NetworkPart("stem", "stem", self.stem[0].input_size, self.stem[-1].out_channels, len(self.stem))]
+        parts += [NetworkPart(f"stage {i + 1}", f"stages.{i}", stage[0].input_size, stage[-1].out_channels, len(stage))
+                  for i, stage in enumerate(self.stages)]
+        if self.head:
+            parts.append(NetworkPart("head", "head", self.head[0].input_size, self.head[-1].out_channels,
+                                     len(self.head)))
+        return parts + [NetworkPart("classifier", "classifier", 1, self.num_classes, 1)]

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nas import registry
-from nas.ir import Activation, BlockSpec, Gate
+from nas.ir import Activation, BlockSpec, Gate, Padding
 
 OpFactory = Callable[..., nn.Module]
 OPS = registry.ops
@@ -123,6 +123,9 @@ def activation(name: str, inplace: bool = True) -> nn.Module:
     if name == "identity":
         return nn.Identity()
     raise ValueError(f"unknown activation {name!r}")
+
+
+_make_activation = activation  # for factories whose option is named ``activation``, which hides this function
 
 
 def _bn(channels: int, bn_eps: float, bn_momentum: float) -> nn.BatchNorm2d:
@@ -235,6 +238,23 @@ def conv_bn_act(in_channels: int, out_channels: int, stride: int, *, kernel_size
     """Conv -> BN -> activation: stems, heads and 1x1 projections of the chain networks."""
     return ConvBnAct(in_channels, out_channels, _odd(kernel_size), stride, activation_name=activation,
                      bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+
+def conv_bn(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3, padding: Padding = "same",
+            bn_eps: float, bn_momentum: float) -> nn.Module:
+    """Conv -> BN, no activation: the stems of the cell networks. ``padding`` "valid" is NASNet's ImageNet
+    stem (TF ``conv0``, a 3x3 stride-2 VALID conv); the IR sizes a block by the same option."""
+    pad = 0 if padding == "valid" else (_odd(kernel_size) - 1) // 2
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=False),
+                         _bn(out_channels, bn_eps, bn_momentum))
+
+
+def activation_layer(in_channels: int, out_channels: int, stride: int, *, activation: Activation = "relu") -> nn.Module:
+    """An activation alone (registered as ``activation``): the head of NASNet, a ReLU before the pool (TF
+    ``_build_nasnet_base``). Not in place: the state it reads may be read elsewhere."""
+    if in_channels != out_channels or stride != 1:
+        raise ValueError(f"activation: keeps the shape; got {in_channels} -> {out_channels}, stride {stride}")
+    return _make_activation(activation, inplace=False)
 
 
 def mbconv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
@@ -355,10 +375,11 @@ def identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
     return ReluConvBn(in_channels, out_channels, stride, ((1, 1),), bn_eps=bn_eps, bn_momentum=bn_momentum)
 
 
-def factorized_reduce(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
+def factorized_reduce(in_channels: int, out_channels: int, stride: int, *, relu: bool = True, bn_eps: float,
                       bn_momentum: float) -> nn.Module:
-    """TF ``factorized_reduction`` with its leading ReLU."""
-    return FactorizedReduce(in_channels, out_channels, stride, True, bn_eps, bn_momentum)
+    """TF ``factorized_reduction``: with its leading ReLU where it reduces a cell input (``_reduce_prev_layer``),
+    without where it matches a cell input to the output (``relu`` false, ``_combine_unused_states``)."""
+    return FactorizedReduce(in_channels, out_channels, stride, relu, bn_eps, bn_momentum)
 
 
 def _relu_conv_bn(kernels: tuple[tuple[int, int], ...], dilation: int = 1) -> OpFactory:
@@ -391,3 +412,32 @@ dil_conv_3x3 = _relu_conv_bn(((3, 3),), dilation=2)
 sep_conv_3x3, sep_conv_5x5, sep_conv_7x7 = (_separable(k) for k in (3, 5, 7))
 max_pool_3x3, max_pool_5x5, max_pool_7x7 = (_pool("max", k) for k in (3, 5, 7))
 avg_pool_3x3 = _pool("avg", 3)
+
+
+class ResNetBasicBlock(nn.Module):
+    """NAS-Bench-201's residual block between stages (arXiv 2001.00326 §2.1; ``ResNetBasicblock`` of its code):
+    ReLU-conv3x3-BN (strided), ReLU-conv3x3-BN, plus a shortcut: 2x2 average pool then 1x1 conv when it
+    reduces, ReLU-conv1x1-BN when only the width changes. The pool rounds up (``ceil_mode``), so odd
+    sizes follow the IR's rule; even ones (the reference's) are unchanged."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_eps: float, bn_momentum: float) -> None:
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        self.conv_a = ReluConvBn(in_channels, out_channels, stride, ((3, 3),), **norm)
+        self.conv_b = ReluConvBn(out_channels, out_channels, 1, ((3, 3),), **norm)
+        if stride != 1:
+            self.shortcut: nn.Module = nn.Sequential(nn.AvgPool2d(2, stride, ceil_mode=True),
+                                                     nn.Conv2d(in_channels, out_channels, 1, bias=False))
+        elif in_channels != out_channels:
+            self.shortcut = ReluConvBn(in_channels, out_channels, 1, ((1, 1),), **norm)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+def resnet_basic_block(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
+                       bn_momentum: float) -> nn.Module:
+    """NAS-Bench-201's residual block (``ResNetBasicBlock``)."""
+    return ResNetBasicBlock(in_channels, out_channels, stride, bn_eps, bn_momentum)

@@ -1,4 +1,4 @@
-"""Pictures of architectures (dispatched on the IR type) and of a search's history.
+"""Pictures of architectures (dispatched on the IR's ``kind``) and of a search's history.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which renders to
 files without pyplot, so importing this module selects no backend and touches no global state.
@@ -14,46 +14,85 @@ from typing import Any
 import networkx as nx
 from matplotlib.figure import Figure
 
+from nas.cell_ir import CellGraph, CellNet, Network
 from nas.files import atomic_write_bytes
-from nas.ir import CellNet, CellTopology, ChainNet
+from nas.ir import ChainNet, IRKind
 
 _COLORS = {"input": "#9ecae1", "block": "#fdd0a2", "output": "#a1d99b"}
 
 
-def cell_graph(topology: CellTopology) -> nx.DiGraph:
-    """The cell as a DiGraph: nodes h_i, h_{i-1}, b0..b4, out; edges carry the op name."""
-    names = ["h_i", "h_{i-1}"] + [f"b{k}" for k in range(len(topology.blocks))]
-    graph = nx.DiGraph()
-    graph.add_nodes_from(names[:2], kind="input")
-    for k, block in enumerate(topology.blocks):
-        graph.add_node(names[k + 2], kind="block", combine=block.combine)
-        for source, op in ((block.input_a, block.op_a), (block.input_b, block.op_b)):
-            if graph.has_edge(names[source], names[k + 2]):  # both inputs from one state
-                graph.edges[names[source], names[k + 2]]["op"] += f" + {op}"
+def state_names(graph: CellGraph) -> list[str]:
+    """Input k is h_{i-k} (NASNet's h_i, h_{i-1}: the previous cell's output, the one before), node k is bk."""
+    inputs = ["h_i"] + [f"h_{{i-{k}}}" for k in range(1, graph.num_inputs)]
+    return inputs + [f"b{k}" for k in range(len(graph.nodes))]
+
+
+def cell_graph(graph: CellGraph) -> nx.DiGraph:
+    """The cell as a DiGraph: inputs, nodes and "out"; an edge carries its op name (several edges between the
+    same two states are joined with " + "), an edge into "out" the output's combine ("concat" or "add")."""
+    names = state_names(graph)
+    result = nx.DiGraph()
+    result.add_nodes_from(names[:graph.num_inputs], kind="input")
+    for k, node in enumerate(graph.nodes):
+        name = names[graph.num_inputs + k]
+        result.add_node(name, kind="block", combine=node.combine)
+        for edge in node.inputs:
+            if result.has_edge(names[edge.source], name):  # several edges from one state
+                result.edges[names[edge.source], name]["op"] += f" + {edge.op}"
             else:
-                graph.add_edge(names[source], names[k + 2], op=op)
-    graph.add_node("out", kind="output")
-    for index in topology.concat:
-        graph.add_edge(names[index], "out", op="concat")
-    return graph
+                result.add_edge(names[edge.source], name, op=edge.op, output=False)
+    result.add_node("out", kind="output")
+    for index in graph.output:
+        result.add_edge(names[index], "out", op=graph.output_combine, output=True)
+    return result
 
 
-def cell_types(ir: CellNet) -> list[tuple[str, CellTopology]]:
-    """The distinct kinds of cell in a network, normal first: ``[("normal", topology), ("reduction", ...)]``."""
-    found: dict[str, CellTopology] = {}
+def cell_types(ir: CellNet) -> list[tuple[str, CellGraph]]:
+    """The distinct cells of a network, normal first: ``[("normal", graph), ("reduction", graph)]``; a kind
+    with several distinct graphs numbers them ("normal 2", ...)."""
+    found: dict[str, list[CellGraph]] = {}
     for cell in ir.cells:
-        found.setdefault("reduction" if cell.reduction else "normal", cell.topology)
-    return sorted(found.items(), key=lambda item: item[0] != "normal")
+        graphs = found.setdefault("reduction" if cell.reduction else "normal", [])
+        if cell.graph not in graphs:
+            graphs.append(cell.graph)
+    return [(kind if j == 0 else f"{kind} {j + 1}", graph)
+            for kind in sorted(found, key=lambda kind: kind != "normal") for j, graph in enumerate(found[kind])]
 
 
-def plot_architecture(ir: ChainNet | CellNet, path: str | Path, title: str = "") -> None:
+def _plot_cell_net(ir: CellNet, path: str | Path, title: str = "") -> None:
+    plot_cells([(f"{kind} cell", graph) for kind, graph in cell_types(ir)], path)
+
+
+def _cell_pictures(ir: CellNet, directory: Path, title: str) -> list[Path]:
+    paths = []
+    for kind, graph in cell_types(ir):
+        paths.append(directory / f"{kind.replace(' ', '-')}.png")
+        plot_cells([(f"{kind} cell", graph)], paths[-1])
+    return paths
+
+
+def _chain_pictures(ir: ChainNet, directory: Path, title: str) -> list[Path]:
+    plot_chain(ir, directory / "architecture.png", title)
+    return [directory / "architecture.png"]
+
+
+def plot_architecture(ir: Network, path: str | Path, title: str = "") -> None:
     """One PNG of any IR: the cells side by side for a ``CellNet``, the block widths for a ``ChainNet``."""
-    if isinstance(ir, ChainNet):
-        plot_chain(ir, path, title)
-    elif isinstance(ir, CellNet):
-        plot_cells([(f"{kind} cell", topology) for kind, topology in cell_types(ir)], path)
-    else:
-        raise TypeError(f"plot_architecture() takes a ChainNet or CellNet, got {type(ir).__name__}")
+    _picture_functions(ir)[0](ir, path, title)
+
+
+def architecture_pictures(ir: Network, directory: str | Path, title: str = "") -> list[Path]:
+    """The pictures of a search's best architecture in ``directory``: one PNG per distinct cell of a ``CellNet``
+    (``normal.png``, ``reduction.png``), ``architecture.png`` for a ``ChainNet``; returns their paths."""
+    return _picture_functions(ir)[1](ir, Path(directory), title)
+
+
+def _picture_functions(ir: Network) -> tuple[Any, Any]:
+    functions = _PICTURES.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
+    if functions is None:
+        raise TypeError(f"plot_architecture() takes an IR of kind {sorted(_PICTURES)} (ChainNet, CellNet), "
+                        f"got {type(ir).__name__}")
+    return functions
 
 
 def _save(figure: Figure, path: str | Path) -> None:
@@ -69,9 +108,9 @@ def _layers(graph: nx.DiGraph) -> None:
         graph.nodes[node]["layer"] = 0 if not preds else 1 + max(graph.nodes[p]["layer"] for p in preds)
 
 
-def draw_cell(topology: CellTopology, axis: Any, title: str) -> None:
+def draw_cell(cell: CellGraph, axis: Any, title: str) -> None:
     """Draw one cell on ``axis``: states left to right by depth, ops on the edges."""
-    graph = cell_graph(topology)
+    graph = cell_graph(cell)
     _layers(graph)
     position = nx.multipartite_layout(graph, subset_key="layer")
     colors = [_COLORS[graph.nodes[n]["kind"]] for n in graph.nodes]
@@ -79,26 +118,26 @@ def draw_cell(topology: CellTopology, axis: Any, title: str) -> None:
               for n in graph.nodes}
     nx.draw_networkx_nodes(graph, position, ax=axis, node_color=colors, node_size=1400, edgecolors="#444444")
     nx.draw_networkx_labels(graph, position, labels=labels, ax=axis, font_size=7)
-    op_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["op"] != "concat"]
-    concat_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["op"] == "concat"]
+    op_edges = [(u, v) for u, v, d in graph.edges(data=True) if not d["output"]]
+    concat_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["output"]]
     nx.draw_networkx_edges(graph, position, edgelist=op_edges, ax=axis, arrows=True, arrowsize=12,
                            node_size=1400, connectionstyle="arc3,rad=0.08")
-    # Concatenation into the output is dashed and curved, so a skipped-over state stays visible.
+    # Edges into the output are dashed and curved, so a skipped-over state stays visible.
     nx.draw_networkx_edges(graph, position, edgelist=concat_edges, ax=axis, arrows=True, arrowsize=10,
                            node_size=1400, style="dashed", edge_color="#2ca25f", connectionstyle="arc3,rad=0.25")
-    edge_labels = {(u, v): d["op"] for u, v, d in graph.edges(data=True) if d["op"] != "concat"}
+    edge_labels = {(u, v): d["op"] for u, v, d in graph.edges(data=True) if not d["output"]}
     nx.draw_networkx_edge_labels(graph, position, edge_labels=edge_labels, ax=axis, font_size=6,
                                  label_pos=0.6, bbox={"alpha": 0.7, "color": "white"})
     axis.set_title(title)
     axis.axis("off")
 
 
-def plot_cells(cells: Sequence[tuple[str, CellTopology]], path: str | Path) -> None:
-    """One PNG with every ``(title, topology)`` side by side."""
+def plot_cells(cells: Sequence[tuple[str, CellGraph]], path: str | Path) -> None:
+    """One PNG with every ``(title, graph)`` side by side."""
     figure = Figure(figsize=(8 * len(cells), 6))
     axes = figure.subplots(1, len(cells), squeeze=False)
-    for axis, (title, topology) in zip(axes[0], cells):
-        draw_cell(topology, axis, title)
+    for axis, (title, graph) in zip(axes[0], cells):
+        draw_cell(graph, axis, title)
     figure.tight_layout()
     _save(figure, path)
 
@@ -122,6 +161,11 @@ def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
     axis.legend()
     figure.tight_layout()
     _save(figure, path)
+
+
+# How each kind of IR (``ir.kind``) is pictured: (one PNG of the network, a search's pictures of its best).
+_PICTURES: dict[IRKind, tuple[Any, Any]] = {"chain": (plot_chain, _chain_pictures),
+                                            "cell": (_plot_cell_net, _cell_pictures)}
 
 
 def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:

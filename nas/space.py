@@ -17,7 +17,7 @@ from typing import Any, Hashable, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from nas import registry
-from nas.ir import CellNet, ChainNet
+from nas.cell_ir import Network
 from nas.registry import Registry
 
 Choice = Hashable
@@ -72,7 +72,7 @@ class SearchSpace(Protocol[G]):
 
     def encode(self, genotype: G) -> dict[str, Choice]: ...
 
-    def lower(self, genotype: G, **macro: Any) -> ChainNet | CellNet: ...
+    def lower(self, genotype: G, **macro: Any) -> Network: ...
 
     def presets(self) -> dict[str, G]: ...
 

@@ -30,11 +30,12 @@ import pytest
 import torch
 from torch import nn
 
+from nas.cell_ir import CellNet
 from nas.compile import compile as compile_ir
 from nas.controller import Controller, Result, Trial
 from nas.cost import build_on_meta, count_params
 from nas.evaluator import Evaluator
-from nas.ir import BlockSpec, CellNet, ChainNet, ClassifierSpec
+from nas.ir import BlockSpec, ChainNet, ClassifierSpec
 from nas.ops import build_op, declared_options, option_types
 from nas.serialization import from_dict, genotype_json
 from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision, sample_choices

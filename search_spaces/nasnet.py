@@ -4,6 +4,10 @@ A genotype is a normal and a reduction cell (B = 5 blocks each: two inputs, two 
 add or concat) plus the macro configuration of the TF-slim reference (``nasnet.py``): N normal
 cells per stack, F filters in the penultimate layer ("N @ F"), a CIFAR or an ImageNet stem.
 The search decisions are the paper's 2 x 5B = 50 softmax choices (§3).
+
+``CellBlock``/``CellTopology`` are the genotype's cells (their JSON is the genotype file's);
+``lower`` turns each into the general cell IR (``CellTopology.graph``, ``nas.cell_ir``) and places
+it with its inputs' preprocessing and output matching as the reference does (``_Builder``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from nas import registry
-from nas.ir import CellBlock, CellNet, CellSpec, CellTopology, stem_output_size
+from nas.cell_ir import CellEdge, CellGraph, CellInput, CellNet, CellNode, CellSpec
+from nas.ir import COMBINES, BlockSpec, ClassifierSpec, Combine
 from nas.space import Decision, check_choices
 from nas.space_base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
 
@@ -25,7 +30,6 @@ NASNET_OPS: tuple[str, ...] = (
     "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
     "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
 )
-COMBINES = ("add", "concat")
 FILTER_MULTIPLE = 24  # F = 24 x the first stack's filters (NASNet-A)
 
 # The valid range of every numeric field of a genotype, in one place. ``__post_init__`` checks
@@ -54,6 +58,73 @@ BOUNDS: Mapping[str, Bound] = MappingProxyType({
     "drop_path_keep_prob": Bound(0.0, 1.0, integer=False, low_open=True),
     "bn_eps": BN_EPS,
 })
+
+
+@dataclass(frozen=True)
+class CellBlock:
+    """One NASNet block: two inputs, an op on each, and how the two results combine.
+
+    Input indices follow the TF reference (``nasnet_utils.py``): 0 = h_i (the previous cell's
+    output), 1 = h_{i-1} (the one before), 2 + k = the output of block k of this cell.
+    """
+
+    input_a: int
+    op_a: str
+    input_b: int
+    op_b: str
+    combine: Combine = "add"
+
+    def __post_init__(self) -> None:
+        for name in ("input_a", "input_b"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: must be a non-negative int, got {value!r}")
+        for name in ("op_a", "op_b"):  # resolved against the op registry when compiled
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}: must be a non-empty op name, got {getattr(self, name)!r}")
+        if self.combine not in COMBINES:
+            raise ValueError(f"combine: {self.combine!r} is not valid; valid: {list(COMBINES)}")
+
+
+@dataclass(frozen=True)
+class CellTopology:
+    """The blocks of one cell and which hidden states are concatenated into its output."""
+
+    blocks: tuple[CellBlock, ...]
+    concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ValueError("blocks: a cell needs at least one block")
+        for k, block in enumerate(self.blocks):
+            for name in ("input_a", "input_b"):
+                if getattr(block, name) >= k + 2:
+                    raise ValueError(
+                        f"blocks[{k}].{name}: index {getattr(block, name)} out of range; "
+                        f"block {k} may read states 0..{k + 1}"
+                    )
+        if not self.concat:
+            raise ValueError("concat: the cell output needs at least one state")
+        for j, index in enumerate(self.concat):
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.blocks) + 2:
+                raise ValueError(f"concat[{j}]: index {index!r} out of range 0..{len(self.blocks) + 1}")
+        if len(set(self.concat)) != len(self.concat):
+            raise ValueError(f"concat: duplicate state indices {list(self.concat)}")
+
+    def read_states(self) -> set[int]:
+        """States a block reads or the output concatenates; the others need no layers."""
+        return {i for block in self.blocks for i in (block.input_a, block.input_b)} | set(self.concat)
+
+    def unused_blocks(self) -> tuple[int, ...]:
+        """State indices of blocks no later block reads (the paper's output rule, §3)."""
+        used = {i for block in self.blocks for i in (block.input_a, block.input_b)}
+        return tuple(2 + k for k in range(len(self.blocks)) if 2 + k not in used)
+
+    def graph(self) -> CellGraph:
+        """The cell as the IR's DAG: two inputs, one node per block with its two edges, the concat as output."""
+        nodes = tuple(CellNode((CellEdge(b.input_a, b.op_a), CellEdge(b.input_b, b.op_b)), b.combine)
+                      for b in self.blocks)
+        return CellGraph(2, nodes, self.concat, "concat")
 
 
 @dataclass(frozen=True)
@@ -129,23 +200,50 @@ PRESETS: dict[str, NasNetGenotype] = {
 class _Builder:
     """Places cells exactly as TF ``_build_nasnet_base`` does, tracking shapes as it goes."""
 
-    def __init__(self, genotype: NasNetGenotype, stem_channels: int, resolution: int, total_cells: int) -> None:
+    def __init__(self, genotype: NasNetGenotype, stem: BlockSpec, total_cells: int) -> None:
         self.genotype, self.total_cells = genotype, total_cells
-        self.channels, self.sizes = [stem_channels], [stem_output_size(genotype.stem, resolution)]
+        self.channels, self.sizes = [stem.out_channels], [stem.output_size]
         self.cells: list[CellSpec] = []
 
     def add(self, topology: CellTopology, reduction: bool, filters: int, prev: int | None) -> int:
         i = len(self.cells)
-        source = i if prev is None else prev
-        keep = self.genotype.drop_path_keep_prob
         # ScheduledDropPath, depth part: keep = 1 - (cell + 1) / total * (1 - keep) (App. A.5, "v3").
-        drop = (i + 1) / self.total_cells * (1 - keep)
-        spec = CellSpec(topology, reduction, filters, i, prev, self.channels[i], self.channels[source],
-                        self.sizes[i], self.sizes[source], drop)
+        drop = (i + 1) / self.total_cells * (1 - self.genotype.drop_path_keep_prob)
+        inputs = (self._input(i, filters), self._prev_input(i, prev, filters))
+        spec = CellSpec(topology.graph(), reduction, filters, inputs, _matches(topology, inputs, reduction, filters),
+                        drop)
         self.cells.append(spec)
         self.channels.append(spec.out_channels)
         self.sizes.append(spec.output_size)
         return i + 1  # index of the new state
+
+    def _input(self, state: int, filters: int) -> CellInput:
+        """h_i: the previous cell's output through ReLU-conv1x1-BN (TF ``cell_base``'s 1x1)."""
+        channels, size = self.channels[state], self.sizes[state]
+        return CellInput(state, channels, size, BlockSpec("conv_1x1", channels, filters, 1, size))
+
+    def _prev_input(self, i: int, prev: int | None, filters: int) -> CellInput:
+        """h_{i-1} matched to h_i (TF ``_reduce_prev_layer``); without one (the first cell after the stem),
+        the reference reuses the raw input."""
+        state = i if prev is None else prev
+        channels, size = self.channels[state], self.sizes[state]
+        if prev is None or (size == self.sizes[i] and channels == filters):
+            return CellInput(state, channels, size)
+        if size != self.sizes[i]:
+            return CellInput(state, channels, size, BlockSpec("factorized_reduce", channels, filters, 2, size))
+        return CellInput(state, channels, size, BlockSpec("conv_1x1", channels, filters, 1, size))
+
+
+def _matches(topology: CellTopology, inputs: tuple[CellInput, ...], reduction: bool,
+             filters: int) -> tuple[BlockSpec | None, ...]:
+    """Cell inputs in the output are matched in size and width by FactorizedReduce without its ReLU (TF
+    ``_combine_unused_states``); nothing to match gives ``()``."""
+    size, stride = inputs[0].output_size, 2 if reduction else 1
+    matches = tuple(
+        BlockSpec("factorized_reduce", inputs[index].out_channels, filters, stride, size, {"relu": False})
+        if index < 2 and (reduction or inputs[index].out_channels != filters) else None
+        for index in topology.concat)
+    return matches if any(match is not None for match in matches) else ()
 
 
 class NasNetSpace(SpaceBase[NasNetGenotype]):
@@ -217,8 +315,11 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
         genotype = replace(genotype, **{k: v for k, v in overrides.items() if v is not None})  # re-validated
         n, filters, imagenet = genotype.num_cells, genotype.filters, genotype.stem == "imagenet"
         stem_channels = int((32 if imagenet else filters) * genotype.stem_multiplier)
+        # TF ``conv0``: ImageNet's stem is a 3x3 stride-2 VALID conv, CIFAR's a 3x3 'same' conv.
+        stem = BlockSpec("conv_bn", 3, stem_channels, 2 if imagenet else 1, genotype.resolution,
+                         {"kernel_size": 3, "padding": "valid" if imagenet else "same"})
         total_cells = 3 * n + 2 + (2 if imagenet else 0)
-        build = _Builder(genotype, stem_channels, genotype.resolution, total_cells)
+        build = _Builder(genotype, stem, total_cells)
         outputs: list[int | None] = [None, 0]  # TF ``cell_outputs``; state 0 is the stem conv
         if imagenet:  # two reduction "stem cells" at 1/4 and 1/2 of the filters
             for scaling in (0.25, 0.5):
@@ -239,9 +340,9 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
         if aux_head and build.sizes[aux_state + 1] < 5:
             raise ValueError(f"aux_head: needs a feature map of at least 5x5 at cell {aux_state}, "
                              f"got {build.sizes[aux_state + 1]}x{build.sizes[aux_state + 1]}")
+        channels, size = build.channels[-1], build.sizes[-1]
         return CellNet(
-            stem=genotype.stem, stem_channels=stem_channels, cells=tuple(build.cells), num_cells=n,
-            penultimate_filters=genotype.penultimate_filters, resolution=genotype.resolution,
-            num_classes=num_classes, dropout=genotype.dropout,
-            aux_head_after=aux_state if aux_head else None, bn_eps=genotype.bn_eps,
+            stem=(stem,), cells=tuple(build.cells), head=(BlockSpec("activation", channels, channels, 1, size),),
+            classifier=ClassifierSpec(channels, num_classes, dropout=genotype.dropout),
+            resolution=genotype.resolution, aux_head_after=aux_state if aux_head else None, bn_eps=genotype.bn_eps,
         )

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from nas.files import atomic_write_text
-from nas.ir import CellNet
 from nas.journal import Journal, Record
 from nas.loop import SearchStats
 from nas.objective import Objective
-from nas.plotting import cell_types, plot_architecture, plot_cells, plot_history, plot_pareto
+from nas.plotting import architecture_pictures, plot_history, plot_pareto
 from nas.search.final import Pair, final_best
 from nas.space import Describable, SearchSpace
 
@@ -47,11 +46,7 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
     if best is not None:
         atomic_write_text(out / "best.json", json.dumps(best.genotype, indent=2) + "\n")
         ir = space.lower(space.genotype_from_dict(best.genotype["genotype"]))
-        if isinstance(ir, CellNet):
-            for kind, topology in cell_types(ir):
-                plot_cells([(f"{kind} cell", topology)], out / f"{kind}.png")
-        else:
-            plot_architecture(ir, out / "architecture.png", title=f"best of {settings['space']}")
+        architecture_pictures(ir, out, title=f"best of {settings['space']}")
     shown = ("accuracy", "params", "macs", "memory_access", "seconds")
     extra = [metric for metric in (objective.metrics if objective is not None else ()) if metric not in shown]
     text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space), extra)

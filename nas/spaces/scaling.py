@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.ir import CellNet, ChainNet
+from nas.cell_ir import Network
 from nas.scaling import (
     MAX_MULTIPLIER,
     compound_constraint,
@@ -69,7 +69,7 @@ class CompoundScalingSpace:
         if not isinstance(base_space, Scalable):
             raise ValueError(f"base: space {base_space.name!r} cannot be compound-scaled: it defines no "
                              "scale(genotype, *, width, depth, resolution) (see nas.scaling)")
-        if not isinstance(base_space.lower(base_genotype), ChainNet):
+        if base_space.lower(base_genotype).kind != "chain":
             raise ValueError(f"base: space {base_space.name!r} does not lower to a chain network")
         self.base_space, self.base_genotype = base_space, base_genotype
         self.step, self.high = step, high
@@ -109,7 +109,7 @@ class CompoundScalingSpace:
                               depth=multipliers.depth, resolution=multipliers.resolution)
 
     def lower(self, genotype: CompoundPoint, *, num_classes: int = 1000, resolution: int | None = None,
-              **macro: Any) -> ChainNet | CellNet:
+              **macro: Any) -> Network:
         """The base scaled by ``genotype`` at phi = 1; a given ``resolution`` (the proxy's) is multiplied by gamma."""
         if resolution is not None:
             macro["resolution"] = scale_resolution(resolution, genotype.gamma)

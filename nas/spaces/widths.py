@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.ir import CellNet, ChainNet
+from nas.cell_ir import Network
 from nas.space import Choice, Decision, Prunable, SearchSpace, check_choices, mutate_one_decision
 
 DEFAULT_GRANULARITY = 8  # channels: the multiple MobileNet widths round to (``make_divisible``)
@@ -68,7 +68,7 @@ class WidthSpace:
             raise ValueError("genotype: not the starting network with other widths")
         return widths
 
-    def lower(self, genotype: Any, **macro: Any) -> ChainNet | CellNet:
+    def lower(self, genotype: Any, **macro: Any) -> Network:
         return self.base.lower(genotype, **macro)
 
     def presets(self) -> dict[str, Any]:

@@ -13,10 +13,9 @@ import evaluators
 from evaluators import Evaluator, ProxyEvaluator, load_dataset
 from evaluators import proxy as proxy_module
 from evaluators.datasets import DatasetSplits
-from nas.ir import CellBlock, CellTopology
 from nas.seeds import trial_seeds
 from nas.space import get, sample_choices
-from search_spaces.nasnet import NasNetGenotype
+from search_spaces.nasnet import CellBlock, CellTopology, NasNetGenotype
 
 # A cheap cell: 3x3 separable convs, pools and identities (NASNet op names, TF input indices).
 CHEAP = CellTopology((

@@ -14,9 +14,9 @@ from search_spaces.nasnet import NASNET_OPS
 
 class TestRegisteredOps(OpContract):
     # Ops that keep their width, and blocks that only widen (a concatenating unit, a dense layer).
-    channels_by_op = {name: ((12, 12),) for name in ("channel_shuffle", "pool", "bn_act")} | {
+    channels_by_op = {name: ((12, 12),) for name in ("channel_shuffle", "pool", "bn_act", "activation")} | {
         name: ((12, 24),) for name in ("shufflenet_v1_unit", "dense_layer", "dual_path_block")}
-    stride_one_only = frozenset({"channel_shuffle", "bn_act"})
+    stride_one_only = frozenset({"channel_shuffle", "bn_act", "activation"})
     option_examples = {
         "dual_path_block": {"residual_channels": 6, "bottleneck_channels": 8, "groups": 2},
         "channel_shuffle": {"groups": 3}, "pool": {"kernel_size": 5},

@@ -61,9 +61,11 @@ def test_macro_layout_of_the_reference():
     assert large.cells[-1].filters == 672 and large.out_channels == 4032
     # skip_reduction_layer_input: the cell after a reduction reads the cell *before* the reduction's input
     first_after = kinds.index("R", 2) + 1
-    assert large.cells[first_after].prev_index == first_after - 2
+    assert large.cells[first_after].inputs[1].state == first_after - 2
     cifar = SPACE.lower(nas.presets()["nasnet-a-cifar"], num_classes=10)
-    assert cifar.stem_channels == 96 and cifar.cells[0].prev_index is None
+    # the first cell has no h_{i-1}: it reuses its raw input (the stem's output, state 0)
+    assert cifar.stem[0].out_channels == 96 and [x.state for x in cifar.cells[0].inputs] == [0, 0]
+    assert cifar.cells[0].inputs[1].preprocess is None
     assert [c.output_size for c in cifar.cells][-1] == 8 and cifar.out_channels == 768
 
 
@@ -94,11 +96,11 @@ def test_scheduled_drop_path_rates_grow_with_depth():
 
 
 def test_cell_graph():
-    graph = cell_graph(NASNET_A_NORMAL)
+    graph = cell_graph(NASNET_A_NORMAL.graph())
     assert isinstance(graph, nx.DiGraph) and nx.is_directed_acyclic_graph(graph)
     assert set(graph.predecessors("out")) == {"h_{i-1}", "b0", "b1", "b2", "b3", "b4"}
     assert graph.edges["h_i", "b4"]["op"] == "sep_conv_3x3 + identity"
-    reduction = cell_graph(NASNET_A_REDUCTION)
+    reduction = cell_graph(NASNET_A_REDUCTION.graph())
     assert set(reduction.predecessors("out")) == {"b1", "b2", "b3", "b4"}
     assert reduction.edges["b1", "b3"]["op"] == "identity"
 
