@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -86,7 +87,7 @@ class RayBackend:
         if self.address is not None:
             _check_reachable(self.address)
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0
-        import ray
+        import ray  # lazy: Ray only when a run uses it
 
         began = time.perf_counter()
         self._started_here = self._connect(ray) or self._started_here
@@ -95,7 +96,7 @@ class RayBackend:
     def close(self) -> None:
         """Shut down the local Ray this backend started, if any."""
         if self._started_here:
-            import ray
+            import ray  # lazy: Ray only when a run uses it
 
             ray.shutdown()
             self._started_here = False
@@ -113,9 +114,9 @@ class RayBackend:
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
         """Evaluate the driver's trials on Ray until it is done; a fault of the driver's own is raised after."""
-        import ray
-        from ray import tune
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        import ray  # lazy: Ray only when a run uses it
+        from ray import tune  # lazy: Ray only when a run uses it
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # lazy: Ray only when a run uses it
 
         if not ray.is_initialized():  # not checked (or closed) before: connect now
             self.check(job)
@@ -190,7 +191,7 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
     holds the evaluation's metrics. Metrics travel as JSON text, so Tune neither flattens nor
     alters them (floats survive JSON exactly).
     """
-    from ray import tune
+    from ray import tune  # lazy: Ray only when a run uses it
 
     if os.path.isdir(config.get("nas_cwd") or ""):  # Tune runs a trial in its own folder; paths are the driver's
         os.chdir(config["nas_cwd"])
@@ -232,7 +233,7 @@ def _score(job: EvaluationJob, metrics: Mapping[str, Any]) -> float:
 
 
 def _searcher_base() -> type:
-    from ray.tune.search import Searcher
+    from ray.tune.search import Searcher  # lazy: Ray only when a run uses it
 
     return Searcher
 
@@ -332,13 +333,13 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
 
 
 def _callback_base() -> type:
-    from ray import tune
+    from ray import tune  # lazy: Ray only when a run uses it
 
     return tune.Callback
 
 
 def _stopper_base() -> type:
-    from ray import tune
+    from ray import tune  # lazy: Ray only when a run uses it
 
     return tune.Stopper
 
@@ -387,8 +388,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
     ``auto``, ``local`` and ``ray://`` (Ray Client) addresses are left to Ray.
     """
-    import socket
-
     host, colon, port = address.rpartition(":")
     if address in ("auto", "local") or "://" in address or not colon or not port.isdigit():
         return

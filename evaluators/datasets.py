@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from evaluators.dataset_checks import DEFAULT_DATA_DIR, check_class_folders
@@ -71,7 +72,7 @@ def digits(*, data_dir: str | Path | None = None, download: bool = False, resolu
            seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
            augment: bool = True) -> DatasetSplits:
     """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images, nothing downloaded."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn only for the digits
 
     bunch = load_digits()
     grey = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
@@ -134,7 +135,7 @@ def _transforms(geometry: list[Any], mean: tuple[float, ...], std: tuple[float, 
                 crop: int | None = None, grey: bool = False) -> tuple[object, object]:
     """``(train, evaluation)``: ``geometry`` (the resizing), for training a random ``crop`` (padded
     by 1/8) and a flip, then a tensor normalised with ``mean`` and ``std`` (grey: repeated to 3 channels)."""
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # lazy: torchvision only for the image data sets
 
     tail = [T.ToTensor(), T.Normalize(mean, std)] + ([T.Lambda(_three_channels)] if grey else [])
     random = [T.RandomCrop(crop, padding=crop // 8)] if crop else []
@@ -165,8 +166,8 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
 
     ``augment`` adds random crops and flips to the training split (NASNet App. A.1).
     """
-    from torchvision import transforms as T
-    from torchvision.datasets import CIFAR10
+    from torchvision import transforms as T  # lazy: torchvision only for the image data sets
+    from torchvision.datasets import CIFAR10  # lazy: torchvision only for the image data sets
 
     resolution, fraction = resolution or DEFAULT_RESOLUTION["cifar10"], validation_fraction
 
@@ -217,7 +218,7 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
       them, then repeated to the three channels every stem takes. Other folders, mixed ones too,
       are read as RGB (palette and RGBA converted), normalised with the ImageNet mean and std.
     """
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # lazy: torchvision only for the image data sets
 
     fraction = validation_fraction
     check_imagefolder(data_dir, download)
@@ -268,7 +269,7 @@ def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> 
 def _grey_statistics(dataset: Any, pool: np.ndarray, geometry: list[Any]) -> tuple[tuple[float], tuple[float]]:
     """Mean and std of the pixels of up to ``GREY_STATISTICS_IMAGES`` images of ``pool`` (a fixed sample),
     as the networks see them (after ``geometry``)."""
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # lazy: torchvision only for the image data sets
 
     rng = np.random.default_rng(TEST_SPLIT_SEED)
     sample = np.sort(rng.choice(pool, size=min(len(pool), GREY_STATISTICS_IMAGES), replace=False))
@@ -289,8 +290,6 @@ def _load_image(path: str, mode: str, resolution: int) -> Any:
     (``draft``), so large photos cost a fraction of a full decode. 16-bit grey (modes I;16, I) is
     scaled to 8 bits, where PIL's ``convert`` would clip everything above 255 to white.
     """
-    from PIL import Image
-
     with open(path, "rb") as file, Image.open(file) as image:
         image.draft(mode, (resolution, resolution))
         if image.mode == "I" or image.mode.startswith("I;16"):
@@ -319,8 +318,6 @@ def image_problem(path: str | Path) -> str | None:
 
 def _read_image(path: str | Path) -> tuple[str | None, tuple[int, int, bool] | None]:
     """``(image_problem(path), None)``, or ``(None, (width, height, grey))`` from the header."""
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             header = (*image.size, image.getbands()[0] in GREY_BANDS)
@@ -356,7 +353,7 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
     ``samples``, ``imgs`` and ``targets`` stay consistent after the filtering; ``image_headers`` maps
     each readable file to its ``(width, height, grey)``.
     """
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # lazy: torchvision only for the image data sets
 
     where = repr(str(folder))
     check_class_folders(folder, None if like is None else list(like.classes))  # the layout, before any image is read

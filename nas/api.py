@@ -24,8 +24,8 @@ from nas.serialization import FORMAT_VERSION, check_depth, genotype_json, read_j
 from nas.space import SearchSpace
 
 if TYPE_CHECKING:  # torch is imported where a network is built: resolving and checking a spec needs none
-    import torch
-    from torch import nn
+    import torch  # lazy: specs resolve and check without torch
+    from torch import nn  # lazy: specs resolve and check without torch
 
 MODEL_FORMAT = "nas-model"
 # 2**30 weights = 4 GiB of float32: EfficientNet-L2 (480M) fits, and so does NASNet-A Large with
@@ -132,8 +132,8 @@ def lower(spec: Any, num_classes: int = 1000, **macro: Any) -> Network:
 
 def check_size(ir: Network, limit: int = MAX_PARAMETERS) -> None:
     """``ValueError`` if the network of ``ir`` has more than ``limit`` weights (counted on the meta device)."""
-    from nas.compile import compile as compile_ir
-    from nas.cost import build_on_meta, count_params
+    from nas.compile import compile as compile_ir  # lazy: specs resolve and check without torch
+    from nas.cost import build_on_meta, count_params  # lazy: specs resolve and check without torch
 
     params = count_params(build_on_meta(lambda: compile_ir(ir)))
     if params > limit:
@@ -143,7 +143,7 @@ def check_size(ir: Network, limit: int = MAX_PARAMETERS) -> None:
 
 def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **macro: Any) -> nn.Module:
     """An ordinary ``nn.Module`` for ``spec``, freshly initialised (``seed`` makes it repeatable)."""
-    from nas.compile import compile as compile_ir
+    from nas.compile import compile as compile_ir  # lazy: specs resolve and check without torch
 
     return compile_ir(lower(spec, num_classes, **macro), seed=seed)
 
@@ -153,8 +153,8 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
     and a per-stage table."""
     resolved = resolve(spec)  # a bad spec is refused before torch is imported
     ir = resolved.space.lower(resolved.genotype, num_classes=num_classes, **macro)
-    from nas.compile import compile as compile_ir
-    from nas.cost import build_on_meta, count_cost, count_params
+    from nas.compile import compile as compile_ir  # lazy: specs resolve and check without torch
+    from nas.cost import build_on_meta, count_cost, count_params  # lazy: specs resolve and check without torch
 
     model = build_on_meta(lambda: compile_ir(ir))
     macs, by_module, memory_access = count_cost(model, ir.resolution)
@@ -167,7 +167,7 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
 
 def _stage_rows(ir: Network, model: nn.Module, macs: dict[str, int]) -> list[dict[str, Any]]:
     """One row per named part of the network (``ir.parts()``), its parameters and MACs from the built ``model``."""
-    from nas.cost import count_params
+    from nas.cost import count_params  # lazy: specs resolve and check without torch
 
     return [{"stage": part.label, "blocks": part.blocks, "input_size": part.input_size,
              "out_channels": part.out_channels, "params": count_params(model.get_submodule(part.path)),
@@ -181,7 +181,7 @@ def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,
     ``lowering`` are the ``space.lower`` overrides the module was built with (``nas train --set``,
     its resolution); ``load_model`` builds the same network from them.
     """
-    import torch
+    import torch  # lazy: specs resolve and check without torch
 
     payload = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": resolve(spec).to_json(),
                "num_classes": num_classes, "state_dict": module.state_dict()}
@@ -192,7 +192,7 @@ def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """The module saved by ``save_model``/``nas materialize --out FILE.pt``, weights loaded."""
-    import torch
+    import torch  # lazy: specs resolve and check without torch
 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

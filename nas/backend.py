@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from nas import registry
+from nas.loop import run_sequential
 
 if TYPE_CHECKING:
     from nas.loop import Driver, Reward
@@ -183,8 +184,6 @@ class LocalBackend:
         """Nothing to let go of."""
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
-        from nas.loop import run_sequential
-
         evaluate = job.evaluation()
         with intra_op_threads(job.threads):
             run_sequential(driver, evaluate)
@@ -193,7 +192,7 @@ class LocalBackend:
 @contextlib.contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run the evaluations with ``count`` intra-op threads, restoring the caller's setting after."""
-    import torch
+    import torch  # lazy: settings are validated with the backend, without torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(count)

@@ -16,19 +16,22 @@ from torch import nn
 
 from nas.cell_ir import CellNet, CellSpec, Network
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, IRKind
-from nas.ops import DropPath, activation, build_op
+from nas.ops import CondensedLinear, DropPath, activation, build_op
 
 
 def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
     """Global-pooled features -> ``[Linear -> activation] -> Dropout -> Linear`` (``ClassifierSpec``)."""
+    inputs = spec.hidden_features or spec.in_features
+    last = (CondensedLinear(inputs, spec.num_classes, spec.kept_features) if spec.kept_features
+            else nn.Linear(inputs, spec.num_classes))
     if spec.hidden_features:
         return nn.Sequential(
             nn.Linear(spec.in_features, spec.hidden_features),
             activation(spec.hidden_activation),
             nn.Dropout(spec.dropout, inplace=True),
-            nn.Linear(spec.hidden_features, spec.num_classes),
+            last,
         )
-    return nn.Sequential(nn.Dropout(spec.dropout, inplace=True), nn.Linear(spec.in_features, spec.num_classes))
+    return nn.Sequential(nn.Dropout(spec.dropout, inplace=True), last)
 
 
 class ChainModule(nn.Module):

@@ -9,6 +9,7 @@ the ``meta`` device, so counting EfficientNet-B7 at 600 px takes milliseconds, n
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 
 import torch
@@ -58,8 +59,6 @@ def _is_meta(module: nn.Module) -> bool:
 
 
 def _to_meta(module: nn.Module) -> nn.Module:
-    import copy
-
     clone = copy.deepcopy(module) if not _is_meta(module) else module
     return clone.to("meta")
 

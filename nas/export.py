@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.api import save_model
+
 if TYPE_CHECKING:  # checking an output path must not wait for torch to import
-    from torch import nn
+    from torch import nn  # lazy: an output path is checked without torch
 
 FORMATS = (".pt", ".pt2", ".onnx")
 
@@ -49,9 +51,7 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
 def write_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int, resolution: int,
                 overwrite: bool = False) -> Path:
     """Write ``module`` in the format named by ``path``'s suffix (see ``FORMATS``)."""
-    import torch
-
-    from nas.api import save_model
+    import torch  # lazy: an output path is checked without torch
 
     path = check_output(path, overwrite)
     module.eval()

@@ -134,13 +134,18 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    """Global pooling then ``[Linear -> activation] -> Dropout -> Linear``."""
+    """Global pooling then ``[Linear -> activation] -> Dropout -> Linear``.
+
+    ``kept_features`` > 0: the last linear layer reads only that many of its inputs (CondenseNet's
+    condensed classifier, arXiv 1711.09224 §3.1; the reference conversion keeps half of them).
+    """
 
     in_features: int
     num_classes: int
     hidden_features: int = 0
     hidden_activation: Activation = "hardswish"
     dropout: float = 0.0
+    kept_features: int = 0
 
     def __post_init__(self) -> None:
         _check_positive("in_features", self.in_features)
@@ -148,6 +153,10 @@ class ClassifierSpec:
         _check_positive("hidden_features", self.hidden_features, allow_zero=True)
         _check_literal("hidden_activation", self.hidden_activation, ACTIVATIONS)
         _check_probability("dropout", self.dropout)
+        _check_positive("kept_features", self.kept_features, allow_zero=True)
+        last_inputs = self.hidden_features or self.in_features
+        if self.kept_features > last_inputs:
+            raise ValueError(f"kept_features: {self.kept_features} of the last layer's {last_inputs} inputs")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from nas import registry
 from nas.ir import Activation, BlockSpec, Gate, Padding
+from nas.serialization import decode_value
 
 OpFactory = Callable[..., nn.Module]
 OPS = registry.ops
@@ -67,8 +68,6 @@ def option_types(op: str | OpFactory) -> dict[str, Any]:
 
 def check_options(op: str | OpFactory, options: Mapping[str, Any], path: str = "options") -> None:
     """``ValueError`` naming the option unless ``options`` are declared by ``op`` and of its types."""
-    from nas.serialization import decode_value
-
     declared, types = declared_options(op), option_types(op)
     for name, value in options.items():
         if name not in declared:
@@ -441,3 +440,31 @@ def resnet_basic_block(in_channels: int, out_channels: int, stride: int, *, bn_e
                        bn_momentum: float) -> nn.Module:
     """NAS-Bench-201's residual block (``ResNetBasicBlock``)."""
     return ResNetBasicBlock(in_channels, out_channels, stride, bn_eps, bn_momentum)
+
+
+class CondensedLinear(nn.Module):
+    """A classifier reading only its most used inputs (reference ``CondensingLinear``): index select -> Linear."""
+
+    def __init__(self, in_features: int, out_features: int, kept: int, bias: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("index", torch.arange(kept) % in_features)
+        self.linear = nn.Linear(kept, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.index_select(1, self.index))
+
+    @classmethod
+    @torch.no_grad()
+    def from_linear(cls, layer: nn.Linear, keep: float) -> CondensedLinear:
+        """Keep the ``int(in * keep)`` inputs of largest L1 norm over the classes, in ascending order of it."""
+        kept = int(layer.in_features * keep)
+        if not 0 < kept <= layer.in_features:
+            raise ValueError(f"condense: classifier_keep {keep} keeps {kept} of {layer.in_features} inputs")
+        index = layer.weight.abs().sum(0).argsort(stable=True)[layer.in_features - kept:]
+        condensed = cls(layer.in_features, layer.out_features, kept, layer.bias is not None)
+        condensed.to(layer.weight.device, layer.weight.dtype)
+        condensed.index.copy_(index)
+        condensed.linear.weight.copy_(layer.weight[:, index])
+        if layer.bias is not None:
+            condensed.linear.bias.copy_(layer.bias)
+        return condensed

@@ -33,12 +33,13 @@ from torch import nn
 from nas.cell_ir import CellNet
 from nas.compile import compile as compile_ir
 from nas.controller import Controller, Result, Trial
-from nas.cost import build_on_meta, count_params
+from nas.cost import build_on_meta, count_macs, count_params
 from nas.evaluator import Evaluator
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec
 from nas.ops import build_op, declared_options, option_types
+from nas.scaling import scale_genotype
 from nas.serialization import from_dict, genotype_json
-from nas.space import Decision, SearchSpace, check_choices, mutate_one_decision, sample_choices
+from nas.space import Decision, Scalable, SearchSpace, check_choices, mutate_one_decision, sample_choices
 
 # ---------------------------------------------------------------------------------- a toy space
 
@@ -176,9 +177,6 @@ class SpaceContract:
         network, the result is a genotype of the space whose JSON round-trips, and the cost never
         falls when a multiplier grows (the grid's ``macs`` mode relies on it). A space without one
         is refused by ``scale_genotype`` with a clear error."""
-        from nas.cost import count_macs
-        from nas.scaling import scale_genotype
-        from nas.space import Scalable
 
         genotype = next(iter(space.presets().values()), None) or self._genotypes(space)[0]
         if not isinstance(space, Scalable):  # nas scale refuses it in one line, before anything is built

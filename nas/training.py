@@ -16,6 +16,7 @@ training bit for bit (``nas.train.fit``). Every value in it loads with ``weights
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -77,8 +78,6 @@ class WeightAverage:
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        import copy
-
         self.decay, self.updates = decay, 0
         self.model = copy.deepcopy(model).eval()
         for parameter in self.model.parameters():

@@ -10,7 +10,7 @@ inc_sec); CondenseNet-74 (C = G = 4) as ShichenLiu/CondenseNet (stages 4-6-8-10-
 
 from __future__ import annotations
 
-from search_spaces.blocks import (
+from search_spaces.blocks_genotype import (
     BlocksGenotype,
     BottleneckStage,
     DenseStage,
@@ -57,11 +57,11 @@ def dpn(small: bool, init: int, k_r: int, groups: int, depths: tuple[int, ...], 
 
 
 def condensenet(depths: tuple[int, ...], growths: tuple[int, ...], groups: int, condense_factor: int,
-                condensed: bool = False) -> BlocksGenotype:
+                condensed: bool = False, classifier_keep: float = 1.0) -> BlocksGenotype:
     stages = tuple(DenseStage(growth, depth, groups, condense_factor, 4, 1 if i == 0 else 2)
                    for i, (depth, growth) in enumerate(zip(depths, growths)))
     return BlocksGenotype(stages, stem_channels=2 * growths[0], stem_pool=False, stem_norm=False, head_norm="relu",
-                          condensed=condensed)
+                          condensed=condensed, classifier_keep=classifier_keep)
 
 
 PRESETS: dict[str, BlocksGenotype] = {
@@ -72,6 +72,8 @@ PRESETS: dict[str, BlocksGenotype] = {
     "dpn68": dpn(True, 10, 128, 32, (3, 4, 12, 3), (16, 32, 32, 64)),
     "dpn92": dpn(False, 64, 96, 32, (3, 4, 20, 3), (16, 32, 24, 128)),
     "condensenet-74": condensenet((4, 6, 8, 10, 8), (8, 16, 32, 64, 128), 4, 4),
-    # The deployment form: load the state dict of ``nas.condense(model)`` (without ``classifier_keep``).
-    "condensenet-74-condensed": condensenet((4, 6, 8, 10, 8), (8, 16, 32, 64, 128), 4, 4, condensed=True),
+    # The deployment form, as the reference converts it (4,773,944 parameters): load the state dict of
+    # ``nas.condense(model, classifier_keep=0.5)``.
+    "condensenet-74-condensed": condensenet((4, 6, 8, 10, 8), (8, 16, 32, 64, 128), 4, 4, condensed=True,
+                                            classifier_keep=0.5),
 }

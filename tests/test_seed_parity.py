@@ -149,9 +149,12 @@ def test_condensenet_74_after_condensing_is_the_papers_network():
     assert _reference_flops(model, 224) == 529_328_264
     macs = count_macs(model, 224)  # ours counts conv and linear multiply-adds only: 2.4% below
     assert round(macs / 1e6, 1) == 516.6
-    # The deployment preset (classifier not condensed) has the same layers, its classifier whole.
-    deployed = build_on_meta(lambda: nas.materialize("condensenet-74-condensed"))
-    assert count_params(deployed) == params + 1_032_000
+    # The deployment preset is that network: the same parameters, and it loads the condensed state dict.
+    deployed = nas.materialize("condensenet-74-condensed", seed=0).eval()
+    assert count_params(deployed) == params == 4_773_944
+    deployed.load_state_dict(model.state_dict())
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(deployed(images), model(images))
 
 
 def test_presets_are_listed_with_params_macs_and_memory_access(capsys, monkeypatch):

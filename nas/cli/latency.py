@@ -10,7 +10,9 @@ import argparse
 import json
 from typing import Any
 
+import nas
 from nas import registry
+from nas.api import check_size
 
 
 def add_latency_command(commands: Any, positive_int: Any) -> None:
@@ -30,10 +32,7 @@ def add_latency_command(commands: Any, positive_int: Any) -> None:
 def latency_report(spec: Any, *, resolution: int | None = None, batch_size: int = 1, threads: int = 1,
                    num_classes: int = 1000, device: str = "cpu", table: str | None = None) -> dict[str, Any]:
     """Measured (median, p10, p90) and predicted latency of ``spec`` with the device's fingerprint."""
-    import torch
-
-    import nas
-    from nas.api import check_size
+    import torch  # lazy: the command line parses and checks without torch
 
     try:
         torch.empty(1, device=device)

@@ -20,6 +20,7 @@ from rich.table import Table
 import nas
 from nas.cli.errors import UsageError, positive_int
 from nas.cli.scale import print_family
+from nas.export import check_output, write_model
 from nas.run import RunKind, kind_of
 from nas.scale.family import family_member
 
@@ -187,8 +188,6 @@ def _plot(spec: Any, path: str, num_classes: int) -> None:
 
 
 def cmd_materialize(args: argparse.Namespace) -> None:
-    from nas.export import check_output, write_model
-
     check_output(args.out, args.force)  # before building anything: a bad path writes nothing
     spec = resolved_spec(args)
     ir = nas.lower(spec, num_classes=args.num_classes)

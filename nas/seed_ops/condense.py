@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nas.ops import CondensedLinear
 from nas.seed_ops.shuffle import channel_shuffle, check_divisible
 from nas.training import ScheduledLayer
 
@@ -127,34 +128,6 @@ class CondensedConv(nn.Module):
         for group, inputs in enumerate(kept):
             # Grouped-conv output ``group * per_group + j`` is original output ``j * groups + group``.
             condensed.conv.weight[group * per_group:(group + 1) * per_group] = layer.conv.weight[group::groups][:, inputs]
-        return condensed
-
-
-class CondensedLinear(nn.Module):
-    """A classifier reading only its most used inputs (reference ``CondensingLinear``): index select -> Linear."""
-
-    def __init__(self, in_features: int, out_features: int, kept: int, bias: bool = True) -> None:
-        super().__init__()
-        self.register_buffer("index", torch.arange(kept) % in_features)
-        self.linear = nn.Linear(kept, out_features, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.index_select(1, self.index))
-
-    @classmethod
-    @torch.no_grad()
-    def from_linear(cls, layer: nn.Linear, keep: float) -> CondensedLinear:
-        """Keep the ``int(in * keep)`` inputs of largest L1 norm over the classes, in ascending order of it."""
-        kept = int(layer.in_features * keep)
-        if not 0 < kept <= layer.in_features:
-            raise ValueError(f"condense: classifier_keep {keep} keeps {kept} of {layer.in_features} inputs")
-        index = layer.weight.abs().sum(0).argsort(stable=True)[layer.in_features - kept:]
-        condensed = cls(layer.in_features, layer.out_features, kept, layer.bias is not None)
-        condensed.to(layer.weight.device, layer.weight.dtype)
-        condensed.index.copy_(index)
-        condensed.linear.weight.copy_(layer.weight[:, index])
-        if layer.bias is not None:
-            condensed.linear.bias.copy_(layer.bias)
         return condensed
 
 

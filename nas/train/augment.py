@@ -62,7 +62,7 @@ class TrainAugment:
                  ratio: tuple[float, float] = DEFAULT_CROP_RATIO, mirror: bool = True, randaugment_ops: int = 2,
                  randaugment_magnitude: int = 9,
                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
-        from torchvision.transforms import v2
+        from torchvision.transforms import v2  # lazy: torchvision only for the augmentation that needs it
 
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"crop scale: expected 0 < min <= max <= 1, got {scale}")
@@ -78,8 +78,8 @@ class TrainAugment:
         self.normalization = normalization
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms import RandomResizedCrop
-        from torchvision.transforms.v2 import functional as TF
+        from torchvision.transforms import RandomResizedCrop  # lazy: torchvision only for the augmentation that needs it
+        from torchvision.transforms.v2 import functional as TF  # lazy: torchvision only for the augmentation that needs it
 
         mean = std = None
         if self.randaugment is not None and self.normalization is not None:

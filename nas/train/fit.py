@@ -21,13 +21,20 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
+from tqdm import tqdm
 
+import nas
+from nas.api import MODEL_FORMAT
+from nas.compile import CellModule
+from nas.cost import build_on_meta, count_params
 from nas.data import DatasetSplits, iterate_batches, load_dataset
 from nas.files import atomic_torch_save, atomic_write_text
 from nas.seeds import split_seed, trial_seeds
+from nas.serialization import FORMAT_VERSION
+from nas.space import lower_keywords
 from nas.train.augment import DEFAULT_CROP_FRACTION, EvalView, TrainAugment, source_resolution
 from nas.train.settings import TrainSettings
-from nas.training import Diverged, Trainer, evaluate
+from nas.training import Diverged, Trainer, evaluate, recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +53,6 @@ class Network:
     label: str = ""
 
     def build(self, num_classes: int, seed: int) -> nn.Module:
-        import nas
-
         ir = nas.lower(self.genotype, num_classes=num_classes, **self.lowering)
         model = nas.compile(ir, seed=seed)
         if self.start is not None:
@@ -60,9 +65,6 @@ class Network:
 
 def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> Network:
     """A preset, genotype JSON, search run directory, or a ``.pt`` written by ``nas materialize``/``nas train``."""
-    import nas
-    from nas.space import lower_keywords
-
     start = None
     file_lowering: dict[str, Any] = {}
     path = Path(spec)
@@ -90,9 +92,6 @@ def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> 
 
 def count_network(network: Network, num_classes: int) -> int:
     """Parameters of ``network`` for ``num_classes``, counted on the meta device (``ValueError`` if too big)."""
-    import nas
-    from nas.cost import build_on_meta, count_params
-
     ir = nas.lower(network.genotype, num_classes=num_classes, **network.lowering)
     return count_params(build_on_meta(lambda: nas.compile(ir)))
 
@@ -157,7 +156,6 @@ def batches_of(dataset: Dataset, batch_size: int, generator: torch.Generator | N
 def with_progress(batches: Any, total: int, label: str, enabled: bool) -> Any:
     if not enabled:
         return batches
-    from tqdm import tqdm
 
     return tqdm(batches, total=total, desc=label, leave=False, disable=None, unit="batch")
 
@@ -216,8 +214,7 @@ class Trained:
 def train_network(out: Path, network: Network, data: TrainData, train_set: Dataset, settings: TrainSettings,
                   trial: int, echo: Callable[[str], None]) -> Trained:
     """Train ``network`` on ``train_set`` in ``out`` (resuming its checkpoint); write model, log, curves."""
-    from nas.compile import CellModule
-    from nas.plotting import plot_training
+    from nas.plotting import plot_training  # lazy: matplotlib only to draw curves.png
 
     out.mkdir(parents=True, exist_ok=True)
     epochs = settings.epochs
@@ -286,7 +283,6 @@ def precise_batchnorm(model: nn.Module, train_set: Dataset, settings: TrainSetti
     ("precise BN", Wu & Johnson, arXiv 2105.07576 §3): running averages with TF's momentum 0.01
     (MobileNetV3, EfficientNet) lag far behind the weights in a short training. Draws no global
     random numbers (its own generator), so it leaves the training's stream as it was."""
-    from nas.training import recalibrate_batchnorm
 
     if settings.precise_bn:
         recalibrate_batchnorm(model, train_set, settings.batch_size, settings.precise_bn, settings.device,
@@ -303,9 +299,6 @@ def train_augment(settings: TrainSettings, data: TrainData) -> TrainAugment:
 
 
 def atomic_model_save(path: Path, model: nn.Module, network: Network, num_classes: int) -> None:
-    from nas.api import MODEL_FORMAT
-    from nas.serialization import FORMAT_VERSION
-
     atomic_torch_save(path, {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": network.genotype,
                              "num_classes": num_classes, "state_dict": model.state_dict(),
                              "lowering": dict(network.lowering)})

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from nas.train.settings import BALANCES, DEFAULT_THRESHOLD
@@ -110,8 +111,7 @@ def load_unlabeled_folder(folder: str | Path, resolution: int,
     (equal statistics in every channel) read grey, others RGB; shorter side resized to
     ``resolution``, central square, normalised with ``normalization``. Unreadable files are skipped.
     """
-    from PIL import Image
-    from torchvision.transforms import functional as TF
+    from torchvision.transforms import functional as TF  # lazy: torchvision only to read a folder of unlabeled images
 
     root = Path(folder)
     if not root.is_dir():

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from nas.data import stratified_split
 from nas.files import atomic_write_text
 from nas.recipe import Recipe
 from nas.seeds import trial_seeds
@@ -29,9 +30,10 @@ from nas.train.fit import (
     with_progress,
     write_log,
 )
+from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
 from nas.train.noisy_student import load_unlabeled_folder, pseudo_label, teacher_probabilities
 from nas.train.settings import DEFAULT_LEARNING_RATE, TrainSettings
-from nas.training import Diverged, Trainer, evaluate
+from nas.training import Diverged, Trainer, evaluate, recalibrate_batchnorm
 
 FIXRES_FILE, NOISY_STUDENT_FILE = "fixres.json", "noisy_student.json"
 FIXRES_WEIGHT_DECAY = 1e-4  # the FixRes reference fine-tune: SGD, momentum 0.9, weight decay 1e-4
@@ -42,7 +44,6 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset,
     ``train_set``; resumes per resolution. The adapting BatchNorm layers' statistics are re-estimated
     at the end on ``precise_bn`` images at R_test: what the reference's 56 epochs at momentum 0.1
     converge to, which a short fine-tune at TF's momentum 0.01 would leave half-way."""
-    from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
 
     path = out / FIXRES_FILE
     document = json.loads(path.read_text()) if path.exists() else {"train_resolution": data.resolution, "rows": []}
@@ -77,8 +78,6 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset,
             except Diverged as error:
                 raise ValueError(f"FixRes at {r} px diverged ({error}); try a lower --fixres-learning-rate") from None
         if settings.precise_bn:
-            from nas.training import recalibrate_batchnorm
-
             recalibrate_batchnorm(model, train_set, settings.batch_size, settings.precise_bn, device,
                                   torch.Generator().manual_seed(seeds.data_order), view,
                                   within=[model.get_submodule(name) for name in parts.adapting])
@@ -103,8 +102,6 @@ def run_fixres(out: Path, trained: Trained, data: TrainData, train_set: Dataset,
 def noisy_student_data(data: TrainData, settings: TrainSettings) -> tuple[TensorDataset, torch.Tensor,
                                                                          torch.Tensor | None]:
     """``(labeled, unlabeled images, their hidden labels or None)``; ``ValueError`` for unusable ones."""
-    from nas.data import stratified_split
-
     splits = data.splits
     images, labels = tensors_of(splits.train)
     if settings.unlabeled_fraction is not None:

@@ -13,6 +13,10 @@ from collections.abc import Mapping
 
 import torch
 
+from nas.api import materialize
+from nas.cost import build_on_meta
+from nas.weights.torchvision import map_state_dict
+
 TIMM_TO_PRESET: dict[str, str] = {
     "seresnet50": "seresnet50", "seresnext50_32x4d": "seresnext50-32x4d", "dpn68": "dpn68", "dpn92": "dpn92",
 }
@@ -24,15 +28,11 @@ def from_timm(name: str, state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[
     The class count is read from timm's classifier (``fc`` or ``classifier``). Load the result with
     ``nas.materialize(preset, num_classes=...).load_state_dict(...)``.
     """
-    from nas.api import materialize
-    from nas.cost import build_on_meta
-    from nas.weights.torchvision import map_state_dict
-
     timm_name = next((t for t, ours in TIMM_TO_PRESET.items() if name in (t, ours)), None)
     if timm_name is None:
         raise ValueError(f"no timm model maps to {name!r}; valid: {sorted(set(TIMM_TO_PRESET) | set(TIMM_TO_PRESET.values()))}")
     try:
-        import timm
+        import timm  # lazy: timm is optional: only to read its layout
     except ImportError:
         raise ValueError("from_timm needs timm to read its layout: pip install timm") from None
     classifier_key = next((key for key in ("fc.weight", "classifier.weight") if key in state_dict), None)

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nas.api import materialize
+from nas.cost import build_on_meta
+
 TORCHVISION_TO_PRESET: dict[str, str] = {
     **{f"efficientnet_b{i}": f"efficientnet-b{i}" for i in range(8)},
     "mobilenet_v3_large": "mobilenetv3-large",
@@ -39,10 +42,7 @@ def from_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> Order
     count is read from the classifier. Load the result with
     ``nas.materialize(preset, num_classes=...).load_state_dict(...)``.
     """
-    import torchvision
-
-    from nas.api import materialize
-    from nas.cost import build_on_meta
+    import torchvision  # lazy: torchvision only to read its layout
 
     tv_name = _torchvision_name(name)
     # The class count is the row count of torchvision's last Linear ("classifier.1.weight" for

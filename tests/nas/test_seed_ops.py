@@ -160,7 +160,8 @@ def test_condensed_weights_load_into_the_deployment_preset_with_identical_output
     with torch.no_grad():
         before = model(x)
         nas.condense(model)
-        deployed = nas.materialize(replace(presets["condensenet-74-condensed"], resolution=32), num_classes=5).eval()
+        whole = replace(presets["condensenet-74-condensed"], resolution=32, classifier_keep=1.0)  # outputs unchanged
+        deployed = nas.materialize(whole, num_classes=5).eval()
         deployed.load_state_dict(model.state_dict())
         after = deployed(x)
     # Random N(0, 1) weights make the logits large (about 1e7); compare relative to them.
