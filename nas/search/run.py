@@ -25,7 +25,7 @@ from nas.objective import TABLE_LATENCY, Objective
 from nas.run import Loop, Run, RunKind, execute
 from nas.search.final import FINAL_STUDY_SUFFIX, Pair, run_final_stage
 from nas.search.settings import SearchSettings
-from nas.search.status import run_status
+from nas.search.status import BUDGET_KEY, run_status
 from nas.settings import check_data
 from nas.space import SearchSpace
 from nas.storage import study_names
@@ -97,6 +97,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         settings, parts = run.settings, run.parts
         assert run.journal is not None
         run.state = _open_final(run.out, settings, run.journal, self.study(settings) + FINAL_STUDY_SUFFIX)
+        run.journal.study.set_user_attr(BUDGET_KEY, settings.budget)  # where it stands: ``nas show``
         parts.controller = _resume_controller(settings, parts.space, parts.controller, run.journal)
         return Loop(parts.space, parts.controller, settings.budget, parts.objective,
                     annotate=None if parts.latency is None else parts.latency.evaluate)

@@ -18,6 +18,7 @@ from nas.lock import RunLock
 from nas.storage import JOURNAL_NAME, check_journal_file
 
 STATE_FILE = "controller.pt"
+BUDGET_KEY = "nas_budget"  # study attribute: the budget of the run's last invocation (it may grow)
 
 
 def run_status(out: Path, study_name: str) -> dict[str, Any] | None:
@@ -36,7 +37,7 @@ def run_status(out: Path, study_name: str) -> dict[str, Any] | None:
     started, pending = _handed_out(out, trials)
     running = sorted(trial for trial in pending if trial not in finished)
     holder = RunLock.holder(out)
-    budget = settings.get("budget") if isinstance(settings, dict) else None
+    budget = study.user_attrs.get(BUDGET_KEY)
     if holder is not None:
         state = f"running ({holder})"
     elif (out / "best.json").is_file() or (out / "report.md").is_file():
