@@ -16,8 +16,7 @@ its module only, so checking ``optuna:<SamplerName>`` while validating settings 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
     "CompoundGrid": "controllers.compound_grid",
@@ -28,15 +27,4 @@ _EXPORTS: dict[str, str] = {
     "ControllerPolicy": "controllers.reinforce", "Reinforce": "controllers.reinforce",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'controllers' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

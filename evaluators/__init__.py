@@ -12,8 +12,7 @@ The names below are imported on first use (PEP 562): loading a torch-free check 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
     "iterate_batches": "nas.data", "stratified_split": "nas.data", "DatasetSplits": "nas.data",
@@ -22,15 +21,4 @@ _EXPORTS: dict[str, str] = {
     "trial_seeds": "nas.seeds",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'evaluators' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -20,6 +20,8 @@ import sys
 import types
 from typing import Any
 
+from nas.lazy import exports
+
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Resolved", "load_genotype", "load_model", "lower", "materialize", "presets", "resolve",
                      "save_model", "space_of", "summarize"), "nas.api"),
@@ -37,18 +39,13 @@ __all__ = sorted([*_EXPORTS, "registry"])
 __version__ = "0.1.0"
 
 
+_exported, __dir__ = exports(__name__, {**_EXPORTS, "registry": "nas"})
+
+
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name == "registry":
+    if name == "registry":  # the module itself (imported here: ``nas.registry`` is then its attribute)
         return importlib.import_module("nas.registry")
-    raise AttributeError(f"module 'nas' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+    return _exported(name)
 
 
 class _Package(types.ModuleType):

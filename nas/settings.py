@@ -10,11 +10,13 @@ versions read (``IDENTITY_DEFAULTS``, ``RENAMED``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from nas import registry
+from nas.evaluator import Evaluator, make_evaluator
 from nas.registry import Registry
+from nas.space import SearchSpace
 
 MAX_SEED = 2**63 - 1  # journals store the seed as a 64-bit integer
 MAX_THREADS = 1024
@@ -47,6 +49,44 @@ class RunSettings:
         """The settings a resumed run must share."""
         values = asdict(self)  # type: ignore[call-overload]
         return {name: values[name] for name in self.IDENTITY}
+
+
+@dataclass(kw_only=True)
+class EvaluationSettings:
+    """The evaluator of a run that evaluates candidates, and the data it trains on (``nas search``,
+    ``nas scale``): ``evaluator_options`` are the evaluator's own (``epochs`` overrides its training
+    length), ``threads`` the intra-op threads of one evaluation (one: proxy networks are too small
+    to gain from more)."""
+
+    EVALUATION_TYPES: ClassVar[dict[str, Any]] = {
+        "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
+        "epochs": (int, type(None)), "seed": int, "threads": int, "evaluator_options": dict}
+
+    evaluator: str = "proxy"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    epochs: int | None = None
+    seed: int = 0
+    threads: int = 1
+    evaluator_options: dict[str, Any] = field(default_factory=dict)
+
+    def check_evaluation(self) -> None:
+        """``ValueError`` naming the first bad evaluation setting (registered names against the registries)."""
+        check_registered(self, {"evaluator": registry.evaluators, "dataset": registry.datasets})
+        check_counts(self, ("epochs", "threads"))
+        check_counts(self, ("threads",), high=MAX_THREADS)
+        check_seed(self.seed)
+        check_option_names(self, ("evaluator_options",))
+
+    def options_with(self, epochs: int | None) -> dict[str, Any]:
+        """The evaluator's options, ``epochs`` (if not None) overriding its training length."""
+        return {**self.evaluator_options, **({} if epochs is None else {"epochs": epochs})}
+
+    def build_evaluator(self, space: SearchSpace[Any], epochs: int | None) -> Evaluator[Any]:
+        """The registered evaluator of these settings for ``space`` (see ``options_with``)."""
+        return make_evaluator(self.evaluator, space, seed=self.seed, dataset=self.dataset, data_dir=self.data_dir,
+                              download=self.download, **self.options_with(epochs))
 
 
 def check_types(settings: Any, types: Mapping[str, Any]) -> None:

@@ -16,29 +16,19 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas import registry
 from nas.api import Resolved, resolve
 from nas.backend import BACKEND_TYPES, BackendSettings, EvaluationJob, check_backend_settings
 from nas.controller import Controller, make_controller
-from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, repeated
+from nas.evaluator import Evaluator, check_evaluator_options, repeated
 from nas.loop import SearchStats
 from nas.objective import MetricObjective
 from nas.run import Loop, Run, RunKind, execute
 from nas.scale.family import FAMILY_FILE, SCALE_STUDY, build_family, read_family, write_family
-from nas.settings import (
-    MAX_REPEATS,
-    MAX_THREADS,
-    RunSettings,
-    check_counts,
-    check_data,
-    check_option_names,
-    check_registered,
-    check_seed,
-)
+from nas.settings import MAX_REPEATS, EvaluationSettings, RunSettings, check_counts, check_data
 from nas.spaces.scaling import CONSTRAINT_MODES, CompoundScalingSpace
 
 TARGET = 2.0  # eq. 3: each unit of phi doubles the cost
@@ -49,7 +39,7 @@ _NUMBER = (float, int)
 
 
 @dataclass
-class ScaleSettings(BackendSettings, RunSettings):
+class ScaleSettings(BackendSettings, EvaluationSettings, RunSettings):
     """Everything ``nas scale`` takes (CLI flags or a YAML ``--config``).
 
     ``base`` is a preset name, a genotype JSON file or a search run directory; its space must be
@@ -60,10 +50,9 @@ class ScaleSettings(BackendSettings, RunSettings):
     """
 
     TYPES: ClassVar[dict[str, Any]] = {
-        "out": str, "base": str, "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
-        "epochs": _OPTIONAL_INT, "seed": int, "threads": int, "evaluator_options": dict, "repeats": int,
-        "grid_step": _NUMBER, "grid_high": _NUMBER, "tolerance": _NUMBER, "constraint": str, "budget": _OPTIONAL_INT,
-        "phi_max": int, **BACKEND_TYPES,
+        "out": str, "base": str, "repeats": int, "grid_step": _NUMBER, "grid_high": _NUMBER, "tolerance": _NUMBER,
+        "constraint": str, "budget": _OPTIONAL_INT, "phi_max": int, **BACKEND_TYPES,
+        **EvaluationSettings.EVALUATION_TYPES,
     }
     # Settings that define the grid and its evaluations; resuming with any of them changed is refused.
     IDENTITY: ClassVar[tuple[str, ...]] = (
@@ -74,14 +63,6 @@ class ScaleSettings(BackendSettings, RunSettings):
 
     out: str
     base: str = "efficientnet-b0"
-    evaluator: str = "proxy"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    epochs: int | None = None
-    seed: int = 0
-    threads: int = 1
-    evaluator_options: dict[str, Any] = field(default_factory=dict)
     repeats: int = 1
     grid_step: float = 0.05
     grid_high: float = 2.0
@@ -92,17 +73,14 @@ class ScaleSettings(BackendSettings, RunSettings):
 
     def check(self) -> None:
         """``ValueError`` naming the first bad setting."""
-        check_registered(self, {"evaluator": registry.evaluators, "dataset": registry.datasets})
+        self.check_evaluation()
         if self.constraint not in CONSTRAINT_MODES:
             raise ValueError(f"constraint: {self.constraint!r} is not a constraint; valid: {list(CONSTRAINT_MODES)}")
-        check_counts(self, ("budget", "epochs", "threads", "repeats", "phi_max"))
-        check_counts(self, ("threads",), high=MAX_THREADS)
+        check_counts(self, ("budget", "repeats", "phi_max"))
         check_counts(self, ("repeats",), high=MAX_REPEATS)
         check_counts(self, ("phi_max",), high=MAX_PHI)
         if not math.isfinite(self.tolerance) or self.tolerance < 0:
             raise ValueError(f"tolerance: must be a number >= 0, got {self.tolerance!r}")
-        check_seed(self.seed)
-        check_option_names(self, ("evaluator_options",))
         check_backend_settings(self)
         if self.early_stop is not None and self.repeats > 1:
             raise ValueError("early_stop: a point evaluated --repeats times has no single sequence of epochs to stop "
@@ -149,7 +127,7 @@ class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
     def check(self, settings: ScaleSettings) -> None:
         check_data(settings.dataset, settings.data_dir, settings.download)
         space = grid_space(settings, settings.resolve_base())
-        check_evaluator_options(settings.evaluator, space, _evaluator_options(settings))
+        check_evaluator_options(settings.evaluator, space, settings.options_with(settings.epochs))
 
     def build(self, settings: ScaleSettings) -> ScaleParts:
         base = settings.resolve_base()
@@ -212,13 +190,8 @@ def run_scale(settings: ScaleSettings, on_record: Any = None,
     return family, stats
 
 
-def _evaluator_options(settings: ScaleSettings) -> dict[str, Any]:
-    return {**settings.evaluator_options, **({} if settings.epochs is None else {"epochs": settings.epochs})}
-
-
 def _build_evaluator(settings: ScaleSettings, space: CompoundScalingSpace) -> Evaluator[Any]:
-    evaluator = make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
-                               data_dir=settings.data_dir, download=settings.download, **_evaluator_options(settings))
+    evaluator = settings.build_evaluator(space, settings.epochs)
     if settings.repeats > 1 and not evaluator.repeatable:
         raise ValueError(f"repeats: evaluator {settings.evaluator!r} cannot evaluate a point again with independent "
                          "seeds (it is not repeatable)")

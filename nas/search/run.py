@@ -69,11 +69,11 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
     def check(self, settings: SearchSettings) -> None:
         space = registry.spaces.get(settings.space)
         check_data(settings.dataset, settings.data_dir, settings.download)
-        check_evaluator_options(settings.evaluator, space, evaluator_options(settings, settings.epochs))
+        check_evaluator_options(settings.evaluator, space, settings.options_with(settings.epochs))
 
     def build(self, settings: SearchSettings) -> SearchParts:
         space = registry.spaces.get(settings.space)
-        evaluator = build_evaluator(settings, space, settings.epochs)
+        evaluator = settings.build_evaluator(space, settings.epochs)
         objective = settings.make_objective()
         latency = build_latency_evaluator(settings, space, evaluator, objective)
         check_objective_metrics(objective, evaluator, latency, settings.evaluator)
@@ -143,18 +143,6 @@ def run_search(settings: SearchSettings, on_record: Any = None,
     return best, stats
 
 
-def evaluator_options(settings: SearchSettings, epochs: int | None) -> dict[str, Any]:
-    """The evaluator's options; ``epochs`` (if not None) overrides its training length."""
-    return {**settings.evaluator_options, **({} if epochs is None else {"epochs": epochs})}
-
-
-def build_evaluator(settings: SearchSettings, space: SearchSpace[Any], epochs: int | None) -> Evaluator[Any]:
-    """The evaluator of ``settings``; ``epochs`` (if not None) overrides its training length."""
-    return make_evaluator(settings.evaluator, space, seed=settings.seed, dataset=settings.dataset,
-                          data_dir=settings.data_dir, download=settings.download,
-                          **evaluator_options(settings, epochs))
-
-
 def build_controller(settings: SearchSettings, space: SearchSpace[Any],
                      config: Mapping[str, Any] | None = None) -> Controller[Any]:
     """The controller of ``settings``, given the search budget so that its defaults suit it.
@@ -208,7 +196,7 @@ def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]
     The lookup-table latency is not part of it: the driver adds it (``Driver(annotate=...)``),
     since it describes the target device, not the worker's.
     """
-    evaluator = build_evaluator(settings, registry.spaces.get(settings.space), settings.epochs)
+    evaluator = settings.build_evaluator(registry.spaces.get(settings.space), settings.epochs)
     evaluator.prepare()
     return repeated(evaluator, settings.repeats)
 
@@ -246,7 +234,7 @@ def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evalu
     if not settings.final_top:
         return None
     try:
-        return build_evaluator(settings, space, settings.final_epochs or settings.epochs)
+        return settings.build_evaluator(space, settings.final_epochs or settings.epochs)
     except ValueError as error:
         raise ValueError(f"final_epochs: {error}" if settings.final_epochs else str(error)) from None
 

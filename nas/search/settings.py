@@ -11,12 +11,11 @@ from nas.controller import check_controller_name
 from nas.objective import DEFAULT_LATENCY_WEIGHT, TABLE_LATENCY, Objective, check_objective_name, make_objective
 from nas.settings import (
     MAX_REPEATS,
-    MAX_THREADS,
+    EvaluationSettings,
     RunSettings,
     check_counts,
     check_option_names,
     check_registered,
-    check_seed,
 )
 from nas.storage import check_storage
 
@@ -26,7 +25,7 @@ _OPTIONAL_INT = (int, type(None))
 
 
 @dataclass
-class SearchSettings(BackendSettings, RunSettings):
+class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
     """Everything ``nas search`` takes (CLI flags or a YAML ``--config``).
 
     ``evaluator_options`` holds the evaluator's options (for ``proxy``: epochs, batch size, the
@@ -53,12 +52,11 @@ class SearchSettings(BackendSettings, RunSettings):
     """
 
     TYPES: ClassVar[dict[str, Any]] = {
-        "out": str, "space": str, "controller": str, "evaluator": str, "budget": int, "dataset": str,
-        "data_dir": _OPTIONAL_STR, "download": bool, "epochs": _OPTIONAL_INT, "seed": int, "threads": int,
-        "storage": _OPTIONAL_STR, "study_name": _OPTIONAL_STR, "evaluator_options": dict,
-        "controller_options": dict, "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT,
+        "out": str, "space": str, "controller": str, "budget": int, "storage": _OPTIONAL_STR,
+        "study_name": _OPTIONAL_STR, "controller_options": dict, "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT,
         "final_repeats": int, "objective": str, "latency_target_ms": (float, int, type(None)),
         "latency_weight": (float, int), "latency_metric": str, "latency": dict, **BACKEND_TYPES,
+        **EvaluationSettings.EVALUATION_TYPES,
     }
     # Settings that define a search; resuming with any of them changed is refused. ``budget`` may
     # grow (continue a search), and data location, storage and threads may change.
@@ -75,17 +73,9 @@ class SearchSettings(BackendSettings, RunSettings):
     out: str
     space: str = "nasnet"
     controller: str = "reinforce"
-    evaluator: str = "proxy"
     budget: int = 20
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    epochs: int | None = None
-    seed: int = 0
-    threads: int = 1
     storage: str | None = None
     study_name: str | None = None
-    evaluator_options: dict[str, Any] = field(default_factory=dict)
     controller_options: dict[str, Any] = field(default_factory=dict)
     repeats: int = 1
     final_top: int = 0
@@ -100,17 +90,15 @@ class SearchSettings(BackendSettings, RunSettings):
     def check(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
         check_controller_name(self.controller)  # 'optuna:TPESampler' names the controller 'optuna' with a variant
-        check_registered(self, {"space": registry.spaces, "evaluator": registry.evaluators,
-                                "dataset": registry.datasets})
-        check_option_names(self, ("evaluator_options", "controller_options", "latency"))
-        check_counts(self, ("budget", "epochs", "threads", "repeats", "final_epochs", "final_repeats"))
-        check_counts(self, ("threads",), high=MAX_THREADS)
+        check_registered(self, {"space": registry.spaces})
+        self.check_evaluation()
+        check_option_names(self, ("controller_options", "latency"))
+        check_counts(self, ("budget", "repeats", "final_epochs", "final_repeats"))
         check_counts(self, ("repeats", "final_repeats"), high=MAX_REPEATS)
         if self.final_top < 0:
             raise ValueError(f"final_top: must be 0 (no final stage) or a positive integer, got {self.final_top}")
         if not self.final_top and (self.final_epochs is not None or self.final_repeats != DEFAULT_FINAL_REPEATS):
             raise ValueError("final_epochs / final_repeats: they set the final selection stage; add --final-top K")
-        check_seed(self.seed)
         if self.storage is not None:
             check_storage(self.storage)
         check_backend_settings(self)

@@ -140,7 +140,11 @@ class CompoundScalingSpace:
 def full_cost(space: SearchSpace[Any], genotype: Any, num_classes: int = COST_CLASSES) -> dict[str, int]:
     """Parameters and MACs of ``genotype`` built at full size (on the meta device: no memory)."""
     from nas.compile import compile as compile_ir  # lazy: the grid's space is built and checked without torch
-    from nas.cost import build_on_meta, count_macs, count_params  # lazy: the grid's space is built and checked without torch
+    from nas.cost import (  # lazy: the grid's space is built and checked without torch
+        build_on_meta,
+        count_macs,
+        count_params,
+    )
 
     ir = space.lower(genotype, num_classes=num_classes)
     model = build_on_meta(lambda: compile_ir(ir))

@@ -78,8 +78,12 @@ class TrainAugment:
         self.normalization = normalization
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms import RandomResizedCrop  # lazy: torchvision only for the augmentation that needs it
-        from torchvision.transforms.v2 import functional as TF  # lazy: torchvision only for the augmentation that needs it
+        from torchvision.transforms import (
+            RandomResizedCrop,  # lazy: torchvision only for the augmentation that needs it
+        )
+        from torchvision.transforms.v2 import (
+            functional as TF,  # lazy: torchvision only for the augmentation that needs it
+        )
 
         mean = std = None
         if self.randaugment is not None and self.normalization is not None:

@@ -60,7 +60,8 @@ def read_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            comment = lines[node.lineno - 1].partition("#")[2].strip()
+            comment = next((line.partition("#")[2].strip() for line in lines[node.lineno - 1:node.end_lineno]
+                            if "#" in line), "")
             targets = {resolve(name, modules) or name for name in names}
             for name in sorted(targets - {names[0]} if len(targets) > 1 else targets):
                 target = resolve(name, modules)
