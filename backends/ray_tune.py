@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nas.backend import EvaluationJob, intra_op_threads
+from nas.errors import first_line
 from nas.loop import evaluate_guarded
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class RayBackend:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
                 hint = ("; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token here "
                         "too" if self.address and os.environ.get("RAY_AUTH_MODE") != "token" else "")
-                raise ValueError(f"address: cannot start or join {where} ({_first_line(error)}){hint}") from None
+                raise ValueError(f"address: cannot start or join {where} ({first_line(error)}){hint}") from None
             started = True
         nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
         if not any(node.get("CPU", 0) >= self.cpus_per_trial and node.get("GPU", 0) >= self.gpus_per_trial
@@ -200,7 +201,7 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
         evaluate = job.evaluation()
     except Exception as error:  # noqa: BLE001  (this worker cannot evaluate anything: the driver stops the search)
         tune.report({EPOCH: 0, METRIC: math.nan, "nas_final": True, "nas_fatal": f"{type(error).__name__}: "
-                     f"{_first_line(error)}", "nas_metrics": "{}"})
+                     f"{first_line(error)}", "nas_metrics": "{}"})
         return
     context = dict(config.get("nas_context") or {})
     trial_id = int(config["nas_trial"])
@@ -399,6 +400,3 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                          "`ray start --head` and give its address") from None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -46,6 +46,7 @@ from nas.data import (  # noqa: F401  (re-exported: they were defined here)
     load_dataset,
     stratified_split,
 )
+from nas.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +181,9 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
     except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as error:
         # torchvision: "Dataset not found or corrupted" (md5 mismatch); the others: unreadable pickles
         raise ValueError(f"cifar10: the files in {str(folder)!r} are missing or corrupted "
-                         f"({_first_line(error)}); pass --download to fetch them again") from None
+                         f"({first_line(error)}); pass --download to fetch them again") from None
     except OSError as error:  # the download failed (no network: URLError), or root is not writable
-        raise ValueError(f"cifar10: could not fetch or read CIFAR-10 in {str(root)!r} ({_first_line(error)}); "
+        raise ValueError(f"cifar10: could not fetch or read CIFAR-10 in {str(root)!r} ({first_line(error)}); "
                          f"put {CIFAR10.base_folder}/ there by hand and drop --download") from None
     logger.info("cifar10: %d training and %d test images from %s", len(train_set), len(test_set), folder)
     resize = [T.Resize((resolution, resolution), antialias=True)] if resolution != 32 else []
@@ -328,7 +329,7 @@ def _read_image(path: str | Path) -> tuple[str | None, tuple[int, int, bool] | N
                 image.draft("RGB", (1, 1))  # JPEG: DCT scaling; a no-op for other formats
                 image.load()
     except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, struct.error ...)
-        return f"{type(error).__name__}: {_first_line(error)}", None
+        return f"{type(error).__name__}: {first_line(error)}", None
     return None, header
 
 
@@ -339,10 +340,6 @@ def _ends_with_jpeg_eoi(path: str | Path) -> bool:
         return file.read() == b"\xff\xd9"
 
 
-def _first_line(error: BaseException) -> str:
-    """The first line of an error's message (at most 300 characters), or its type's name."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _image_folder(folder: Path, like: Any = None) -> Any:
@@ -360,7 +357,7 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
     try:
         dataset = ImageFolder(str(folder), allow_empty=True)
     except OSError as error:
-        raise ValueError(f"imagefolder: cannot read {where} ({_first_line(error)})") from None
+        raise ValueError(f"imagefolder: cannot read {where} ({first_line(error)})") from None
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
     checked = {path: _read_image(path) for path, _ in dataset.samples}
     reasons = {path: why for path, (why, _) in checked.items() if why is not None}

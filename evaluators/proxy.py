@@ -27,13 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators.datasets import _first_line, iterate_batches, skipped_files
+from evaluators.datasets import iterate_batches, skipped_files
 from evaluators.proxy_options import ProxyOptions, proxy_reduction
 from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
 from nas.data import DatasetSplits, load_dataset
+from nas.errors import first_line
 from nas.evaluator import EvaluatorBase
 from nas.recipe import Recipe
 from nas.seeds import TrialSeeds, split_seed, trial_seeds
@@ -146,7 +147,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         try:
             torch.empty(1, device=self.device)
         except (RuntimeError, AssertionError) as error:
-            raise ValueError(f"device: {str(self.device)!r} is not usable here ({_first_line(error)})") from None
+            raise ValueError(f"device: {str(self.device)!r} is not usable here ({first_line(error)})") from None
         splits = self.splits
         self._check_sample(sample, splits.num_classes, self.macro())
 
@@ -155,7 +156,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             ir = self.space.lower(sample, num_classes=num_classes, **macro)
             build_on_meta(lambda: compile_ir(ir))
         except (ValueError, TypeError) as error:
-            raise ValueError(f"proxy settings {self.reduction}: {_first_line(error)}") from None
+            raise ValueError(f"proxy settings {self.reduction}: {first_line(error)}") from None
 
     def describe(self) -> dict[str, str]:
         """Facts for the run's report: the data each candidate trains and validates on, and the
@@ -214,10 +215,10 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         except CandidateFailure as failure:
             metrics["error"] = str(failure)
         except torch.OutOfMemoryError as error:
-            metrics["error"] = f"out of memory: {_first_line(error)}"
+            metrics["error"] = f"out of memory: {first_line(error)}"
         except Exception as error:  # noqa: BLE001  (any failure of a candidate is a result, not a crash)
             logger.debug("trial %d failed", trial_id, exc_info=True)
-            metrics["error"] = f"{type(error).__name__}: {_first_line(error)}"
+            metrics["error"] = f"{type(error).__name__}: {first_line(error)}"
         metrics["seconds"] = time.perf_counter() - started
         if "error" in metrics:
             metrics.pop("accuracy", None)
