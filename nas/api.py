@@ -37,7 +37,7 @@ MAX_PARAMETERS = 2**30
 class Resolved:
     """A spec resolved to its space and genotype (``name`` is the preset name, if any)."""
 
-    space: SearchSpace
+    space: SearchSpace[Any]
     genotype: Any
     name: str | None = None
 
@@ -53,7 +53,7 @@ def presets() -> dict[str, Any]:
     return dict(sorted(found.items()))
 
 
-def space_of(genotype: Any) -> SearchSpace:
+def space_of(genotype: Any) -> SearchSpace[Any]:
     """The registered space whose genotype class ``genotype`` is an instance of."""
     for name in space_registry.names():
         space = space_registry.get(name)

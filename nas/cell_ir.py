@@ -15,6 +15,8 @@ Errors are ``ValueError`` naming the bad field, e.g. ``nodes[2].inputs[0].source
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
@@ -26,6 +28,7 @@ from nas.ir import (
     Combine,
     IRKind,
     NetworkPart,
+    Options,
     OptionValue,
     _check_literal,
     _check_positive,
@@ -51,7 +54,7 @@ class CellEdge:
 
     source: int
     op: str
-    options: tuple[tuple[str, OptionValue], ...] = ()
+    options: Options | Mapping[str, OptionValue] = ()  # a mapping is stored as sorted pairs (Options)
 
     def __post_init__(self) -> None:
         if isinstance(self.source, bool) or not isinstance(self.source, int) or self.source < 0:
@@ -238,8 +241,9 @@ class CellSpec:
     def output_channels(self) -> list[int]:
         """Channels of each output state as the output combines it (after its matching block)."""
         channels = self.state_channels()
-        return [channels[index] if not self.output_match or self.output_match[j] is None
-                else self.output_match[j].out_channels for j, index in enumerate(self.graph.output)]
+        matches = self.output_match or (None,) * len(self.graph.output)
+        return [channels[index] if match is None else match.out_channels
+                for index, match in zip(self.graph.output, matches)]
 
     @property
     def out_channels(self) -> int:

@@ -11,6 +11,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -187,7 +189,7 @@ def build_blocks(name: str, blocks: tuple[BlockSpec, ...], norm: dict[str, float
 
 
 def _build_block(path: str, op: str, in_channels: int, out_channels: int, stride: int,
-                 options: dict[str, object], norm: dict[str, float]) -> nn.Module:
+                 options: Mapping[str, object], norm: dict[str, float]) -> nn.Module:
     """``build_op``, with the block's path in the error: op names are resolved here, at compile time."""
     try:
         return build_op(op, in_channels, out_channels, stride, options, **norm)

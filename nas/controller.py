@@ -126,7 +126,8 @@ def check_controller_name(name: str) -> None:
         return
     try:
         factory, _ = controller_factory(name)
-        factory.check_variant(variant)
+        if isinstance(factory, TakesVariant):  # controller_factory refused one that takes none
+            factory.check_variant(variant)
     except ValueError as error:
         message = str(error)
         raise ValueError(message if message.startswith("controller") else f"controller {name!r}: {message}") from None

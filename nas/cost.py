@@ -9,6 +9,7 @@ the ``meta`` device, so counting EfficientNet-B7 at 600 px takes milliseconds, n
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 import copy
 from collections.abc import Callable
 
@@ -81,12 +82,12 @@ def count_memory_access(module: nn.Module, resolution: int) -> int:
     return _count(module, resolution, memory=True)[2]
 
 
-class _MemoryAccess(TorchDispatchMode):
+class _MemoryAccess(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's dispatch mode is untyped
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.total = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
         returns, name = func._schema.returns, func.overloadpacket.__name__
         if name.startswith("empty") or name == "_unsafe_view":  # an allocation, or a view without alias info

@@ -29,9 +29,9 @@ class DatasetSplits:
     """Train, validation (held out from training data) and test splits of one dataset."""
 
     name: str
-    train: Dataset
-    validation: Dataset
-    test: Dataset | None
+    train: Dataset[Any]
+    validation: Dataset[Any]
+    test: Dataset[Any] | None
     num_classes: int
     resolution: int
     channels: int = 3
@@ -85,7 +85,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def iterate_batches(dataset: Dataset, batch_size: int, shuffle: bool = False,
+def iterate_batches(dataset: Dataset[Any], batch_size: int, shuffle: bool = False,
                     generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[Batch]:
     """``(images, labels)`` batches; in-memory ``TensorDataset``s are sliced without a DataLoader.
 

@@ -138,7 +138,8 @@ def export(diagnosis: Diagnosis, new_out: Path, space: SearchSpace[Any], files: 
     """
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
-    distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
+    distributions = {d.name: CategoricalDistribution(list(d.choices))  # type: ignore[arg-type]
+                     for d in space.decisions()}
     if new_out.exists():
         new_out.rmdir()  # empty, checked above; replaced by the finished export below
     partial = new_out.with_name(f".{new_out.name}.partial")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -37,11 +37,12 @@ from nas import registry
 from nas.space import SearchSpace
 
 G = TypeVar("G")
+G_in = TypeVar("G_in", contravariant=True)  # the genotype an evaluator takes
 Report = Callable[[dict[str, Any]], None]
 
 
 @runtime_checkable
-class Evaluator(Protocol[G]):
+class Evaluator(Protocol[G_in]):
     """What every evaluator implements; ``EvaluatorBase`` gives the optional parts their defaults.
 
     ``trial_id`` seeds the evaluation's random streams (with the evaluator's own ``seed``), so a
@@ -58,13 +59,13 @@ class Evaluator(Protocol[G]):
 
     def prepare_repeats(self, repeats: int) -> None: ...
 
-    def prepare_inputs(self, genotypes: Iterable[G], repeats: int = 1) -> None: ...
+    def prepare_inputs(self, genotypes: Iterable[G_in], repeats: int = 1) -> None: ...
 
     def describe(self) -> dict[str, str]: ...
 
     def metrics(self) -> tuple[str, ...] | None: ...
 
-    def evaluate(self, genotype: G, trial_id: int) -> dict[str, Any]: ...
+    def evaluate(self, genotype: G_in, trial_id: int) -> dict[str, Any]: ...
 
 
 class EvaluatorBase(Generic[G]):
@@ -172,20 +173,21 @@ def repeated(evaluator: Evaluator[Any], repeats: int, first: int = 0) -> Callabl
     return evaluate_repeated
 
 
-def combine(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+def combine(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The metrics of several evaluations of one candidate as one dict (see ``repeated``)."""
     combined: dict[str, Any] = {}
     for key in runs[0]:
         values = [run.get(key) for run in runs]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        numbers = numeric and all(math.isfinite(v) for v in values)
+        measured = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        numeric = len(measured) == len(values)
+        numbers = numeric and all(math.isfinite(v) for v in measured)
         if numeric and not numbers:
             combined[key] = math.nan  # one bad repeat makes the mean meaningless (a NaN reward fails the trial)
         elif numbers and key.endswith("seconds"):
-            combined[key] = float(sum(values))
+            combined[key] = sum(measured)
         elif numbers and len(values) > 1 and (any(isinstance(v, float) for v in values) or len(set(values)) > 1):
-            combined[key] = statistics.fmean(values)
-            combined[f"{key}_std"] = statistics.stdev(values)
+            combined[key] = statistics.fmean(measured)
+            combined[f"{key}_std"] = statistics.stdev(measured)
             combined[f"{key}_repeats"] = values
         else:
             combined[key] = values[0]

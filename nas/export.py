@@ -63,7 +63,9 @@ def write_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int
         _atomic(path, lambda target: torch.export.save(program, target))
     else:
         # Weights embedded (external_data=False): one self-contained file, safe to rename.
-        _atomic(path, lambda target: torch.onnx.export(module, example, target, input_names=["image"],
-                                                       output_names=["logits"], external_data=False,
-                                                       verbose=False))
+        def export_onnx(target: str) -> None:
+            torch.onnx.export(module, example, target, input_names=["image"], output_names=["logits"],
+                              external_data=False, verbose=False)
+
+        _atomic(path, export_onnx)
     return path

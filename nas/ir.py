@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Union, get_args
+from typing import Any, ClassVar, Literal, Union, get_args
 
 Activation = Literal["relu", "relu6", "hardswish", "silu", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
@@ -49,7 +49,8 @@ def _check_probability(path: str, value: float) -> None:
         raise ValueError(f"{path}: must be in [0, 1), got {value!r}")
 
 
-OptionValue = Union[int, float, str, bool, None, tuple]
+OptionValue = Union[int, float, str, bool, None, tuple[Any, ...]]
+Options = tuple[tuple[str, OptionValue], ...]  # sorted (name, value) pairs: hashable, a latency-table key
 
 
 def conv_output_size(size: int, stride: int) -> int:
@@ -57,7 +58,7 @@ def conv_output_size(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
-def normalize_options(options: Mapping[str, OptionValue] | tuple, path: str = "options") -> tuple:
+def normalize_options(options: Mapping[str, OptionValue] | Options, path: str = "options") -> Options:
     """``options`` as sorted ``(name, value)`` pairs, each name an identifier and each value plain data."""
     items = options.items() if isinstance(options, Mapping) else options
     normalized = tuple(sorted((str(k), v) for k, v in items))
@@ -100,7 +101,7 @@ class BlockSpec:
     out_channels: int
     stride: int = 1
     input_size: int = 0
-    options: tuple[tuple[str, OptionValue], ...] = ()
+    options: Options | Mapping[str, OptionValue] = ()  # a mapping is stored as sorted pairs (Options)
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, str) or not self.op:
@@ -119,8 +120,9 @@ class BlockSpec:
 
     @property
     def output_size(self) -> int:
-        if self.option("padding") == "valid":
-            return (self.input_size - self.option("kernel_size")) // self.stride + 1
+        kernel = self.option("kernel_size")
+        if self.option("padding") == "valid" and isinstance(kernel, int):  # an integer: checked when built
+            return (self.input_size - kernel) // self.stride + 1
         return conv_output_size(self.input_size, self.stride)
 
     def op_options(self) -> dict[str, OptionValue]:

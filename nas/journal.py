@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -90,7 +90,7 @@ class Journal:
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, trial_id: int, space: SearchSpace, genotype: Any, genotype_json: dict[str, Any],
+    def add(self, trial_id: int, space: SearchSpace[Any], genotype: Any, genotype_json: dict[str, Any],
             result: Result, asked: int | None = None) -> Record:
         """Append one finished evaluation as a finished Optuna trial.
 
@@ -98,11 +98,12 @@ class Journal:
         repeats the asks and tells of a parallel search in that order, ``nas.loop.Driver``).
         """
         choices = space.encode(genotype)
-        distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
+        distributions: dict[str, BaseDistribution] = {
+            d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}  # type: ignore[arg-type]
         state = TrialState.FAIL if result.failed else TrialState.COMPLETE
         frozen = optuna.trial.create_trial(
             params=choices, distributions=distributions, state=state,
-            value=None if result.failed else float(result.reward),
+            value=None if result.reward is None else float(result.reward),
             user_attrs={"trial_id": trial_id, "genotype": genotype_json, "metrics": _jsonable(result.metrics),
                         "status": "failed" if result.failed else "complete", "error": result.error,
                         **({} if asked is None else {"asked": int(asked)})},
@@ -138,7 +139,7 @@ class Journal:
     def ranked(self) -> list[Record]:
         """Successful records, best reward first (ties: lower trial id first)."""
         done = [r for r in self.records.values() if not r.result.failed]
-        return sorted(done, key=lambda r: (-float(r.result.reward), r.trial_id))
+        return sorted(done, key=lambda r: (-(r.result.reward or 0.0), r.trial_id))
 
 
 def check_identity(out: Path, recorded: Any, identity: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
@@ -173,9 +174,9 @@ def check_recorded_settings(out: Path, study_name: str, identity: Mapping[str, A
 
 def _storage_reason(error: BaseException) -> str:
     """'no space left on the device' for a full disk, else the first line of the deepest cause."""
-    cause = error
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__
+    cause: BaseException = error
+    while (deeper := cause.__cause__ or cause.__context__) is not None:
+        cause = deeper
     text = str(cause).lower()
     if "disk is full" in text or "no space left" in text:
         return "no space left on the device"
@@ -200,7 +201,7 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
     if attrs.get("status") == "failed":
         result = Result.failure(attrs.get("error") or "failed", attrs.get("metrics", {}))
     else:
-        result = Result(reward=float(trial.value), metrics=attrs.get("metrics", {}))
+        result = Result(reward=None if trial.value is None else float(trial.value), metrics=attrs.get("metrics", {}))
     if not isinstance(attrs["genotype"], dict):
         raise ValueError("genotype: not a genotype document")
     asked = attrs.get("asked")

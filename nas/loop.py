@@ -130,7 +130,7 @@ class Driver:
     needs to propose the same trials again.
     """
 
-    def __init__(self, space: SearchSpace, controller: Controller, journal: Journal, budget: int,
+    def __init__(self, space: SearchSpace[Any], controller: Controller[Any], journal: Journal, budget: int,
                  reward: Reward = accuracy_reward, on_record: Callable[[Record, bool], None] | None = None,
                  annotate: Callable[[Any, int], Mapping[str, Any]] | None = None,
                  inputs: Callable[[Any, int], Mapping[str, Any]] | None = None) -> None:
@@ -139,9 +139,9 @@ class Driver:
         self.context: dict[int, dict[str, Any]] = {}  # the annotations of the trials in flight
         self.keywords: dict[int, dict[str, Any]] = {}  # the evaluation inputs of the trials in flight
         self.stats = SearchStats()
-        self.in_flight: dict[int, Trial] = {}
+        self.in_flight: dict[int, Trial[Any]] = {}
         self._asked = 0  # trials handed out by the controller so far (ids issued)
-        self._queue: list[Trial] = []  # asked during a replay, not finished: evaluate these first
+        self._queue: list[Trial[Any]] = []  # asked during a replay, not finished: evaluate these first
         self._started = time.perf_counter()
         began = time.perf_counter()
         state = journal.load_controller()
@@ -163,7 +163,7 @@ class Driver:
         """True once the search is over: exhausted and nothing in flight."""
         return self.exhausted and not self.in_flight
 
-    def next_trial(self) -> Trial | None:
+    def next_trial(self) -> Trial[Any] | None:
         """The next trial to evaluate, or ``None`` (the controller waits for results, or nothing is left)."""
         began = time.perf_counter()
         try:
@@ -218,12 +218,12 @@ class Driver:
         self.stats.wall_seconds = time.perf_counter() - self._started
         return self.stats
 
-    def _check_replayed(self, trial: Trial, record: Record) -> None:
+    def _check_replayed(self, trial: Trial[Any], record: Record) -> None:
         if record.genotype != genotype_json(self.space.name, trial.genotype):
             raise ReplayMismatch(f"trial {trial.id}: the controller proposed another genotype than the journal "
                                "holds; the run directory was written by other code or settings")
 
-    def _tell(self, trial: Trial, record: Record) -> None:
+    def _tell(self, trial: Trial[Any], record: Record) -> None:
         """Tell ``trial`` the result ``record`` holds (it finished before a crash)."""
         self._check_replayed(trial, record)
         self.controller.tell(trial.id, record.result)
@@ -264,7 +264,7 @@ class Driver:
 
     def _replay(self) -> None:
         """Rebuild the controller from the journal alone, asking and telling in the recorded interleaving."""
-        asked: dict[int, Trial] = {}
+        asked: dict[int, Trial[Any]] = {}
         for record in self.journal.records.values():  # in the order they were told
             target = record.asked if record.asked is not None else record.trial_id + 1
             while self._asked < target:
@@ -285,7 +285,7 @@ class Driver:
         self.journal.save_controller(self.controller.state_dict())
 
 
-def search(space: SearchSpace, controller: Controller, evaluate: Evaluate, journal: Journal, budget: int,
+def search(space: SearchSpace[Any], controller: Controller[Any], evaluate: Evaluate, journal: Journal, budget: int,
            reward: Reward = accuracy_reward,
            on_record: Callable[[Record, bool], None] | None = None) -> SearchStats:
     """Run until the journal holds ``budget`` finished evaluations (failed ones count as finished).

@@ -205,15 +205,16 @@ class MBConv(nn.Module):
                  activation_name: str, drop_path: float, bn_eps: float, bn_momentum: float) -> None:
         super().__init__()
         hidden = expand_channels or in_channels
-        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         layers: list[nn.Module] = []
         if hidden != in_channels:
-            layers.append(ConvBnAct(in_channels, hidden, 1, activation_name=activation_name, **norm))
-        layers.append(ConvBnAct(hidden, hidden, kernel_size, stride, groups=hidden,
-                                activation_name=activation_name, **norm))
+            layers.append(ConvBnAct(in_channels, hidden, 1, activation_name=activation_name, bn_eps=bn_eps,
+                                    bn_momentum=bn_momentum))
+        layers.append(ConvBnAct(hidden, hidden, kernel_size, stride, groups=hidden, activation_name=activation_name,
+                                bn_eps=bn_eps, bn_momentum=bn_momentum))
         if se_channels:
             layers.append(SqueezeExcitation(hidden, se_channels, se_gate, se_activation))
-        layers.append(ConvBnAct(hidden, out_channels, 1, activation_name="identity", **norm))
+        layers.append(ConvBnAct(hidden, out_channels, 1, activation_name="identity", bn_eps=bn_eps,
+                                bn_momentum=bn_momentum))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_path = DropPath(drop_path) if self.use_residual and drop_path > 0 else nn.Identity()
@@ -422,13 +423,13 @@ class ResNetBasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, bn_eps: float, bn_momentum: float) -> None:
         super().__init__()
         norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
-        self.conv_a = ReluConvBn(in_channels, out_channels, stride, ((3, 3),), **norm)
-        self.conv_b = ReluConvBn(out_channels, out_channels, 1, ((3, 3),), **norm)
+        self.conv_a = ReluConvBn(in_channels, out_channels, stride, ((3, 3),), 1, **norm)
+        self.conv_b = ReluConvBn(out_channels, out_channels, 1, ((3, 3),), 1, **norm)
         if stride != 1:
             self.shortcut: nn.Module = nn.Sequential(nn.AvgPool2d(2, stride, ceil_mode=True),
                                                      nn.Conv2d(in_channels, out_channels, 1, bias=False))
         elif in_channels != out_channels:
-            self.shortcut = ReluConvBn(in_channels, out_channels, 1, ((1, 1),), **norm)
+            self.shortcut = ReluConvBn(in_channels, out_channels, 1, ((1, 1),), 1, **norm)
         else:
             self.shortcut = nn.Identity()
 
@@ -449,6 +450,8 @@ class CondensedLinear(nn.Module):
         super().__init__()
         self.register_buffer("index", torch.arange(kept) % in_features)
         self.linear = nn.Linear(kept, out_features, bias=bias)
+
+    index: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.index_select(1, self.index))

@@ -32,7 +32,8 @@ MAX_ITEMS = 1024  # items of one list field; the spaces' own bounds are tighter 
 
 def to_dict(genotype: Any) -> dict[str, Any]:
     """The plain-data form of a genotype dataclass (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(genotype)))
+    data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(genotype)))
+    return data
 
 
 def decode_value(hint: Any, value: Any, path: str) -> Any:
@@ -42,7 +43,7 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
     (a NASNet genotype: 4 levels), whatever the data holds, so it cannot hit ``RecursionError``.
     """
     origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, path)
     if origin is Literal:
         valid = get_args(hint)
@@ -97,7 +98,7 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
         try:
             number = float(value)
         except OverflowError:  # an integer too large for a float
-            raise ValueError(f"{path}: expected a finite number, got an integer of {value.bit_length()} bits") from None
+            raise ValueError(f"{path}: expected a finite number, got an integer of {int(value).bit_length()} bits") from None
         if not math.isfinite(number):  # json.loads accepts NaN, Infinity and -Infinity (and 1e999)
             raise ValueError(f"{path}: expected a finite number, got {number!r}")
         return number
@@ -112,8 +113,8 @@ def from_dict(cls: type[T], data: Any, path: str = "genotype") -> T:
     """Build dataclass ``cls`` from plain data, validating every field (errors name the path)."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected an object, got {type(data).__name__}")
-    hints = _type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = _type_hints(cls)  # type: ignore[arg-type]  # a class is hashable
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]  # a dataclass type
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{path}.{unknown[0]}: unknown field; valid: {sorted(fields)}")

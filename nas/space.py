@@ -10,7 +10,7 @@ so random search, evolution and the RNN controller work on every space without s
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Hashable, Protocol, TypeVar, runtime_checkable
 
@@ -22,6 +22,7 @@ from nas.registry import Registry
 
 Choice = Hashable
 G = TypeVar("G")
+G_in = TypeVar("G_in", contravariant=True)  # a genotype a protocol only takes
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,10 @@ class SearchSpace(Protocol[G]):
 
     def encode(self, genotype: G) -> dict[str, Choice]: ...
 
-    def lower(self, genotype: G, **macro: Any) -> Network: ...
+    # ``lower(genotype, *, num_classes=..., resolution=None, <the space's own keywords>) -> Network``:
+    # each space declares its own keywords, so the protocol types it as any callable giving an IR.
+    @property
+    def lower(self) -> Callable[..., Network]: ...
 
     def presets(self) -> dict[str, G]: ...
 
@@ -109,10 +113,10 @@ class Prunable(Protocol[G]):
 
 
 @runtime_checkable
-class Describable(Protocol[G]):
+class Describable(Protocol[G_in]):
     """A space that names an architecture in one line for reports (the block families of a network, say)."""
 
-    def describe(self, genotype: G) -> str: ...
+    def describe(self, genotype: G_in) -> str: ...
 
 
 def check_choices(decisions: Sequence[Decision], choices: Mapping[str, Choice]) -> None:
@@ -168,7 +172,7 @@ def names() -> list[str]:
     return SPACES.names()
 
 
-def lower_keywords(space: SearchSpace) -> set[str] | None:
+def lower_keywords(space: SearchSpace[Any]) -> set[str] | None:
     """Keyword arguments of ``space.lower`` (``None`` if it takes ``**macro``: anything goes)."""
     parameters = inspect.signature(space.lower).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):

@@ -68,7 +68,8 @@ class ToySpace:
 
     def decode(self, choices: Mapping[str, Any]) -> ToyGenotype:
         check_choices(self.decisions(), choices)
-        return ToyGenotype(*(tuple(choices[f"stage{i}.{f}"] for i in range(2)) for f in ("width", "kernel", "depth")))
+        widths, kernels, depths = (tuple(choices[f"stage{i}.{f}"] for i in range(2)) for f in ("width", "kernel", "depth"))
+        return ToyGenotype(widths, kernels, depths)
 
     def encode(self, genotype: ToyGenotype) -> dict[str, Any]:
         choices = {f"stage{i}.{f}": getattr(genotype, f + "s")[i] for i in range(2) for f in ("width", "kernel", "depth")}
@@ -85,7 +86,7 @@ class ToySpace:
                 stage.append(BlockSpec("conv_bn_act", channels, width, 2 if k == 0 else 1, size, {"kernel_size": kernel}))
                 channels, size = width, stage[-1].output_size
             stages.append(tuple(stage))
-        return ChainNet(stem, tuple(stages), (), ClassifierSpec(channels, num_classes), resolution or genotype.resolution)
+        return ChainNet((stem,), tuple(stages), (), ClassifierSpec(channels, num_classes), resolution or genotype.resolution)
 
     def presets(self) -> dict[str, ToyGenotype]:
         return {"toy-default": ToyGenotype()}
@@ -192,7 +193,9 @@ class SpaceContract:
             assert space.genotype_from_dict(document["genotype"]) == scaled
             ir = space.lower(scaled, num_classes=10)
             assert isinstance(ir, ChainNet)
-            return int(count_macs(build_on_meta(lambda: compile_ir(ir)), ir.resolution))
+            counted = count_macs(build_on_meta(lambda: compile_ir(ir)), ir.resolution)
+            assert isinstance(counted, int)
+            return counted
 
         base = macs()
         for name in ("width", "depth", "resolution"):

@@ -87,16 +87,16 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        averaged = [p for p in self.model.parameters() if p.dtype.is_floating_point]
+        averaged: list[torch.Tensor] = [p for p in self.model.parameters() if p.dtype.is_floating_point]
         current = [p.detach() for p in model.parameters() if p.dtype.is_floating_point]
         torch._foreach_lerp_(averaged, current, 1.0 - decay)
         for mine, theirs in zip(self.model.buffers(), model.buffers()):
             mine.copy_(theirs)
-        for mine, theirs in zip(self.model.modules(), model.modules()):
-            if isinstance(theirs, ScheduledLayer):  # its Python state (CondenseNet's stage) is not a buffer
-                for key, value in vars(theirs).items():
+        for own, layer in zip(self.model.modules(), model.modules()):
+            if isinstance(layer, ScheduledLayer):  # its Python state (CondenseNet's stage) is not a buffer
+                for key, value in vars(layer).items():
                     if key != "training" and isinstance(value, (bool, int, float)):
-                        setattr(mine, key, value)
+                        setattr(own, key, value)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "model": self.model.state_dict()}
@@ -200,10 +200,10 @@ class Trainer:
                     loss = loss + recipe.aux_weight * F.cross_entropy(aux, targets, label_smoothing=smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
-                self.scaler.scale(loss).backward()
+                self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
                 self.scaler.unscale_(self.optimizer)
             else:
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
             if recipe.gradient_clip:
                 nn.utils.clip_grad_norm_(self.parameters, recipe.gradient_clip)
             if self.scaler is not None:
