@@ -26,6 +26,7 @@ once per worker process (``EvaluationJob``) and runs it with ``cpus_per_trial`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -57,16 +58,24 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, workers: int = 1, address: str | None = None, cpus_per_trial: int = 1,
-                 gpus_per_trial: float = 0.0, early_stop: str | None = None,
-                 early_stop_options: Mapping[str, Any] | None = None, retries: int = DEFAULT_RETRIES) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        address: str | None = None,
+        cpus_per_trial: int = 1,
+        gpus_per_trial: float = 0.0,
+        early_stop: str | None = None,
+        early_stop_options: Mapping[str, Any] | None = None,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries: must be an integer >= 0 (runs of a trial whose worker died), got {retries!r}")
         options = dict(early_stop_options or {})
         unknown = sorted(set(options) - set(ASHA_DEFAULTS))
         if unknown:
-            raise ValueError(f"early_stop_options: {unknown[0]!r} is not an ASHA option; "
-                             f"valid: {sorted(ASHA_DEFAULTS)}")
+            raise ValueError(
+                f"early_stop_options: {unknown[0]!r} is not an ASHA option; valid: {sorted(ASHA_DEFAULTS)}"
+            )
         self.asha = {**ASHA_DEFAULTS, **options}
         for key, low in (("grace_period", 1), ("brackets", 1)):
             value = self.asha[key]
@@ -104,14 +113,19 @@ class RayBackend:
 
     def _check_early_stop(self, job: EvaluationJob) -> None:
         if not job.reports:
-            raise ValueError("early_stop: this evaluation reports no per-epoch accuracy (its evaluator's evaluate() "
-                             "takes no 'report', or --repeats > 1), so ASHA has nothing to compare")
+            raise ValueError(
+                "early_stop: this evaluation reports no per-epoch accuracy (its evaluator's evaluate() "
+                "takes no 'report', or --repeats > 1), so ASHA has nothing to compare"
+            )
         if not isinstance(job.epochs, int) or job.epochs < 2:
-            raise ValueError(f"early_stop: ASHA needs evaluations of 2 epochs or more to stop one early, got "
-                             f"{job.epochs!r}")
+            raise ValueError(
+                f"early_stop: ASHA needs evaluations of 2 epochs or more to stop one early, got {job.epochs!r}"
+            )
         if self.asha["grace_period"] >= job.epochs:
-            raise ValueError(f"early_stop_options: grace_period {self.asha['grace_period']} must be below the "
-                             f"evaluation's {job.epochs} epochs")
+            raise ValueError(
+                f"early_stop_options: grace_period {self.asha['grace_period']} must be below the "
+                f"evaluation's {job.epochs} epochs"
+            )
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
         """Evaluate the driver's trials on Ray until it is done; a fault of the driver's own is raised after."""
@@ -125,20 +139,36 @@ class RayBackend:
             driver.stats.startup_seconds = self._startup_seconds
             driver.stats.backend, driver.stats.workers = self.name, self.workers
             searcher = _DriverSearcher(driver, self.cpus_per_trial, report=self.early_stop is not None)
-            scheduler = (ASHAScheduler(time_attr=EPOCH, metric=METRIC, mode="max", max_t=job.epochs, **self.asha)
-                         if self.early_stop == "asha" else FIFOScheduler())
-            trainable = tune.with_resources(tune.with_parameters(run_trial, job=job),
-                                            {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
+            scheduler = (
+                ASHAScheduler(time_attr=EPOCH, metric=METRIC, mode="max", max_t=job.epochs, **self.asha)
+                if self.early_stop == "asha"
+                else FIFOScheduler()
+            )
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, job=job), {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+            )
             name: Callable[[Any], str] = lambda trial: f"trial-{trial.config['nas_trial']}"  # noqa: E731
             with tempfile.TemporaryDirectory(prefix="nas-ray-") as storage:  # Tune's own files; the journal is ours
                 tuner = tune.Tuner(
                     trainable,
-                    tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                                max_concurrent_trials=self.workers, reuse_actors=True,
-                                                trial_name_creator=name, trial_dirname_creator=name),
-                    run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_StopOnFault(searcher),
-                                              callbacks=[_ErrorReasons(searcher, self.retries)],
-                                              failure_config=tune.FailureConfig(max_failures=self.retries)))
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher,
+                        scheduler=scheduler,
+                        num_samples=-1,
+                        max_concurrent_trials=self.workers,
+                        reuse_actors=True,
+                        trial_name_creator=name,
+                        trial_dirname_creator=name,
+                    ),
+                    run_config=tune.RunConfig(
+                        name="nas",
+                        storage_path=storage,
+                        verbose=0,
+                        stop=_StopOnFault(searcher),
+                        callbacks=[_ErrorReasons(searcher, self.retries)],
+                        failure_config=tune.FailureConfig(max_failures=self.retries),
+                    ),
+                )
                 # A failed trial is recorded with its reason: Tune's own report of it is noise.
                 quiet = logging.getLogger("ray.tune")
                 level = quiet.level
@@ -160,8 +190,12 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         else:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "configure_logging": True, "logging_level": logging.WARNING}
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": True,
+                "logging_level": logging.WARNING,
+            }
             try:
                 if self.address is not None:
                     ray.init(address=self.address, **options)
@@ -169,19 +203,25 @@ class RayBackend:
                     ray.init(num_cpus=self.workers * self.cpus_per_trial, **options)  # GPUs: those Ray detects
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-                hint = ("; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token here "
-                        "too" if self.address and os.environ.get("RAY_AUTH_MODE") != "token" else "")
+                hint = (
+                    "; a cluster started by `ray start` uses token authentication: set RAY_AUTH_MODE=token here too"
+                    if self.address and os.environ.get("RAY_AUTH_MODE") != "token"
+                    else ""
+                )
                 raise ValueError(f"address: cannot start or join {where} ({first_line(error)}){hint}") from None
             started = True
         nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-        if not any(node.get("CPU", 0) >= self.cpus_per_trial and node.get("GPU", 0) >= self.gpus_per_trial
-                   for node in nodes):  # Tune would wait for such a node forever
+        if not any(
+            node.get("CPU", 0) >= self.cpus_per_trial and node.get("GPU", 0) >= self.gpus_per_trial for node in nodes
+        ):  # Tune would wait for such a node forever
             largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
             if started:
                 ray.shutdown()
-            raise ValueError(f"cpus_per_trial / gpus_per_trial: a trial asks for {self.cpus_per_trial} CPUs and "
-                             f"{self.gpus_per_trial:g} GPUs, and no node of the Ray cluster has them (the largest: "
-                             f"{largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+            raise ValueError(
+                f"cpus_per_trial / gpus_per_trial: a trial asks for {self.cpus_per_trial} CPUs and "
+                f"{self.gpus_per_trial:g} GPUs, and no node of the Ray cluster has them (the largest: "
+                f"{largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)"
+            )
         return started
 
 
@@ -199,9 +239,16 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
     job = _JOBS.setdefault(job.key, job)  # built once per worker process
     try:
         evaluate = job.evaluation()
-    except Exception as error:  # noqa: BLE001  (this worker cannot evaluate anything: the driver stops the search)
-        tune.report({EPOCH: 0, METRIC: math.nan, "nas_final": True, "nas_fatal": f"{type(error).__name__}: "
-                     f"{first_line(error)}", "nas_metrics": "{}"})
+    except Exception as error:
+        tune.report(
+            {
+                EPOCH: 0,
+                METRIC: math.nan,
+                "nas_final": True,
+                "nas_fatal": f"{type(error).__name__}: {first_line(error)}",
+                "nas_metrics": "{}",
+            }
+        )
         return
     context = dict(config.get("nas_context") or {})
     trial_id = int(config["nas_trial"])
@@ -209,16 +256,29 @@ def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:
 
     def report(metrics: Mapping[str, Any]) -> None:
         metrics = {**metrics, **context}
-        tune.report({EPOCH: int(metrics.get("epochs", 0)), METRIC: _score(job, metrics), "nas_final": False,
-                     "nas_metrics": json.dumps(metrics, default=str)})
+        tune.report(
+            {
+                EPOCH: int(metrics.get("epochs", 0)),
+                METRIC: _score(job, metrics),
+                "nas_final": False,
+                "nas_metrics": json.dumps(metrics, default=str),
+            }
+        )
 
     keywords = {**(config.get("nas_inputs") or {}), **({"report": report} if config.get("nas_report") else {})}
     with intra_op_threads(int(config["nas_threads"])):
         began = time.perf_counter()
         metrics = evaluate_guarded(evaluate, genotype, trial_id, **keywords)
         seconds = time.perf_counter() - began
-    tune.report({EPOCH: int(metrics.get("epochs", job.epochs or 0) or 0), METRIC: _score(job, {**metrics, **context}),
-                 "nas_final": True, "nas_seconds": seconds, "nas_metrics": json.dumps(metrics, default=str)})
+    tune.report(
+        {
+            EPOCH: int(metrics.get("epochs", job.epochs or 0) or 0),
+            METRIC: _score(job, {**metrics, **context}),
+            "nas_final": True,
+            "nas_seconds": seconds,
+            "nas_metrics": json.dumps(metrics, default=str),
+        }
+    )
 
 
 def _score(job: EvaluationJob, metrics: Mapping[str, Any]) -> float:
@@ -267,14 +327,19 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
                 if not self.driver.in_flight:
                     raise RuntimeError("the controller is waiting for results, but none are pending")
                 return None  # Tune asks again when a trial finishes
-        except BaseException as error:  # noqa: BLE001  (kept and raised by the backend after Tune stops)
+        except BaseException as error:
             self.fault, self.journal_fault = error, True
             return self.FINISHED
         self.running[trial_id] = trial.id
-        return {"nas_trial": trial.id, "nas_choices": self.driver.space.encode(trial.genotype), "nas_cwd": os.getcwd(),
-                "nas_context": self.driver.context.get(trial.id, {}),
-                "nas_inputs": self.driver.keywords.get(trial.id, {}),
-                "nas_threads": self.threads, "nas_report": self.report}
+        return {
+            "nas_trial": trial.id,
+            "nas_choices": self.driver.space.encode(trial.genotype),
+            "nas_cwd": os.getcwd(),
+            "nas_context": self.driver.context.get(trial.id, {}),
+            "nas_inputs": self.driver.keywords.get(trial.id, {}),
+            "nas_threads": self.threads,
+            "nas_report": self.report,
+        }
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ours = self.running.pop(trial_id, None)
@@ -290,7 +355,8 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
         if result is not None and result.get("nas_fatal"):  # the trial stays unfinished: a resumed run evaluates it
             self.fault = self.fault or ValueError(
                 f"a Ray worker could not prepare the evaluation ({result['nas_fatal']}); are the data and files at the "
-                "same paths on every node?")
+                "same paths on every node?"
+            )
             return
         if result is None or "nas_metrics" not in result:
             self._complete(ours, {"error": "stopped before it reported anything"}, None)
@@ -318,7 +384,7 @@ class _DriverSearcher(_searcher_base()):  # type: ignore[misc]
     def _complete(self, ours: int, metrics: dict[str, Any], seconds: float | None) -> None:
         try:
             self.driver.complete(ours, metrics, seconds)
-        except BaseException as error:  # noqa: BLE001  (kept and raised by the backend after Tune stops)
+        except BaseException as error:
             self.fault, self.journal_fault = error, True
 
     def __getstate__(self) -> dict[str, Any]:
@@ -373,7 +439,8 @@ def _error_line(trial: Any) -> str:
     """The exception line of a failed Tune trial (``ActorDiedError: The actor died ...``)."""
     path = getattr(trial, "error_file", None)
     try:
-        text = open(path, encoding="utf-8", errors="replace").read() if path else ""
+        with open(path, encoding="utf-8", errors="replace") if path else contextlib.nullcontext() as handle:
+            text = handle.read() if handle is not None else ""
     except OSError:
         text = ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -396,7 +463,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             pass
     except OSError as error:
-        raise ValueError(f"address: nothing answers at {address} ({error.strerror or error}); start the head with "
-                         "`ray start --head` and give its address") from None
-
-
+        raise ValueError(
+            f"address: nothing answers at {address} ({error.strerror or error}); start the head with "
+            "`ray start --head` and give its address"
+        ) from None

@@ -80,8 +80,9 @@ def time_once(fn: Callable[[int], None], seed: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(ours: Callable[[int], None], theirs: Callable[[int], None], rounds: int, warmup: int,
-            per_call: int = 1) -> tuple[list[float], list[float]]:
+def measure(
+    ours: Callable[[int], None], theirs: Callable[[int], None], rounds: int, warmup: int, per_call: int = 1
+) -> tuple[list[float], list[float]]:
     """Seconds per call for ours and torchvision's, one pair per round, order alternating."""
     for seed in range(warmup):
         ours(seed)
@@ -102,8 +103,10 @@ def row(model: str, task: str, ours: list[float], theirs: list[float]) -> str:
     ours_ms, theirs_ms = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
     ratios = sorted(a / b for a, b in zip(ours, theirs))
     low, high = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-    return (f"{model:<18} {task:<10} {ours_ms:>10.1f} {theirs_ms:>12.1f} {ours_ms / theirs_ms:>8.3f} "
-            f"{statistics.median(ratios):>8.3f}   [{low:.3f}, {high:.3f}]")
+    return (
+        f"{model:<18} {task:<10} {ours_ms:>10.1f} {theirs_ms:>12.1f} {ours_ms / theirs_ms:>8.3f} "
+        f"{statistics.median(ratios):>8.3f}   [{low:.3f}, {high:.3f}]"
+    )
 
 
 def main() -> None:
@@ -128,35 +131,48 @@ def main() -> None:
     if load > (os.cpu_count() or 1) - 0.5 and torch.get_num_threads() > 1:
         # OpenMP threads spin at barriers; with the cores shared, one descheduled thread stalls
         # the others and small layers slow down by 10-100x, in either model, at random.
-        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; multi-threaded timings "
-              "will be noisy; --threads 1 is more robust")
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, {args.rounds} rounds after {args.warmup} warm-up")
-    header = (f"{'model':<18} {'task':<10} {'ours ms':>10} {'torchvision':>12} {'ratio':>8} "
-              f"{'r-median':>8}   r-IQR")
+        print(
+            f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; multi-threaded timings "
+            "will be noisy; --threads 1 is more robust"
+        )
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads {torch.get_num_threads()}, "
+        f"{os.cpu_count()} CPUs, {args.rounds} rounds after {args.warmup} warm-up"
+    )
+    header = f"{'model':<18} {'task':<10} {'ours ms':>10} {'torchvision':>12} {'ratio':>8} {'r-median':>8}   r-IQR"
     lines = []
     for name in args.models:
         ours, theirs = build_pair(name)
         if "train" in args.tasks:
             # Copies, so the inference models keep the initial weights and stay identical.
             ours_train, theirs_train = copy.deepcopy(ours), copy.deepcopy(theirs)
-            timed = measure(train_step_fn(ours_train, train_images, labels),
-                            train_step_fn(theirs_train, train_images, labels), args.rounds, args.warmup)
+            timed = measure(
+                train_step_fn(ours_train, train_images, labels),
+                train_step_fn(theirs_train, train_images, labels),
+                args.rounds,
+                args.warmup,
+            )
             lines.append(row(name, "train b8", *timed))
             print(lines[-1], flush=True)
             del ours_train, theirs_train
         if "inference" in args.tasks:
-            timed = measure(inference_fn(ours, infer_images, args.infer_repeats),
-                            inference_fn(theirs, infer_images, args.infer_repeats),
-                            args.rounds, args.warmup, args.infer_repeats)
+            timed = measure(
+                inference_fn(ours, infer_images, args.infer_repeats),
+                inference_fn(theirs, infer_images, args.infer_repeats),
+                args.rounds,
+                args.warmup,
+                args.infer_repeats,
+            )
             lines.append(row(name, "infer b1", *timed))
             print(lines[-1], flush=True)
     print()
     print(header)
     print("\n".join(lines))
-    print(f"ratio = median(ours) / median(torchvision); r-median, r-IQR: per-round ratios. "
-          f"Load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
-          f"{time.perf_counter() - started:.0f} s in all.")
+    print(
+        f"ratio = median(ours) / median(torchvision); r-median, r-IQR: per-round ratios. "
+        f"Load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
+        f"{time.perf_counter() - started:.0f} s in all."
+    )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,11 @@ def ratios(base: str, coefficients: list[float], phi_max: int) -> None:
         genotype = space.scaled(point, phi)
         cost = full_cost(resolved.space, genotype)
         ratio = cost["macs"] / base_macs
-        print(f"| {phi} | {point.beta ** phi:.4f} | {point.alpha ** phi:.4f} | {cost['resolution']} | "
-              f"{cost['macs'] / 1e6:,.1f}M | {ratio:.4f} | {2 ** phi} | {formula ** phi:.4f} | "
-              f"{100 * (ratio / 2 ** phi - 1):+.1f}% |")
+        print(
+            f"| {phi} | {point.beta**phi:.4f} | {point.alpha**phi:.4f} | {cost['resolution']} | "
+            f"{cost['macs'] / 1e6:,.1f}M | {ratio:.4f} | {2**phi} | {formula**phi:.4f} | "
+            f"{100 * (ratio / 2**phi - 1):+.1f}% |"
+        )
 
 
 def _spearman(first: list[float], second: list[float]) -> float:
@@ -70,11 +72,14 @@ def agreement(runs: list[str]) -> None:
     accuracies: list[dict[tuple[float, float, float], float]] = []
     for run in runs:
         family = json.loads((Path(run) / "scaling.json").read_text())
-        accuracies.append({(p["alpha"], p["beta"], p["gamma"]): p["accuracy"] for p in family["points"]
-                           if p["accuracy"] is not None})
+        accuracies.append(
+            {(p["alpha"], p["beta"], p["gamma"]): p["accuracy"] for p in family["points"] if p["accuracy"] is not None}
+        )
         best = max(accuracies[-1], key=lambda key: accuracies[-1][key])
-        print(f"{run}: {len(accuracies[-1])} points, best {best} at {accuracies[-1][best]:.4f}, "
-              f"accuracy range {min(accuracies[-1].values()):.4f}-{max(accuracies[-1].values()):.4f}")
+        print(
+            f"{run}: {len(accuracies[-1])} points, best {best} at {accuracies[-1][best]:.4f}, "
+            f"accuracy range {min(accuracies[-1].values()):.4f}-{max(accuracies[-1].values()):.4f}"
+        )
     common = sorted(set.intersection(*(set(a) for a in accuracies)))
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
@@ -82,9 +87,11 @@ def agreement(runs: list[str]) -> None:
             print(f"Spearman rho, {runs[i]} vs {runs[j]}: {rho:+.3f} over {len(common)} points")
     spreads = [statistics.pstdev([a[p] for a in accuracies]) for p in common]
     means = sorted(((statistics.fmean(a[p] for a in accuracies), p) for p in common), reverse=True)
-    print(f"seed-to-seed standard deviation of a point's accuracy: median {statistics.median(spreads):.4f}, "
-          f"max {max(spreads):.4f}; gap between the best and the 5th best mean: "
-          f"{means[0][0] - means[min(4, len(means) - 1)][0]:.4f}")
+    print(
+        f"seed-to-seed standard deviation of a point's accuracy: median {statistics.median(spreads):.4f}, "
+        f"max {max(spreads):.4f}; gap between the best and the 5th best mean: "
+        f"{means[0][0] - means[min(4, len(means) - 1)][0]:.4f}"
+    )
     print("best points by mean accuracy:", ", ".join(f"{p} {m:.4f}" for m, p in means[:5]))
 
 
@@ -93,7 +100,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     cost = commands.add_parser("ratios")
     cost.add_argument("--base", default="efficientnet-b0")
-    cost.add_argument("--coefficients", type=float, nargs=3, default=[1.2, 1.1, 1.15], metavar=("ALPHA", "BETA", "GAMMA"))
+    cost.add_argument(
+        "--coefficients", type=float, nargs=3, default=[1.2, 1.1, 1.15], metavar=("ALPHA", "BETA", "GAMMA")
+    )
     cost.add_argument("--phi-max", type=int, default=7)
     runs = commands.add_parser("agreement")
     runs.add_argument("runs", nargs="+")

@@ -59,20 +59,37 @@ def main() -> None:
         build_seconds += time.perf_counter() - started
         second = measure_network(model, args.resolution, threads=args.threads)
         measured = (first.median_ms + second.median_ms) / 2
-        row = {"network": index, "blocks": len(ir.named_blocks()), "predicted_ms": predicted, "window_ms": window,
-               "measured_ms": measured, "measured_first_ms": first.median_ms, "measured_second_ms": second.median_ms,
-               "measured_p10_ms": first.p10_ms, "measured_p90_ms": first.p90_ms,
-               "error": (predicted - measured) / measured, "window_error": (window - measured) / measured,
-               "drift": abs(first.median_ms - second.median_ms) / measured}
+        row = {
+            "network": index,
+            "blocks": len(ir.named_blocks()),
+            "predicted_ms": predicted,
+            "window_ms": window,
+            "measured_ms": measured,
+            "measured_first_ms": first.median_ms,
+            "measured_second_ms": second.median_ms,
+            "measured_p10_ms": first.p10_ms,
+            "measured_p90_ms": first.p90_ms,
+            "error": (predicted - measured) / measured,
+            "window_error": (window - measured) / measured,
+            "drift": abs(first.median_ms - second.median_ms) / measured,
+        }
         rows.append(row)
-        print(f"network {index:2d}: {row['blocks']:2d} blocks, measured {first.median_ms:7.2f} / {second.median_ms:7.2f} "
-              f"ms (p10 {first.p10_ms:.2f}, p90 {first.p90_ms:.2f}); same-window table {window:7.2f} ms "
-              f"({100 * row['window_error']:+.1f}%), shared table {predicted:7.2f} ms ({100 * row['error']:+.1f}%)",
-              flush=True)
+        print(
+            f"network {index:2d}: {row['blocks']:2d} blocks, measured {first.median_ms:7.2f} / {second.median_ms:7.2f} "
+            f"ms (p10 {first.p10_ms:.2f}, p90 {first.p90_ms:.2f}); same-window table {window:7.2f} ms "
+            f"({100 * row['window_error']:+.1f}%), shared table {predicted:7.2f} ms ({100 * row['error']:+.1f}%)",
+            flush=True,
+        )
     summary = {
-        "space": args.space, "networks": len(rows), "resolution": args.resolution, "threads": args.threads,
-        "fingerprint": device_fingerprint("cpu", args.threads), "shared_table_entries": len(table),
-        "shared_table_seconds": build_seconds, "load_before": load_before, "load_after": os.getloadavg(),
+        "space": args.space,
+        "networks": len(rows),
+        "resolution": args.resolution,
+        "threads": args.threads,
+        "fingerprint": device_fingerprint("cpu", args.threads),
+        "shared_table_entries": len(table),
+        "shared_table_seconds": build_seconds,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
         "shared_table": _distribution([row["error"] for row in rows]),
         "same_window_table": _distribution([row["window_error"] for row in rows]),
         "drift_between_two_measurements": _distribution([row["drift"] for row in rows]),
@@ -84,9 +101,14 @@ def main() -> None:
 
 def _distribution(signed: list[float]) -> dict[str, float]:
     errors = sorted(abs(value) for value in signed)
-    return {"median_abs": statistics.median(errors), "p90_abs": float(np.quantile(errors, 0.9)), "max_abs": errors[-1],
-            "mean_signed": statistics.fmean(signed), "within_10_percent": sum(e <= 0.10 for e in errors),
-            "within_5_percent": sum(e <= 0.05 for e in errors)}
+    return {
+        "median_abs": statistics.median(errors),
+        "p90_abs": float(np.quantile(errors, 0.9)),
+        "max_abs": errors[-1],
+        "mean_signed": statistics.fmean(signed),
+        "within_10_percent": sum(e <= 0.10 for e in errors),
+        "within_5_percent": sum(e <= 0.05 for e in errors),
+    }
 
 
 if __name__ == "__main__":

@@ -26,8 +26,18 @@ from PIL import Image
 
 NAMES = {
     # github.com/zalandoresearch/fashion-mnist, "Labels"; "/" is not allowed in a folder name
-    "fashion-mnist": ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle_boot"),
+    "fashion-mnist": (
+        "T-shirt_top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle_boot",
+    ),
 }
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -40,7 +50,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
         raise ValueError(f"{path}: not an idx file")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     array = np.frombuffer(data, dtype=IDX_TYPES[data[2]], offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says {shape}, found {array.size} values")
@@ -60,8 +70,11 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--per-class", type=int, default=125, help="images per class (default 125)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the choice of images")
-    parser.add_argument("--names", default="fashion-mnist",
-                        help="class folder names: 'fashion-mnist', 'index' (0, 1, ...) or a comma-separated list")
+    parser.add_argument(
+        "--names",
+        default="fashion-mnist",
+        help="class folder names: 'fashion-mnist', 'index' (0, 1, ...) or a comma-separated list",
+    )
     args = parser.parse_args()
     images = read_idx(find(args.idx_dir, "train-images-idx3-ubyte"))
     labels = read_idx(find(args.idx_dir, "train-labels-idx1-ubyte"))
@@ -86,8 +99,10 @@ def main() -> None:
         for i, index in enumerate(np.sort(rng.choice(members, size=args.per_class, replace=False))):
             Image.fromarray(np.ascontiguousarray(images[index], dtype=np.uint8), mode="L").save(folder / f"{i}.png")
     height, width = images.shape[1:]
-    print(f"wrote {len(classes)} x {args.per_class} = {len(classes) * args.per_class} grey {width}x{height} PNGs "
-          f"to {args.out} (seed {args.seed})")
+    print(
+        f"wrote {len(classes)} x {args.per_class} = {len(classes) * args.per_class} grey {width}x{height} PNGs "
+        f"to {args.out} (seed {args.seed})"
+    )
 
 
 if __name__ == "__main__":

@@ -63,15 +63,24 @@ def _evaluate(index: int, genotype: Any, seed: int, repeat: int, epochs: int) ->
 
     key = (seed, epochs)
     if key not in _EVALUATORS:
-        _EVALUATORS[key] = ProxyEvaluator("nasnet", dataset=_CONFIG["dataset"], data_dir=_CONFIG["data_dir"],
-                                          epochs=epochs, seed=seed)
+        _EVALUATORS[key] = ProxyEvaluator(
+            "nasnet", dataset=_CONFIG["dataset"], data_dir=_CONFIG["data_dir"], epochs=epochs, seed=seed
+        )
     evaluator = _EVALUATORS[key]
     evaluator.splits_of(repeat)  # load (and cache) the data before the clock starts
     cpu, wall = time.process_time(), time.perf_counter()
     metrics = evaluator.evaluate(genotype, index, repeat=repeat)
-    return {"architecture": index, "seed": seed, "repeat": repeat, "epochs": epochs,
-            "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall,
-            "threads": torch.get_num_threads(), "pid": os.getpid(), "metrics": metrics}
+    return {
+        "architecture": index,
+        "seed": seed,
+        "repeat": repeat,
+        "epochs": epochs,
+        "cpu_seconds": time.process_time() - cpu,
+        "wall_seconds": time.perf_counter() - wall,
+        "threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+        "metrics": metrics,
+    }
 
 
 def architectures(count: int, arch_seed: int) -> list[tuple[str, Any]]:
@@ -135,8 +144,10 @@ def main() -> None:
     tasks |= {(i, 1, 0, epochs) for i in range(len(archs))}
     tasks |= {(i, s, 0, long_epochs) for i in range(len(archs)) for s in args.long_seeds}
     order = sorted(tasks, key=lambda t: (-t[3], t[0], t[1], t[2]))  # longest first: the pool ends together
-    print(f"{len(order)} evaluations of {len(archs)} architectures on {args.jobs} processes "
-          f"x {THREADS} thread ...", file=sys.stderr)
+    print(
+        f"{len(order)} evaluations of {len(archs)} architectures on {args.jobs} processes x {THREADS} thread ...",
+        file=sys.stderr,
+    )
     runs: dict[tuple[int, int, int, int], dict[str, Any]] = {}
     started = time.perf_counter()
     config = {"dataset": args.dataset, "data_dir": args.data_dir}
@@ -148,8 +159,11 @@ def main() -> None:
             key = (run["architecture"], run["seed"], run["repeat"], run["epochs"])
             runs[key] = run
             m = run["metrics"]
-            print(f"[{len(runs)}/{len(order)}] arch {key[0]} seed {key[1]} repeat {key[2]} {key[3]} epochs: "
-                  f"{m.get('accuracy', m.get('error'))} in {run['cpu_seconds']:.1f} CPU s", file=sys.stderr)
+            print(
+                f"[{len(runs)}/{len(order)}] arch {key[0]} seed {key[1]} repeat {key[2]} {key[3]} epochs: "
+                f"{m.get('accuracy', m.get('error'))} in {run['cpu_seconds']:.1f} CPU s",
+                file=sys.stderr,
+            )
     wall_total = time.perf_counter() - started
     load_end = os.getloadavg()
 
@@ -157,8 +171,10 @@ def main() -> None:
     def keys(seed: int, repeats: range, e: int) -> list[tuple[int, int, int]]:
         return [(seed, r, e) for r in repeats]
 
-    settings: dict[str, list[tuple[int, int, int]]] = {"seed A": keys(0, range(1), epochs),
-                                                       "seed B": keys(1, range(1), epochs)}
+    settings: dict[str, list[tuple[int, int, int]]] = {
+        "seed A": keys(0, range(1), epochs),
+        "seed B": keys(1, range(1), epochs),
+    }
     for k in range(2, args.max_repeats + 1):
         settings[f"repeats {k}"] = keys(0, range(k), epochs)
     settings["mean of seeds A, B"] = keys(0, range(1), epochs) + keys(1, range(1), epochs)
@@ -182,21 +198,33 @@ def main() -> None:
 
     print(f"# Proxy fidelity: {args.dataset}\n")
     print(f"- data: {facts['dataset']}; {facts['images']}")
-    print(f"- proxy: {facts['proxy network']}; {facts['training']} (ProxyEvaluator defaults otherwise); "
-          f"long run: {long_epochs} epochs")
-    print(f"- architectures: {len(archs)} = NASNet-A ({PRESET}) + {len(archs) - 1} random NASNet cells "
-          f"(arch seed {args.arch_seed}); trial id = architecture index in every setting")
-    print(f"- {args.jobs} processes x {THREADS} torch thread (torch.get_num_threads() in the workers: "
-          f"{sorted({run['threads'] for run in runs.values()})}); {os.cpu_count()} CPUs "
-          f"({platform.processor() or platform.machine()}); load average (1, 5, 15 min) at start "
-          f"{', '.join(f'{x:.2f}' for x in load_start)}, at end {', '.join(f'{x:.2f}' for x in load_end)}")
-    print(f"- {len(runs)} evaluations in {wall_total:.0f} s wall, "
-          f"{sum(r['cpu_seconds'] for r in runs.values()):.0f} CPU s")
-    print("- `repeats K` reuses the seed-A run as its repeat 0 (not trained twice); its CPU time counts all K "
-          "runs, as a search with `--repeats K` would pay")
+    print(
+        f"- proxy: {facts['proxy network']}; {facts['training']} (ProxyEvaluator defaults otherwise); "
+        f"long run: {long_epochs} epochs"
+    )
+    print(
+        f"- architectures: {len(archs)} = NASNet-A ({PRESET}) + {len(archs) - 1} random NASNet cells "
+        f"(arch seed {args.arch_seed}); trial id = architecture index in every setting"
+    )
+    print(
+        f"- {args.jobs} processes x {THREADS} torch thread (torch.get_num_threads() in the workers: "
+        f"{sorted({run['threads'] for run in runs.values()})}); {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}); load average (1, 5, 15 min) at start "
+        f"{', '.join(f'{x:.2f}' for x in load_start)}, at end {', '.join(f'{x:.2f}' for x in load_end)}"
+    )
+    print(
+        f"- {len(runs)} evaluations in {wall_total:.0f} s wall, "
+        f"{sum(r['cpu_seconds'] for r in runs.values()):.0f} CPU s"
+    )
+    print(
+        "- `repeats K` reuses the seed-A run as its repeat 0 (not trained twice); its CPU time counts all K "
+        "runs, as a search with `--repeats K` would pay"
+    )
     if failed:
-        print(f"- failed (left out of every correlation): {', '.join(archs[i][0] for i in failed)}: "
-              + "; ".join(str(run["metrics"].get("error")) for run in runs.values() if "error" in run["metrics"]))
+        print(
+            f"- failed (left out of every correlation): {', '.join(archs[i][0] for i in failed)}: "
+            + "; ".join(str(run["metrics"].get("error")) for run in runs.values() if "error" in run["metrics"])
+        )
     print()
     header = "| setting | " + " | ".join(f"Spearman ρ vs {r} | Kendall τ vs {r}" for r in references)
     print(header + " | CPU s per candidate (mean) | wall s per candidate (mean) | NASNet-A rank |")
@@ -210,20 +238,26 @@ def main() -> None:
                 rho, tau = correlation(accuracy[name], accuracy[reference])
                 cells += [f"{rho:.2f}", f"{tau:.2f}"]
         rank = rank_of(accuracy[name], good.index(0)) if 0 in good else "failed"
-        print(f"| {name} | {' | '.join(cells)} | {cost(name, 'cpu_seconds'):.1f} | {cost(name, 'wall_seconds'):.1f} "
-              f"| {rank} of {len(good)} |")
+        print(
+            f"| {name} | {' | '.join(cells)} | {cost(name, 'cpu_seconds'):.1f} | {cost(name, 'wall_seconds'):.1f} "
+            f"| {rank} of {len(good)} |"
+        )
     print()
     rho, tau = correlation(accuracy["seed A"], accuracy["seed B"])
     moves = [abs(a - b) for a, b in zip(accuracy["seed A"], accuracy["seed B"])]
-    print(f"Seed A vs seed B (seed-to-seed agreement): Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}; "
-          f"|accuracy A - B| mean {statistics.fmean(moves):.3f}, max {max(moves):.3f}.")
+    print(
+        f"Seed A vs seed B (seed-to-seed agreement): Spearman ρ = {rho:.2f}, Kendall τ = {tau:.2f}; "
+        f"|accuracy A - B| mean {statistics.fmean(moves):.3f}, max {max(moves):.3f}."
+    )
     if len(args.long_seeds) > 1:
         first, second = long_names[:2]
         rho, tau = correlation(accuracy[first], accuracy[second])
         moves = [abs(a - b) for a, b in zip(accuracy[first], accuracy[second])]
-        print(f"{first} vs {second} (the reference's own seed-to-seed agreement): Spearman ρ = {rho:.2f}, "
-              f"Kendall τ = {tau:.2f}; |accuracy difference| mean {statistics.fmean(moves):.3f}, "
-              f"max {max(moves):.3f}.")
+        print(
+            f"{first} vs {second} (the reference's own seed-to-seed agreement): Spearman ρ = {rho:.2f}, "
+            f"Kendall τ = {tau:.2f}; |accuracy difference| mean {statistics.fmean(moves):.3f}, "
+            f"max {max(moves):.3f}."
+        )
     print()
     print("| architecture | params | " + " | ".join(settings) + " |")
     print("|---" * (len(settings) + 2) + "|")
@@ -232,13 +266,20 @@ def main() -> None:
         print(f"| {i}: {archs[i][0]} | {params:,} | " + " | ".join(f"{accuracy[n][row]:.3f}" for n in settings) + " |")
 
     if args.json:
-        data = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                "facts": facts, "epochs": epochs, "long_epochs": long_epochs, "load_start": load_start,
-                "load_end": load_end, "wall_seconds": wall_total,
-                "architectures": [{"index": i, "name": n, "genotype": genotype_json("nasnet", g)}
-                                  for i, (n, g) in enumerate(archs)],
-                "settings": {name: [list(k) for k in ks] for name, ks in settings.items()},
-                "runs": sorted(runs.values(), key=lambda r: (r["architecture"], r["seed"], r["repeat"], r["epochs"]))}
+        data = {
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "facts": facts,
+            "epochs": epochs,
+            "long_epochs": long_epochs,
+            "load_start": load_start,
+            "load_end": load_end,
+            "wall_seconds": wall_total,
+            "architectures": [
+                {"index": i, "name": n, "genotype": genotype_json("nasnet", g)} for i, (n, g) in enumerate(archs)
+            ],
+            "settings": {name: [list(k) for k in ks] for name, ks in settings.items()},
+            "runs": sorted(runs.values(), key=lambda r: (r["architecture"], r["seed"], r["repeat"], r["epochs"])),
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1, default=str))
         print(f"\nraw results: {args.json}", file=sys.stderr)

@@ -43,9 +43,25 @@ RUNS = {
 def run(controller: str, budget: int, epochs: int | None, flags: list[str]) -> dict[str, float | str]:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run"
-        command = [sys.executable, "-m", "nas.cli.app", "search", "--space", "nasnet", "--controller", controller,
-                   "--budget", str(budget), "--dataset", "digits", "--out", str(out), "--no-progress", *flags,
-                   *(["--epochs", str(epochs)] if epochs else [])]
+        command = [
+            sys.executable,
+            "-m",
+            "nas.cli.app",
+            "search",
+            "--space",
+            "nasnet",
+            "--controller",
+            controller,
+            "--budget",
+            str(budget),
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--no-progress",
+            *flags,
+            *(["--epochs", str(epochs)] if epochs else []),
+        ]
         load = os.getloadavg()[0]
         started = time.perf_counter()
         subprocess.run(command, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -58,9 +74,16 @@ def run(controller: str, budget: int, epochs: int | None, flags: list[str]) -> d
     stopped = re.search(r"stopped early: (\d+)", report)
     best = re.search(r"best reward: ([\d.]+)", report)
     per_minute = 60 * evaluated / (search - startup_seconds)
-    return {"load": load, "command": wall, "search": search, "startup": startup_seconds, "evaluated": evaluated,
-            "stopped": int(stopped.group(1)) if stopped else 0, "per_minute": per_minute,
-            "best": best.group(1) if best else "-"}
+    return {
+        "load": load,
+        "command": wall,
+        "search": search,
+        "startup": startup_seconds,
+        "evaluated": evaluated,
+        "stopped": int(stopped.group(1)) if stopped else 0,
+        "per_minute": per_minute,
+        "best": best.group(1) if best else "-",
+    }
 
 
 CEILING = """
@@ -83,6 +106,7 @@ print(time.perf_counter() - started)
 
 def ceiling() -> tuple[float, float, float]:
     """Seconds of 3 evaluations: alone on 2 threads, and on 1 thread in each of two processes at once."""
+
     def start(threads: int) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-c", CEILING, str(threads)], stdout=subprocess.PIPE, text=True)
 
@@ -101,21 +125,28 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; budget {args.budget}; NASNet proxy on digits; load {os.getloadavg()[0]:.2f}")
     two_threads, first, second = ceiling()
     bound = (3 / first + 3 / second) / (3 / two_threads)
-    print(f"ceiling: 3 evaluations on 2 threads {two_threads:.1f} s; two processes of 1 thread at once {first:.1f} s "
-          f"and {second:.1f} s: at most {bound:.2f}x the 2-thread runner's throughput", flush=True)
+    print(
+        f"ceiling: 3 evaluations on 2 threads {two_threads:.1f} s; two processes of 1 thread at once {first:.1f} s "
+        f"and {second:.1f} s: at most {bound:.2f}x the 2-thread runner's throughput",
+        flush=True,
+    )
     for controller in args.controllers:
         results = {}
         for name, flags in RUNS.items():
             results[name] = run(controller, args.budget, args.epochs, flags)
             r = results[name]
-            print(f"{controller:10s} {name:28s} load {r['load']:4.2f}  search {r['search']:6.1f} s  start-up "
-                  f"{r['startup']:4.1f} s  command {r['command']:6.1f} s  evaluated {r['evaluated']:3d}  "
-                  f"stopped early {r['stopped']:2d}  {r['per_minute']:5.2f} evaluations/min  best {r['best']}",
-                  flush=True)
+            print(
+                f"{controller:10s} {name:28s} load {r['load']:4.2f}  search {r['search']:6.1f} s  start-up "
+                f"{r['startup']:4.1f} s  command {r['command']:6.1f} s  evaluated {r['evaluated']:3d}  "
+                f"stopped early {r['stopped']:2d}  {r['per_minute']:5.2f} evaluations/min  best {r['best']}",
+                flush=True,
+            )
         for name in list(RUNS)[2:]:
-            print(f"{controller:10s} {name:28s} speed-up over local 2 threads: "
-                  f"{results[name]['per_minute'] / results['local, 2 threads']['per_minute']:.2f}x (goal >= 1.6x), "
-                  f"over local 1 thread: {results[name]['per_minute'] / results['local, 1 thread']['per_minute']:.2f}x")
+            print(
+                f"{controller:10s} {name:28s} speed-up over local 2 threads: "
+                f"{results[name]['per_minute'] / results['local, 2 threads']['per_minute']:.2f}x (goal >= 1.6x), "
+                f"over local 1 thread: {results[name]['per_minute'] / results['local, 1 thread']['per_minute']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

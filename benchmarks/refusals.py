@@ -37,17 +37,32 @@ def cases(scratch: Path) -> list[tuple[str, list[str]]]:
         ("malformed YAML", ["search", "--config", str(scratch / "malformed.yaml"), "--out", fresh]),
         ("unknown objective", ["search", "--objective", "speed", "--out", fresh]),
         ("bad genotype file", ["show", str(scratch / "genotype.json")]),
-        ("missing data folder", ["search", "--dataset", "imagefolder", "--data-dir", str(scratch / "no"),
-                                 "--out", fresh]),
-        ("one-class data folder", ["search", "--dataset", "imagefolder", "--data-dir", str(scratch / "one-class"),
-                                   "--out", fresh]),
+        (
+            "missing data folder",
+            ["search", "--dataset", "imagefolder", "--data-dir", str(scratch / "no"), "--out", fresh],
+        ),
+        (
+            "one-class data folder",
+            ["search", "--dataset", "imagefolder", "--data-dir", str(scratch / "one-class"), "--out", fresh],
+        ),
         ("CIFAR-10 not there", ["search", "--dataset", "cifar10", "--data-dir", str(scratch), "--out", fresh]),
         ("unknown evaluator option", ["search", "--config", str(scratch / "bad-option.yaml"), "--out", fresh]),
         ("proxy network out of bounds", ["search", "--config", str(scratch / "bad-reduction.yaml"), "--out", fresh]),
         ("resume with other settings", ["search", "--budget", "5", "--seed", "3", "--out", "{run}"]),
         ("netadapt schedule", ["netadapt", "--latency-ratio", "0.5", "--decay", "-1", "--out", fresh]),
-        ("train data folder", ["train", "mobilenetv3-small", "--dataset", "imagefolder", "--data-dir",
-                               str(scratch / "no"), "--out", fresh]),
+        (
+            "train data folder",
+            [
+                "train",
+                "mobilenetv3-small",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                str(scratch / "no"),
+                "--out",
+                fresh,
+            ],
+        ),
     ]
 
 

@@ -57,7 +57,7 @@ class Objective:
     def true_value(self, indices: Sequence[int]) -> float:
         if self.kind == "epistatic":
             padded = list(indices) + [0] * NEIGHBOURS
-            total = sum(float(table[tuple(padded[i:i + NEIGHBOURS + 1])]) for i, table in enumerate(self.tables))
+            total = sum(float(table[tuple(padded[i : i + NEIGHBOURS + 1])]) for i, table in enumerate(self.tables))
         else:
             total = sum(w * float(table[i]) for w, table, i in zip(self.weights, self.tables, indices))
         return total / self.optimum
@@ -74,7 +74,7 @@ def make_objective(kind: str, sizes: Sequence[int], objective_seed: int, noise: 
     sizes = tuple(sizes)
     if kind == "epistatic":
         padded = sizes + (1,) * NEIGHBOURS
-        tables = tuple(rng.random(padded[i:i + NEIGHBOURS + 1]) for i in range(len(sizes)))
+        tables = tuple(rng.random(padded[i : i + NEIGHBOURS + 1]) for i in range(len(sizes)))
         return Objective(kind, sizes, tables, np.ones(len(sizes)), _nk_optimum(tables), 0.0, objective_seed)
     tables = tuple(rng.random(n) for n in sizes)
     weights = rng.lognormal(0.0, 1.0, len(sizes))
@@ -120,9 +120,15 @@ def run_one(task: tuple[str, str, str, dict[str, Any], str, int, int, int, float
         observed.append(reward)
         true.append(objective.true_value(indices))
     tail = max(1, budget // 10)
-    return {"label": label, "objective": kind, "budget": budget, "seed": seed,
-            "best": true[int(np.argmax(observed))], "last": float(np.mean(true[-tail:])),
-            "seconds": time.perf_counter() - start}
+    return {
+        "label": label,
+        "objective": kind,
+        "budget": budget,
+        "seed": seed,
+        "best": true[int(np.argmax(observed))],
+        "last": float(np.mean(true[-tail:])),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 # The published settings, one option away from the defaults, and Optuna's own NSGA-II population
@@ -154,11 +160,16 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--controllers", nargs="+", default=["random", "reinforce", "evolution", "tpe", "nsga2"],
-                        help="registered controller names, run at their defaults")
+    parser.add_argument(
+        "--controllers",
+        nargs="+",
+        default=["random", "reinforce", "evolution", "tpe", "nsga2"],
+        help="registered controller names, run at their defaults",
+    )
     parser.add_argument("--no-published", action="store_true", help="skip the published-settings rows")
-    parser.add_argument("--setting", action="append", default=[],
-                        help="extra row: 'LABEL {\"controller\": NAME, OPTION: VALUE, ...}'")
+    parser.add_argument(
+        "--setting", action="append", default=[], help="extra row: 'LABEL {\"controller\": NAME, OPTION: VALUE, ...}'"
+    )
     parser.add_argument("--objective-seed", type=int, default=1234)
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="searches run side by side")
@@ -167,12 +178,18 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
 
     rows = default_settings(args.controllers, not args.no_published) + [parse_setting(text) for text in args.setting]
-    tasks = [(args.space, label, name, options, kind, budget, seed, args.objective_seed, args.noise)
-             for kind in args.objectives for budget in args.budgets for label, name, options in rows
-             for seed in args.seeds]
+    tasks = [
+        (args.space, label, name, options, kind, budget, seed, args.objective_seed, args.noise)
+        for kind in args.objectives
+        for budget in args.budgets
+        for label, name, options in rows
+        for seed in args.seeds
+    ]
     load = os.getloadavg()[0]
-    print(f"space {args.space}, seeds {args.seeds}, {args.jobs} searches side by side, 1 torch thread each, "
-          f"load average {load:.2f} at start")
+    print(
+        f"space {args.space}, seeds {args.seeds}, {args.jobs} searches side by side, 1 torch thread each, "
+        f"load average {load:.2f} at start"
+    )
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_one, tasks))
     if args.json:
@@ -181,11 +198,17 @@ def main() -> None:
     print_tables(results, rows, args.objectives, args.budgets)
 
 
-def print_tables(results: list[dict[str, Any]], rows: Sequence[tuple[str, str, dict[str, Any]]],
-                 objectives: Sequence[str], budgets: Sequence[int]) -> None:
+def print_tables(
+    results: list[dict[str, Any]],
+    rows: Sequence[tuple[str, str, dict[str, Any]]],
+    objectives: Sequence[str],
+    budgets: Sequence[int],
+) -> None:
     """One markdown table per objective: rows = settings, columns = budgets, cells = best / last 10%."""
     for kind in objectives:
-        print(f"\n**{kind}**: best found / mean of the last 10% (1.0 = optimum), mean over seeds; s = seconds per run\n")
+        print(
+            f"\n**{kind}**: best found / mean of the last 10% (1.0 = optimum), mean over seeds; s = seconds per run\n"
+        )
         print("| controller | " + " | ".join(f"{b} trials" for b in budgets) + " | s at " + f"{budgets[-1]} |")
         print("|---|" + "---|" * (len(budgets) + 1))
         for label, _, _ in rows:

@@ -30,9 +30,25 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run"
-        command = [sys.executable, "-m", "nas.cli.app", "search", "--space", args.space, "--controller",
-                   args.controller, "--budget", str(args.budget), "--dataset", "digits", "--out", str(out),
-                   "--seed", str(args.seed), "--no-progress"]
+        command = [
+            sys.executable,
+            "-m",
+            "nas.cli.app",
+            "search",
+            "--space",
+            args.space,
+            "--controller",
+            args.controller,
+            "--budget",
+            str(args.budget),
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--seed",
+            str(args.seed),
+            "--no-progress",
+        ]
         started = time.perf_counter()
         subprocess.run(command, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started
@@ -44,8 +60,14 @@ def main() -> None:
     print(f"command: {' '.join(command[2:])}")
     print(f"wall time of the command         {wall:8.1f} s   (goal < 300 s for 20 trials)")
     print(f"  evaluating {args.budget} candidates        {evaluation:8.1f} s   ({evaluation / args.budget:.2f} s each)")
-    print(f"  loop overhead (ask/tell/journal) {overhead:8.2f} s   ({100 * overhead / wall:.2f}% of the wall time; goal < 5%)")
-    print(f"  outside the loop (start-up, data, report) {wall - loop_wall:6.1f} s   ({100 * (wall - loop_wall) / wall:.1f}%)")
+    print(
+        f"  loop overhead (ask/tell/journal) {overhead:8.2f} s   ({100 * overhead / wall:.2f}% of the wall time; "
+        "goal < 5%)"
+    )
+    print(
+        f"  outside the loop (start-up, data, report) {wall - loop_wall:6.1f} s   "
+        f"({100 * (wall - loop_wall) / wall:.1f}%)"
+    )
     print(f"best reward (proxy validation accuracy): {best}")
 
 

@@ -80,8 +80,9 @@ def reference_factory(preset: str) -> tuple[Callable[[], nn.Module], Callable[..
     return None
 
 
-def interleaved(models: dict[str, nn.Module], image: torch.Tensor, repeats: int, runs: int,
-                warmup: int) -> dict[str, float]:
+def interleaved(
+    models: dict[str, nn.Module], image: torch.Tensor, repeats: int, runs: int, warmup: int
+) -> dict[str, float]:
     """Median over ``repeats`` rounds of the mean ms per forward pass of each model, the models taking
     turns within every round (order reversed every other round)."""
     names, times = list(models), {name: [] for name in models}
@@ -108,8 +109,12 @@ def measure(preset: str, image: torch.Tensor, args: argparse.Namespace) -> list[
     if preset.startswith("condensenet"):
         return measure_condensenet(preset, image, args)
     summary = nas.summarize(preset)
-    row: dict[str, Any] = {"preset": preset, "params": summary["params"], "macs": summary["macs"],
-                           "memory_access": summary["memory_access"]}
+    row: dict[str, Any] = {
+        "preset": preset,
+        "params": summary["params"],
+        "macs": summary["macs"],
+        "memory_access": summary["memory_access"],
+    }
     ours = nas.materialize(preset, seed=0).eval()
     found = reference_factory(preset)
     if found is None:  # ShuffleNet V1: published numbers only
@@ -118,7 +123,8 @@ def measure(preset: str, image: torch.Tensor, args: argparse.Namespace) -> list[
         row["macs_without_classifier"] = summary["macs"] - classifier
         row["params_ref"] = V1_PARAMS.get(groups)
         row["macs_ref"] = f"{V1_TABLE1[groups]} w/o classifier (paper)" + (
-            f", {V1_MEGVII_MACS[groups]} (megvii)" if groups in V1_MEGVII_MACS else "")
+            f", {V1_MEGVII_MACS[groups]} (megvii)" if groups in V1_MEGVII_MACS else ""
+        )
         row["ms"] = interleaved({"ours": ours}, image, args.repeats, args.runs, args.warmup)["ours"]
         return [row]
     factory, importer, name = found
@@ -143,12 +149,25 @@ def measure_condensenet(preset: str, image: torch.Tensor, args: argparse.Namespa
     published = nas.condense(copy.deepcopy(training), classifier_keep=0.5)  # what the paper counts
     diff = max_diff(training, condensed, image)
     times = interleaved({"training": training, "condensed": condensed}, image, args.repeats, args.runs, args.warmup)
-    first = {"preset": f"{preset} (training form)", "params": summary["params"], "macs": summary["macs"],
-             "memory_access": summary["memory_access"], "ms": times["training"]}
-    second = {"preset": f"{preset} (condensed)", "params": count_params(published),
-              "params_ref": "4.8 (paper)", "macs": count_macs(published, 224), "macs_ref": "529 FLOPs (paper) [c]",
-              "memory_access": count_memory_access(published, 224), "ms": times["condensed"],
-              "ratio": times["condensed"] / times["training"], "max_diff": diff, "outputs_equal": diff <= 1e-5}
+    first = {
+        "preset": f"{preset} (training form)",
+        "params": summary["params"],
+        "macs": summary["macs"],
+        "memory_access": summary["memory_access"],
+        "ms": times["training"],
+    }
+    second = {
+        "preset": f"{preset} (condensed)",
+        "params": count_params(published),
+        "params_ref": "4.8 (paper)",
+        "macs": count_macs(published, 224),
+        "macs_ref": "529 FLOPs (paper) [c]",
+        "memory_access": count_memory_access(published, 224),
+        "ms": times["condensed"],
+        "ratio": times["condensed"] / times["training"],
+        "max_diff": diff,
+        "outputs_equal": diff <= 1e-5,
+    }
     return [first, second]
 
 
@@ -166,9 +185,18 @@ def table_row(row: dict[str, Any]) -> str:
     macs = _millions(row["macs"], 1)
     if "macs_without_classifier" in row:
         macs += f" ({row['macs_without_classifier'] / 1e6:.1f} w/o cls.)"
-    cells = [row["preset"], _millions(row["params"], 3), _millions(row.get("params_ref"), 3), macs,
-             _millions(row.get("macs_ref"), 1), _millions(row["memory_access"], 1), _number(row["ms"], ".2f"),
-             _number(row.get("ms_ref"), ".2f"), _number(row.get("ratio"), ".2f"), _number(row.get("max_diff"), ".1e")]
+    cells = [
+        row["preset"],
+        _millions(row["params"], 3),
+        _millions(row.get("params_ref"), 3),
+        macs,
+        _millions(row.get("macs_ref"), 1),
+        _millions(row["memory_access"], 1),
+        _number(row["ms"], ".2f"),
+        _number(row.get("ms_ref"), ".2f"),
+        _number(row.get("ratio"), ".2f"),
+        _number(row.get("max_diff"), ".1e"),
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -176,14 +204,22 @@ def environment() -> dict[str, Any]:
     """Versions, thread counts, CPU and load average, printed with every table."""
     cpu = platform.processor()
     try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads(), "cpus": os.cpu_count(), "cpu": cpu or "unknown",
-            "load": os.getloadavg()}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu or "unknown",
+        "load": os.getloadavg(),
+    }
 
 
 def search_run(directory: Path) -> dict[str, Any]:
@@ -203,9 +239,15 @@ def search_run(directory: Path) -> dict[str, Any]:
     journal = Journal(directory, None, STUDY, settings)  # its own recorded settings: opened, never changed
     ranked = journal.ranked()
     families = {r.trial_id: [stage.family for stage in nas.load_genotype(r.genotype).stages] for r in ranked}
-    top = [{"trial": r.trial_id, "reward": float(r.result.reward), "families": families[r.trial_id],
-            **{key: r.result.metrics.get(key) for key in ("params", "macs", "memory_access", "resolution")}}
-           for r in ranked[:TOP]]
+    top = [
+        {
+            "trial": r.trial_id,
+            "reward": float(r.result.reward),
+            "families": families[r.trial_id],
+            **{key: r.result.metrics.get(key) for key in ("params", "macs", "memory_access", "resolution")},
+        }
+        for r in ranked[:TOP]
+    ]
     counts: list[dict[str, Any]] = []
     for stage in range(max((len(f) for f in families.values()), default=0)):
         rewards: dict[str, list[float]] = defaultdict(list)
@@ -214,22 +256,38 @@ def search_run(directory: Path) -> dict[str, Any]:
                 rewards[families[record.trial_id][stage]].append(float(record.result.reward))
         in_top = Counter(families[r.trial_id][stage] for r in ranked[:TOP] if stage < len(families[r.trial_id]))
         for family, values in sorted(rewards.items(), key=lambda item: (-in_top[item[0]], -len(item[1]), item[0])):
-            counts.append({"stage": stage + 1, "family": family, "top": in_top[family], "all": len(values),
-                           "mean_reward": statistics.fmean(values)})
-    return {"run": str(directory), "finished": len(journal), "failed": len(journal) - len(ranked), "top": top,
-            "families": counts}
+            counts.append(
+                {
+                    "stage": stage + 1,
+                    "family": family,
+                    "top": in_top[family],
+                    "all": len(values),
+                    "mean_reward": statistics.fmean(values),
+                }
+            )
+    return {
+        "run": str(directory),
+        "finished": len(journal),
+        "failed": len(journal) - len(ranked),
+        "top": top,
+        "families": counts,
+    }
 
 
 def print_search_run(found: dict[str, Any]) -> None:
     print(f"\n## Search run {found['run']}: {found['finished']} finished trials ({found['failed']} failed)\n")
     resolution = next((t["resolution"] for t in found["top"] if t["resolution"]), "?")
     print(f"top {TOP} by reward; cost of the proxy network the search trained ({resolution} px, from its metrics)\n")
-    print("| rank | trial | reward | families per stage | proxy params (M) | proxy MACs (M) | proxy memory access (M) |")
+    print(
+        "| rank | trial | reward | families per stage | proxy params (M) | proxy MACs (M) | proxy memory access (M) |"
+    )
     print("|---:|---:|---:|---|---:|---:|---:|")
     for rank, trial in enumerate(found["top"], 1):
-        print(f"| {rank} | {trial['trial']} | {trial['reward']:.4f} | {'/'.join(trial['families'])} | "
-              f"{_millions(trial['params'], 3)} | {_millions(trial['macs'], 2)} | "
-              f"{_millions(trial['memory_access'], 2)} |")
+        print(
+            f"| {rank} | {trial['trial']} | {trial['reward']:.4f} | {'/'.join(trial['families'])} | "
+            f"{_millions(trial['params'], 3)} | {_millions(trial['macs'], 2)} | "
+            f"{_millions(trial['memory_access'], 2)} |"
+        )
     print(f"\n| stage | family | in top {TOP} | in all | mean reward (all) |\n|---:|---|---:|---:|---:|")
     for row in found["families"]:
         print(f"| {row['stage']} | {row['family']} | {row['top']} | {row['all']} | {row['mean_reward']:.4f} |")
@@ -253,14 +311,20 @@ def main() -> None:
         parser.error("--threads, --repeats and --runs must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
     before = environment()
-    print(f"torch {before['torch']}; {before['threads']} intra-op / {before['interop_threads']} inter-op threads; "
-          f"{before['cpus']} CPUs ({before['cpu']}); load average (1, 5, 15 min) {before['load']}")
+    print(
+        f"torch {before['torch']}; {before['threads']} intra-op / {before['interop_threads']} inter-op threads; "
+        f"{before['cpus']} CPUs ({before['cpu']}); load average (1, 5, 15 min) {before['load']}"
+    )
     rows: list[dict[str, Any]] = []
     if presets:
-        print(f"\nbatch 1, 3x224x224, median over {args.repeats} interleaved rounds of {args.runs} passes "
-              f"(after {args.warmup} warm-up passes)\n")
-        print("| preset | params ours (M) | params ref (M) | MACs ours (M) | MACs ref (M) | memory access ours (M) "
-              "| ms ours | ms ref | ratio | max \\|diff\\| |")
+        print(
+            f"\nbatch 1, 3x224x224, median over {args.repeats} interleaved rounds of {args.runs} passes "
+            f"(after {args.warmup} warm-up passes)\n"
+        )
+        print(
+            "| preset | params ours (M) | params ref (M) | MACs ours (M) | MACs ref (M) | memory access ours (M) "
+            "| ms ours | ms ref | ratio | max \\|diff\\| |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
         torch.manual_seed(0)
         image = torch.randn(1, 3, 224, 224)
@@ -268,11 +332,13 @@ def main() -> None:
             for row in measure(preset, image, args):
                 rows.append(row)
                 print(table_row(row), flush=True)
-        print("\nratio: ours / reference; for CondenseNet, condensed / training form, and max |diff| between those "
-              "two (must be <= 1e-5).\nShuffleNet V1 references: paper Table 1 (classifier excluded) and model zoos "
-              "(totals; megvii's classifier has no bias).\n[c] the reference counter adds ReLU, pooling and "
-              "bias FLOPs; ours counts conv and linear MACs only. Counted with classifier_keep=0.5, timed with "
-              "the classifier whole.")
+        print(
+            "\nratio: ours / reference; for CondenseNet, condensed / training form, and max |diff| between those "
+            "two (must be <= 1e-5).\nShuffleNet V1 references: paper Table 1 (classifier excluded) and model zoos "
+            "(totals; megvii's classifier has no bias).\n[c] the reference counter adds ReLU, pooling and "
+            "bias FLOPs; ours counts conv and linear MACs only. Counted with classifier_keep=0.5, timed with "
+            "the classifier whole."
+        )
         for row in rows:
             if row.get("outputs_equal") is False:
                 print(f"WARNING: {row['preset']}: outputs differ from the training form by {row['max_diff']:.2e}")
@@ -282,8 +348,13 @@ def main() -> None:
     after = os.getloadavg()
     print(f"\nload average at the end: {after}")
     if args.json:
-        document = {"environment": before, "load_after": after, "settings": {k: str(v) for k, v in vars(args).items()},
-                    "presets": rows, "search_run": found}
+        document = {
+            "environment": before,
+            "load_after": after,
+            "settings": {k: str(v) for k, v in vars(args).items()},
+            "presets": rows,
+            "search_run": found,
+        }
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
 
 

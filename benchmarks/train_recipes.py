@@ -54,13 +54,41 @@ def runs(experiments: set[str], seeds: list[int], out: Path) -> list[tuple[str, 
                     jobs.append((f"{name}-e{epochs}-s{seed}", {**NASNET, **extra, "epochs": epochs, "seed": seed}))
         if "fixres" in experiments:
             for label, network in (("nasnet", NASNET), ("mobilenetv3", MOBILENET)):
-                jobs.append((f"fixres-{label}-s{seed}", {**network, "epochs": 30, "resolution": 16, "fixres": (20, 24),
-                                                         "crop_scale": 0.35, "seed": seed}))
+                jobs.append(
+                    (
+                        f"fixres-{label}-s{seed}",
+                        {
+                            **network,
+                            "epochs": 30,
+                            "resolution": 16,
+                            "fixres": (20, 24),
+                            "crop_scale": 0.35,
+                            "seed": seed,
+                        },
+                    )
+                )
         if "ns" in experiments:
-            jobs.append((f"ns-s{seed}", {**NASNET, "epochs": 60, "batch_size": 32, "noisy_student": True,
-                                         "unlabeled_fraction": 0.9, "iterations": 2, "crop_scale": 0.35, "seed": seed}))
-            jobs.append((f"full-labels-e60-s{seed}", {**NASNET, "epochs": 60, "batch_size": 32, "crop_scale": 0.35,
-                                                      "seed": seed}))
+            jobs.append(
+                (
+                    f"ns-s{seed}",
+                    {
+                        **NASNET,
+                        "epochs": 60,
+                        "batch_size": 32,
+                        "noisy_student": True,
+                        "unlabeled_fraction": 0.9,
+                        "iterations": 2,
+                        "crop_scale": 0.35,
+                        "seed": seed,
+                    },
+                )
+            )
+            jobs.append(
+                (
+                    f"full-labels-e60-s{seed}",
+                    {**NASNET, "epochs": 60, "batch_size": 32, "crop_scale": 0.35, "seed": seed},
+                )
+            )
     return [(name, {**job, "out": str(out / name)}) for name, job in jobs]
 
 
@@ -75,8 +103,13 @@ def run(name: str, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
         evaluator = ProxyEvaluator("nasnet", "digits", seed=job["seed"])
         metrics = evaluator.evaluate(nas.resolve("nasnet-a-cifar").genotype, 0)
-        return name, {"validation_accuracy": metrics["accuracy"], "test_accuracy": None, "epochs": metrics["epochs"],
-                      "params": metrics["params"], "seconds": time.perf_counter() - started}
+        return name, {
+            "validation_accuracy": metrics["accuracy"],
+            "test_accuracy": None,
+            "epochs": metrics["epochs"],
+            "params": metrics["params"],
+            "seconds": time.perf_counter() - started,
+        }
     from nas.train.run import TrainSettings, run_train
 
     results = run_train(TrainSettings(progress=False, **job), echo=lambda line: None)
@@ -97,15 +130,20 @@ def main() -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     jobs = runs(set(args.only.split(",")), [int(s) for s in args.seeds.split(",")], out)
-    print(f"{len(jobs)} runs, {args.workers} side by side, 1 thread each; load average {os.getloadavg()[0]:.2f}",
-          flush=True)
+    print(
+        f"{len(jobs)} runs, {args.workers} side by side, 1 thread each; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     results: dict[str, Any] = {}
     with ProcessPoolExecutor(args.workers) as pool:
         for name, result in pool.map(run, *zip(*jobs)):
             results[name] = result
-            print(f"{name}: validation {result['validation_accuracy']:.4f}, test "
-                  f"{result['test_accuracy'] if result['test_accuracy'] is None else round(result['test_accuracy'], 4)}"
-                  f", {result['seconds']:.0f} s", flush=True)
+            print(
+                f"{name}: validation {result['validation_accuracy']:.4f}, test "
+                f"{result['test_accuracy'] if result['test_accuracy'] is None else round(result['test_accuracy'], 4)}"
+                f", {result['seconds']:.0f} s",
+                flush=True,
+            )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     table(results)
 
@@ -127,8 +165,15 @@ def bn_baseline(out: Path) -> None:
         data = load_train_data(settings)
         for r in settings.fixres:
             model = nas.load_model(directory / "model.pt")
-            recalibrate_batchnorm(model, data.splits.train, settings.batch_size, 512, "cpu",
-                                  torch.Generator().manual_seed(0), data.view(r))
+            recalibrate_batchnorm(
+                model,
+                data.splits.train,
+                settings.batch_size,
+                512,
+                "cpu",
+                torch.Generator().manual_seed(0),
+                data.view(r),
+            )
             _, accuracy = evaluate(model, iterate_batches(data.test, 256), "cpu", data.view(r))
             print(f"| {directory.name} | {r} | {accuracy:.4f} |")
 
@@ -141,17 +186,23 @@ def table(results: dict[str, Any]) -> None:
     for name, r in results.items():
         if "fixres" in r or "noisy_student" in r:
             continue
-        print(f"| {name} | {r['epochs']} | {number(r['validation_accuracy'])} | {number(r['test_accuracy'])} "
-              f"| {r['seconds']:.0f} |")
+        print(
+            f"| {name} | {r['epochs']} | {number(r['validation_accuracy'])} | {number(r['test_accuracy'])} "
+            f"| {r['seconds']:.0f} |"
+        )
     for name, r in results.items():
         for row in r.get("fixres", []):
-            print(f"| {name} FixRes {r['train_resolution']}->{row['test_resolution']} | test at R_train "
-                  f"{row['accuracy_at_train_resolution']:.4f} | before {row['before']:.4f} | after {row['after']:.4f} "
-                  f"| val {row['validation_before']:.4f}->{row['validation_after']:.4f} |")
+            print(
+                f"| {name} FixRes {r['train_resolution']}->{row['test_resolution']} | test at R_train "
+                f"{row['accuracy_at_train_resolution']:.4f} | before {row['before']:.4f} | after {row['after']:.4f} "
+                f"| val {row['validation_before']:.4f}->{row['validation_after']:.4f} |"
+            )
         for row in r.get("noisy_student", []):
             hidden = row.get("pseudo_labels", {}).get("accuracy_on_hidden_labels")
-            print(f"| {name} iteration {row['iteration']} {row['role']} | pseudo-label accuracy {number(hidden)} | "
-                  f"{number(row['validation_accuracy'])} | {number(row['test_accuracy'])} | |")
+            print(
+                f"| {name} iteration {row['iteration']} {row['role']} | pseudo-label accuracy {number(hidden)} | "
+                f"{number(row['validation_accuracy'])} | {number(row['test_accuracy'])} | |"
+            )
 
 
 if __name__ == "__main__":

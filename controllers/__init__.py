@@ -20,11 +20,14 @@ from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
     "CompoundGrid": "controllers.compound_grid",
-    "Member": "controllers.evolution", "RegularizedEvolution": "controllers.evolution",
-    "OptunaNSGAII": "controllers.optuna_sampler", "OptunaSampler": "controllers.optuna_sampler",
+    "Member": "controllers.evolution",
+    "RegularizedEvolution": "controllers.evolution",
+    "OptunaNSGAII": "controllers.optuna_sampler",
+    "OptunaSampler": "controllers.optuna_sampler",
     "OptunaTPE": "controllers.optuna_sampler",
     "RandomSearch": "controllers.random_search",
-    "ControllerPolicy": "controllers.reinforce", "Reinforce": "controllers.reinforce",
+    "ControllerPolicy": "controllers.reinforce",
+    "Reinforce": "controllers.reinforce",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -57,32 +57,50 @@ class CompoundGrid(ControllerBase):
         target: the cost factor per unit of phi (2: doubling, as the paper).
     """
 
-    def __init__(self, space: SearchSpace[Any], seed: int = 0, budget: int | None = None, tolerance: float = 0.1,
-                 constraint: Constraint = "formula", target: float = 2.0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any],
+        seed: int = 0,
+        budget: int | None = None,
+        tolerance: float = 0.1,
+        constraint: Constraint = "formula",
+        target: float = 2.0,
+    ) -> None:
         super().__init__(space, seed, budget)
         names = tuple(decision.name for decision in self.decisions)
         if names != DECISIONS:
-            raise ValueError(f"compound-grid searches compound-scaling points (nas scale): it needs the decisions "
-                             f"{list(DECISIONS)}, space {space.name!r} has {list(names)[:5]}")
+            raise ValueError(
+                f"compound-grid searches compound-scaling points (nas scale): it needs the decisions "
+                f"{list(DECISIONS)}, space {space.name!r} has {list(names)[:5]}"
+            )
         if constraint not in CONSTRAINTS:
             raise ValueError(f"constraint: {constraint!r} is not a constraint; valid: {list(CONSTRAINTS)}")
         if constraint == "macs" and not isinstance(space, CompoundScalingSpace):
-            raise ValueError(f"constraint: 'macs' needs a space that measures its points (macs_ratio); "
-                             f"{space.name!r} does not")
+            raise ValueError(
+                f"constraint: 'macs' needs a space that measures its points (macs_ratio); {space.name!r} does not"
+            )
         if constraint == "macs" and max(len(d.choices) for d in self.decisions) > MACS_MAX_VALUES:
-            raise ValueError(f"constraint: 'macs' counts the networks of the grid, and {len(self.decisions[0].choices)} "
-                             f"values per multiplier are too many (at most {MACS_MAX_VALUES}); use a coarser grid step")
+            raise ValueError(
+                f"constraint: 'macs' counts the networks of the grid, and {len(self.decisions[0].choices)} "
+                f"values per multiplier are too many (at most {MACS_MAX_VALUES}); use a coarser grid step"
+            )
         for name, value, low in (("tolerance", tolerance, 0.0), ("target", target, 1.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < low:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < low
+            ):
                 raise ValueError(f"{name}: must be a number >= {low:g}, got {value!r}")
         self.tolerance, self.constraint, self.target = float(tolerance), constraint, float(target)
         self.points = self._grid()
         if not self.points:
             values = self.decisions[0].choices
-            raise ValueError(f"no grid point has |{'alpha*beta^2*gamma^2' if constraint == 'formula' else 'MACs ratio'}"
-                             f" - {self.target:g}| <= {self.tolerance:g} on {len(values)} values from {values[0]:g} to "
-                             f"{values[-1]:g}; widen the tolerance, refine the grid step or raise its upper end")
+            raise ValueError(
+                f"no grid point has |{'alpha*beta^2*gamma^2' if constraint == 'formula' else 'MACs ratio'}"
+                f" - {self.target:g}| <= {self.tolerance:g} on {len(values)} values from {values[0]:g} to "
+                f"{values[-1]:g}; widen the tolerance, refine the grid step or raise its upper end"
+            )
 
     @property
     def finished(self) -> bool:
@@ -96,22 +114,30 @@ class CompoundGrid(ControllerBase):
         """A grid learns nothing: the journal holds the results, and the best point is read there."""
 
     def _config(self) -> dict[str, Any]:
-        return {"tolerance": self.tolerance, "constraint": self.constraint, "target": self.target,
-                "grid_points": len(self.points)}
+        return {
+            "tolerance": self.tolerance,
+            "constraint": self.constraint,
+            "target": self.target,
+            "grid_points": len(self.points),
+        }
 
     def _grid(self) -> list[dict[str, float]]:
         """The points within the tolerance, in the seeded order."""
         alphas, betas, gammas = (decision.choices for decision in self.decisions)
         if self.constraint == "formula":
-            within = [(a, b, g) for a, b, g in itertools.product(alphas, betas, gammas)
-                      if abs(a * b * b * g * g - self.target) <= self.tolerance + SLACK]
+            within = [
+                (a, b, g)
+                for a, b, g in itertools.product(alphas, betas, gammas)
+                if abs(a * b * b * g * g - self.target) <= self.tolerance + SLACK
+            ]
         else:
             within = self._within_by_macs(alphas, betas, gammas)
         order = trial_rng(self.seed, 0).permutation(len(within))
         return [dict(zip(DECISIONS, within[int(i)])) for i in order]
 
-    def _within_by_macs(self, alphas: tuple[Any, ...], betas: tuple[Any, ...],
-                        gammas: tuple[Any, ...]) -> list[tuple[Any, Any, Any]]:
+    def _within_by_macs(
+        self, alphas: tuple[Any, ...], betas: tuple[Any, ...], gammas: tuple[Any, ...]
+    ) -> list[tuple[Any, Any, Any]]:
         """The points whose measured MACs ratio is within the tolerance (MACs grow with each multiplier)."""
         low, high = self.target - self.tolerance - SLACK, self.target + self.tolerance + SLACK
         started, counted = time.perf_counter(), set()
@@ -132,7 +158,13 @@ class CompoundGrid(ControllerBase):
                     if ratio(alpha, beta, gamma) > high:
                         break
                     within.append((alpha, beta, gamma))
-        logger.info("compound-grid: %d of %d points have a measured MACs ratio within %g of %g (%d networks "
-                    "counted in %.1f s)", len(within), len(alphas) * len(betas) * len(gammas), self.tolerance,
-                    self.target, len(counted), time.perf_counter() - started)
+        logger.info(
+            "compound-grid: %d of %d points have a measured MACs ratio within %g of %g (%d networks counted in %.1f s)",
+            len(within),
+            len(alphas) * len(betas) * len(gammas),
+            self.tolerance,
+            self.target,
+            len(counted),
+            time.perf_counter() - started,
+        )
         return sorted(within)

@@ -98,8 +98,15 @@ class RegularizedEvolution(ControllerBase):
         4
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int | None = None,
-                 sample_size: int | None = None, budget: int | None = None, preset: Preset = "budget") -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        population_size: int | None = None,
+        sample_size: int | None = None,
+        budget: int | None = None,
+        preset: Preset = "budget",
+    ) -> None:
         super().__init__(space, seed=seed, budget=budget)
         check_preset(preset)
         default_population, default_sample = PAPER if preset == "paper" else budget_defaults(self.budget)
@@ -109,18 +116,27 @@ class RegularizedEvolution(ControllerBase):
         if not isinstance(population_size, int) or population_size < 1:
             raise ValueError(f"population_size: must be a positive integer, got {population_size!r}")
         if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
-            raise ValueError(f"sample_size: must be an integer in [1, population_size={population_size}], "
-                             f"got {sample_size!r}")
+            raise ValueError(
+                f"sample_size: must be an integer in [1, population_size={population_size}], got {sample_size!r}"
+            )
         self.population_size, self.sample_size = population_size, sample_size
         self._population: list[dict[str, Any]] = []  # oldest first
         self._rewards: dict[str, list[float]] = {}  # genotype key -> [sum of rewards, count]
         if self.budget is not None and 3 * population_size > self.budget:
             default = budget_defaults(self.budget)[0]
-            advice = (f"for this budget the default is {default}" if default < population_size
-                      else "no population learns much in so few trials")
-            logger.warning("population_size %d leaves %d of the %d trials to evolve (the first %d are random); %s",
-                           population_size, max(0, self.budget - population_size), self.budget,
-                           min(population_size, self.budget), advice)
+            advice = (
+                f"for this budget the default is {default}"
+                if default < population_size
+                else "no population learns much in so few trials"
+            )
+            logger.warning(
+                "population_size %d leaves %d of the %d trials to evolve (the first %d are random); %s",
+                population_size,
+                max(0, self.budget - population_size),
+                self.budget,
+                min(population_size, self.budget),
+                advice,
+            )
 
     @property
     def population(self) -> tuple[Member, ...]:
@@ -161,8 +177,10 @@ class RegularizedEvolution(ControllerBase):
         return {"population_size": self.population_size, "sample_size": self.sample_size}
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"population": copy.deepcopy(self._population),
-                "rewards": [[key, total, count] for key, (total, count) in self._rewards.items()]}
+        return {
+            "population": copy.deepcopy(self._population),
+            "rewards": [[key, total, count] for key, (total, count) in self._rewards.items()],
+        }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self._population = copy.deepcopy(list(state["population"]))

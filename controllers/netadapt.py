@@ -66,14 +66,26 @@ class NetAdapt(ControllerBase):
         max_iterations: iterations after which the controller stops (status ``stopped``).
     """
 
-    def __init__(self, space: SearchSpace[Any], seed: int = 0, budget: int | None = None, *,
-                 latency: Callable[[Any], float], target_ms: float, start_latency_ms: float | None = None,
-                 reduction: float = DEFAULT_REDUCTION, decay: float = 1.0, selection: Selection = "accuracy",
-                 max_iterations: int = DEFAULT_MAX_ITERATIONS) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any],
+        seed: int = 0,
+        budget: int | None = None,
+        *,
+        latency: Callable[[Any], float],
+        target_ms: float,
+        start_latency_ms: float | None = None,
+        reduction: float = DEFAULT_REDUCTION,
+        decay: float = 1.0,
+        selection: Selection = "accuracy",
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    ) -> None:
         super().__init__(space, seed, budget)
         if not isinstance(space, WidthSpace):
-            raise ValueError(f"netadapt searches the widths of one network: it needs a nas.spaces.widths.WidthSpace, "
-                             f"got space {space.name!r}")
+            raise ValueError(
+                f"netadapt searches the widths of one network: it needs a nas.spaces.widths.WidthSpace, "
+                f"got space {space.name!r}"
+            )
         if not callable(latency):
             raise ValueError("latency: must be a function of a genotype giving milliseconds")
         for name, value, low, high in (("reduction", reduction, 0.0, 1.0), ("decay", decay, 0.0, 1.0)):
@@ -85,8 +97,9 @@ class NetAdapt(ControllerBase):
             raise ValueError(f"max_iterations: must be a positive integer, got {max_iterations!r}")
         self.latency = latency
         self.start_choices = dict(space.start_widths)
-        start_latency = float(latency(space.decode(self.start_choices)) if start_latency_ms is None
-                              else start_latency_ms)
+        start_latency = float(
+            latency(space.decode(self.start_choices)) if start_latency_ms is None else start_latency_ms
+        )
         for name, value in (("target_ms", target_ms), ("start_latency_ms", start_latency)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive number of milliseconds, got {value!r}")
@@ -95,8 +108,12 @@ class NetAdapt(ControllerBase):
         self.max_iterations = max_iterations
         self.status = "running"
         self.iteration = 0  # iterations finished
-        self.current: dict[str, Any] = {"choices": dict(self.start_choices), "trial": None,
-                                        "latency_ms": start_latency, "accuracy": None}
+        self.current: dict[str, Any] = {
+            "choices": dict(self.start_choices),
+            "trial": None,
+            "latency_ms": start_latency,
+            "accuracy": None,
+        }
         self.proposals: list[dict[str, Any]] = []  # this iteration's: name, width, choices, predicted_ms, trial, ...
         self.history: list[dict[str, Any]] = []  # finished iterations
         self.start_trial: dict[str, Any] | None = None  # the evaluation of the starting network (trial 0)
@@ -116,7 +133,7 @@ class NetAdapt(ControllerBase):
 
     def constraint(self) -> float:
         """This iteration's latency constraint (ms): the schedule's step, never below the target."""
-        step = self.reduction * self.start_latency_ms * self.decay ** self.iteration / 2 ** self.halvings
+        step = self.reduction * self.start_latency_ms * self.decay**self.iteration / 2**self.halvings
         return max(self.current["latency_ms"] - step, self.target_ms)
 
     # ---- ask / tell ----------------------------------------------------------------------------
@@ -132,8 +149,11 @@ class NetAdapt(ControllerBase):
 
     def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
         if trial_id == 0:
-            self.start_trial = {"trial": 0, "accuracy": None if result.failed else float(result.reward),
-                                "error": result.error}
+            self.start_trial = {
+                "trial": 0,
+                "accuracy": None if result.failed else float(result.reward),
+                "error": result.error,
+            }
             if result.failed:
                 self.status = "failed"
                 return
@@ -148,8 +168,12 @@ class NetAdapt(ControllerBase):
 
     def _choose(self) -> None:
         done = [p for p in self.proposals if p["accuracy"] is not None]
-        record = {"iteration": self.iteration + 1, "constraint_ms": self.constraint_ms,
-                  "proposals": self.proposals, "chosen": None}
+        record = {
+            "iteration": self.iteration + 1,
+            "constraint_ms": self.constraint_ms,
+            "proposals": self.proposals,
+            "chosen": None,
+        }
         self.history.append(record)
         self.proposals = []
         if not done:
@@ -157,11 +181,21 @@ class NetAdapt(ControllerBase):
             return
         best = max(done, key=lambda p: (self._score(p), -p["trial"]))
         record["chosen"] = best["trial"]
-        self.current = {"choices": dict(best["choices"]), "trial": best["trial"], "latency_ms": best["predicted_ms"],
-                        "accuracy": best["accuracy"]}
+        self.current = {
+            "choices": dict(best["choices"]),
+            "trial": best["trial"],
+            "latency_ms": best["predicted_ms"],
+            "accuracy": best["accuracy"],
+        }
         self.iteration += 1
-        logger.info("netadapt iteration %d: %s -> %d, %.3f ms, accuracy %.4f", self.iteration, best["name"],
-                    best["width"], best["predicted_ms"], best["accuracy"])
+        logger.info(
+            "netadapt iteration %d: %s -> %d, %.3f ms, accuracy %.4f",
+            self.iteration,
+            best["name"],
+            best["width"],
+            best["predicted_ms"],
+            best["accuracy"],
+        )
         self._next_iteration()
 
     def _score(self, proposal: Mapping[str, Any]) -> float:
@@ -193,8 +227,9 @@ class NetAdapt(ControllerBase):
             found = self._largest_width(name, width, constraint)
             if found is not None:
                 choices, predicted = found
-                proposals.append({"name": name, "width": choices[name], "choices": choices, "predicted_ms": predicted,
-                                  "trial": None})
+                proposals.append(
+                    {"name": name, "width": choices[name], "choices": choices, "predicted_ms": predicted, "trial": None}
+                )
         return proposals
 
     def _largest_width(self, name: str, width: int, constraint: float) -> tuple[dict[str, Any], float] | None:
@@ -233,15 +268,27 @@ class NetAdapt(ControllerBase):
     # ---- state ---------------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {"target_ms": self.target_ms, "reduction": self.reduction, "decay": self.decay,
-                "selection": self.selection, "max_iterations": self.max_iterations,
-                "start": dict(self.start_choices)}
+        return {
+            "target_ms": self.target_ms,
+            "reduction": self.reduction,
+            "decay": self.decay,
+            "selection": self.selection,
+            "max_iterations": self.max_iterations,
+            "start": dict(self.start_choices),
+        }
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"status": self.status, "iteration": self.iteration, "current": dict(self.current),
-                "proposals": [dict(p) for p in self.proposals], "history": [dict(h) for h in self.history],
-                "start_latency_ms": self.start_latency_ms, "start_trial": self.start_trial,
-                "constraint_ms": self.constraint_ms, "halvings": self.halvings}
+        return {
+            "status": self.status,
+            "iteration": self.iteration,
+            "current": dict(self.current),
+            "proposals": [dict(p) for p in self.proposals],
+            "history": [dict(h) for h in self.history],
+            "start_latency_ms": self.start_latency_ms,
+            "start_trial": self.start_trial,
+            "constraint_ms": self.constraint_ms,
+            "halvings": self.halvings,
+        }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.status, self.iteration = str(state["status"]), int(state["iteration"])

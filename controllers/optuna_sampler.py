@@ -54,9 +54,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLER = "TPESampler"
 REFUSED = {
     "CmaEsSampler": "it samples numeric parameters only, and every decision is categorical: it would be "
-                    "random search (use RandomSampler for that)",
+    "random search (use RandomSampler for that)",
     "QMCSampler": "it samples numeric parameters only, and every decision is categorical: it would be "
-                  "random search (use RandomSampler for that)",
+    "random search (use RandomSampler for that)",
     "GridSampler": "it needs the whole grid as its search_space (use BruteForceSampler to enumerate)",
     "PartialFixedSampler": "it wraps another sampler; fix a decision in the space instead",
 }
@@ -79,8 +79,12 @@ def sampler_names() -> list[str]:
 
 def _seeded_class(name: str) -> type[optuna.samplers.BaseSampler] | None:
     cls = getattr(optuna.samplers, name, None)
-    if (not isinstance(cls, type) or not issubclass(cls, optuna.samplers.BaseSampler) or inspect.isabstract(cls)
-            or "seed" not in inspect.signature(cls).parameters):
+    if (
+        not isinstance(cls, type)
+        or not issubclass(cls, optuna.samplers.BaseSampler)
+        or inspect.isabstract(cls)
+        or "seed" not in inspect.signature(cls).parameters
+    ):
         return None
     return cls
 
@@ -89,8 +93,11 @@ def check_sampler(name: object) -> type[optuna.samplers.BaseSampler]:
     """The sampler class called ``name``; ``ValueError`` naming it and the valid ones otherwise."""
     cls = _seeded_class(name) if isinstance(name, str) and name in optuna.samplers.__all__ else None
     if cls is None or name in REFUSED:
-        why = f"{name} cannot search the engine's decisions: {REFUSED[name]}" if name in REFUSED else \
-            f"unknown Optuna sampler {name!r}"
+        why = (
+            f"{name} cannot search the engine's decisions: {REFUSED[name]}"
+            if name in REFUSED
+            else f"unknown Optuna sampler {name!r}"
+        )
         raise ValueError(f"{why}; valid: {sampler_names()}")
     return cls
 
@@ -124,8 +131,9 @@ def _plain(value: Any, path: str) -> Any:
         return [_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
         return {key: _plain(item, f"{path}[{key!r}]") for key, item in value.items()}
-    raise ValueError(f"{path}: must be plain data (None, bool, int, float, str, lists and dicts of them), "
-                     f"got {type(value).__name__}")
+    raise ValueError(
+        f"{path}: must be plain data (None, bool, int, float, str, lists and dicts of them), got {type(value).__name__}"
+    )
 
 
 class OptunaSampler(ControllerBase):
@@ -200,9 +208,16 @@ class OptunaSampler(ControllerBase):
         {'sampler': 'NSGAIISampler', 'sampler_options': {}, 'derived_options': {'population_size': 10}}
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, sampler: str | None = None,
-                 sampler_options: dict[str, Any] | None = None, budget: int | None = None,
-                 derived_options: dict[str, Any] | None = None, variant: str | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        sampler: str | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        budget: int | None = None,
+        derived_options: dict[str, Any] | None = None,
+        variant: str | None = None,
+    ) -> None:
         super().__init__(space, seed=seed, budget=budget)
         if variant is not None and sampler is not None and variant != sampler:
             raise ValueError(f"sampler: {sampler!r} conflicts with the variant {variant!r} of the controller name")
@@ -239,8 +254,9 @@ class OptunaSampler(ControllerBase):
 
     # ---- options ------------------------------------------------------------------------------
 
-    def _check_options(self, path: str, given: Mapping[str, Any] | None,
-                       parameters: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
+    def _check_options(
+        self, path: str, given: Mapping[str, Any] | None, parameters: Mapping[str, inspect.Parameter]
+    ) -> dict[str, Any]:
         if given is not None and not isinstance(given, Mapping):
             raise ValueError(f"{path}: expected a dict, got {type(given).__name__}")
         options = _plain(dict(given or {}), path)
@@ -248,8 +264,9 @@ class OptunaSampler(ControllerBase):
         unknown = sorted(set(options) - set(valid))
         if unknown:
             hint = " (the seed comes from the controller's seed and the trial id)" if "seed" in unknown else ""
-            raise ValueError(f"{path}: {self.sampler} takes no option {', '.join(map(repr, unknown))}"
-                             f"{hint}; valid: {valid}")
+            raise ValueError(
+                f"{path}: {self.sampler} takes no option {', '.join(map(repr, unknown))}{hint}; valid: {valid}"
+            )
         return options
 
     def _budget_defaults(self, parameters: Mapping[str, inspect.Parameter]) -> dict[str, int]:
@@ -271,8 +288,14 @@ class OptunaSampler(ControllerBase):
             if name in parameters:
                 value = self.options.get(name, parameters[name].default)
                 if isinstance(value, int) and value >= self.budget:
-                    logger.warning("%s: %s=%d >= budget=%d: %s covers the whole budget, so this is random search",
-                                   self.sampler, name, value, self.budget, what)
+                    logger.warning(
+                        "%s: %s=%d >= budget=%d: %s covers the whole budget, so this is random search",
+                        self.sampler,
+                        name,
+                        value,
+                        self.budget,
+                        what,
+                    )
                     return
 
     def _dry_run(self, sampler: optuna.samplers.BaseSampler, parameters: Mapping[str, inspect.Parameter]) -> None:
@@ -300,10 +323,11 @@ class OptunaSampler(ControllerBase):
                         if _is_stop_outside_optimize(error):  # BruteForceSampler: fewer combinations than trials
                             break
                         raise
-            except Exception as error:  # noqa: BLE001  (whatever the sampler raises is the options' fault)
+            except Exception as error:
                 first = next(iter(str(error).splitlines()), "")
-                raise ValueError(f"sampler_options: {self.sampler} rejected {self.options}: "
-                                 f"{type(error).__name__}: {first}") from None
+                raise ValueError(
+                    f"sampler_options: {self.sampler} rejected {self.options}: {type(error).__name__}: {first}"
+                ) from None
 
     def _sampler(self, trial_id: int, stream: int) -> optuna.samplers.BaseSampler:
         """A fresh sampler seeded from ``(seed, trial_id, stream)``, sharing the study's search-space cache.
@@ -326,8 +350,9 @@ class OptunaSampler(ControllerBase):
         self._storage = InMemoryStorage()
         self._search_space_caches: dict[str, IntersectionSearchSpace] = {}
         with _quiet_optuna():
-            self._study = optuna.create_study(storage=self._storage, direction="maximize",
-                                              sampler=optuna.samplers.RandomSampler(seed=0))
+            self._study = optuna.create_study(
+                storage=self._storage, direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
+            )
         self._study_id = self._storage.get_study_id_from_name(self._study.study_name)
 
     @property
@@ -385,29 +410,42 @@ class OptunaSampler(ControllerBase):
             else:
                 self._storage.set_trial_state_values(storage_id, TrialState.COMPLETE, [reward])
         if not self._exhausted:
-            logger.info("%s: %s has tried every combination after trial %d; the search ends",
-                        type(self).__name__, self.sampler, trial_id)
+            logger.info(
+                "%s: %s has tried every combination after trial %d; the search ends",
+                type(self).__name__,
+                self.sampler,
+                trial_id,
+            )
         self._exhausted = True
 
     # ---- state --------------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "sampler_options": dict(self.sampler_options),
-                "derived_options": dict(self.derived_options)}
+        return {
+            "sampler": self.sampler,
+            "sampler_options": dict(self.sampler_options),
+            "derived_options": dict(self.derived_options),
+        }
 
     def _extra_state(self) -> dict[str, Any]:
         trials = []
         for trial in self._study.get_trials(deepcopy=False):
             if trial.state.name not in _STATES:
                 raise AssertionError(f"trial {trial.number} is {trial.state.name}; the controller makes no such trial")
-            trials.append({
-                "id": trial.number, "state": trial.state.name, "value": trial.value,
-                "choices": {d.name: d.choices[trial.params[d.name]] for d in self.decisions},
-                "system_attrs": _plain(trial.system_attrs, f"trial {trial.number} system_attrs"),
-            })
+            trials.append(
+                {
+                    "id": trial.number,
+                    "state": trial.state.name,
+                    "value": trial.value,
+                    "choices": {d.name: d.choices[trial.params[d.name]] for d in self.decisions},
+                    "system_attrs": _plain(trial.system_attrs, f"trial {trial.number} system_attrs"),
+                }
+            )
         attrs = self._storage.get_study_system_attrs(self._study_id)
-        return {"exhausted": self._exhausted,
-                "study": {"trials": trials, "system_attrs": _plain(attrs, "study system_attrs")}}
+        return {
+            "exhausted": self._exhausted,
+            "study": {"trials": trials, "system_attrs": _plain(attrs, "study system_attrs")},
+        }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         saved = state["study"]
@@ -422,10 +460,15 @@ class OptunaSampler(ControllerBase):
             state_name = saved_trial["state"]
             if state_name not in _STATES:
                 raise ValueError(f"state['study']: trial state {state_name!r}; valid: {sorted(_STATES)}")
-            self._study.add_trial(create_trial(
-                state=_STATES[state_name], value=saved_trial["value"] if state_name == "COMPLETE" else None,
-                params={d.name: d.index(saved_trial["choices"][d.name]) for d in self.decisions},
-                distributions=self._distributions, system_attrs=dict(saved_trial["system_attrs"])))
+            self._study.add_trial(
+                create_trial(
+                    state=_STATES[state_name],
+                    value=saved_trial["value"] if state_name == "COMPLETE" else None,
+                    params={d.name: d.index(saved_trial["choices"][d.name]) for d in self.decisions},
+                    distributions=self._distributions,
+                    system_attrs=dict(saved_trial["system_attrs"]),
+                )
+            )
         for key, value in saved["system_attrs"].items():
             self._storage.set_study_system_attr(self._study_id, key, value)
         self._exhausted = bool(state.get("exhausted", False))  # absent from states saved before it existed
@@ -437,10 +480,22 @@ class OptunaTPE(OptunaSampler):
 
     takes_variant = False  # the sampler is in the name
 
-    def __init__(self, space: SearchSpace, seed: int = 0, sampler_options: dict[str, Any] | None = None,
-                 budget: int | None = None, derived_options: dict[str, Any] | None = None) -> None:
-        super().__init__(space, seed=seed, sampler="TPESampler", sampler_options=sampler_options, budget=budget,
-                         derived_options=derived_options)
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        sampler_options: dict[str, Any] | None = None,
+        budget: int | None = None,
+        derived_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            space,
+            seed=seed,
+            sampler="TPESampler",
+            sampler_options=sampler_options,
+            budget=budget,
+            derived_options=derived_options,
+        )
 
 
 class OptunaNSGAII(OptunaSampler):
@@ -449,7 +504,19 @@ class OptunaNSGAII(OptunaSampler):
 
     takes_variant = False  # the sampler is in the name
 
-    def __init__(self, space: SearchSpace, seed: int = 0, sampler_options: dict[str, Any] | None = None,
-                 budget: int | None = None, derived_options: dict[str, Any] | None = None) -> None:
-        super().__init__(space, seed=seed, sampler="NSGAIISampler", sampler_options=sampler_options, budget=budget,
-                         derived_options=derived_options)
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        sampler_options: dict[str, Any] | None = None,
+        budget: int | None = None,
+        derived_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            space,
+            seed=seed,
+            sampler="NSGAIISampler",
+            sampler_options=sampler_options,
+            budget=budget,
+            derived_options=derived_options,
+        )

@@ -50,7 +50,7 @@ import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -86,8 +86,7 @@ def budget_defaults(budget: int | None) -> dict[str, Any]:
     budget = 1000 if budget is None else budget
     batch_size = min(20, max(5, round(budget / 20))) if budget >= 30 else max(2, budget // 6)
     learning_rate = round(min(0.025, max(0.002, 0.3 * batch_size / budget)), 5)
-    return {"batch_size": batch_size, "learning_rate": learning_rate, "entropy_weight": 0.01,
-            "advantage": "normalized"}
+    return {"batch_size": batch_size, "learning_rate": learning_rate, "entropy_weight": 0.01, "advantage": "normalized"}
 
 
 _INIT_STREAM = 1  # stream of trial_seed used for the weight init, apart from the sampling streams
@@ -96,8 +95,13 @@ _INIT_STREAM = 1  # stream of trial_seed used for the weight init, apart from th
 class ControllerPolicy(nn.Module):
     """LSTM policy over a flat list of categorical decisions (``sizes[i]`` choices at step ``i``)."""
 
-    def __init__(self, sizes: Sequence[int], hidden_size: int, temperature: float | None = None,
-                 tanh_constant: float | None = None) -> None:
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden_size: int,
+        temperature: float | None = None,
+        tanh_constant: float | None = None,
+    ) -> None:
         super().__init__()
         self.sizes, self.temperature, self.tanh_constant = tuple(sizes), temperature, tanh_constant
         self.start = nn.Parameter(torch.zeros(1, hidden_size))  # input of the first step (ENAS g_emb)
@@ -132,7 +136,7 @@ class ControllerPolicy(nn.Module):
             index = min(int(torch.searchsorted(cumulative, uniforms[step])), size - 1)
             indices.append(index)
             if step + 1 < len(self.sizes):
-                inputs = self.embeddings[step].weight[index:index + 1]
+                inputs = self.embeddings[step].weight[index : index + 1]
         return indices
 
     def forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,14 +187,28 @@ class Reinforce(ControllerBase):
     failed).
     """
 
-    LEGACY_CONFIG = {"advantage": "baseline"}  # states saved before normalised advantages existed
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {"advantage": "baseline"}  # states saved before normalised advantages
 
-    def __init__(self, space: SearchSpace, seed: int = 0, hidden_size: int = 100, batch_size: int | None = None,
-                 learning_rate: float | None = None, entropy_weight: float | None = None,
-                 baseline_decay: float = 0.95, init_range: float = 0.1, update: UpdateRule = "reinforce",
-                 ppo_clip: float = 0.2, ppo_epochs: int = 4, temperature: float | None = None,
-                 tanh_constant: float | None = None, failure_reward: float | None = None, budget: int | None = None,
-                 advantage: Advantage | None = None, preset: Preset = "budget") -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        hidden_size: int = 100,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        entropy_weight: float | None = None,
+        baseline_decay: float = 0.95,
+        init_range: float = 0.1,
+        update: UpdateRule = "reinforce",
+        ppo_clip: float = 0.2,
+        ppo_epochs: int = 4,
+        temperature: float | None = None,
+        tanh_constant: float | None = None,
+        failure_reward: float | None = None,
+        budget: int | None = None,
+        advantage: Advantage | None = None,
+        preset: Preset = "budget",
+    ) -> None:
         super().__init__(space, seed=seed, budget=budget)
         check_preset(preset)
         defaults = PAPER if preset == "paper" else budget_defaults(self.budget)
@@ -203,9 +221,16 @@ class Reinforce(ControllerBase):
         self.advantage = advantage
         if update not in UPDATE_RULES:
             raise ValueError(f"update: {update!r} is not a valid update rule; valid: {list(UPDATE_RULES)}")
-        _check_positive(hidden_size=hidden_size, batch_size=batch_size, learning_rate=learning_rate,
-                        init_range=init_range, ppo_clip=ppo_clip, ppo_epochs=ppo_epochs,
-                        temperature=temperature, tanh_constant=tanh_constant)
+        _check_positive(
+            hidden_size=hidden_size,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            init_range=init_range,
+            ppo_clip=ppo_clip,
+            ppo_epochs=ppo_epochs,
+            temperature=temperature,
+            tanh_constant=tanh_constant,
+        )
         if not 0 <= baseline_decay < 1:
             raise ValueError(f"baseline_decay: must be in [0, 1), got {baseline_decay!r}")
         if entropy_weight < 0:
@@ -217,18 +242,28 @@ class Reinforce(ControllerBase):
         self.init_range = float(init_range)
         self.update, self.ppo_clip, self.ppo_epochs = update, float(ppo_clip), int(ppo_epochs)
         self.temperature, self.tanh_constant, self.failure_reward = temperature, tanh_constant, failure_reward
-        self.policy = ControllerPolicy([len(d.choices) for d in self.decisions], self.hidden_size,
-                                       temperature, tanh_constant)
-        self.policy.reset_parameters(self.init_range,
-                                     torch.Generator().manual_seed(trial_seed(self.seed, 0, _INIT_STREAM)))
+        self.policy = ControllerPolicy(
+            [len(d.choices) for d in self.decisions], self.hidden_size, temperature, tanh_constant
+        )
+        self.policy.reset_parameters(
+            self.init_range, torch.Generator().manual_seed(trial_seed(self.seed, 0, _INIT_STREAM))
+        )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate)
         if self.budget is not None and self.budget < 3 * self.batch_size:
             updates = max(0, -(-self.budget // self.batch_size) - 1)
             default = budget_defaults(self.budget)["batch_size"]
-            advice = (f"for this budget the default is {default}" if default < self.batch_size
-                      else "no batch size learns much in so few trials")
-            logger.warning("batch_size %d allows %d policy update(s) in %d trials: the search is mostly random; %s",
-                           self.batch_size, updates, self.budget, advice)
+            advice = (
+                f"for this budget the default is {default}"
+                if default < self.batch_size
+                else "no batch size learns much in so few trials"
+            )
+            logger.warning(
+                "batch_size %d allows %d policy update(s) in %d trials: the search is mostly random; %s",
+                self.batch_size,
+                updates,
+                self.budget,
+                advice,
+            )
         self.baseline: float | None = None
         self.num_batches = 0
         self._batch: list[dict[str, Any]] = []
@@ -275,8 +310,13 @@ class Reinforce(ControllerBase):
         for reward in rewards.tolist():
             baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
         self.baseline = baseline
-        logger.info("Reinforce update %d: mean reward %.4f, baseline %.4f, entropy %.3f",
-                    self.num_batches, float(rewards.mean()), baseline, entropy)
+        logger.info(
+            "Reinforce update %d: mean reward %.4f, baseline %.4f, entropy %.3f",
+            self.num_batches,
+            float(rewards.mean()),
+            baseline,
+            entropy,
+        )
 
     def _step(self, indices: torch.Tensor, advantages: torch.Tensor, old_log_prob: torch.Tensor | None) -> float:
         """One Adam step on the policy-gradient (or PPO clipped-surrogate) loss; returns the entropy."""
@@ -296,18 +336,32 @@ class Reinforce(ControllerBase):
     # ---- state -------------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {"hidden_size": self.hidden_size, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "entropy_weight": self.entropy_weight,
-                "baseline_decay": self.baseline_decay, "init_range": self.init_range, "update": self.update,
-                "ppo_clip": self.ppo_clip, "ppo_epochs": self.ppo_epochs, "temperature": self.temperature,
-                "tanh_constant": self.tanh_constant, "failure_reward": self.failure_reward,
-                "advantage": self.advantage, "decisions": [len(d.choices) for d in self.decisions]}
+        return {
+            "hidden_size": self.hidden_size,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "entropy_weight": self.entropy_weight,
+            "baseline_decay": self.baseline_decay,
+            "init_range": self.init_range,
+            "update": self.update,
+            "ppo_clip": self.ppo_clip,
+            "ppo_epochs": self.ppo_epochs,
+            "temperature": self.temperature,
+            "tanh_constant": self.tanh_constant,
+            "failure_reward": self.failure_reward,
+            "advantage": self.advantage,
+            "decisions": [len(d.choices) for d in self.decisions],
+        }
 
     def _extra_state(self) -> dict[str, Any]:
         # Copies: the live tensors change in place at the next update.
-        return {"policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
-                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "baseline": self.baseline,
-                "num_batches": self.num_batches, "batch": copy.deepcopy(self._batch)}
+        return {
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "baseline": self.baseline,
+            "num_batches": self.num_batches,
+            "batch": copy.deepcopy(self._batch),
+        }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])

@@ -15,9 +15,15 @@ from __future__ import annotations
 from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
-    "iterate_batches": "nas.data", "stratified_split": "nas.data", "DatasetSplits": "nas.data",
-    "load_dataset": "nas.data", "ProxyEvaluator": "evaluators.proxy", "accuracy": "evaluators.proxy",
-    "recalibrate_batchnorm": "nas.training", "Evaluator": "nas.evaluator", "TrialSeeds": "nas.seeds",
+    "iterate_batches": "nas.data",
+    "stratified_split": "nas.data",
+    "DatasetSplits": "nas.data",
+    "load_dataset": "nas.data",
+    "ProxyEvaluator": "evaluators.proxy",
+    "accuracy": "evaluators.proxy",
+    "recalibrate_batchnorm": "nas.training",
+    "Evaluator": "nas.evaluator",
+    "TrialSeeds": "nas.seeds",
     "trial_seeds": "nas.seeds",
 }
 __all__ = sorted(_EXPORTS)

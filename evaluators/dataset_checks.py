@@ -19,32 +19,40 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".
 
 
 def cifar10(data_dir: str | Path | None, download: bool) -> None:
-    """``ValueError`` unless CIFAR-10's folder is in ``data_dir`` (default ``./data``) or ``download`` allows fetching it."""
+    """``ValueError`` unless CIFAR-10's folder is in ``data_dir`` (default ``./data``), or ``download``
+    allows fetching it."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     if not download and not (root / CIFAR10_FOLDER).is_dir():
-        raise ValueError(f"cifar10: no {CIFAR10_FOLDER}/ in {str(root)!r}; pass --download to fetch "
-                         "CIFAR-10, or --data-dir to point at the folder that holds it")
+        raise ValueError(
+            f"cifar10: no {CIFAR10_FOLDER}/ in {str(root)!r}; pass --download to fetch "
+            "CIFAR-10, or --data-dir to point at the folder that holds it"
+        )
 
 
 def imagefolder(data_dir: str | Path | None, download: bool) -> None:
     """``ValueError`` in one line for an ImageFolder tree a search cannot use (see ``check_layout``)."""
     if data_dir is None:
-        raise ValueError("imagefolder: needs --data-dir, a folder with train/ (and optional val/) "
-                         "or one subfolder per class")
+        raise ValueError(
+            "imagefolder: needs --data-dir, a folder with train/ (and optional val/) or one subfolder per class"
+        )
     root = Path(data_dir)
     if not root.exists():
         raise ValueError(f"imagefolder: {str(root)!r} does not exist; pass --data-dir with a folder of images")
     if not root.is_dir():
-        raise ValueError(f"imagefolder: {str(root)!r} is not a directory; pass --data-dir with a folder of "
-                         "images (one subfolder per class)")
+        raise ValueError(
+            f"imagefolder: {str(root)!r} is not a directory; pass --data-dir with a folder of "
+            "images (one subfolder per class)"
+        )
     held = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if (root / "train").is_dir():
         classes = check_class_folders(root / "train")
         if held is not None:
             check_class_folders(held, classes)
     elif held is not None:  # data_dir/val/<class>/... read as a class named "val" would be a silent mistake
-        raise ValueError(f"imagefolder: {str(root)!r} has {held.name}/ but no train/; put the training "
-                         f"images in {str(root / 'train')!r}, or point --data-dir at a folder of class folders")
+        raise ValueError(
+            f"imagefolder: {str(root)!r} has {held.name}/ but no train/; put the training "
+            f"images in {str(root / 'train')!r}, or point --data-dir at a folder of class folders"
+        )
     else:
         check_class_folders(root)
 
@@ -59,33 +67,43 @@ def check_class_folders(folder: Path, like: Sequence[str] | None = None) -> list
         if not entries:
             raise ValueError(f"imagefolder: {where} is empty; it needs one subfolder of images per class")
         if not classes:
-            raise ValueError(f"imagefolder: {where} has no class folders, only {len(entries)} file(s) "
-                             f"such as {entries[0].name!r}; put each class's images in a subfolder named after it")
+            raise ValueError(
+                f"imagefolder: {where} has no class folders, only {len(entries)} file(s) "
+                f"such as {entries[0].name!r}; put each class's images in a subfolder named after it"
+            )
         if like is not None and classes != list(like):
             raise ValueError(class_mismatch(folder, classes, list(like)))
         if len(classes) < 2:
-            raise ValueError(f"imagefolder: {where} has only one class ({classes[0]!r}); a search needs at "
-                             "least two class folders (with one, every candidate scores 100%)")
+            raise ValueError(
+                f"imagefolder: {where} has only one class ({classes[0]!r}); a search needs at "
+                "least two class folders (with one, every candidate scores 100%)"
+            )
         empty = [name for name in classes if not _has_image(folder / name)]
     except OSError as error:
         lines = str(error).strip().splitlines()
         raise ValueError(f"imagefolder: cannot read {where} ({lines[0] if lines else type(error).__name__})") from None
     if empty:
-        raise ValueError(f"imagefolder: class folder {empty[0]!r} in {where} has no image files "
-                         f"({', '.join(IMAGE_EXTENSIONS)})" + (f"; so have {empty[1:]}" if len(empty) > 1 else ""))
+        raise ValueError(
+            f"imagefolder: class folder {empty[0]!r} in {where} has no image files "
+            f"({', '.join(IMAGE_EXTENSIONS)})" + (f"; so have {empty[1:]}" if len(empty) > 1 else "")
+        )
     return classes
 
 
 def class_mismatch(folder: Path, classes: list[str], train: list[str]) -> str:
     """The one line that says how the classes of ``folder`` (``val/``, ``test/``) differ from ``train/``'s."""
+
     def few(names: list[str]) -> str:
         return repr(names[:5])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 5 else "]")
 
     extra, missing = sorted(set(classes) - set(train)), sorted(set(train) - set(classes))
-    parts = ([f"only in {folder.name}/: {few(extra)}"] if extra else []) + \
-            ([f"only in train/: {few(missing)}"] if missing else [])
-    return (f"imagefolder: the classes of {str(folder)!r} differ from train/: "
-            f"{'; '.join(parts) or 'the same names, in another order'}")
+    parts = ([f"only in {folder.name}/: {few(extra)}"] if extra else []) + (
+        [f"only in train/: {few(missing)}"] if missing else []
+    )
+    return (
+        f"imagefolder: the classes of {str(folder)!r} differ from train/: "
+        f"{'; '.join(parts) or 'the same names, in another order'}"
+    )
 
 
 def _has_image(folder: Path) -> bool:

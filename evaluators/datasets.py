@@ -69,22 +69,41 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SKIPPED_SHOWN = 10  # unreadable image files named in the warning; all are in ``skipped_files``
 
 
-def digits(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
-           seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-           augment: bool = True) -> DatasetSplits:
+def digits(
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    augment: bool = True,
+) -> DatasetSplits:
     """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images, nothing downloaded."""
     from sklearn.datasets import load_digits  # lazy: scikit-learn only for the digits
 
     bunch = load_digits()
     grey = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = grey.expand(-1, 3, -1, -1)  # 3 channels, as every stem in the engine expects
-    return _in_memory("digits", images, np.asarray(bunch.target), resolution or DEFAULT_RESOLUTION["digits"], seed,
-                      validation_fraction, tuple(str(c) for c in bunch.target_names))
+    return _in_memory(
+        "digits",
+        images,
+        np.asarray(bunch.target),
+        resolution or DEFAULT_RESOLUTION["digits"],
+        seed,
+        validation_fraction,
+        tuple(str(c) for c in bunch.target_names),
+    )
 
 
-def synthetic(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
-              seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-              augment: bool = True) -> DatasetSplits:
+def synthetic(
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    augment: bool = True,
+) -> DatasetSplits:
     """Smooth random prototypes (one per class) plus white noise; the task is fixed, ``seed`` splits it."""
     resolution = resolution or DEFAULT_RESOLUTION["synthetic"]
     rng = np.random.default_rng(TEST_SPLIT_SEED)
@@ -93,19 +112,38 @@ def synthetic(*, data_dir: str | Path | None = None, download: bool = False, res
     labels = rng.permutation(np.arange(SYNTHETIC_EXAMPLES) % SYNTHETIC_CLASSES)
     noise = torch.as_tensor(rng.normal(size=(SYNTHETIC_EXAMPLES, 3, resolution, resolution)), dtype=torch.float32)
     images = prototypes[torch.as_tensor(labels)] + SYNTHETIC_NOISE * noise
-    return _in_memory("synthetic", images, labels, resolution, seed, validation_fraction,
-                      tuple(f"class{c}" for c in range(SYNTHETIC_CLASSES)))
+    return _in_memory(
+        "synthetic",
+        images,
+        labels,
+        resolution,
+        seed,
+        validation_fraction,
+        tuple(f"class{c}" for c in range(SYNTHETIC_CLASSES)),
+    )
 
 
 def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     if images.shape[-1] == resolution:
         return images
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                         antialias=resolution < images.shape[-1])
+    return F.interpolate(
+        images,
+        size=(resolution, resolution),
+        mode="bilinear",
+        align_corners=False,
+        antialias=resolution < images.shape[-1],
+    )
 
 
-def _in_memory(name: str, images: torch.Tensor, labels: np.ndarray, resolution: int, seed: int,
-               fraction: float, class_names: tuple[str, ...]) -> DatasetSplits:
+def _in_memory(
+    name: str,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    resolution: int,
+    seed: int,
+    fraction: float,
+    class_names: tuple[str, ...],
+) -> DatasetSplits:
     """Carve the fixed test split, then the seeded validation split; normalise with train statistics."""
     rest, test = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
     kept, held = stratified_split(labels[rest], fraction, seed)
@@ -121,8 +159,18 @@ def _in_memory(name: str, images: torch.Tensor, labels: np.ndarray, resolution: 
         return TensorDataset(images[index_tensor], targets[index_tensor])
 
     normalization = (tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()))
-    return DatasetSplits(name, split(train), split(validation), split(test), len(class_names), resolution,
-                         images.shape[1], class_names, normalization, mirror=False)
+    return DatasetSplits(
+        name,
+        split(train),
+        split(validation),
+        split(test),
+        len(class_names),
+        resolution,
+        images.shape[1],
+        class_names,
+        normalization,
+        mirror=False,
+    )
 
 
 def _with_transform(dataset: Dataset, transform: object) -> Dataset:
@@ -132,8 +180,14 @@ def _with_transform(dataset: Dataset, transform: object) -> Dataset:
     return clone
 
 
-def _transforms(geometry: list[Any], mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
-                crop: int | None = None, grey: bool = False) -> tuple[object, object]:
+def _transforms(
+    geometry: list[Any],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    augment: bool,
+    crop: int | None = None,
+    grey: bool = False,
+) -> tuple[object, object]:
     """``(train, evaluation)``: ``geometry`` (the resizing), for training a random ``crop`` (padded
     by 1/8) and a flip, then a tensor normalised with ``mean`` and ``std`` (grey: repeated to 3 channels)."""
     from torchvision import transforms as T  # lazy: torchvision only for the image data sets
@@ -148,10 +202,19 @@ def _three_channels(image: torch.Tensor) -> torch.Tensor:
     return image.expand(3, -1, -1)
 
 
-def _splits_from(name: str, dataset: Dataset, targets: list[int], classes: list[str], resolution: int,
-                 seed: int, fraction: float, transforms: tuple[object, object], test: Dataset | None,
-                 normalization: tuple[tuple[float, ...], tuple[float, ...]], pool: np.ndarray | None = None
-                 ) -> DatasetSplits:
+def _splits_from(
+    name: str,
+    dataset: Dataset,
+    targets: list[int],
+    classes: list[str],
+    resolution: int,
+    seed: int,
+    fraction: float,
+    transforms: tuple[object, object],
+    test: Dataset | None,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]],
+    pool: np.ndarray | None = None,
+) -> DatasetSplits:
     """Split ``dataset[pool]`` (default: all of it) into train and validation with their transforms."""
     pool = np.arange(len(targets)) if pool is None else pool
     kept, held = stratified_split(np.asarray(targets)[pool], fraction, seed)
@@ -160,9 +223,15 @@ def _splits_from(name: str, dataset: Dataset, targets: list[int], classes: list[
     return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes), normalization)
 
 
-def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
-            seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-            augment: bool = True) -> DatasetSplits:
+def cifar10(
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    augment: bool = True,
+) -> DatasetSplits:
     """torchvision's ``CIFAR10`` from ``data_dir`` (default ``./data``); downloads only with ``download``.
 
     ``augment`` adds random crops and flips to the training split (NASNet App. A.1).
@@ -180,22 +249,41 @@ def cifar10(*, data_dir: str | Path | None = None, download: bool = False, resol
         test_set = CIFAR10(str(root), train=False)
     except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as error:
         # torchvision: "Dataset not found or corrupted" (md5 mismatch); the others: unreadable pickles
-        raise ValueError(f"cifar10: the files in {str(folder)!r} are missing or corrupted "
-                         f"({first_line(error)}); pass --download to fetch them again") from None
+        raise ValueError(
+            f"cifar10: the files in {str(folder)!r} are missing or corrupted "
+            f"({first_line(error)}); pass --download to fetch them again"
+        ) from None
     except OSError as error:  # the download failed (no network: URLError), or root is not writable
-        raise ValueError(f"cifar10: could not fetch or read CIFAR-10 in {str(root)!r} ({first_line(error)}); "
-                         f"put {CIFAR10.base_folder}/ there by hand and drop --download") from None
+        raise ValueError(
+            f"cifar10: could not fetch or read CIFAR-10 in {str(root)!r} ({first_line(error)}); "
+            f"put {CIFAR10.base_folder}/ there by hand and drop --download"
+        ) from None
     logger.info("cifar10: %d training and %d test images from %s", len(train_set), len(test_set), folder)
     resize = [T.Resize((resolution, resolution), antialias=True)] if resolution != 32 else []
     transforms = _transforms(resize, CIFAR10_MEAN, CIFAR10_STD, augment, crop=resolution)
-    return _splits_from("cifar10", train_set, list(train_set.targets), list(train_set.classes), resolution,
-                        seed, fraction, transforms, _with_transform(test_set, transforms[1]),
-                        (CIFAR10_MEAN, CIFAR10_STD))
+    return _splits_from(
+        "cifar10",
+        train_set,
+        list(train_set.targets),
+        list(train_set.classes),
+        resolution,
+        seed,
+        fraction,
+        transforms,
+        _with_transform(test_set, transforms[1]),
+        (CIFAR10_MEAN, CIFAR10_STD),
+    )
 
 
-def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, resolution: int | None = None,
-                seed: int = 0, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                augment: bool = True) -> DatasetSplits:
+def imagefolder(
+    *,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    augment: bool = True,
+) -> DatasetSplits:
     """torchvision's ``ImageFolder``: ``data_dir/train`` (+ optional ``val/`` or ``test/`` as the test
     split), or one folder of class subfolders split by seed. ``augment`` adds flips.
 
@@ -240,11 +328,26 @@ def imagefolder(*, data_dir: str | Path | None = None, download: bool = False, r
     geometry = [T.Resize(resolution, antialias=True), T.CenterCrop(resolution)]
     mean, std = _grey_statistics(dataset, pool, geometry) if grey else (IMAGENET_MEAN, IMAGENET_STD)
     transforms = _transforms(geometry, mean, std, augment, grey=grey)
-    test = (_with_transform(test_set, transforms[1]) if test_set is not None else None if test_index is None
-            else Subset(_with_transform(dataset, transforms[1]), test_index.tolist()))
-    return _splits_from("imagefolder", dataset, list(dataset.targets), dataset.classes, resolution, seed,
-                        fraction, transforms, test, (tuple(mean) * (3 if grey else 1), tuple(std) * (3 if grey else 1)),
-                        pool=pool)
+    test = (
+        _with_transform(test_set, transforms[1])
+        if test_set is not None
+        else None
+        if test_index is None
+        else Subset(_with_transform(dataset, transforms[1]), test_index.tolist())
+    )
+    return _splits_from(
+        "imagefolder",
+        dataset,
+        list(dataset.targets),
+        dataset.classes,
+        resolution,
+        seed,
+        fraction,
+        transforms,
+        test,
+        (tuple(mean) * (3 if grey else 1), tuple(std) * (3 if grey else 1)),
+        pool=pool,
+    )
 
 
 def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> tuple[int, bool]:
@@ -261,9 +364,15 @@ def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> 
         resolution, how = NATIVE_RESOLUTION_CAP, f"capped at {NATIVE_RESOLUTION_CAP}; pass a resolution for more"
     else:
         resolution, how = native, "native" if width == height else "the shorter side, center-cropped"
-    logger.info("imagefolder: %d images, most common size %dx%d; training at %d px (%s), read as %s",
-                len(headers), width, height, resolution, how,
-                "grey" if grey else f"RGB ({colour} of {len(headers)} in colour)")
+    logger.info(
+        "imagefolder: %d images, most common size %dx%d; training at %d px (%s), read as %s",
+        len(headers),
+        width,
+        height,
+        resolution,
+        how,
+        "grey" if grey else f"RGB ({colour} of {len(headers)} in colour)",
+    )
     return resolution, grey
 
 
@@ -280,7 +389,7 @@ def _grey_statistics(dataset: Any, pool: np.ndarray, geometry: list[Any]) -> tup
         pixels = to_tensor(dataset.loader(dataset.samples[index][0])).double()
         moments += (pixels.numel(), float(pixels.sum()), float(pixels.square().sum()))
     mean = moments[1] / moments[0]
-    std = max(moments[2] / moments[0] - mean ** 2, 0.0) ** 0.5
+    std = max(moments[2] / moments[0] - mean**2, 0.0) ** 0.5
     return (float(mean),), (max(float(std), 1e-6),)
 
 
@@ -328,7 +437,7 @@ def _read_image(path: str | Path) -> tuple[str | None, tuple[int, int, bool] | N
             if image.format != "JPEG" or not _ends_with_jpeg_eoi(path):
                 image.draft("RGB", (1, 1))  # JPEG: DCT scaling; a no-op for other formats
                 image.load()
-    except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, struct.error ...)
+    except Exception as error:
         return f"{type(error).__name__}: {first_line(error)}", None
     return None, header
 
@@ -338,8 +447,6 @@ def _ends_with_jpeg_eoi(path: str | Path) -> bool:
         file.seek(0, os.SEEK_END)
         file.seek(max(file.tell() - 2, 0))
         return file.read() == b"\xff\xd9"
-
-
 
 
 def _image_folder(folder: Path, like: Any = None) -> Any:
@@ -369,14 +476,22 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
         dataset.targets = [target for _, target in dataset.samples]
         shown = "; ".join(f"{path!r} ({why})" for path, why in list(reasons.items())[:SKIPPED_SHOWN])
         more = f"; and {len(reasons) - SKIPPED_SHOWN} more" if len(reasons) > SKIPPED_SHOWN else ""
-        logger.warning("imagefolder: skipped %d unreadable image file(s) of %d in %s: %s%s", len(reasons),
-                       int(counts.sum()), where, shown, more)
+        logger.warning(
+            "imagefolder: skipped %d unreadable image file(s) of %d in %s: %s%s",
+            len(reasons),
+            int(counts.sum()),
+            where,
+            shown,
+            more,
+        )
         left = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
         lost = [(name, int(count)) for name, count, now in zip(dataset.classes, counts, left) if now == 0]
         if lost:
             name, count = lost[0]
-            raise ValueError(f"imagefolder: class folder {name!r} in {where} has no readable images "
-                             f"(all {count} image file(s) are unreadable, e.g. {next(iter(reasons))!r})")
+            raise ValueError(
+                f"imagefolder: class folder {name!r} in {where} has no readable images "
+                f"(all {count} image file(s) are unreadable, e.g. {next(iter(reasons))!r})"
+            )
     return dataset
 
 
@@ -391,8 +506,9 @@ def images_needed(fraction: float, carve_test: bool) -> int:
         count += 1
 
 
-def _check_split_sizes(folder: Path, dataset: Any, fraction: float, seed: int,
-                       carve_test: bool) -> tuple[np.ndarray, np.ndarray]:
+def _check_split_sizes(
+    folder: Path, dataset: Any, fraction: float, seed: int, carve_test: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """``(rest, test)`` indices (all and none unless ``carve_test``); ``ValueError`` naming a class
     that the splits leave without a training or a validation image."""
     labels = np.asarray(dataset.targets, dtype=np.int64)
@@ -400,20 +516,27 @@ def _check_split_sizes(folder: Path, dataset: Any, fraction: float, seed: int,
     splits = "the test and the validation split" if carve_test else "the validation split"
     needed = f"each class needs at least {images_needed(fraction, carve_test)} images"
     try:
-        rest, test = (stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED) if carve_test
-                      else (np.arange(len(labels)), np.arange(0)))
+        rest, test = (
+            stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
+            if carve_test
+            else (np.arange(len(labels)), np.arange(0))
+        )
         kept, held = stratified_split(labels[rest], fraction, seed)
     except ValueError:  # too few images in all for any split: name the smallest class
         index = int(np.argmin(counts))
-        raise ValueError(f"imagefolder: class {dataset.classes[index]!r} in {str(folder)!r} has "
-                         f"{int(counts[index])} image(s), too few for {splits} (validation_fraction "
-                         f"{fraction:g}); {needed}") from None
+        raise ValueError(
+            f"imagefolder: class {dataset.classes[index]!r} in {str(folder)!r} has "
+            f"{int(counts[index])} image(s), too few for {splits} (validation_fraction "
+            f"{fraction:g}); {needed}"
+        ) from None
     for gone, part in (("training", kept), ("validation", held)):
         present = np.bincount(labels[rest][part], minlength=len(counts))
         short = np.flatnonzero(present == 0)
         if len(short):
             index = int(short[0])
-            raise ValueError(f"imagefolder: class {dataset.classes[index]!r} in {str(folder)!r} has "
-                             f"{int(counts[index])} image(s), too few: after {splits} (validation_fraction "
-                             f"{fraction:g}) none is left for {gone}; {needed}")
+            raise ValueError(
+                f"imagefolder: class {dataset.classes[index]!r} in {str(folder)!r} has "
+                f"{int(counts[index])} image(s), too few: after {splits} (validation_fraction "
+                f"{fraction:g}) none is left for {gone}; {needed}"
+            )
     return rest, test

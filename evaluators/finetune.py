@@ -46,21 +46,39 @@ DEFAULT_FINETUNE_LEARNING_RATE = 0.01
 DEFAULT_WEIGHT_DECAY = 5e-5
 
 
-def train_steps(model: nn.Module, dataset: Any, steps: int, *, batch_size: int, learning_rate: float,
-                weight_decay: float, generator: torch.Generator, device: torch.device) -> float:
+def train_steps(
+    model: nn.Module,
+    dataset: Any,
+    steps: int,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    generator: torch.Generator,
+    device: torch.device,
+) -> float:
     """``steps`` SGD steps over shuffled epochs of ``dataset``; the mean loss of the last 10 steps."""
     if steps <= 0:
         return math.nan
     # The shared loop (nas.training); stochastic depth stays at the genotype's rate, as the network trains.
-    recipe = Recipe(epochs=1, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
-                    gradient_clip=GRADIENT_CLIP, drop_path="constant")
+    recipe = Recipe(
+        epochs=1,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        gradient_clip=GRADIENT_CLIP,
+        drop_path="constant",
+    )
     trainer = Trainer(model, recipe, steps, device)
     losses: list[float] = []
     while trainer.step < steps:
         try:
-            stats = trainer.train_epoch(iterate_batches(dataset, batch_size, True, generator, drop_last=True),
-                                        max_steps=steps - trainer.step, keep_losses=True,
-                                        label=f"step {trainer.step + 1}")
+            stats = trainer.train_epoch(
+                iterate_batches(dataset, batch_size, True, generator, drop_last=True),
+                max_steps=steps - trainer.step,
+                keep_losses=True,
+                label=f"step {trainer.step + 1}",
+            )
         except Diverged as error:
             raise ValueError(str(error)) from None
         losses += stats.losses
@@ -78,27 +96,52 @@ class FineTuneEvaluator(EvaluatorBase[Any]):
     ``t`` are written to ``weights_dir/trial-t.pt`` before ``evaluate`` returns.
     """
 
-    def __init__(self, space: SearchSpace[Any], seed: int = 0, dataset: str | DatasetSplits | None = "digits",
-                 data_dir: str | Path | None = None, download: bool = False, *, steps: int = DEFAULT_STEPS,
-                 batch_size: int = 64, learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
-                 weight_decay: float = DEFAULT_WEIGHT_DECAY, resolution: int | None = None,
-                 calibration_examples: int = CALIBRATION_EXAMPLES, device: str = "cpu",
-                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any],
+        seed: int = 0,
+        dataset: str | DatasetSplits | None = "digits",
+        data_dir: str | Path | None = None,
+        download: bool = False,
+        *,
+        steps: int = DEFAULT_STEPS,
+        batch_size: int = 64,
+        learning_rate: float = DEFAULT_FINETUNE_LEARNING_RATE,
+        weight_decay: float = DEFAULT_WEIGHT_DECAY,
+        resolution: int | None = None,
+        calibration_examples: int = CALIBRATION_EXAMPLES,
+        device: str = "cpu",
+        validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    ) -> None:
         dataset = "digits" if dataset is None else dataset
         if isinstance(dataset, str) and dataset not in registry.datasets:
             raise ValueError(f"dataset: unknown dataset {dataset!r}; valid: {registry.datasets.names()}")
-        for name, value, low in (("steps", steps, 0), ("batch_size", batch_size, 1),
-                                 ("calibration_examples", calibration_examples, 0)):
+        for name, value, low in (
+            ("steps", steps, 0),
+            ("batch_size", batch_size, 1),
+            ("calibration_examples", calibration_examples, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
         for name, value, low in (("learning_rate", learning_rate, 0.0), ("weight_decay", weight_decay, None)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
-                    or value == low):
-                raise ValueError(f"{name}: must be a finite number {'> 0' if low is not None else '>= 0'}, "
-                                 f"got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+                or value == low
+            ):
+                raise ValueError(
+                    f"{name}: must be a finite number {'> 0' if low is not None else '>= 0'}, got {value!r}"
+                )
         self.space, self.seed, self.dataset = space, seed, dataset
         self.data_dir, self.download, self.validation_fraction = data_dir, download, validation_fraction
-        self.steps, self.batch_size, self.learning_rate, self.weight_decay = steps, batch_size, learning_rate, weight_decay
+        self.steps, self.batch_size, self.learning_rate, self.weight_decay = (
+            steps,
+            batch_size,
+            learning_rate,
+            weight_decay,
+        )
         self.resolution = resolution if resolution is not None else dict(space.proxy_reduction).get("resolution")
         self.calibration_examples, self.device = calibration_examples, torch.device(device)
         self.parent: tuple[Any, dict[str, torch.Tensor]] | None = None
@@ -108,9 +151,18 @@ class FineTuneEvaluator(EvaluatorBase[Any]):
     @property
     def splits(self) -> DatasetSplits:
         if self._splits is None:
-            self._splits = self.dataset if isinstance(self.dataset, DatasetSplits) else load_dataset(
-                self.dataset, self.data_dir, self.download, self.resolution, split_seed(self.seed),
-                self.validation_fraction)
+            self._splits = (
+                self.dataset
+                if isinstance(self.dataset, DatasetSplits)
+                else load_dataset(
+                    self.dataset,
+                    self.data_dir,
+                    self.download,
+                    self.resolution,
+                    split_seed(self.seed),
+                    self.validation_fraction,
+                )
+            )
         return self._splits
 
     def prepare(self) -> None:
@@ -125,19 +177,33 @@ class FineTuneEvaluator(EvaluatorBase[Any]):
         self.parent = (genotype, state_dict)
 
     def train(self, model: nn.Module, steps: int, seed: int, learning_rate: float | None = None) -> float:
-        """Fine-tune ``model`` in place for ``steps`` steps (data order and dropout seeded by ``seed``); the final loss."""
+        """Fine-tune ``model`` in place for ``steps`` steps (data order and dropout seeded by ``seed``);
+        the final loss."""
         generator = torch.Generator().manual_seed(seed)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # dropout draws from the global stream: seed it, then restore
             torch.manual_seed(seed)
-            return train_steps(model, self.splits.train, steps, batch_size=self.batch_size,
-                               learning_rate=self.learning_rate if learning_rate is None else learning_rate,
-                               weight_decay=self.weight_decay, generator=generator, device=self.device)
+            return train_steps(
+                model,
+                self.splits.train,
+                steps,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate if learning_rate is None else learning_rate,
+                weight_decay=self.weight_decay,
+                generator=generator,
+                device=self.device,
+            )
 
     def validate(self, model: nn.Module, seed: int) -> float:
         """Validation accuracy after re-estimating the BatchNorm statistics (``recalibrate_batchnorm``)."""
-        recalibrate_batchnorm(model, self.splits.train, self.batch_size, self.calibration_examples, self.device,
-                              torch.Generator().manual_seed(seed))
+        recalibrate_batchnorm(
+            model,
+            self.splits.train,
+            self.batch_size,
+            self.calibration_examples,
+            self.device,
+            torch.Generator().manual_seed(seed),
+        )
         return accuracy(model, self.splits.validation, self.device)
 
     def inherit(self, genotype: Any) -> nn.Module:
@@ -165,7 +231,7 @@ class FineTuneEvaluator(EvaluatorBase[Any]):
             metrics["accuracy"] = self.validate(model, seeds.other)
             if self.weights_dir is not None:
                 atomic_torch_save(self.weights_dir / f"trial-{trial_id}.pt", model.state_dict())
-        except Exception as error:  # noqa: BLE001  (a failed candidate is a result)
+        except Exception as error:
             logger.debug("trial %d failed", trial_id, exc_info=True)
             metrics["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if not math.isfinite(metrics.get("train_loss", 0.0)):

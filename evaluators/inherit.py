@@ -70,12 +70,14 @@ def _block_modules(module: ChainModule, ir: ChainNet) -> list[tuple[str, nn.Modu
 def _check_same_block(path: str, old: BlockSpec, new: BlockSpec) -> None:
     for name in ("op", "stride", "input_size"):
         if getattr(old, name) != getattr(new, name):
-            raise ValueError(f"{path}.{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}; inheritance needs "
-                             "the same layers")
+            raise ValueError(
+                f"{path}.{name}: {getattr(old, name)!r} -> {getattr(new, name)!r}; inheritance needs the same layers"
+            )
     for name in ("expand_channels", "se_channels"):  # a layer exists in both or in neither
         if bool(old.option(name)) != bool(new.option(name)):
-            raise ValueError(f"{path}: the {name.split('_')[0]} layer is added or removed; inheritance needs "
-                             "the same layers")
+            raise ValueError(
+                f"{path}: the {name.split('_')[0]} layer is added or removed; inheritance needs the same layers"
+            )
 
 
 def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
@@ -87,7 +89,7 @@ def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
         raise ValueError("the two networks have different blocks; inheritance needs the same layers")
     result = _Plan()
     running = result.space(3, 3, "input")
-    for (path, old), (_, new), (prefix, block) in zip(old_blocks, new_blocks, _block_modules(module, old_ir)):
+    for (path, old), (_, new), (prefix, _block) in zip(old_blocks, new_blocks, _block_modules(module, old_ir)):
         _check_same_block(path, old, new)
         if old.op == "conv_bn_act":
             out = result.space(old.out_channels, new.out_channels, path)
@@ -96,7 +98,9 @@ def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
         elif old.op == "mbconv":
             residual = old.stride == 1 and old.in_channels == old.out_channels
             if residual != (new.stride == 1 and new.in_channels == new.out_channels):
-                raise ValueError(f"{path}: a residual connection is added or removed; inheritance needs the same layers")
+                raise ValueError(
+                    f"{path}: a residual connection is added or removed; inheritance needs the same layers"
+                )
             index, layers = 0, f"{prefix}.block"
             hidden = running
             if old.option("expand_channels"):
@@ -144,7 +148,7 @@ def inherit_weights(module: nn.Module, old_ir: ChainNet, new_ir: ChainNet) -> nn
     for key, tensor in state.items():
         prefix, leaf = key.rsplit(".", 1)
         kind, out, inp = layout.layers.get(prefix, ("copy", None, None))
-        if kind == "bn" and leaf != "num_batches_tracked" or kind == "depthwise":
+        if (kind == "bn" and leaf != "num_batches_tracked") or kind == "depthwise":
             tensor = _select(tensor, 0, out)
         elif kind == "conv":
             tensor = _select(_select(tensor, 0, out), 1, inp) if leaf == "weight" else _select(tensor, 0, out)

@@ -71,11 +71,10 @@ class Latency:
 @lru_cache(maxsize=1)
 def _processor() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown"
 
 
@@ -85,8 +84,14 @@ def device_fingerprint(device: str | torch.device = "cpu", threads: int = 1) -> 
     name = str(device)
     if device.type == "cuda":
         name = f"{device} ({torch.cuda.get_device_name(device)})"
-    return {"processor": _processor(), "machine": platform.machine(), "cpus": os.cpu_count() or 0,
-            "threads": int(threads), "torch": torch.__version__, "device": name}
+    return {
+        "processor": _processor(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count() or 0,
+        "threads": int(threads),
+        "torch": torch.__version__,
+        "device": name,
+    }
 
 
 def fingerprint_key(fingerprint: dict[str, Any]) -> str:
@@ -152,9 +157,18 @@ def _quiet() -> Iterator[None]:
             gc.enable()
 
 
-def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *, threads: int = 1,
-            warmup: int = WARMUP, min_repetitions: int = MIN_REPETITIONS, max_repetitions: int = MAX_REPETITIONS,
-            max_seconds: float = MAX_SECONDS, precision: float = PRECISION, rounds: int = ROUNDS) -> Latency:
+def measure(
+    module: nn.Module,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    threads: int = 1,
+    warmup: int = WARMUP,
+    min_repetitions: int = MIN_REPETITIONS,
+    max_repetitions: int = MAX_REPETITIONS,
+    max_seconds: float = MAX_SECONDS,
+    precision: float = PRECISION,
+    rounds: int = ROUNDS,
+) -> Latency:
     """Latency of ``module(*inputs)`` on the device the inputs are on (see the module docstring).
 
     ``inputs`` is one tensor or a sequence of them (a NASNet cell takes two); the batch size is
@@ -168,10 +182,19 @@ def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *,
     tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     device = tensors[0].device
     check_measure_settings(int(tensors[0].shape[0]), threads)
-    if min_repetitions < 3 or max_repetitions < min_repetitions or warmup < 0 or not 0 < precision < 1 \
-            or isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0, precision in (0, 1) "
-                         f"and rounds >= 1; got {min_repetitions}, {max_repetitions}, {warmup}, {precision}, {rounds}")
+    if (
+        min_repetitions < 3
+        or max_repetitions < min_repetitions
+        or warmup < 0
+        or not 0 < precision < 1
+        or isinstance(rounds, bool)
+        or not isinstance(rounds, int)
+        or rounds < 1
+    ):
+        raise ValueError(
+            f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0, precision in (0, 1) "
+            f"and rounds >= 1; got {min_repetitions}, {max_repetitions}, {warmup}, {precision}, {rounds}"
+        )
     was_training = module.training
     module.eval()
     times: list[float] = []
@@ -180,20 +203,45 @@ def measure(module: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], *,
         with intra_op_threads(threads), torch.inference_mode(), _quiet():
             for round_index in range(rounds):
                 copies.append(tuple(tensor.clone() for tensor in tensors) if round_index else tensors)
-                times += _round(module, copies[-1], device, warmup, WARMUP_SECONDS if round_index == 0 else 0.0,
-                                min_repetitions, max_repetitions // rounds, max_seconds / rounds, precision)
+                times += _round(
+                    module,
+                    copies[-1],
+                    device,
+                    warmup,
+                    WARMUP_SECONDS if round_index == 0 else 0.0,
+                    min_repetitions,
+                    max_repetitions // rounds,
+                    max_seconds / rounds,
+                    precision,
+                )
     finally:
         module.train(was_training)
     ordered = sorted(times)
     fingerprint = fingerprint_key(device_fingerprint(device, threads))
-    return Latency(median_ms=percentile(ordered, 0.5), p10_ms=percentile(ordered, 0.1),
-                   p90_ms=percentile(ordered, 0.9), mean_ms=sum(times) / len(times), repetitions=len(times), batch_size=int(tensors[0].shape[0]),
-                   threads=threads, device=str(device), fingerprint=fingerprint)
+    return Latency(
+        median_ms=percentile(ordered, 0.5),
+        p10_ms=percentile(ordered, 0.1),
+        p90_ms=percentile(ordered, 0.9),
+        mean_ms=sum(times) / len(times),
+        repetitions=len(times),
+        batch_size=int(tensors[0].shape[0]),
+        threads=threads,
+        device=str(device),
+        fingerprint=fingerprint,
+    )
 
 
-def _round(module: nn.Module, tensors: tuple[torch.Tensor, ...], device: torch.device, warmup: int,
-           warmup_seconds: float, min_repetitions: int, max_repetitions: int, max_seconds: float,
-           precision: float) -> list[float]:
+def _round(
+    module: nn.Module,
+    tensors: tuple[torch.Tensor, ...],
+    device: torch.device,
+    warmup: int,
+    warmup_seconds: float,
+    min_repetitions: int,
+    max_repetitions: int,
+    max_seconds: float,
+    precision: float,
+) -> list[float]:
     """Warm up, then time single runs until the median is stable or the round's time is spent."""
     started = time.perf_counter()
     runs = 0
@@ -224,8 +272,15 @@ def _stable(times: list[float], precision: float) -> bool:
     return middle > 0 and (high - low) / 2 <= precision * middle
 
 
-def measure_network(module: nn.Module, resolution: int, *, batch_size: int = 1, threads: int = 1,
-                    device: str | torch.device = "cpu", **options: Any) -> Latency:
+def measure_network(
+    module: nn.Module,
+    resolution: int,
+    *,
+    batch_size: int = 1,
+    threads: int = 1,
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> Latency:
     """Latency of an image classifier on ``batch_size`` random ``3 x resolution x resolution`` images."""
     check_measure_settings(batch_size, threads)
     device = torch.device(device)

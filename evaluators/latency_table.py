@@ -82,8 +82,15 @@ class LatencyTable:
     ``measure`` (repetitions, precision). Nothing is read or measured until a latency is asked for.
     """
 
-    def __init__(self, path: str | Path | None = None, *, device: str | torch.device = "cpu", threads: int = 1,
-                 batch_size: int = 1, **measure_options: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        threads: int = 1,
+        batch_size: int = 1,
+        **measure_options: Any,
+    ) -> None:
         check_measure_settings(batch_size, threads)
         check_measure_options(measure_options)
         self.path = Path(path) if path is not None else default_table_path()
@@ -115,20 +122,31 @@ class LatencyTable:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{self.path}: cannot read the latency table ({error}); move it away or give "
-                             "another --table") from None
-        if not isinstance(data, dict) or data.get("version") != TABLE_VERSION or not isinstance(data.get("tables"), dict):
-            raise ValueError(f"{self.path}: not a latency table of this version ({TABLE_VERSION}); move it away or "
-                             "give another --table")
+            raise ValueError(
+                f"{self.path}: cannot read the latency table ({error}); move it away or give another --table"
+            ) from None
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != TABLE_VERSION
+            or not isinstance(data.get("tables"), dict)
+        ):
+            raise ValueError(
+                f"{self.path}: not a latency table of this version ({TABLE_VERSION}); move it away or "
+                "give another --table"
+            )
         return data
 
     def _table(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
             stored = self._read_file()["tables"].get(self.key, {})
             entries = stored.get("entries", {}) if isinstance(stored, dict) else None
-            if not isinstance(entries, dict) or not all(isinstance(e, dict) and "mean_ms" in e for e in entries.values()):
-                raise ValueError(f"{self.path}: the table of this machine ({self.key}) is malformed; move the file away "
-                                 "or give another --table")
+            if not isinstance(entries, dict) or not all(
+                isinstance(e, dict) and "mean_ms" in e for e in entries.values()
+            ):
+                raise ValueError(
+                    f"{self.path}: the table of this machine ({self.key}) is malformed; move the file away "
+                    "or give another --table"
+                )
             self._entries = dict(entries)
         return self._entries
 
@@ -154,8 +172,9 @@ class LatencyTable:
         if not self._new:
             return
         data = self._read_file()
-        stored = data["tables"].setdefault(self.key, {"fingerprint": self.fingerprint, "batch_size": self.batch_size,
-                                                      "entries": {}})
+        stored = data["tables"].setdefault(
+            self.key, {"fingerprint": self.fingerprint, "batch_size": self.batch_size, "entries": {}}
+        )
         stored["entries"].update(self._new)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(data, sort_keys=True) + "\n")
@@ -166,8 +185,9 @@ class LatencyTable:
         """The network's latency as the sum of its parts, measuring any part the table lacks (then saved)."""
         split = _PARTS.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
         if split is None:
-            raise TypeError(f"predict() takes an IR of kind {sorted(_PARTS)} (ChainNet, CellNet), "
-                            f"got {type(ir).__name__}")
+            raise TypeError(
+                f"predict() takes an IR of kind {sorted(_PARTS)} (ChainNet, CellNet), got {type(ir).__name__}"
+            )
         try:
             parts = split(self, ir)
         finally:
@@ -179,8 +199,13 @@ class LatencyTable:
 
 
 def _entry(latency: Latency) -> dict[str, Any]:
-    return {"median_ms": latency.median_ms, "p10_ms": latency.p10_ms, "p90_ms": latency.p90_ms,
-            "mean_ms": latency.mean_ms, "repetitions": latency.repetitions}
+    return {
+        "median_ms": latency.median_ms,
+        "p10_ms": latency.p10_ms,
+        "p90_ms": latency.p90_ms,
+        "mean_ms": latency.mean_ms,
+        "repetitions": latency.repetitions,
+    }
 
 
 def _key(kind: str, record: Mapping[str, Any]) -> str:
@@ -201,8 +226,14 @@ class _Pooled(nn.Module):
 def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
     parts = []
     for path, block in ir.all_blocks():
-        record = {"op": block.op, "in_channels": block.in_channels, "out_channels": block.out_channels,
-                  "stride": block.stride, "input_size": block.input_size, "options": block.options}
+        record = {
+            "op": block.op,
+            "in_channels": block.in_channels,
+            "out_channels": block.out_channels,
+            "stride": block.stride,
+            "input_size": block.input_size,
+            "options": block.options,
+        }
 
         def build(block: BlockSpec = block) -> tuple[nn.Module, list[torch.Tensor]]:
             module = build_op(block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), **NORM)
@@ -211,9 +242,18 @@ def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
         parts.append((path, table.lookup(_key("block", record), build)))
     last = ir.all_blocks()[-1][1]
     classifier = replace(ir.classifier, dropout=0.0)
-    parts.append(("classifier", table.lookup(
-        _key("classifier", {**asdict(classifier), "input_size": last.output_size}),
-        lambda: (_Pooled(build_classifier(classifier)), [table.images(classifier.in_features, last.output_size)]))))
+    parts.append(
+        (
+            "classifier",
+            table.lookup(
+                _key("classifier", {**asdict(classifier), "input_size": last.output_size}),
+                lambda: (
+                    _Pooled(build_classifier(classifier)),
+                    [table.images(classifier.in_features, last.output_size)],
+                ),
+            ),
+        )
+    )
     return parts
 
 
@@ -221,8 +261,15 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
     live = ir.live_states()  # a cell nothing reads is not built (``CellModule``), so it costs nothing
     norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
     stem_record = {"blocks": [asdict(block) for block in ir.stem]}
-    parts = [("stem", table.lookup(_key("cell_stem", stem_record),
-                                   lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)])))]
+    parts = [
+        (
+            "stem",
+            table.lookup(
+                _key("cell_stem", stem_record),
+                lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)]),
+            ),
+        )
+    ]
     for i, cell in enumerate(ir.cells):
         if i + 1 not in live:
             continue
@@ -261,10 +308,23 @@ class LatencyEvaluator(EvaluatorBase[Any]):
     ``make_evaluator`` (dataset, seed) are taken and ignored: latency needs no data.
     """
 
-    def __init__(self, space: SearchSpace[Any], seed: int = 0, dataset: Any = None, data_dir: Any = None,
-                 download: bool = False, *, table: str | Path | None = None, resolution: int | None = None,
-                 batch_size: int = 1, threads: int = 1, num_classes: int = 1000, measure: bool = False,
-                 device: str = "cpu", **measure_options: Any) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any],
+        seed: int = 0,
+        dataset: Any = None,
+        data_dir: Any = None,
+        download: bool = False,
+        *,
+        table: str | Path | None = None,
+        resolution: int | None = None,
+        batch_size: int = 1,
+        threads: int = 1,
+        num_classes: int = 1000,
+        measure: bool = False,
+        device: str = "cpu",
+        **measure_options: Any,
+    ) -> None:
         for name, value in (("resolution", resolution), ("num_classes", num_classes)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
@@ -280,8 +340,10 @@ class LatencyEvaluator(EvaluatorBase[Any]):
             torch.empty(1, device=self.table.device)
             self.table.fingerprint  # noqa: B018  (names the device: fails for a GPU that is not there)
         except (RuntimeError, AssertionError) as error:
-            raise ValueError(f"device: {str(self.table.device)!r} is not usable here "
-                             f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+            raise ValueError(
+                f"device: {str(self.table.device)!r} is not usable here "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            ) from None
         len(self.table)
 
     def metrics(self) -> tuple[str, ...]:
@@ -300,14 +362,22 @@ class LatencyEvaluator(EvaluatorBase[Any]):
         """``latency_ms`` (predicted) and ``latency_resolution``; with ``measure`` the measured figures."""
         try:
             ir = self.lower(genotype)
-            metrics: dict[str, Any] = {"latency_ms": self.table.predict(ir).total_ms,
-                                       "latency_resolution": ir.resolution}
+            metrics: dict[str, Any] = {
+                "latency_ms": self.table.predict(ir).total_ms,
+                "latency_resolution": ir.resolution,
+            }
             if self.measure:
-                measured = measure_network(compile_ir(ir, seed=0), ir.resolution, batch_size=self.table.batch_size,
-                                           threads=self.table.threads, device=self.table.device,
-                                           **self.measure_options)
-                metrics.update(measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms,
-                               measured_p90_ms=measured.p90_ms)
-        except Exception as error:  # noqa: BLE001  (a candidate that cannot be built is a result)
+                measured = measure_network(
+                    compile_ir(ir, seed=0),
+                    ir.resolution,
+                    batch_size=self.table.batch_size,
+                    threads=self.table.threads,
+                    device=self.table.device,
+                    **self.measure_options,
+                )
+                metrics.update(
+                    measured_ms=measured.median_ms, measured_p10_ms=measured.p10_ms, measured_p90_ms=measured.p90_ms
+                )
+        except Exception as error:
             return {"error": f"latency: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
         return metrics

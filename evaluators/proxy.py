@@ -44,7 +44,6 @@ from nas.training import Diverged, Trainer, recalibrate_batchnorm
 logger = logging.getLogger(__name__)
 
 
-
 class CandidateFailure(Exception):
     """A candidate could not be evaluated (NaN loss, time limit); the message is the reason."""
 
@@ -63,8 +62,15 @@ class ProxyEvaluator(EvaluatorBase[Any]):
     the search runner does.
     """
 
-    def __init__(self, space: SearchSpace[Any] | str, dataset: str | DatasetSplits | None = "digits",
-                 data_dir: str | Path | None = None, download: bool = False, seed: int = 0, **options: Any) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any] | str,
+        dataset: str | DatasetSplits | None = "digits",
+        data_dir: str | Path | None = None,
+        download: bool = False,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
         self.space = space_registry.get(space) if isinstance(space, str) else space
         dataset = "digits" if dataset is None else dataset
         if isinstance(dataset, str) and dataset not in registry.datasets:
@@ -75,10 +81,15 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         try:
             self.device = torch.device(self.options.device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device: {self.options.device!r} is not a torch device; valid: 'cpu', 'cuda', "
-                             "'cuda:0', 'mps', ...") from None
+            raise ValueError(
+                f"device: {self.options.device!r} is not a torch device; valid: 'cpu', 'cuda', 'cuda:0', 'mps', ..."
+            ) from None
         self.dataset, self.data_dir, self.download, self.seed = dataset, data_dir, download, seed
-        self.epochs, self.batch_size, self.optimizer = self.options.epochs, self.options.batch_size, self.options.optimizer
+        self.epochs, self.batch_size, self.optimizer = (
+            self.options.epochs,
+            self.options.batch_size,
+            self.options.optimizer,
+        )
         self.learning_rate, self.weight_decay = self.options.rate, self.options.decay
         self.time_limit, self.validation_fraction = self.options.time_limit, self.options.validation_fraction
         self.gradient_clip, self.full_cost = self.options.gradient_clip, self.options.full_cost
@@ -94,8 +105,19 @@ class ProxyEvaluator(EvaluatorBase[Any]):
     def metrics(self) -> tuple[str, ...]:
         """The metrics a successful evaluation returns (the ``full_*`` costs with ``full_cost``)."""
         full = ("full_params", "full_macs", "full_memory_access") if self.full_cost else ()
-        return ("accuracy", "params", "macs", "memory_access", "resolution", "epochs", "final_train_loss",
-                "train_seconds", "time_limit", "seconds", *full)
+        return (
+            "accuracy",
+            "params",
+            "macs",
+            "memory_access",
+            "resolution",
+            "epochs",
+            "final_train_loss",
+            "train_seconds",
+            "time_limit",
+            "seconds",
+            *full,
+        )
 
     @property
     def splits(self) -> DatasetSplits:
@@ -117,14 +139,22 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         """
         if isinstance(self.dataset, DatasetSplits):
             if resolution is not None and resolution != self.dataset.resolution:
-                raise ValueError(f"resolution: the network asks for {resolution} px images, and the evaluator was "
-                                 f"given ready splits of {self.dataset.resolution} px; give it a dataset name instead")
+                raise ValueError(
+                    f"resolution: the network asks for {resolution} px images, and the evaluator was "
+                    f"given ready splits of {self.dataset.resolution} px; give it a dataset name instead"
+                )
             return self.dataset
         key = (repeat, resolution)
         if key not in self._splits:
             size = self.reduction.get("resolution") if resolution is None else resolution
-            self._splits[key] = load_dataset(self.dataset, self.data_dir, self.download, size,
-                                             split_seed(self.seed, repeat), self.validation_fraction)
+            self._splits[key] = load_dataset(
+                self.dataset,
+                self.data_dir,
+                self.download,
+                size,
+                split_seed(self.seed, repeat),
+                self.validation_fraction,
+            )
         return self._splits[key]
 
     def prepare_inputs(self, genotypes: Iterable[Any], repeats: int = 1) -> None:
@@ -133,8 +163,10 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         A network may ask for another input size than the proxy's (``nas scale`` multiplies it by
         gamma); this loads each such size once, so one the data cannot give fails before the first trial.
         """
-        sizes = {self.space.lower(genotype, num_classes=self.splits.num_classes, **self.macro()).resolution
-                 for genotype in genotypes}
+        sizes = {
+            self.space.lower(genotype, num_classes=self.splits.num_classes, **self.macro()).resolution
+            for genotype in genotypes
+        }
         for size in sorted(sizes - {self.splits.resolution}):
             for repeat in range(repeats):
                 self.splits_of(repeat, size)
@@ -162,11 +194,13 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         """Facts for the run's report: the data each candidate trains and validates on, and the
         image files left out as unreadable (named in a warning when the data was loaded)."""
         splits = self.splits
-        facts = {"dataset": f"{splits.name}, {splits.num_classes} classes at {splits.resolution} px",
-                 "images": f"{len(splits.train)} train, {len(splits.validation)} validation "  # type: ignore[arg-type]
-                           "(held out from the training data; the test split is not used)",
-                 "proxy network": f"{self.space.name} lowered with {self.macro()}",
-                 "training": f"{self.epochs} epochs, batch {self.batch_size}, {self.optimizer} lr {self.learning_rate:g}"}
+        facts = {
+            "dataset": f"{splits.name}, {splits.num_classes} classes at {splits.resolution} px",
+            "images": f"{len(splits.train)} train, {len(splits.validation)} validation "  # type: ignore[arg-type]
+            "(held out from the training data; the test split is not used)",
+            "proxy network": f"{self.space.name} lowered with {self.macro()}",
+            "training": f"{self.epochs} epochs, batch {self.batch_size}, {self.optimizer} lr {self.learning_rate:g}",
+        }
         skipped = skipped_files(splits)
         if skipped:
             shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
@@ -180,8 +214,9 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             macro["resolution"] = self.splits.resolution
         return macro
 
-    def evaluate(self, genotype: Any, trial_id: int, repeat: int = 0,
-                 report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, genotype: Any, trial_id: int, repeat: int = 0, report: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         """Train and validate one candidate. Never raises for a bad candidate: see ``nas.evaluator``.
 
         ``repeat`` > 0 trains again with independent seeds and validates on an independent split
@@ -200,23 +235,36 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             if ir.resolution != splits.resolution:  # the network asks for another input size: serve it
                 splits = self.splits_of(repeat, ir.resolution)
             metrics.update(self._cost(genotype, ir, splits.num_classes))
-            limit = (auto_time_limit(metrics["macs"], self.epochs, len(splits.train) + self.calibration_examples,
-                                     len(splits.validation)) if self.time_limit == "auto" else self.time_limit)
+            limit = (
+                auto_time_limit(
+                    metrics["macs"], self.epochs, len(splits.train) + self.calibration_examples, len(splits.validation)
+                )
+                if self.time_limit == "auto"
+                else self.time_limit
+            )
             metrics["time_limit"] = limit
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
-                                       device_type=self.device.type if self.device.type != "cpu" else "cuda"):
+            with torch.random.fork_rng(
+                devices=[self.device] if self.device.type == "cuda" else [],
+                device_type=self.device.type if self.device.type != "cpu" else "cuda",
+            ):
                 torch.manual_seed(seeds.other)
                 model = compile_ir(ir, seed=seeds.init).to(self.device)
                 interim = self._train(model, splits, seeds, started, metrics, report)
-                recalibrate_batchnorm(model, splits.train, self.batch_size, self.calibration_examples, self.device,
-                                      torch.Generator().manual_seed(seeds.data_order))
+                recalibrate_batchnorm(
+                    model,
+                    splits.train,
+                    self.batch_size,
+                    self.calibration_examples,
+                    self.device,
+                    torch.Generator().manual_seed(seeds.data_order),
+                )
                 metrics["accuracy"] = accuracy(model, splits.validation, self.device)
             self._check_time(started + interim, limit, "after validation")
         except CandidateFailure as failure:
             metrics["error"] = str(failure)
         except torch.OutOfMemoryError as error:
             metrics["error"] = f"out of memory: {first_line(error)}"
-        except Exception as error:  # noqa: BLE001  (any failure of a candidate is a result, not a crash)
+        except Exception as error:
             logger.debug("trial %d failed", trial_id, exc_info=True)
             metrics["error"] = f"{type(error).__name__}: {first_line(error)}"
         metrics["seconds"] = time.perf_counter() - started
@@ -224,8 +272,14 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             metrics.pop("accuracy", None)
             logger.warning("trial %d failed after %.1f s: %s", trial_id, metrics["seconds"], metrics["error"])
         else:
-            logger.info("trial %d: accuracy %.4f, %d params, %.2f M MACs, %.1f s", trial_id, metrics["accuracy"],
-                        metrics["params"], metrics["macs"] / 1e6, metrics["seconds"])
+            logger.info(
+                "trial %d: accuracy %.4f, %d params, %.2f M MACs, %.1f s",
+                trial_id,
+                metrics["accuracy"],
+                metrics["params"],
+                metrics["macs"] / 1e6,
+                metrics["seconds"],
+            )
         return metrics
 
     def _cost(self, genotype: Any, ir: Any, num_classes: int) -> dict[str, Any]:
@@ -242,12 +296,25 @@ class ProxyEvaluator(EvaluatorBase[Any]):
 
     def recipe(self) -> Recipe:
         """The proxy's training settings as a ``nas.training.Recipe``: the loop is the one ``nas train`` runs."""
-        return Recipe(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-                      learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                      gradient_clip=self.gradient_clip or None, drop_path="linear" if self.drop_path else "off")
+        return Recipe(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            gradient_clip=self.gradient_clip or None,
+            drop_path="linear" if self.drop_path else "off",
+        )
 
-    def _train(self, model: nn.Module, splits: DatasetSplits, seeds: TrialSeeds, started: float,
-               metrics: dict[str, Any], report: Callable[[dict[str, Any]], None] | None = None) -> float:
+    def _train(
+        self,
+        model: nn.Module,
+        splits: DatasetSplits,
+        seeds: TrialSeeds,
+        started: float,
+        metrics: dict[str, Any],
+        report: Callable[[dict[str, Any]], None] | None = None,
+    ) -> float:
         """Train ``model`` in place; the seconds spent validating for ``report`` (0 without one)."""
         count = len(splits.train)  # type: ignore[arg-type]
         steps_per_epoch = count // self.batch_size if count >= self.batch_size else 1
@@ -260,12 +327,18 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             try:
                 stats = trainer.train_epoch(
                     iterate_batches(splits.train, self.batch_size, True, generator, drop_last=True),
-                    after_step=lambda: self._check_time(started + interim, metrics.get("time_limit"), where),
-                    label=f"epoch {epoch + 1}")
+                    after_step=lambda interim=interim, where=where: self._check_time(
+                        started + interim, metrics.get("time_limit"), where
+                    ),
+                    label=f"epoch {epoch + 1}",
+                )
             except Diverged as error:
                 raise CandidateFailure(str(error)) from None
-            metrics.update(epochs=epoch + 1, final_train_loss=stats.loss,
-                           train_seconds=time.perf_counter() - train_started - interim)
+            metrics.update(
+                epochs=epoch + 1,
+                final_train_loss=stats.loss,
+                train_seconds=time.perf_counter() - train_started - interim,
+            )
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])
             if report is not None and epoch + 1 < self.epochs:
                 paused = time.perf_counter()
@@ -284,8 +357,14 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, device_type=self.device.type if self.device.type != "cpu" else "cuda"):
             snapshot = copy.deepcopy(model)
-            recalibrate_batchnorm(snapshot, splits.train, self.batch_size, self.calibration_examples, self.device,
-                                  torch.Generator().manual_seed(seeds.data_order))
+            recalibrate_batchnorm(
+                snapshot,
+                splits.train,
+                self.batch_size,
+                self.calibration_examples,
+                self.device,
+                torch.Generator().manual_seed(seeds.data_order),
+            )
             return accuracy(snapshot, splits.validation, self.device)
 
     @staticmethod
@@ -295,8 +374,10 @@ class ProxyEvaluator(EvaluatorBase[Any]):
 
     def __repr__(self) -> str:
         name = self.dataset if isinstance(self.dataset, str) else self.dataset.name
-        return (f"ProxyEvaluator(space={self.space.name!r}, dataset={name!r}, epochs={self.epochs}, "
-                f"batch_size={self.batch_size}, optimizer={self.optimizer!r}, reduction={self.reduction})")
+        return (
+            f"ProxyEvaluator(space={self.space.name!r}, dataset={name!r}, epochs={self.epochs}, "
+            f"batch_size={self.batch_size}, optimizer={self.optimizer!r}, reduction={self.reduction})"
+        )
 
 
 AUTO_LIMIT_FLOOR = 120.0  # seconds: start-up, data loading and a tiny network's whole training

@@ -121,8 +121,10 @@ def proxy_reduction(space: SearchSpace[Any]) -> dict[str, Any]:
     except AttributeError:
         reduction = None
     if not isinstance(reduction, Mapping):
-        raise ValueError(f"space {space.name!r} declares no proxy_reduction (the lower() settings of its proxy "
-                         "network); give it one, {} to train at full size")
+        raise ValueError(
+            f"space {space.name!r} declares no proxy_reduction (the lower() settings of its proxy "
+            "network); give it one, {} to train at full size"
+        )
     return dict(reduction)
 
 

@@ -23,17 +23,38 @@ from typing import Any
 from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("Resolved", "load_genotype", "load_model", "lower", "materialize", "presets", "resolve",
-                     "save_model", "space_of", "summarize"), "nas.api"),
-    "compile": "nas.compile", "init_weights": "nas.compile",
-    "Controller": "nas.controller", "Result": "nas.controller", "Trial": "nas.controller",
+    **dict.fromkeys(
+        (
+            "Resolved",
+            "load_genotype",
+            "load_model",
+            "lower",
+            "materialize",
+            "presets",
+            "resolve",
+            "save_model",
+            "space_of",
+            "summarize",
+        ),
+        "nas.api",
+    ),
+    "compile": "nas.compile",
+    "init_weights": "nas.compile",
+    "Controller": "nas.controller",
+    "Result": "nas.controller",
+    "Trial": "nas.controller",
     "make_controller": "nas.controller",
-    "Evaluator": "nas.evaluator", "make_evaluator": "nas.evaluator",
-    "register_op": "nas.ops", "set_drop_path_progress": "nas.ops",
-    "condense": "nas.seed_ops.condense", "set_training_progress": "nas.seed_ops.condense",
+    "Evaluator": "nas.evaluator",
+    "make_evaluator": "nas.evaluator",
+    "register_op": "nas.ops",
+    "set_drop_path_progress": "nas.ops",
+    "condense": "nas.seed_ops.condense",
+    "set_training_progress": "nas.seed_ops.condense",
     "genotype_json": "nas.serialization",
-    "Decision": "nas.space", "SearchSpace": "nas.space",
-    "from_torchvision": "nas.weights.torchvision", "from_timm": "nas.weights.timm",
+    "Decision": "nas.space",
+    "SearchSpace": "nas.space",
+    "from_torchvision": "nas.weights.torchvision",
+    "from_timm": "nas.weights.timm",
 }
 __all__ = sorted([*_EXPORTS, "registry"])
 __version__ = "0.1.0"

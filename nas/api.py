@@ -104,8 +104,10 @@ def resolve(spec: Any) -> Resolved:
         path = Path(spec)
         if path.is_dir():
             if not (path / "best.json").is_file() and (path / "scaling.json").is_file():
-                raise ValueError(f"{path}: a nas scale run holds a family, not one network; `nas materialize "
-                                 f"{path} --phi K` builds member K (nas.scale.family.family_member in Python)")
+                raise ValueError(
+                    f"{path}: a nas scale run holds a family, not one network; `nas materialize "
+                    f"{path} --phi K` builds member K (nas.scale.family.family_member in Python)"
+                )
             if not (path / "best.json").is_file():
                 raise ValueError(f"{path}: a directory without best.json is not a search run")
             path = path / "best.json"
@@ -137,8 +139,10 @@ def check_size(ir: Network, limit: int = MAX_PARAMETERS) -> None:
 
     params = count_params(build_on_meta(lambda: compile_ir(ir)))
     if params > limit:
-        raise ValueError(f"genotype: the network has {params:,} parameters, more than the {limit:,} "
-                         f"({limit * 4 / 2**30:g} GiB of float32) that can be built")
+        raise ValueError(
+            f"genotype: the network has {params:,} parameters, more than the {limit:,} "
+            f"({limit * 4 / 2**30:g} GiB of float32) that can be built"
+        )
 
 
 def materialize(spec: Any, num_classes: int = 1000, seed: int | None = None, **macro: Any) -> nn.Module:
@@ -159,9 +163,15 @@ def summarize(spec: Any, num_classes: int = 1000, **macro: Any) -> dict[str, Any
     model = build_on_meta(lambda: compile_ir(ir))
     macs, by_module, memory_access = count_cost(model, ir.resolution)
     return {
-        "name": resolved.name, "space": resolved.space.name, "params": count_params(model),
-        "macs": macs, "memory_access": memory_access, "resolution": ir.resolution, "num_classes": num_classes,
-        "stages": _stage_rows(ir, model, by_module), "genotype": resolved.to_json(),
+        "name": resolved.name,
+        "space": resolved.space.name,
+        "params": count_params(model),
+        "macs": macs,
+        "memory_access": memory_access,
+        "resolution": ir.resolution,
+        "num_classes": num_classes,
+        "stages": _stage_rows(ir, model, by_module),
+        "genotype": resolved.to_json(),
     }
 
 
@@ -169,13 +179,22 @@ def _stage_rows(ir: Network, model: nn.Module, macs: dict[str, int]) -> list[dic
     """One row per named part of the network (``ir.parts()``), its parameters and MACs from the built ``model``."""
     from nas.cost import count_params  # lazy: specs resolve and check without torch
 
-    return [{"stage": part.label, "blocks": part.blocks, "input_size": part.input_size,
-             "out_channels": part.out_channels, "params": count_params(model.get_submodule(part.path)),
-             "macs": macs.get(part.path, 0)} for part in ir.parts()]
+    return [
+        {
+            "stage": part.label,
+            "blocks": part.blocks,
+            "input_size": part.input_size,
+            "out_channels": part.out_channels,
+            "params": count_params(model.get_submodule(part.path)),
+            "macs": macs.get(part.path, 0),
+        }
+        for part in ir.parts()
+    ]
 
 
-def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,
-               lowering: Mapping[str, Any] | None = None) -> None:
+def save_model(
+    module: nn.Module, spec: Any, path: str | Path, num_classes: int, lowering: Mapping[str, Any] | None = None
+) -> None:
     """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``.
 
     ``lowering`` are the ``space.lower`` overrides the module was built with (``nas train --set``,
@@ -183,8 +202,13 @@ def save_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int,
     """
     import torch  # lazy: specs resolve and check without torch
 
-    payload = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": resolve(spec).to_json(),
-               "num_classes": num_classes, "state_dict": module.state_dict()}
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": FORMAT_VERSION,
+        "genotype": resolve(spec).to_json(),
+        "num_classes": num_classes,
+        "state_dict": module.state_dict(),
+    }
     if lowering:
         payload["lowering"] = dict(lowering)
     torch.save(payload, path)
@@ -198,7 +222,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except Exception as error:  # noqa: BLE001  (corrupt or foreign files)
+    except Exception as error:
         raise ValueError(f"{path}: not a model file ({error.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a {MODEL_FORMAT} file")

@@ -105,8 +105,13 @@ class BackendSettings:
 
 
 BACKEND_TYPES: dict[str, Any] = {
-    "backend": str, "workers": int, "address": (str, type(None)), "cpus_per_trial": int,
-    "gpus_per_trial": (float, int), "early_stop": (str, type(None)), "early_stop_options": dict,
+    "backend": str,
+    "workers": int,
+    "address": (str, type(None)),
+    "cpus_per_trial": int,
+    "gpus_per_trial": (float, int),
+    "early_stop": (str, type(None)),
+    "early_stop_options": dict,
     "backend_options": dict,
 }
 
@@ -117,8 +122,10 @@ def check_backend_settings(settings: Any) -> None:
     if not 1 <= settings.workers <= MAX_WORKERS:
         raise ValueError(f"workers: must be in [1, {MAX_WORKERS}], got {settings.workers}")
     if settings.cpus_per_trial < 1:
-        raise ValueError(f"cpus_per_trial: must be a positive integer (it is also the evaluation's thread count), "
-                         f"got {settings.cpus_per_trial}")
+        raise ValueError(
+            f"cpus_per_trial: must be a positive integer (it is also the evaluation's thread count), "
+            f"got {settings.cpus_per_trial}"
+        )
     if not (math.isfinite(settings.gpus_per_trial) and settings.gpus_per_trial >= 0):
         raise ValueError(f"gpus_per_trial: must be a number >= 0, got {settings.gpus_per_trial!r}")
     if settings.early_stop is not None and settings.early_stop not in EARLY_STOPPERS:
@@ -148,13 +155,21 @@ def with_backend(backend: Backend | None, job: EvaluationJob | None) -> Iterator
 def make_backend(settings: Any) -> Backend:
     """The registered backend named by ``settings.backend``, built with its execution settings."""
     factory = registry.backends.get(settings.backend)
-    options = {"workers": settings.workers, "address": settings.address, "cpus_per_trial": settings.cpus_per_trial,
-               "gpus_per_trial": settings.gpus_per_trial, "early_stop": settings.early_stop,
-               "early_stop_options": dict(settings.early_stop_options), **settings.backend_options}
+    options = {
+        "workers": settings.workers,
+        "address": settings.address,
+        "cpus_per_trial": settings.cpus_per_trial,
+        "gpus_per_trial": settings.gpus_per_trial,
+        "early_stop": settings.early_stop,
+        "early_stop_options": dict(settings.early_stop_options),
+        **settings.backend_options,
+    }
     unknown, valid = registry.unknown_options(factory, options, ())
     if unknown:
-        raise ValueError(f"backend_options: {unknown[0]!r} is not an option of backend {settings.backend!r}; "
-                         f"valid: {[v for v in valid if v not in options or v in settings.backend_options]}")
+        raise ValueError(
+            f"backend_options: {unknown[0]!r} is not an option of backend {settings.backend!r}; "
+            f"valid: {[v for v in valid if v not in options or v in settings.backend_options]}"
+        )
     try:
         return factory(**options)
     except TypeError as error:
@@ -166,15 +181,27 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, workers: int = 1, address: str | None = None, cpus_per_trial: int = 1,
-                 gpus_per_trial: float = 0.0, early_stop: str | None = None,
-                 early_stop_options: Mapping[str, Any] | None = None) -> None:
-        for flag, given in (("--workers", workers != 1), ("--address", address is not None),
-                            ("--cpus-per-trial", cpus_per_trial != 1), ("--gpus-per-trial", gpus_per_trial != 0),
-                            ("--early-stop", early_stop is not None)):
+    def __init__(
+        self,
+        workers: int = 1,
+        address: str | None = None,
+        cpus_per_trial: int = 1,
+        gpus_per_trial: float = 0.0,
+        early_stop: str | None = None,
+        early_stop_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        for flag, given in (
+            ("--workers", workers != 1),
+            ("--address", address is not None),
+            ("--cpus-per-trial", cpus_per_trial != 1),
+            ("--gpus-per-trial", gpus_per_trial != 0),
+            ("--early-stop", early_stop is not None),
+        ):
             if given:
-                raise ValueError(f"{flag.lstrip('-').replace('-', '_')}: the local backend runs one evaluation at a "
-                                 f"time in this process; {flag} needs --backend ray")
+                raise ValueError(
+                    f"{flag.lstrip('-').replace('-', '_')}: the local backend runs one evaluation at a "
+                    f"time in this process; {flag} needs --backend ray"
+                )
         self.workers = 1
 
     def check(self, job: EvaluationJob) -> None:

@@ -16,9 +16,8 @@ Errors are ``ValueError`` naming the bad field, e.g. ``nodes[2].inputs[0].source
 from __future__ import annotations
 
 from collections.abc import Mapping
-
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from nas.ir import (
     COMBINES,
@@ -109,8 +108,10 @@ class CellGraph:
                 raise ValueError(f"nodes[{k}]: expected a CellNode, got {type(node).__name__}")
             for j, edge in enumerate(node.inputs):
                 if edge.source >= self.num_inputs + k:
-                    raise ValueError(f"nodes[{k}].inputs[{j}].source: state {edge.source} out of range; node {k} "
-                                     f"may read states 0..{self.num_inputs + k - 1}")
+                    raise ValueError(
+                        f"nodes[{k}].inputs[{j}].source: state {edge.source} out of range; node {k} "
+                        f"may read states 0..{self.num_inputs + k - 1}"
+                    )
         if not self.output:
             raise ValueError("output: the cell output needs at least one state")
         for j, index in enumerate(self.output):
@@ -197,22 +198,27 @@ class CellSpec:
             if not isinstance(cell_input, CellInput):
                 raise ValueError(f"inputs[{j}]: expected a CellInput, got {type(cell_input).__name__}")
             if cell_input.output_size != self.input_size:
-                raise ValueError(f"inputs[{j}]: size {cell_input.output_size} after preprocessing, expected "
-                                 f"{self.input_size} (inputs[0]'s)")
+                raise ValueError(
+                    f"inputs[{j}]: size {cell_input.output_size} after preprocessing, expected "
+                    f"{self.input_size} (inputs[0]'s)"
+                )
         self._check_output()
 
     def _check_output(self) -> None:
         if self.output_match and len(self.output_match) != len(self.graph.output):
-            raise ValueError(f"output_match: one entry per output state ({len(self.graph.output)}), "
-                             f"got {len(self.output_match)}")
+            raise ValueError(
+                f"output_match: one entry per output state ({len(self.graph.output)}), got {len(self.output_match)}"
+            )
         channels, sizes = self.state_channels(), self.state_sizes()
         for j, index in enumerate(self.graph.output):
             match = self.output_match[j] if self.output_match else None
             if match is not None:
                 check_block_chain([(f"output_match[{j}]", match)], channels[index], sizes[index])
             if (sizes[index] if match is None else match.output_size) != self.output_size:
-                raise ValueError(f"output_match[{j}]: state {index} has size {sizes[index]}, the cell's output "
-                                 f"{self.output_size}; it needs a matching block")
+                raise ValueError(
+                    f"output_match[{j}]: state {index} has size {sizes[index]}, the cell's output "
+                    f"{self.output_size}; it needs a matching block"
+                )
         widths = set(self.output_channels())
         if self.graph.output_combine == "add" and len(widths) > 1:
             raise ValueError(f"graph.output: states added into the output need one width, got {sorted(widths)}")
@@ -242,8 +248,9 @@ class CellSpec:
         """Channels of each output state as the output combines it (after its matching block)."""
         channels = self.state_channels()
         matches = self.output_match or (None,) * len(self.graph.output)
-        return [channels[index] if match is None else match.out_channels
-                for index, match in zip(self.graph.output, matches)]
+        return [
+            channels[index] if match is None else match.out_channels for index, match in zip(self.graph.output, matches)
+        ]
 
     @property
     def out_channels(self) -> int:
@@ -291,8 +298,10 @@ class CellNet:
                 channels, size = shapes[cell_input.state]
                 if (cell_input.channels, cell_input.size) != (channels, size):
                     name = "channels" if cell_input.channels != channels else "size"
-                    raise ValueError(f"{path}.{name}: expected {(channels, size)[name == 'size']} (state "
-                                     f"{cell_input.state}), got {getattr(cell_input, name)}")
+                    raise ValueError(
+                        f"{path}.{name}: expected {(channels, size)[name == 'size']} (state "
+                        f"{cell_input.state}), got {getattr(cell_input, name)}"
+                    )
             shapes.append((cell.out_channels, cell.output_size))
         channels, _ = check_block_chain([(f"head[{i}]", b) for i, b in enumerate(self.head)], *shapes[-1])
         if self.classifier.in_features != channels:
@@ -325,12 +334,21 @@ class CellNet:
     def parts(self) -> list[NetworkPart]:
         """Stem, every cell, head (if any) and classifier, with their compiled modules' paths."""
         parts = [NetworkPart("stem", "stem", self.resolution, self.stem[-1].out_channels, len(self.stem))]
-        parts += [NetworkPart(f"cell {i} ({'reduction' if cell.reduction else 'normal'})", f"cells.{i}",
-                              cell.input_size, cell.out_channels, 1) for i, cell in enumerate(self.cells)]
+        parts += [
+            NetworkPart(
+                f"cell {i} ({'reduction' if cell.reduction else 'normal'})",
+                f"cells.{i}",
+                cell.input_size,
+                cell.out_channels,
+                1,
+            )
+            for i, cell in enumerate(self.cells)
+        ]
         if self.head:
-            parts.append(NetworkPart("head", "head", self.head[0].input_size, self.head[-1].out_channels,
-                                     len(self.head)))
+            parts.append(
+                NetworkPart("head", "head", self.head[0].input_size, self.head[-1].out_channels, len(self.head))
+            )
         return parts + [NetworkPart("classifier", "classifier", 1, self.num_classes, 1)]
 
 
-Network = Union[ChainNet, CellNet]  # every IR; ``kind`` tells them apart
+Network = ChainNet | CellNet  # every IR; ``kind`` tells them apart

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
-
-from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -24,8 +22,11 @@ from nas.ops import CondensedLinear, DropPath, activation, build_op
 def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
     """Global-pooled features -> ``[Linear -> activation] -> Dropout -> Linear`` (``ClassifierSpec``)."""
     inputs = spec.hidden_features or spec.in_features
-    last = (CondensedLinear(inputs, spec.num_classes, spec.kept_features) if spec.kept_features
-            else nn.Linear(inputs, spec.num_classes))
+    last = (
+        CondensedLinear(inputs, spec.num_classes, spec.kept_features)
+        if spec.kept_features
+        else nn.Linear(inputs, spec.num_classes)
+    )
     if spec.hidden_features:
         return nn.Sequential(
             nn.Linear(spec.in_features, spec.hidden_features),
@@ -43,9 +44,12 @@ class ChainModule(nn.Module):
         super().__init__()
         norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
         self.stem = build_blocks("stem", ir.stem, norm)
-        self.stages = nn.Sequential(*(nn.Sequential(*(_build_spec(f"stages[{i}][{j}]", b, norm)
-                                                      for j, b in enumerate(stage)))
-                                      for i, stage in enumerate(ir.stages)))
+        self.stages = nn.Sequential(
+            *(
+                nn.Sequential(*(_build_spec(f"stages[{i}][{j}]", b, norm) for j, b in enumerate(stage)))
+                for i, stage in enumerate(ir.stages)
+            )
+        )
         self.head = build_blocks("head", ir.head, norm)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = build_classifier(ir.classifier)
@@ -76,8 +80,13 @@ class Cell(nn.Module):
         graph, read = spec.graph, spec.graph.read_states()
         self.num_inputs = graph.num_inputs
         for index, cell_input in enumerate(spec.inputs):
-            layer = None if index not in read else nn.Identity() if cell_input.preprocess is None else \
-                _build_spec(f"inputs[{index}].preprocess", cell_input.preprocess, norm)
+            layer = (
+                None
+                if index not in read
+                else nn.Identity()
+                if cell_input.preprocess is None
+                else _build_spec(f"inputs[{index}].preprocess", cell_input.preprocess, norm)
+            )
             setattr(self, preprocess_name(index), layer)
         channels = spec.state_channels()
         self.sources = [[edge.source for edge in node.inputs] for node in graph.nodes]
@@ -85,8 +94,15 @@ class Cell(nn.Module):
         self.ops = nn.ModuleList()
         for k, node in enumerate(graph.nodes):
             for j, edge in enumerate(node.inputs):
-                layer = _build_block(f"graph.nodes[{k}].inputs[{j}].op", edge.op, channels[edge.source], spec.filters,
-                                     spec.edge_stride(edge.source), edge.op_options(), norm)
+                layer = _build_block(
+                    f"graph.nodes[{k}].inputs[{j}].op",
+                    edge.op,
+                    channels[edge.source],
+                    spec.filters,
+                    spec.edge_stride(edge.source),
+                    edge.op_options(),
+                    norm,
+                )
                 # Drop-path applies to every op but identity (TF ``_apply_conv_operation``).
                 if edge.op != "identity" and spec.drop_path > 0:
                     layer = nn.Sequential(layer, DropPath(spec.drop_path))
@@ -94,13 +110,16 @@ class Cell(nn.Module):
         self.output = list(graph.output)
         self.output_combine = graph.output_combine
         matches = spec.output_match or (None,) * len(self.output)
-        self.match = nn.ModuleList(nn.Identity() if block is None else _build_spec(f"output_match[{j}]", block, norm)
-                                   for j, block in enumerate(matches))
+        self.match = nn.ModuleList(
+            nn.Identity() if block is None else _build_spec(f"output_match[{j}]", block, norm)
+            for j, block in enumerate(matches)
+        )
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         preprocess = [getattr(self, preprocess_name(index)) for index in range(self.num_inputs)]
-        states: list[torch.Tensor | None] = [layer(x) if layer is not None else None
-                                             for layer, x in zip(preprocess, inputs)]
+        states: list[torch.Tensor | None] = [
+            layer(x) if layer is not None else None for layer, x in zip(preprocess, inputs)
+        ]
         edge = 0
         for sources, combine in zip(self.sources, self.combines):
             results = [self.ops[edge + j](states[source]) for j, source in enumerate(sources)]
@@ -113,8 +132,7 @@ class Cell(nn.Module):
 class AuxHead(nn.Module):
     """Auxiliary classifier (TF ``_build_aux_head``): pool 5/3 -> 1x1 to 128 -> full conv to 768 -> FC."""
 
-    def __init__(self, in_channels: int, input_size: int, num_classes: int, bn_eps: float,
-                 bn_momentum: float) -> None:
+    def __init__(self, in_channels: int, input_size: int, num_classes: int, bn_eps: float, bn_momentum: float) -> None:
         super().__init__()
         pooled = (input_size - 5) // 3 + 1
         self.features = nn.Sequential(
@@ -147,8 +165,9 @@ class CellModule(nn.Module):
         self.stem = build_blocks("stem", ir.stem, norm)
         self.input_states = [[cell_input.state for cell_input in spec.inputs] for spec in ir.cells]
         live = ir.live_states()
-        self.cells = nn.ModuleList(Cell(spec, ir.bn_eps, ir.bn_momentum) if i + 1 in live else nn.Identity()
-                                   for i, spec in enumerate(ir.cells))
+        self.cells = nn.ModuleList(
+            Cell(spec, ir.bn_eps, ir.bn_momentum) if i + 1 in live else nn.Identity() for i, spec in enumerate(ir.cells)
+        )
         self.live = [i + 1 in live for i in range(len(ir.cells))]
         self.aux_head_after = ir.aux_head_after
         self.aux_head = None
@@ -160,8 +179,9 @@ class CellModule(nn.Module):
         # Dropout and one linear layer as attributes of their own (state-dict key ``classifier.weight``).
         hidden = ir.classifier.hidden_features
         self.dropout = nn.Dropout(ir.classifier.dropout) if not hidden else nn.Identity()
-        self.classifier = build_classifier(ir.classifier) if hidden else \
-            nn.Linear(ir.classifier.in_features, ir.num_classes)
+        self.classifier = (
+            build_classifier(ir.classifier) if hidden else nn.Linear(ir.classifier.in_features, ir.num_classes)
+        )
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         states = [self.stem(x)]
@@ -188,8 +208,15 @@ def build_blocks(name: str, blocks: tuple[BlockSpec, ...], norm: dict[str, float
     return modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
 
 
-def _build_block(path: str, op: str, in_channels: int, out_channels: int, stride: int,
-                 options: Mapping[str, object], norm: dict[str, float]) -> nn.Module:
+def _build_block(
+    path: str,
+    op: str,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    options: Mapping[str, object],
+    norm: dict[str, float],
+) -> nn.Module:
     """``build_op``, with the block's path in the error: op names are resolved here, at compile time."""
     try:
         return build_op(op, in_channels, out_channels, stride, options, **norm)
@@ -220,7 +247,7 @@ def init_weights(module: nn.Module, seed: int | None = None) -> nn.Module:
 MODULES: dict[IRKind, Callable[[Any], nn.Module]] = {"chain": ChainModule, "cell": CellModule}
 
 
-def compile(ir: Network, seed: int | None = None) -> nn.Module:  # noqa: A001
+def compile(ir: Network, seed: int | None = None) -> nn.Module:
     """Build the PyTorch module for ``ir``, initialised by ``init_weights(module, seed)``."""
     build = MODULES.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
     if build is None:

@@ -38,9 +38,8 @@ class Result:
     error: str | None = None
 
     def __post_init__(self) -> None:
-        if self.error is None:
-            if self.reward is None or not math.isfinite(float(self.reward)):
-                raise ValueError(f"a successful Result needs a finite reward, got {self.reward!r}")
+        if self.error is None and (self.reward is None or not math.isfinite(float(self.reward))):
+            raise ValueError(f"a successful Result needs a finite reward, got {self.reward!r}")
 
     @property
     def failed(self) -> bool:
@@ -106,8 +105,10 @@ def controller_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     if variant is None:
         return factory, {}
     if not (isinstance(factory, TakesVariant) and factory.takes_variant):
-        raise ValueError(f"controller {base!r} takes no variant (got {name!r}); "
-                         f"use {base!r} alone, or a controller that does, e.g. 'optuna:TPESampler'")
+        raise ValueError(
+            f"controller {base!r} takes no variant (got {name!r}); "
+            f"use {base!r} alone, or a controller that does, e.g. 'optuna:TPESampler'"
+        )
     return factory, {"variant": variant}
 
 

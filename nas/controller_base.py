@@ -1,6 +1,7 @@
 """``ControllerBase``: the bookkeeping every controller shares (trial ids, pending trials, budget, resume).
 
-Ours and plug-ins' controllers subclass it. A subclass says *what* to propose (``_propose``) and *what it learns* from a result (``_observe``);
+Ours and plug-ins' controllers subclass it. A subclass says *what* to propose (``_propose``) and
+*what it learns* from a result (``_observe``);
 this base class owns everything the ask/tell protocol (``nas.controller.Controller``) promises:
 
 - trial ids count from 0 and are issued here, never by the caller (Optuna ``study.ask``);
@@ -23,7 +24,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class ControllerBase(abc.ABC, Generic[G]):
 
     # Options a subclass added after states were first saved, with the value that reproduces how
     # those states were made (a state without the key was made with this value).
-    LEGACY_CONFIG: dict[str, Any] = {}
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {}
     # Whether ``name:variant`` may name this controller (``nas.controller.TakesVariant``); it then takes ``variant``.
     takes_variant: bool = False
 
@@ -155,9 +156,14 @@ class ControllerBase(abc.ABC, Generic[G]):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; plain types and tensors only."""
         return {
-            "controller": type(self).__name__, "version": STATE_VERSION, "space": self.space.name,
-            "seed": self.seed, "budget": self.budget, "config": self._config(),
-            "next_id": self._next_id, "num_told": self._num_told,
+            "controller": type(self).__name__,
+            "version": STATE_VERSION,
+            "space": self.space.name,
+            "seed": self.seed,
+            "budget": self.budget,
+            "config": self._config(),
+            "next_id": self._next_id,
+            "num_told": self._num_told,
             "pending": [{"id": i, "choices": dict(self._pending[i])} for i in sorted(self._pending)],
             **self._extra_state(),
         }
@@ -169,13 +175,21 @@ class ControllerBase(abc.ABC, Generic[G]):
         one that saved ``state`` (``ValueError`` names the first that differs). ``budget`` is the
         one given to this constructor, so a resumed search may be given a larger budget.
         """
-        expected = {"controller": type(self).__name__, "version": STATE_VERSION,
-                    "space": self.space.name, "seed": self.seed, "config": self._config()}
+        expected = {
+            "controller": type(self).__name__,
+            "version": STATE_VERSION,
+            "space": self.space.name,
+            "seed": self.seed,
+            "config": self._config(),
+        }
         for key, value in expected.items():
             if key not in state:
                 raise ValueError(f"state: missing key {key!r}; is this a {type(self).__name__} state_dict?")
-            found = {**self.LEGACY_CONFIG, **state[key]} if key == "config" and isinstance(state[key], Mapping) \
+            found = (
+                {**self.LEGACY_CONFIG, **state[key]}
+                if key == "config" and isinstance(state[key], Mapping)
                 else state[key]
+            )
             if found != value:
                 raise ValueError(f"state[{key!r}]: {_difference(value, found)}")
         self._next_id = int(state["next_id"])
@@ -189,6 +203,7 @@ def _difference(expected: Any, found: Any) -> str:
     """What differs between this controller's value and the state's, in one short line."""
     if isinstance(expected, Mapping) and isinstance(found, Mapping):
         keys = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
-        return "; ".join(f"{k}: this controller has {expected.get(k)!r}, the state has {found.get(k)!r}"
-                         for k in keys[:3])
+        return "; ".join(
+            f"{k}: this controller has {expected.get(k)!r}, the state has {found.get(k)!r}" for k in keys[:3]
+        )
     return f"this controller has {expected!r}, the state has {found!r}"

@@ -9,9 +9,9 @@ the ``meta`` device, so counting EfficientNet-B7 at 600 px takes milliseconds, n
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -43,19 +43,33 @@ class DatasetSplits:
     mirror: bool = True
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,
-                 resolution: int | None = None, seed: int = 0,
-                 validation_fraction: float = DEFAULT_VALIDATION_FRACTION, augment: bool = True,
-                 **options: Any) -> DatasetSplits:
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    resolution: int | None = None,
+    seed: int = 0,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    augment: bool = True,
+    **options: Any,
+) -> DatasetSplits:
     """Load the registered dataset ``name``; ``ValueError`` for an unknown name or bad settings."""
     loader = registry.datasets.get(name)
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction: must be in (0, 1), got {validation_fraction!r}")
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
-                                   or not 1 <= resolution <= MAX_RESOLUTION):
+    if resolution is not None and (
+        isinstance(resolution, bool) or not isinstance(resolution, int) or not 1 <= resolution <= MAX_RESOLUTION
+    ):
         raise ValueError(f"resolution: must be an integer in [1, {MAX_RESOLUTION}], got {resolution!r}")
-    splits = loader(data_dir=data_dir, download=download, resolution=resolution, seed=seed,
-                    validation_fraction=validation_fraction, augment=augment, **options)
+    splits = loader(
+        data_dir=data_dir,
+        download=download,
+        resolution=resolution,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        augment=augment,
+        **options,
+    )
     if not isinstance(splits, DatasetSplits):
         raise TypeError(f"dataset loader {name!r} returned {type(splits).__name__}, not DatasetSplits")
     return splits
@@ -77,16 +91,22 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     quotas = np.floor(fraction * counts).astype(int)
     remainders = fraction * counts - quotas + rng.uniform(0, 1e-9, size=len(counts))
     quotas[np.argsort(-remainders)[: total - quotas.sum()]] += 1
-    held_out = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q]
-                                       for c, q in zip(classes, quotas)]))
+    held_out = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas)])
+    )
     return np.setdiff1d(np.arange(len(labels)), held_out), held_out
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def iterate_batches(dataset: Dataset[Any], batch_size: int, shuffle: bool = False,
-                    generator: torch.Generator | None = None, drop_last: bool = False) -> Iterator[Batch]:
+def iterate_batches(
+    dataset: Dataset[Any],
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[Batch]:
     """``(images, labels)`` batches; in-memory ``TensorDataset``s are sliced without a DataLoader.
 
     ``drop_last`` drops a final partial batch only if a full one exists (BatchNorm cannot train
@@ -99,9 +119,10 @@ def iterate_batches(dataset: Dataset[Any], batch_size: int, shuffle: bool = Fals
         order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
         stop = count - count % batch_size if drop_last else count
         for start in range(0, stop, batch_size):
-            index = order[start:start + batch_size].to(images.device)
+            index = order[start : start + batch_size].to(images.device)
             yield images[index], labels[index]
         return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                        drop_last=drop_last, num_workers=0)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last, num_workers=0
+    )
     yield from loader

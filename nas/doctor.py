@@ -76,8 +76,9 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
             if name not in studies:
                 return diagnosis
             diagnosis.study_name, study_id = name, studies[name]
-            for key, value in _rows(connection, "SELECT key, value_json FROM study_user_attributes WHERE "
-                                                f"study_id = {int(study_id)}"):
+            for key, value in _rows(
+                connection, f"SELECT key, value_json FROM study_user_attributes WHERE study_id = {int(study_id)}"
+            ):
                 diagnosis.attributes[key] = _json(value)
             diagnosis.settings = diagnosis.attributes.get("nas_settings")
             states = dict(_rows(connection, f"SELECT trial_id, state FROM trials WHERE study_id = {int(study_id)}"))
@@ -104,9 +105,13 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
 def _parsed(attrs: dict[str, Any]) -> bool:
     """A trial record the journal can replay: an integer trial id, a status and a genotype document."""
     genotype = attrs.get("genotype")
-    return (isinstance(attrs.get("trial_id"), int) and attrs.get("status") in ("complete", "failed")
-            and isinstance(genotype, dict) and isinstance(genotype.get("space"), str)
-            and isinstance(genotype.get("genotype"), dict))
+    return (
+        isinstance(attrs.get("trial_id"), int)
+        and attrs.get("status") in ("complete", "failed")
+        and isinstance(genotype, dict)
+        and isinstance(genotype.get("space"), str)
+        and isinstance(genotype.get("genotype"), dict)
+    )
 
 
 def _rows(connection: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
@@ -138,8 +143,10 @@ def export(diagnosis: Diagnosis, new_out: Path, space: SearchSpace[Any], files: 
     """
     if new_out.exists() and any(new_out.iterdir()):
         raise ValueError(f"{new_out}: exists and is not empty; export into a new directory")
-    distributions = {d.name: CategoricalDistribution(list(d.choices))  # type: ignore[arg-type]
-                     for d in space.decisions()}
+    distributions = {
+        d.name: CategoricalDistribution(list(d.choices))  # type: ignore[arg-type]
+        for d in space.decisions()
+    }
     if new_out.exists():
         new_out.rmdir()  # empty, checked above; replaced by the finished export below
     partial = new_out.with_name(f".{new_out.name}.partial")
@@ -162,8 +169,11 @@ def export(diagnosis: Diagnosis, new_out: Path, space: SearchSpace[Any], files: 
 
 
 def _write_export(diagnosis: Diagnosis, folder: Path, space: Any, distributions: dict[str, Any]) -> int:
-    study = optuna.create_study(storage=f"sqlite:///{(folder / JOURNAL_NAME).resolve()}",
-                                study_name=diagnosis.study_name or "nas-search", direction="maximize")
+    study = optuna.create_study(
+        storage=f"sqlite:///{(folder / JOURNAL_NAME).resolve()}",
+        study_name=diagnosis.study_name or "nas-search",
+        direction="maximize",
+    )
     for key, value in diagnosis.attributes.items():  # the controller's options, a NetAdapt run's start latency, ...
         study.set_user_attr(key, value)
     study.set_user_attr("nas_settings", diagnosis.settings)
@@ -178,8 +188,14 @@ def _write_export(diagnosis: Diagnosis, folder: Path, space: Any, distributions:
             diagnosis.unreadable += 1  # a record that no longer validates is left out, and counted
             continue
         complete = trial["state"] == "COMPLETE"
-        study.add_trial(optuna.trial.create_trial(
-            params=space.encode(genotype), distributions=distributions, user_attrs=attrs,
-            state=TrialState.COMPLETE if complete else TrialState.FAIL, value=trial["value"] if complete else None))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=space.encode(genotype),
+                distributions=distributions,
+                user_attrs=attrs,
+                state=TrialState.COMPLETE if complete else TrialState.FAIL,
+                value=trial["value"] if complete else None,
+            )
+        )
         seen.add(attrs["trial_id"])
     return len(seen)

@@ -100,8 +100,16 @@ class EvaluatorBase(Generic[G]):
         raise NotImplementedError(f"{type(self).__name__}.evaluate")
 
 
-def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset: str | None = None,
-                   data_dir: str | Path | None = None, download: bool = False, **options: Any) -> Evaluator[Any]:
+def make_evaluator(
+    name: str,
+    space: SearchSpace[Any],
+    *,
+    seed: int = 0,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    **options: Any,
+) -> Evaluator[Any]:
     """Build the registered evaluator ``name`` for ``space``.
 
     A factory is called as ``factory(space, seed=..., dataset=..., data_dir=..., download=...,
@@ -115,10 +123,25 @@ def make_evaluator(name: str, space: SearchSpace[Any], *, seed: int = 0, dataset
         raise ValueError(f"{unknown[0]}: not an option of evaluator {name!r}; valid: {valid}")
     evaluator = factory(space, seed=seed, dataset=dataset, data_dir=data_dir, download=download, **options)
     if not isinstance(evaluator, Evaluator):
-        missing = [hook for hook in ("repeatable", "reports_epochs", "epochs", "prepare", "prepare_repeats",
-                                     "prepare_inputs", "describe", "metrics", "evaluate") if not hasattr(evaluator, hook)]
-        raise ValueError(f"evaluator {name!r}: {type(evaluator).__name__} lacks {missing}; subclass "
-                         "nas.evaluator.EvaluatorBase, which gives the optional hooks their defaults")
+        missing = [
+            hook
+            for hook in (
+                "repeatable",
+                "reports_epochs",
+                "epochs",
+                "prepare",
+                "prepare_repeats",
+                "prepare_inputs",
+                "describe",
+                "metrics",
+                "evaluate",
+            )
+            if not hasattr(evaluator, hook)
+        ]
+        raise ValueError(
+            f"evaluator {name!r}: {type(evaluator).__name__} lacks {missing}; subclass "
+            "nas.evaluator.EvaluatorBase, which gives the optional hooks their defaults"
+        )
     return evaluator
 
 
@@ -147,10 +170,13 @@ def repeated(evaluator: Evaluator[Any], repeats: int, first: int = 0) -> Callabl
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: must be a positive integer, got {repeats!r}")
     if (repeats > 1 or first > 0) and not evaluator.repeatable:
-        raise ValueError(f"repeats: evaluator {type(evaluator).__name__} is not repeatable (it cannot evaluate a "
-                         "candidate again with independent seeds); use repeats 1")
+        raise ValueError(
+            f"repeats: evaluator {type(evaluator).__name__} is not repeatable (it cannot evaluate a "
+            "candidate again with independent seeds); use repeats 1"
+        )
     evaluate = evaluator.evaluate
     if repeats == 1 and first == 0:
+
         def evaluate_once(genotype: Any, trial_id: int, report: Report | None = None) -> dict[str, Any]:
             if report is None:
                 return dict(evaluate(genotype, trial_id))
@@ -158,8 +184,10 @@ def repeated(evaluator: Evaluator[Any], repeats: int, first: int = 0) -> Callabl
 
         return evaluate_once
     if repeats == 1:  # one evaluation at another repeat number: its metrics as they are
-        return lambda genotype, trial_id: {**evaluate(genotype, trial_id, repeat=first),  # type: ignore[call-arg]
-                                           "repeats": 1}
+        return lambda genotype, trial_id: {
+            **evaluate(genotype, trial_id, repeat=first),  # type: ignore[call-arg]
+            "repeats": 1,
+        }
 
     def evaluate_repeated(genotype: Any, trial_id: int) -> dict[str, Any]:
         runs = []

@@ -48,8 +48,9 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
             partial.unlink()
 
 
-def write_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int, resolution: int,
-                overwrite: bool = False) -> Path:
+def write_model(
+    module: nn.Module, spec: Any, path: str | Path, num_classes: int, resolution: int, overwrite: bool = False
+) -> Path:
     """Write ``module`` in the format named by ``path``'s suffix (see ``FORMATS``)."""
     import torch  # lazy: an output path is checked without torch
 
@@ -64,8 +65,15 @@ def write_model(module: nn.Module, spec: Any, path: str | Path, num_classes: int
     else:
         # Weights embedded (external_data=False): one self-contained file, safe to rename.
         def export_onnx(target: str) -> None:
-            torch.onnx.export(module, example, target, input_names=["image"], output_names=["logits"],
-                              external_data=False, verbose=False)
+            torch.onnx.export(
+                module,
+                example,
+                target,
+                input_names=["image"],
+                output_names=["logits"],
+                external_data=False,
+                verbose=False,
+            )
 
         _atomic(path, export_onnx)
     return path

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Union, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 Activation = Literal["relu", "relu6", "hardswish", "silu", "identity"]
 Gate = Literal["sigmoid", "hardsigmoid"]
@@ -49,7 +49,7 @@ def _check_probability(path: str, value: float) -> None:
         raise ValueError(f"{path}: must be in [0, 1), got {value!r}")
 
 
-OptionValue = Union[int, float, str, bool, None, tuple[Any, ...]]
+OptionValue = int | float | str | bool | None | tuple[Any, ...]
 Options = tuple[tuple[str, OptionValue], ...]  # sorted (name, value) pairs: hashable, a latency-table key
 
 
@@ -76,8 +76,9 @@ def _check_option(path: str, value: object) -> None:
         for i, item in enumerate(value):
             _check_option(f"{path}[{i}]", item)
     elif value is not None and not isinstance(value, (int, float, str, bool)):
-        raise ValueError(f"{path}: option values are numbers, strings, booleans, None or tuples of them, "
-                         f"got {type(value).__name__}")
+        raise ValueError(
+            f"{path}: option values are numbers, strings, booleans, None or tuples of them, got {type(value).__name__}"
+        )
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ class BlockSpec:
         if self.option("padding") == "valid":
             kernel = self.option("kernel_size")
             if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
-                raise ValueError(f"options.kernel_size: a block with padding 'valid' must give a positive integer "
-                                 f"kernel_size, got {kernel!r}")
+                raise ValueError(
+                    f"options.kernel_size: a block with padding 'valid' must give a positive integer "
+                    f"kernel_size, got {kernel!r}"
+                )
 
     @property
     def output_size(self) -> int:
@@ -177,8 +180,9 @@ def check_block_chain(blocks: list[tuple[str, BlockSpec]], channels: int, size: 
     """Check that each of ``blocks`` (path, block) takes the previous one's output; return the last output shape."""
     for path, block in blocks:
         if block.in_channels != channels:
-            raise ValueError(f"{path}.in_channels: expected {channels} (the previous block's "
-                             f"out_channels), got {block.in_channels}")
+            raise ValueError(
+                f"{path}.in_channels: expected {channels} (the previous block's out_channels), got {block.in_channels}"
+            )
         if block.input_size != size:
             raise ValueError(f"{path}.input_size: expected {size}, got {block.input_size}")
         channels, size = block.out_channels, block.output_size
@@ -226,16 +230,15 @@ class ChainNet:
 
     def named_blocks(self) -> list[tuple[str, BlockSpec]]:
         """``("stages[i][j]", block)`` for every block of every stage, in order."""
-        return [
-            (f"stages[{i}][{j}]", block)
-            for i, stage in enumerate(self.stages)
-            for j, block in enumerate(stage)
-        ]
+        return [(f"stages[{i}][{j}]", block) for i, stage in enumerate(self.stages) for j, block in enumerate(stage)]
 
     def all_blocks(self) -> list[tuple[str, BlockSpec]]:
         """Stem, stage and head blocks with their paths, in the order the network runs them."""
-        return ([(f"stem[{i}]", block) for i, block in enumerate(self.stem)] + self.named_blocks()
-                + [(f"head[{i}]", block) for i, block in enumerate(self.head)])
+        return (
+            [(f"stem[{i}]", block) for i, block in enumerate(self.stem)]
+            + self.named_blocks()
+            + [(f"head[{i}]", block) for i, block in enumerate(self.head)]
+        )
 
     @property
     def out_channels(self) -> int:
@@ -249,9 +252,12 @@ class ChainNet:
     def parts(self) -> list[NetworkPart]:
         """Stem, each stage, head (if any) and classifier, with their compiled modules' paths."""
         parts = [NetworkPart("stem", "stem", self.stem[0].input_size, self.stem[-1].out_channels, len(self.stem))]
-        parts += [NetworkPart(f"stage {i + 1}", f"stages.{i}", stage[0].input_size, stage[-1].out_channels, len(stage))
-                  for i, stage in enumerate(self.stages)]
+        parts += [
+            NetworkPart(f"stage {i + 1}", f"stages.{i}", stage[0].input_size, stage[-1].out_channels, len(stage))
+            for i, stage in enumerate(self.stages)
+        ]
         if self.head:
-            parts.append(NetworkPart("head", "head", self.head[0].input_size, self.head[-1].out_channels,
-                                     len(self.head)))
+            parts.append(
+                NetworkPart("head", "head", self.head[0].input_size, self.head[-1].out_channels, len(self.head))
+            )
         return parts + [NetworkPart("classifier", "classifier", 1, self.num_classes, 1)]

@@ -51,8 +51,15 @@ class Record:
 class Journal:
     """Read and append finished trials of one search; save and load the controller state."""
 
-    def __init__(self, out: Path, storage: str | None, study_name: str, settings: dict[str, Any],
-                 defaults: Mapping[str, Any] | None = None, renamed: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        storage: str | None,
+        study_name: str,
+        settings: dict[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        renamed: Mapping[str, str] | None = None,
+    ) -> None:
         """Open or create the study; ``defaults`` stand in for settings a run recorded before they existed,
         ``renamed`` maps the old names of recorded settings to their names now (``check_identity``)."""
         self.out = out
@@ -62,10 +69,13 @@ class Journal:
             check_journal_file(out)  # a damaged journal stops here, untouched
         self.storage = storage or f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
         try:
-            self.study = optuna.create_study(storage=self.storage, study_name=study_name,
-                                             direction="maximize", load_if_exists=True)
+            self.study = optuna.create_study(
+                storage=self.storage, study_name=study_name, direction="maximize", load_if_exists=True
+            )
         except (SQLAlchemyError, OSError, ValueError, ImportError) as error:
-            raise ValueError(f"storage {self.storage}: cannot open the study ({first_line(error, with_type=True)})") from None
+            raise ValueError(
+                f"storage {self.storage}: cannot open the study ({first_line(error, with_type=True)})"
+            ) from None
         recorded = self.study.user_attrs.get(SETTINGS_KEY)
         if recorded is None:
             if self.study.trials:
@@ -74,8 +84,10 @@ class Journal:
         else:
             check_identity(out, recorded, settings, defaults, renamed)
         self.records: dict[int, Record] = {}
-        damaged = (f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
-                   "is readable and can export it")
+        damaged = (
+            f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
+            "is readable and can export it"
+        )
         try:
             trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
         except (ValueError, SQLAlchemyError):  # JSON that no longer parses, rows SQLite cannot read
@@ -90,29 +102,46 @@ class Journal:
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, trial_id: int, space: SearchSpace[Any], genotype: Any, genotype_json: dict[str, Any],
-            result: Result, asked: int | None = None) -> Record:
+    def add(
+        self,
+        trial_id: int,
+        space: SearchSpace[Any],
+        genotype: Any,
+        genotype_json: dict[str, Any],
+        result: Result,
+        asked: int | None = None,
+    ) -> Record:
         """Append one finished evaluation as a finished Optuna trial.
 
         ``asked``: how many trials the controller had handed out when this one was told (a replay
         repeats the asks and tells of a parallel search in that order, ``nas.loop.Driver``).
         """
         choices = space.encode(genotype)
-        distributions: dict[str, BaseDistribution] = {
-            d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}  # type: ignore[arg-type]
+        distributions: dict[str, BaseDistribution] = {}
+        for decision in space.decisions():  # choices are hashable values Optuna stores as they are
+            distributions[decision.name] = CategoricalDistribution(list(decision.choices))  # type: ignore[arg-type]
         state = TrialState.FAIL if result.failed else TrialState.COMPLETE
         frozen = optuna.trial.create_trial(
-            params=choices, distributions=distributions, state=state,
+            params=choices,
+            distributions=distributions,
+            state=state,
             value=None if result.reward is None else float(result.reward),
-            user_attrs={"trial_id": trial_id, "genotype": genotype_json, "metrics": _jsonable(result.metrics),
-                        "status": "failed" if result.failed else "complete", "error": result.error,
-                        **({} if asked is None else {"asked": int(asked)})},
+            user_attrs={
+                "trial_id": trial_id,
+                "genotype": genotype_json,
+                "metrics": _jsonable(result.metrics),
+                "status": "failed" if result.failed else "complete",
+                "error": result.error,
+                **({} if asked is None else {"asked": int(asked)}),
+            },
         )
         try:
             self.study.add_trial(frozen)
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
-            raise ValueError(f"{self.storage}: cannot record trial {trial_id} ({_storage_reason(error)}); the "
-                             "trials recorded before it are kept, and rerunning the command resumes") from None
+            raise ValueError(
+                f"{self.storage}: cannot record trial {trial_id} ({_storage_reason(error)}); the "
+                "trials recorded before it are kept, and rerunning the command resumes"
+            ) from None
         record = Record(trial_id, choices, genotype_json, result, asked)
         self.records[trial_id] = record
         return record
@@ -128,7 +157,7 @@ class Journal:
 
         try:
             return torch.load(self.state_path, weights_only=True)
-        except Exception:  # noqa: BLE001  (a torn file: replaying the journal recovers the state)
+        except Exception:
             logger.warning("could not read %s; replaying the journal instead", self.state_path)
             return None
 
@@ -142,8 +171,14 @@ class Journal:
         return sorted(done, key=lambda r: (-(r.result.reward or 0.0), r.trial_id))
 
 
-def check_identity(out: Path, recorded: Any, identity: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
-                   renamed: Mapping[str, str] | None = None, command: str = "nas") -> None:
+def check_identity(
+    out: Path,
+    recorded: Any,
+    identity: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
+    command: str = "nas",
+) -> None:
     """``ValueError`` naming what differs if ``out`` recorded another identity than ``identity``.
 
     ``defaults`` stand in for settings added after a run was recorded (it was made with that value);
@@ -155,13 +190,20 @@ def check_identity(out: Path, recorded: Any, identity: Mapping[str, Any], defaul
     if recorded != dict(identity):
         changed = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
         detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {identity.get(k)!r}" for k in changed[:3])
-        raise ValueError(f"{out} holds a {command} run with other settings ({detail}); use another --out "
-                         "or the original settings to resume")
+        raise ValueError(
+            f"{out} holds a {command} run with other settings ({detail}); use another --out "
+            "or the original settings to resume"
+        )
 
 
-def check_recorded_settings(out: Path, study_name: str, identity: Mapping[str, Any],
-                            defaults: Mapping[str, Any] | None = None, renamed: Mapping[str, str] | None = None,
-                            command: str = "nas") -> None:
+def check_recorded_settings(
+    out: Path,
+    study_name: str,
+    identity: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+    renamed: Mapping[str, str] | None = None,
+    command: str = "nas",
+) -> None:
     """The refusal ``Journal`` would give a run in ``out`` (its own ``study.db``) with other settings, read
     without writing anything: so that it comes before the run is built or a backend connects to a cluster."""
     if not (out / JOURNAL_NAME).is_file() or study_name not in study_names(out):
@@ -205,5 +247,10 @@ def _record_of(trial: optuna.trial.FrozenTrial) -> Record:
     if not isinstance(attrs["genotype"], dict):
         raise ValueError("genotype: not a genotype document")
     asked = attrs.get("asked")
-    return Record(int(attrs["trial_id"]), dict(trial.params), attrs["genotype"], result,
-                  asked if isinstance(asked, int) and not isinstance(asked, bool) else None)
+    return Record(
+        int(attrs["trial_id"]),
+        dict(trial.params),
+        attrs["genotype"],
+        result,
+        asked if isinstance(asked, int) and not isinstance(asked, bool) else None,
+    )

@@ -42,8 +42,10 @@ class RunLock:
         except OSError:
             holder = _read_holder(handle)
             os.close(handle)
-            raise ValueError(f"{self.path.parent} is in use by another search ({holder}); wait for it to finish, "
-                             "or stop it, then run the command again") from None
+            raise ValueError(
+                f"{self.path.parent} is in use by another search ({holder}); wait for it to finish, "
+                "or stop it, then run the command again"
+            ) from None
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         os.ftruncate(handle, 0)
         os.pwrite(handle, record, 0)
@@ -77,8 +79,9 @@ class RunLock:
             os.close(handle)  # closing releases a lock taken here
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.release()
 
 
@@ -122,9 +125,11 @@ class StudyGuard:
         return None
 
     def _refuse(self, holder: dict[str, Any]) -> ValueError:
-        return ValueError(f"study {self.study.study_name!r} is in use by another search (pid {holder.get('pid')} "
-                          f"on {holder.get('host')}, alive {time.time() - holder['heartbeat']:.0f} s ago); "
-                          "wait for it to finish, or stop it")
+        return ValueError(
+            f"study {self.study.study_name!r} is in use by another search (pid {holder.get('pid')} "
+            f"on {holder.get('host')}, alive {time.time() - holder['heartbeat']:.0f} s ago); "
+            "wait for it to finish, or stop it"
+        )
 
     def acquire(self) -> None:
         holder = self._holder()
@@ -142,7 +147,7 @@ class StudyGuard:
         while not self._stop.wait(self.interval):
             try:
                 self.study.set_user_attr(self.KEY, self._record())
-            except Exception:  # noqa: BLE001  (a missed heartbeat is retried; the search goes on)
+            except Exception:
                 logger.warning("could not refresh the study guard's heartbeat", exc_info=True)
 
     def release(self) -> None:
@@ -152,7 +157,7 @@ class StudyGuard:
         try:
             if self.study.user_attrs.get(self.KEY, {}).get("token") == self.token:  # never clear a successor's
                 self.study.set_user_attr(self.KEY, {})
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("could not clear the study guard", exc_info=True)
 
     def __enter__(self) -> StudyGuard:

@@ -87,8 +87,9 @@ def to_result(metrics: Mapping[str, Any], reward: Reward) -> Result:
     return Result(reward=value, metrics=metrics)
 
 
-def evaluate_guarded(evaluate: Callable[..., Mapping[str, Any]], genotype: Any, trial_id: int,
-                     **keywords: Any) -> dict[str, Any]:
+def evaluate_guarded(
+    evaluate: Callable[..., Mapping[str, Any]], genotype: Any, trial_id: int, **keywords: Any
+) -> dict[str, Any]:
     """``evaluate(genotype, trial_id, **keywords)``, with an exception turned into a failed evaluation.
 
     Evaluators report a bad candidate as ``{"error": ...}``; this is the backstop for one that raises.
@@ -96,7 +97,7 @@ def evaluate_guarded(evaluate: Callable[..., Mapping[str, Any]], genotype: Any, 
     """
     try:
         return dict(evaluate(genotype, trial_id, **keywords))
-    except Exception as error:  # noqa: BLE001  (a failure is a result; the search goes on)
+    except Exception as error:
         logger.exception("evaluation of trial %d raised", trial_id)
         return {"error": f"{error.__class__.__name__}: {error}"}
 
@@ -130,10 +131,17 @@ class Driver:
     needs to propose the same trials again.
     """
 
-    def __init__(self, space: SearchSpace[Any], controller: Controller[Any], journal: Journal, budget: int,
-                 reward: Reward = accuracy_reward, on_record: Callable[[Record, bool], None] | None = None,
-                 annotate: Callable[[Any, int], Mapping[str, Any]] | None = None,
-                 inputs: Callable[[Any, int], Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace[Any],
+        controller: Controller[Any],
+        journal: Journal,
+        budget: int,
+        reward: Reward = accuracy_reward,
+        on_record: Callable[[Record, bool], None] | None = None,
+        annotate: Callable[[Any, int], Mapping[str, Any]] | None = None,
+        inputs: Callable[[Any, int], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.space, self.controller, self.journal, self.budget = space, controller, journal, budget
         self.reward, self.on_record, self.annotate, self.inputs = reward, on_record, annotate, inputs
         self.context: dict[int, dict[str, Any]] = {}  # the annotations of the trials in flight
@@ -205,8 +213,14 @@ class Driver:
             self.stats.per_trial.append(seconds)
         self.stats.evaluated += 1
         self.stats.early_stopped += bool(metrics.get("early_stopped"))
-        record = self.journal.add(trial.id, self.space, trial.genotype, genotype_json(self.space.name, trial.genotype),
-                                  to_result(metrics, self.reward), asked=self._asked)
+        record = self.journal.add(
+            trial.id,
+            self.space,
+            trial.genotype,
+            genotype_json(self.space.name, trial.genotype),
+            to_result(metrics, self.reward),
+            asked=self._asked,
+        )
         self.controller.tell(trial.id, record.result)
         self.journal.save_controller(self.controller.state_dict())
         if self.on_record is not None:
@@ -220,8 +234,10 @@ class Driver:
 
     def _check_replayed(self, trial: Trial[Any], record: Record) -> None:
         if record.genotype != genotype_json(self.space.name, trial.genotype):
-            raise ReplayMismatch(f"trial {trial.id}: the controller proposed another genotype than the journal "
-                               "holds; the run directory was written by other code or settings")
+            raise ReplayMismatch(
+                f"trial {trial.id}: the controller proposed another genotype than the journal "
+                "holds; the run directory was written by other code or settings"
+            )
 
     def _tell(self, trial: Trial[Any], record: Record) -> None:
         """Tell ``trial`` the result ``record`` holds (it finished before a crash)."""
@@ -243,8 +259,11 @@ class Driver:
         if not isinstance(self.controller, ControllerBase):
             return
         pending = self.controller.pending_ids
-        untold = [record for record in self.journal.records.values()
-                  if record.trial_id in pending or record.trial_id >= self._asked]
+        untold = [
+            record
+            for record in self.journal.records.values()
+            if record.trial_id in pending or record.trial_id >= self._asked
+        ]
         if not untold:
             return
         asked = {trial.id: trial for trial in (self.controller.ask() for _ in pending) if trial is not None}
@@ -275,19 +294,29 @@ class Driver:
                 self._asked = max(self._asked, trial.id + 1)
             trial = asked.pop(record.trial_id, None)
             if trial is None and target > self.budget:
-                raise ValueError(f"budget: this run handed out {target} trials before it stopped; resume it with "
-                                 f"--budget {target} or more")
+                raise ValueError(
+                    f"budget: this run handed out {target} trials before it stopped; resume it with "
+                    f"--budget {target} or more"
+                )
             if trial is None:
-                raise ReplayMismatch(f"trial {record.trial_id}: the controller did not propose it again in the "
-                                   "recorded order; the run directory was written by other code or settings")
+                raise ReplayMismatch(
+                    f"trial {record.trial_id}: the controller did not propose it again in the "
+                    "recorded order; the run directory was written by other code or settings"
+                )
             self._tell(trial, record)
         self._queue = sorted(asked.values(), key=lambda trial: trial.id)  # in flight at the crash
         self.journal.save_controller(self.controller.state_dict())
 
 
-def search(space: SearchSpace[Any], controller: Controller[Any], evaluate: Evaluate, journal: Journal, budget: int,
-           reward: Reward = accuracy_reward,
-           on_record: Callable[[Record, bool], None] | None = None) -> SearchStats:
+def search(
+    space: SearchSpace[Any],
+    controller: Controller[Any],
+    evaluate: Evaluate,
+    journal: Journal,
+    budget: int,
+    reward: Reward = accuracy_reward,
+    on_record: Callable[[Record, bool], None] | None = None,
+) -> SearchStats:
     """Run until the journal holds ``budget`` finished evaluations (failed ones count as finished).
 
     The sequential runner: one evaluation at a time, in this process. ``on_record(record,

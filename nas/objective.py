@@ -60,8 +60,11 @@ class MetricObjective:
 
     @property
     def name(self) -> str:
-        return "accuracy" if (self.metric, self.direction) == ("accuracy", "max") else \
-            f"metric:{self.metric}:{self.direction}"
+        return (
+            "accuracy"
+            if (self.metric, self.direction) == ("accuracy", "max")
+            else f"metric:{self.metric}:{self.direction}"
+        )
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -88,8 +91,7 @@ class MnasObjective:
 
     def __post_init__(self) -> None:
         target = self.target_ms
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) \
-                or target <= 0:
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
             raise ValueError(f"latency_target_ms: must be a positive number of milliseconds, got {target!r}")
         if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not -10 <= self.weight <= 0:
             raise ValueError(f"latency_weight: must be a number in [-10, 0] (MnasNet: -0.07), got {self.weight!r}")
@@ -113,8 +115,10 @@ class MnasObjective:
 def accuracy(argument: str | None = None) -> Objective:
     """The validation accuracy, maximised (``--objective accuracy``)."""
     if argument is not None:
-        raise ValueError(f"objective: 'accuracy' takes no argument (got 'accuracy:{argument}'); "
-                         "for another metric use metric:NAME[:min|max]")
+        raise ValueError(
+            f"objective: 'accuracy' takes no argument (got 'accuracy:{argument}'); "
+            "for another metric use metric:NAME[:min|max]"
+        )
     return MetricObjective("accuracy")
 
 
@@ -126,12 +130,18 @@ def metric(argument: str | None = None) -> Objective:
     return MetricObjective(name, direction)  # type: ignore[arg-type]
 
 
-def mnas(argument: str | None = None, *, target_ms: float | None = None, weight: float = DEFAULT_LATENCY_WEIGHT,
-         latency_metric: str = TABLE_LATENCY) -> Objective:
+def mnas(
+    argument: str | None = None,
+    *,
+    target_ms: float | None = None,
+    weight: float = DEFAULT_LATENCY_WEIGHT,
+    latency_metric: str = TABLE_LATENCY,
+) -> Objective:
     """The MnasNet reward; ``latency_metric`` names the metric the latency is read from."""
     if argument is not None:
-        raise ValueError(f"objective: 'mnas' takes no argument (got 'mnas:{argument}'); "
-                         "its latency metric is --latency-metric")
+        raise ValueError(
+            f"objective: 'mnas' takes no argument (got 'mnas:{argument}'); its latency metric is --latency-metric"
+        )
     if target_ms is None:
         raise ValueError("latency_target_ms: the mnas objective needs a latency target (--latency-target-ms)")
     return MnasObjective(target_ms, weight, latency_metric)
@@ -159,6 +169,8 @@ def make_objective(spec: str, **options: Any) -> Objective:
         raise ValueError(f"{unknown[0]}: not an option of objective {name!r}; valid: {valid}")
     objective = factory(argument, **options)
     if not isinstance(objective, Objective):
-        raise ValueError(f"objective {name!r}: its factory returned {type(objective).__name__}, not an objective "
-                         "(name, metrics, reward(metrics))")
+        raise ValueError(
+            f"objective {name!r}: its factory returned {type(objective).__name__}, not an objective "
+            "(name, metrics, reward(metrics))"
+        )
     return objective

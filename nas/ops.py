@@ -37,6 +37,7 @@ OpFactory = Callable[..., nn.Module]
 OPS = registry.ops
 NORM_DEFAULTS: dict[str, float] = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # PyTorch's BatchNorm2d defaults
 
+
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     """Decorator adding a factory to the op registry under ``name``; a taken name raises ``ValueError``."""
     return OPS.register(name)
@@ -71,8 +72,10 @@ def check_options(op: str | OpFactory, options: Mapping[str, Any], path: str = "
     declared, types = declared_options(op), option_types(op)
     for name, value in options.items():
         if name not in declared:
-            raise ValueError(f"{path}.{name}: op {op if isinstance(op, str) else op.__name__!r} takes no such "
-                             f"option; valid: {sorted(declared)}")
+            raise ValueError(
+                f"{path}.{name}: op {op if isinstance(op, str) else op.__name__!r} takes no such "
+                f"option; valid: {sorted(declared)}"
+            )
         if types[name] is not None:
             decode_value(types[name], value, f"{path}.{name}")
     missing = [n for n, p in declared.items() if p.default is p.empty and n not in options]
@@ -91,8 +94,14 @@ def with_defaults(block: BlockSpec) -> BlockSpec:
     return dataclasses.replace(block, options={**defaults, **block.op_options()})
 
 
-def build_op(op: str | OpFactory, in_channels: int, out_channels: int, stride: int,
-             options: Mapping[str, Any] | None = None, **norm: float) -> nn.Module:
+def build_op(
+    op: str | OpFactory,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    options: Mapping[str, Any] | None = None,
+    **norm: float,
+) -> nn.Module:
     """Call the factory of ``op`` with every one of ``options`` (checked against its declaration).
 
     ``norm`` holds ``bn_eps``/``bn_momentum`` (default ``NORM_DEFAULTS``); they reach factories
@@ -134,12 +143,21 @@ def _bn(channels: int, bn_eps: float, bn_momentum: float) -> nn.BatchNorm2d:
 class ConvBnAct(nn.Sequential):
     """Conv (no bias, 'same' padding) -> BatchNorm -> activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, activation_name: str = "relu", bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation_name: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
-                      groups=groups, bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False
+            ),
             _bn(out_channels, bn_eps, bn_momentum),
             activation(activation_name),
         )
@@ -148,8 +166,9 @@ class ConvBnAct(nn.Sequential):
 class SqueezeExcitation(nn.Module):
     """Squeeze-and-excitation (arXiv 1709.01507): pool -> 1x1 -> act -> 1x1 -> gate -> scale."""
 
-    def __init__(self, channels: int, squeeze_channels: int, gate: str = "sigmoid",
-                 activation_name: str = "relu") -> None:
+    def __init__(
+        self, channels: int, squeeze_channels: int, gate: str = "sigmoid", activation_name: str = "relu"
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
         self.activation = activation(activation_name)
@@ -200,21 +219,47 @@ def set_drop_path_progress(module: nn.Module, progress: float) -> None:
 class MBConv(nn.Module):
     """Mobile inverted bottleneck (MobileNetV2/V3, EfficientNet): expand -> depthwise -> SE -> project."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int,
-                 expand_channels: int, se_channels: int, se_gate: str, se_activation: str,
-                 activation_name: str, drop_path: float, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        kernel_size: int,
+        expand_channels: int,
+        se_channels: int,
+        se_gate: str,
+        se_activation: str,
+        activation_name: str,
+        drop_path: float,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         hidden = expand_channels or in_channels
         layers: list[nn.Module] = []
         if hidden != in_channels:
-            layers.append(ConvBnAct(in_channels, hidden, 1, activation_name=activation_name, bn_eps=bn_eps,
-                                    bn_momentum=bn_momentum))
-        layers.append(ConvBnAct(hidden, hidden, kernel_size, stride, groups=hidden, activation_name=activation_name,
-                                bn_eps=bn_eps, bn_momentum=bn_momentum))
+            layers.append(
+                ConvBnAct(
+                    in_channels, hidden, 1, activation_name=activation_name, bn_eps=bn_eps, bn_momentum=bn_momentum
+                )
+            )
+        layers.append(
+            ConvBnAct(
+                hidden,
+                hidden,
+                kernel_size,
+                stride,
+                groups=hidden,
+                activation_name=activation_name,
+                bn_eps=bn_eps,
+                bn_momentum=bn_momentum,
+            )
+        )
         if se_channels:
             layers.append(SqueezeExcitation(hidden, se_channels, se_gate, se_activation))
-        layers.append(ConvBnAct(hidden, out_channels, 1, activation_name="identity", bn_eps=bn_eps,
-                                bn_momentum=bn_momentum))
+        layers.append(
+            ConvBnAct(hidden, out_channels, 1, activation_name="identity", bn_eps=bn_eps, bn_momentum=bn_momentum)
+        )
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_path = DropPath(drop_path) if self.use_residual and drop_path > 0 else nn.Identity()
@@ -233,20 +278,45 @@ class MBConv(nn.Module):
 # ---------------------------------------------------------------- chain ops (declared options)
 
 
-def conv_bn_act(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 1,
-                activation: Activation = "relu", bn_eps: float, bn_momentum: float) -> nn.Module:
+def conv_bn_act(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    kernel_size: int = 1,
+    activation: Activation = "relu",
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """Conv -> BN -> activation: stems, heads and 1x1 projections of the chain networks."""
-    return ConvBnAct(in_channels, out_channels, _odd(kernel_size), stride, activation_name=activation,
-                     bn_eps=bn_eps, bn_momentum=bn_momentum)
+    return ConvBnAct(
+        in_channels,
+        out_channels,
+        _odd(kernel_size),
+        stride,
+        activation_name=activation,
+        bn_eps=bn_eps,
+        bn_momentum=bn_momentum,
+    )
 
 
-def conv_bn(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3, padding: Padding = "same",
-            bn_eps: float, bn_momentum: float) -> nn.Module:
+def conv_bn(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    kernel_size: int = 3,
+    padding: Padding = "same",
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """Conv -> BN, no activation: the stems of the cell networks. ``padding`` "valid" is NASNet's ImageNet
     stem (TF ``conv0``, a 3x3 stride-2 VALID conv); the IR sizes a block by the same option."""
     pad = 0 if padding == "valid" else (_odd(kernel_size) - 1) // 2
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=False),
-                         _bn(out_channels, bn_eps, bn_momentum))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=False),
+        _bn(out_channels, bn_eps, bn_momentum),
+    )
 
 
 def activation_layer(in_channels: int, out_channels: int, stride: int, *, activation: Activation = "relu") -> nn.Module:
@@ -257,17 +327,42 @@ def activation_layer(in_channels: int, out_channels: int, stride: int, *, activa
     return _make_activation(activation, inplace=False)
 
 
-def mbconv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
-           expand_channels: int = 0, se_channels: int = 0, se_gate: Gate = "sigmoid",
-           se_activation: Activation = "relu", activation: Activation = "relu", drop_path: float = 0.0,
-           bn_eps: float, bn_momentum: float) -> nn.Module:
+def mbconv(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    kernel_size: int = 3,
+    expand_channels: int = 0,
+    se_channels: int = 0,
+    se_gate: Gate = "sigmoid",
+    se_activation: Activation = "relu",
+    activation: Activation = "relu",
+    drop_path: float = 0.0,
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """MobileNetV2/V3 and EfficientNet bottleneck. ``expand_channels`` 0: no expansion (ratio 1);
     ``se_channels`` 0: no squeeze-and-excitation; ``drop_path``: stochastic depth of the residual."""
     if expand_channels < 0 or se_channels < 0 or not 0 <= drop_path < 1:
-        raise ValueError(f"mbconv: expand_channels and se_channels must be >= 0 and drop_path in [0, 1), got "
-                         f"{expand_channels}, {se_channels}, {drop_path}")
-    return MBConv(in_channels, out_channels, stride, _odd(kernel_size), expand_channels, se_channels,
-                  se_gate, se_activation, activation, drop_path, bn_eps, bn_momentum)
+        raise ValueError(
+            f"mbconv: expand_channels and se_channels must be >= 0 and drop_path in [0, 1), got "
+            f"{expand_channels}, {se_channels}, {drop_path}"
+        )
+    return MBConv(
+        in_channels,
+        out_channels,
+        stride,
+        _odd(kernel_size),
+        expand_channels,
+        se_channels,
+        se_gate,
+        se_activation,
+        activation,
+        drop_path,
+        bn_eps,
+        bn_momentum,
+    )
 
 
 def _odd(kernel_size: int) -> int:
@@ -287,8 +382,15 @@ class FactorizedReduce(nn.Module):
     ReLU that ``_reduce_prev_layer`` applies (``_combine_unused_states`` applies none).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 2, relu: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 2,
+        relu: bool = True,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         self.relu = nn.ReLU() if relu else nn.Identity()
         self.stride = stride
@@ -305,27 +407,35 @@ class FactorizedReduce(nn.Module):
         x = self.relu(x)
         if self.path2 is None:
             return self.bn(self.path1(x))
-        path1 = self.path1(x[:, :, ::self.stride, ::self.stride])
+        path1 = self.path1(x[:, :, :: self.stride, :: self.stride])
         # Shift by one pixel (pad right/bottom, drop the first row/column) to sample the other grid.
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        path2 = self.path2(shifted[:, :, ::self.stride, ::self.stride])
+        path2 = self.path2(shifted[:, :, :: self.stride, :: self.stride])
         return self.bn(torch.cat([path1, path2], dim=1))
 
 
 class ReluConvBn(nn.Sequential):
     """ReLU -> conv(s) -> BN, the NASNet order (App. A.4). ``kernels`` lists (kh, kw) convs."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 kernels: tuple[tuple[int, int], ...], dilation: int = 1, bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        kernels: tuple[tuple[int, int], ...],
+        dilation: int = 1,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         layers: list[nn.Module] = [nn.ReLU()]
         channels = in_channels
         for kh, kw in kernels:
             # A 1xk then kx1 pair strides once per axis, so the pair reduces like one conv.
             conv_stride = (stride if kh > 1 or len(kernels) == 1 else 1, stride if kw > 1 or len(kernels) == 1 else 1)
             padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
-            layers.append(nn.Conv2d(channels, out_channels, (kh, kw), conv_stride, padding,
-                                    dilation=dilation, bias=False))
+            layers.append(
+                nn.Conv2d(channels, out_channels, (kh, kw), conv_stride, padding, dilation=dilation, bias=False)
+            )
             channels = out_channels
         layers.append(_bn(out_channels, bn_eps, bn_momentum))
         super().__init__(*layers)
@@ -334,15 +444,29 @@ class ReluConvBn(nn.Sequential):
 class SepConv(nn.Sequential):
     """TF ``separable_kxk_2``: [ReLU -> depthwise -> pointwise -> BN] twice; only the first strides."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         layers: list[nn.Module] = []
         channels = in_channels
         for repeat in range(2):
             layers += [
                 nn.ReLU(),
-                nn.Conv2d(channels, channels, kernel_size, stride if repeat == 0 else 1,
-                          kernel_size // 2, groups=channels, bias=False),
+                nn.Conv2d(
+                    channels,
+                    channels,
+                    kernel_size,
+                    stride if repeat == 0 else 1,
+                    kernel_size // 2,
+                    groups=channels,
+                    bias=False,
+                ),
                 nn.Conv2d(channels, out_channels, 1, bias=False),
                 _bn(out_channels, bn_eps, bn_momentum),
             ]
@@ -354,15 +478,28 @@ class Pool(nn.Module):
     """Max or average pooling ('same' padding, padding excluded from averages), then a 1x1 conv +
     BN when the channel count changes (TF ``_apply_conv_operation``)."""
 
-    def __init__(self, kind: str, kernel_size: int, in_channels: int, out_channels: int, stride: int,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        kind: str,
+        kernel_size: int,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         padding = kernel_size // 2
-        self.pool = (nn.MaxPool2d(kernel_size, stride, padding) if kind == "max"
-                     else nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=False))
-        self.project = (nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
-                                      _bn(out_channels, bn_eps, bn_momentum))
-                        if in_channels != out_channels else nn.Identity())
+        self.pool = (
+            nn.MaxPool2d(kernel_size, stride, padding)
+            if kind == "max"
+            else nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=False)
+        )
+        self.project = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), _bn(out_channels, bn_eps, bn_momentum))
+            if in_channels != out_channels
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(self.pool(x))
@@ -375,8 +512,9 @@ def identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
     return ReluConvBn(in_channels, out_channels, stride, ((1, 1),), bn_eps=bn_eps, bn_momentum=bn_momentum)
 
 
-def factorized_reduce(in_channels: int, out_channels: int, stride: int, *, relu: bool = True, bn_eps: float,
-                      bn_momentum: float) -> nn.Module:
+def factorized_reduce(
+    in_channels: int, out_channels: int, stride: int, *, relu: bool = True, bn_eps: float, bn_momentum: float
+) -> nn.Module:
     """TF ``factorized_reduction``: with its leading ReLU where it reduces a cell input (``_reduce_prev_layer``),
     without where it matches a cell input to the output (``relu`` false, ``_combine_unused_states``)."""
     return FactorizedReduce(in_channels, out_channels, stride, relu, bn_eps, bn_momentum)
@@ -426,8 +564,9 @@ class ResNetBasicBlock(nn.Module):
         self.conv_a = ReluConvBn(in_channels, out_channels, stride, ((3, 3),), 1, **norm)
         self.conv_b = ReluConvBn(out_channels, out_channels, 1, ((3, 3),), 1, **norm)
         if stride != 1:
-            self.shortcut: nn.Module = nn.Sequential(nn.AvgPool2d(2, stride, ceil_mode=True),
-                                                     nn.Conv2d(in_channels, out_channels, 1, bias=False))
+            self.shortcut: nn.Module = nn.Sequential(
+                nn.AvgPool2d(2, stride, ceil_mode=True), nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            )
         elif in_channels != out_channels:
             self.shortcut = ReluConvBn(in_channels, out_channels, 1, ((1, 1),), 1, **norm)
         else:
@@ -437,8 +576,9 @@ class ResNetBasicBlock(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
-def resnet_basic_block(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
-                       bn_momentum: float) -> nn.Module:
+def resnet_basic_block(
+    in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float
+) -> nn.Module:
     """NAS-Bench-201's residual block (``ResNetBasicBlock``)."""
     return ResNetBasicBlock(in_channels, out_channels, stride, bn_eps, bn_momentum)
 
@@ -463,7 +603,7 @@ class CondensedLinear(nn.Module):
         kept = int(layer.in_features * keep)
         if not 0 < kept <= layer.in_features:
             raise ValueError(f"condense: classifier_keep {keep} keeps {kept} of {layer.in_features} inputs")
-        index = layer.weight.abs().sum(0).argsort(stable=True)[layer.in_features - kept:]
+        index = layer.weight.abs().sum(0).argsort(stable=True)[layer.in_features - kept :]
         condensed = cls(layer.in_features, layer.out_features, kept, layer.bias is not None)
         condensed.to(layer.weight.device, layer.weight.dtype)
         condensed.index.copy_(index)

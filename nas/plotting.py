@@ -32,7 +32,7 @@ def cell_graph(graph: CellGraph) -> nx.DiGraph:
     same two states are joined with " + "), an edge into "out" the output's combine ("concat" or "add")."""
     names = state_names(graph)
     result = nx.DiGraph()
-    result.add_nodes_from(names[:graph.num_inputs], kind="input")
+    result.add_nodes_from(names[: graph.num_inputs], kind="input")
     for k, node in enumerate(graph.nodes):
         name = names[graph.num_inputs + k]
         result.add_node(name, kind="block", combine=node.combine)
@@ -55,8 +55,11 @@ def cell_types(ir: CellNet) -> list[tuple[str, CellGraph]]:
         graphs = found.setdefault("reduction" if cell.reduction else "normal", [])
         if cell.graph not in graphs:
             graphs.append(cell.graph)
-    return [(kind if j == 0 else f"{kind} {j + 1}", graph)
-            for kind in sorted(found, key=lambda kind: kind != "normal") for j, graph in enumerate(found[kind])]
+    return [
+        (kind if j == 0 else f"{kind} {j + 1}", graph)
+        for kind in sorted(found, key=lambda kind: kind != "normal")
+        for j, graph in enumerate(found[kind])
+    ]
 
 
 def _plot_cell_net(ir: CellNet, path: str | Path, title: str = "") -> None:
@@ -90,8 +93,9 @@ def architecture_pictures(ir: Network, directory: str | Path, title: str = "") -
 def _picture_functions(ir: Network) -> tuple[Any, Any]:
     functions = _PICTURES.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
     if functions is None:
-        raise TypeError(f"plot_architecture() takes an IR of kind {sorted(_PICTURES)} (ChainNet, CellNet), "
-                        f"got {type(ir).__name__}")
+        raise TypeError(
+            f"plot_architecture() takes an IR of kind {sorted(_PICTURES)} (ChainNet, CellNet), got {type(ir).__name__}"
+        )
     return functions
 
 
@@ -114,20 +118,44 @@ def draw_cell(cell: CellGraph, axis: Any, title: str) -> None:
     _layers(graph)
     position = nx.multipartite_layout(graph, subset_key="layer")
     colors = [_COLORS[graph.nodes[n]["kind"]] for n in graph.nodes]
-    labels = {n: f"{n}\n({graph.nodes[n]['combine']})" if graph.nodes[n]["kind"] == "block" else n
-              for n in graph.nodes}
+    labels = {n: f"{n}\n({graph.nodes[n]['combine']})" if graph.nodes[n]["kind"] == "block" else n for n in graph.nodes}
     nx.draw_networkx_nodes(graph, position, ax=axis, node_color=colors, node_size=1400, edgecolors="#444444")
     nx.draw_networkx_labels(graph, position, labels=labels, ax=axis, font_size=7)
     op_edges = [(u, v) for u, v, d in graph.edges(data=True) if not d["output"]]
     concat_edges = [(u, v) for u, v, d in graph.edges(data=True) if d["output"]]
-    nx.draw_networkx_edges(graph, position, edgelist=op_edges, ax=axis, arrows=True, arrowsize=12,
-                           node_size=1400, connectionstyle="arc3,rad=0.08")
+    nx.draw_networkx_edges(
+        graph,
+        position,
+        edgelist=op_edges,
+        ax=axis,
+        arrows=True,
+        arrowsize=12,
+        node_size=1400,
+        connectionstyle="arc3,rad=0.08",
+    )
     # Edges into the output are dashed and curved, so a skipped-over state stays visible.
-    nx.draw_networkx_edges(graph, position, edgelist=concat_edges, ax=axis, arrows=True, arrowsize=10,
-                           node_size=1400, style="dashed", edge_color="#2ca25f", connectionstyle="arc3,rad=0.25")
+    nx.draw_networkx_edges(
+        graph,
+        position,
+        edgelist=concat_edges,
+        ax=axis,
+        arrows=True,
+        arrowsize=10,
+        node_size=1400,
+        style="dashed",
+        edge_color="#2ca25f",
+        connectionstyle="arc3,rad=0.25",
+    )
     edge_labels = {(u, v): d["op"] for u, v, d in graph.edges(data=True) if not d["output"]}
-    nx.draw_networkx_edge_labels(graph, position, edge_labels=edge_labels, ax=axis, font_size=6,
-                                 label_pos=0.6, bbox={"alpha": 0.7, "color": "white"})
+    nx.draw_networkx_edge_labels(
+        graph,
+        position,
+        edge_labels=edge_labels,
+        ax=axis,
+        font_size=6,
+        label_pos=0.6,
+        bbox={"alpha": 0.7, "color": "white"},
+    )
     axis.set_title(title)
     axis.axis("off")
 
@@ -164,8 +192,10 @@ def plot_chain(ir: ChainNet, path: str | Path, title: str = "") -> None:
 
 
 # How each kind of IR (``ir.kind``) is pictured: (one PNG of the network, a search's pictures of its best).
-_PICTURES: dict[IRKind, tuple[Any, Any]] = {"chain": (plot_chain, _chain_pictures),
-                                            "cell": (_plot_cell_net, _cell_pictures)}
+_PICTURES: dict[IRKind, tuple[Any, Any]] = {
+    "chain": (plot_chain, _chain_pictures),
+    "cell": (_plot_cell_net, _cell_pictures),
+}
 
 
 def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:
@@ -180,8 +210,9 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
     failed = [i for i, r in enumerate(rewards) if r is None]
     if done:
         axis.scatter([i for i, _ in done], [r for _, r in done], s=14, color="#3182bd", label="trial reward")
-    axis.plot(range(len(best)), [b if b is not None else float("nan") for b in best], color="#e6550d",
-              label="best so far")
+    axis.plot(
+        range(len(best)), [b if b is not None else float("nan") for b in best], color="#e6550d", label="best so far"
+    )
     if failed:
         low = min((r for _, r in done), default=0.0)
         axis.scatter(failed, [low] * len(failed), marker="x", color="#999999", label="failed")
@@ -204,7 +235,7 @@ def plot_family(family: dict[str, Any], path: str | Path) -> None:
         base = next((m["macs"] for m in built if m["phi"] == 0), built[0]["macs"] / built[0]["2**phi"])
         phis = [model["phi"] for model in built]
         cost.plot(phis, [model["macs"] / 1e6 for model in built], "o-", color="#3182bd", label="measured (rounded)")
-        cost.plot(phis, [base * 2.0 ** phi / 1e6 for phi in phis], "--", color="#e6550d", label="base x 2^phi")
+        cost.plot(phis, [base * 2.0**phi / 1e6 for phi in phis], "--", color="#e6550d", label="base x 2^phi")
         cost.set_yscale("log")
         cost.legend(loc="upper left")
     cost.set_xlabel("phi")
@@ -212,16 +243,27 @@ def plot_family(family: dict[str, Any], path: str | Path) -> None:
     cost.set_title("family: cost against phi")
     done = [p for p in family["points"] if p["accuracy"] is not None]
     if done:
-        dots = grid.scatter([p["alpha"] for p in done], [p["gamma"] for p in done], c=[p["accuracy"] for p in done],
-                            cmap="viridis", s=60)
+        dots = grid.scatter(
+            [p["alpha"] for p in done],
+            [p["gamma"] for p in done],
+            c=[p["accuracy"] for p in done],
+            cmap="viridis",
+            s=60,
+        )
         figure.colorbar(dots, ax=grid, label="proxy accuracy")
         for point in done:
-            grid.annotate(f"b{point['beta']:g}", (point["alpha"], point["gamma"]), fontsize=6,
-                          xytext=(3, 3), textcoords="offset points")
+            grid.annotate(
+                f"b{point['beta']:g}",
+                (point["alpha"], point["gamma"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     failed = [p for p in family["points"] if p["accuracy"] is None and p["alpha"] is not None]
     if failed:
-        grid.scatter([p["alpha"] for p in failed], [p["gamma"] for p in failed], marker="x", color="#999999",
-                     label="failed")
+        grid.scatter(
+            [p["alpha"] for p in failed], [p["gamma"] for p in failed], marker="x", color="#999999", label="failed"
+        )
         grid.legend(loc="upper right")
     if family["alpha"] is not None:
         grid.scatter([family["alpha"]], [family["gamma"]], s=220, facecolors="none", edgecolors="#e6550d")
@@ -232,8 +274,13 @@ def plot_family(family: dict[str, Any], path: str | Path) -> None:
     _save(figure, path)
 
 
-def plot_pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[float, float]], path: str | Path,
-                target_ms: float | None = None, title: str = "accuracy against latency") -> None:
+def plot_pareto(
+    points: Sequence[tuple[float, float]],
+    front: Sequence[tuple[float, float]],
+    path: str | Path,
+    target_ms: float | None = None,
+    title: str = "accuracy against latency",
+) -> None:
     """Every candidate as (latency ms, accuracy), the Pareto front joined and ringed, the target as a line."""
     figure = Figure(figsize=(7, 4.5))
     axis = figure.subplots()
@@ -242,8 +289,14 @@ def plot_pareto(points: Sequence[tuple[float, float]], front: Sequence[tuple[flo
     if front:
         ordered = sorted(front)
         axis.step([p[0] for p in ordered], [p[1] for p in ordered], where="post", color="#e6550d", linewidth=1)
-        axis.scatter([p[0] for p in ordered], [p[1] for p in ordered], s=50, facecolors="none", edgecolors="#e6550d",
-                     label="Pareto front")
+        axis.scatter(
+            [p[0] for p in ordered],
+            [p[1] for p in ordered],
+            s=50,
+            facecolors="none",
+            edgecolors="#e6550d",
+            label="Pareto front",
+        )
     if target_ms is not None:
         axis.axvline(target_ms, linestyle="--", color="#636363", label=f"target {target_ms:g} ms")
     axis.set_xlabel("latency (ms, lookup table, full-size network)")
@@ -261,18 +314,35 @@ def plot_netadapt(document: dict[str, Any], path: str | Path) -> None:
     axis = figure.subplots()
     proposals = [p for it in document["iterations"] for p in it["proposals"] if p["accuracy"] is not None]
     if proposals:
-        axis.scatter([p["predicted_ms"] for p in proposals], [p["accuracy"] for p in proposals], s=10,
-                     color="#c6dbef", label="proposal (short fine-tune)")
+        axis.scatter(
+            [p["predicted_ms"] for p in proposals],
+            [p["accuracy"] for p in proposals],
+            s=10,
+            color="#c6dbef",
+            label="proposal (short fine-tune)",
+        )
     start = document["start"]
     path_points = [(start["latency_ms"], start["accuracy"])] + [
-        (it["chosen"]["predicted_ms"], it["chosen"]["accuracy"]) for it in document["iterations"] if it["chosen"]]
+        (it["chosen"]["predicted_ms"], it["chosen"]["accuracy"]) for it in document["iterations"] if it["chosen"]
+    ]
     path_points = [(x, y) for x, y in path_points if x is not None and y is not None]
     if path_points:
-        axis.plot([p[0] for p in path_points], [p[1] for p in path_points], "o-", color="#3182bd",
-                  label="chosen per iteration")
+        axis.plot(
+            [p[0] for p in path_points],
+            [p[1] for p in path_points],
+            "o-",
+            color="#3182bd",
+            label="chosen per iteration",
+        )
     final = document["final"]
-    axis.scatter([final["predicted_ms"]], [final["accuracy"]], marker="*", s=160, color="#e6550d",
-                 label=f"final after {final['long_term_steps']} steps")
+    axis.scatter(
+        [final["predicted_ms"]],
+        [final["accuracy"]],
+        marker="*",
+        s=160,
+        color="#e6550d",
+        label=f"final after {final['long_term_steps']} steps",
+    )
     axis.axvline(document["target_ms"], linestyle="--", color="#636363", label=f"target {document['target_ms']:.2f} ms")
     axis.set_xlabel(f"latency (ms, lookup table, {document['resolution']} px)")
     axis.set_ylabel("validation accuracy")
@@ -289,8 +359,9 @@ def plot_training(history: Sequence[dict[str, Any]], path: str | Path, title: st
     epochs = [row["epoch"] for row in history]
     for axis, key, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "accuracy")):
         axis.plot(epochs, [row[f"train_{key}"] for row in history], marker=".", color="#3182bd", label="training")
-        axis.plot(epochs, [row[f"validation_{key}"] for row in history], marker=".", color="#e6550d",
-                  label="validation")
+        axis.plot(
+            epochs, [row[f"validation_{key}"] for row in history], marker=".", color="#e6550d", label="validation"
+        )
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.legend()

@@ -48,11 +48,20 @@ class Recipe:
             raise ValueError(f"optimizer: unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.drop_path not in get_args(DropPathSchedule):
             raise ValueError(f"drop_path: expected one of {list(get_args(DropPathSchedule))}, got {self.drop_path!r}")
-        checks = (("learning_rate", self.learning_rate, 0.0, False), ("weight_decay", self.weight_decay, 0.0, True),
-                  ("warmup_epochs", self.warmup_epochs, 0.0, True), ("momentum", self.momentum, 0.0, True))
+        checks = (
+            ("learning_rate", self.learning_rate, 0.0, False),
+            ("weight_decay", self.weight_decay, 0.0, True),
+            ("warmup_epochs", self.warmup_epochs, 0.0, True),
+            ("momentum", self.momentum, 0.0, True),
+        )
         for name, value, low, inclusive in checks:
-            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                    or value < low or (value == low and not inclusive)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < low
+                or (value == low and not inclusive)
+            ):
                 raise ValueError(f"{name}: must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")
         if self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs: {self.warmup_epochs:g} is more than the {self.epochs} epochs")

@@ -75,8 +75,7 @@ class Registry(Generic[T]):
         if isinstance(name, str) and name in self._entries:
             return self._entries[name]
         if name in self._broken:
-            raise ValueError(f"{self.kind} {name!r} is declared by a plug-in that failed to load: "
-                             f"{self._broken[name]}")
+            raise ValueError(f"{self.kind} {name!r} is declared by a plug-in that failed to load: {self._broken[name]}")
         raise ValueError(f"unknown {self.kind} {name!r}; valid: {self.names()}")
 
     def check(self, path: str, name: object) -> None:
@@ -125,14 +124,15 @@ class Registry(Generic[T]):
         entry = self._declared.pop(name)
         try:
             self._entries[name] = self._prepare(name, entry.load())
-        except Exception as error:  # noqa: BLE001  (one broken plug-in must not break the engine)
+        except Exception as error:
             reason = f"{type(error).__name__}: {error}"
             self._broken[name] = f"{entry.value} ({reason})"
             logger.warning("could not load %s plug-in %r from %s: %s", self.kind, name, entry.value, reason)
 
 
-def unknown_options(factory: Callable[..., Any], options: Iterable[str],
-                    fixed: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def unknown_options(
+    factory: Callable[..., Any], options: Iterable[str], fixed: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
     """``(unknown, valid)``: the ``options`` a factory's signature does not take, and those it does
     (without the ``fixed`` arguments the engine passes itself). A factory taking ``**kwargs``, or
     without a readable signature, checks its own options: nothing is unknown here."""
@@ -181,10 +181,25 @@ runs: Registry[Any] = Registry("kind of run", "nas.runs", _instance)
 # Torch-free checks declared beside a dataset or an evaluator, run while settings are validated so that a
 # user's mistake is refused before torch is imported: ``check(data_dir, download)`` of a dataset, and
 # ``check(space, options)`` of an evaluator's options.
-dataset_checks: Registry[Callable[..., Any]] = Registry("dataset check", "nas.dataset_checks",
-                                                        _callable("dataset check"))
-evaluator_options: Registry[Callable[..., Any]] = Registry("evaluator options", "nas.evaluator_options",
-                                                           _callable("evaluator options"))
+dataset_checks: Registry[Callable[..., Any]] = Registry(
+    "dataset check", "nas.dataset_checks", _callable("dataset check")
+)
+evaluator_options: Registry[Callable[..., Any]] = Registry(
+    "evaluator options", "nas.evaluator_options", _callable("evaluator options")
+)
 
-ALL: dict[str, Registry[Any]] = {r.group: r for r in (spaces, ops, controllers, evaluators, datasets, backends,
-                                                      objectives, runs, dataset_checks, evaluator_options)}
+ALL: dict[str, Registry[Any]] = {
+    r.group: r
+    for r in (
+        spaces,
+        ops,
+        controllers,
+        evaluators,
+        datasets,
+        backends,
+        objectives,
+        runs,
+        dataset_checks,
+        evaluator_options,
+    )
+}

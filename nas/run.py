@@ -161,8 +161,16 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
             loop = kind.begin(run)
             stats = None
             if loop is not None and journal is not None and backend is not None and job is not None:
-                driver = Driver(loop.space, loop.controller, journal, loop.budget, loop.objective.reward,
-                                _progress(loop, journal, on_record), annotate=loop.annotate, inputs=loop.inputs)
+                driver = Driver(
+                    loop.space,
+                    loop.controller,
+                    journal,
+                    loop.budget,
+                    loop.objective.reward,
+                    _progress(loop, journal, on_record),
+                    annotate=loop.annotate,
+                    inputs=loop.inputs,
+                )
                 try:
                     backend.run(driver, job)
                 except ReplayMismatch as error:
@@ -209,8 +217,9 @@ def kind_of_study(study_name: str | None) -> RunKind[Any, Any] | None:
     if study_name is None:
         return None
     every = kinds()
-    return next((kind for kind in every if kind.study_name == study_name), None) or \
-        next((kind for kind in every if kind.owns_other_studies), None)
+    return next((kind for kind in every if kind.study_name == study_name), None) or next(
+        (kind for kind in every if kind.owns_other_studies), None
+    )
 
 
 def check_kind(out: Path, kind: RunKind[Any, Any]) -> None:
@@ -222,8 +231,9 @@ def check_kind(out: Path, kind: RunKind[Any, Any]) -> None:
         raise ValueError(f"{out}: exists and is not a {kind.command} directory; choose a new --out")
 
 
-def _check_recorded(out: Path, kind: RunKind[Any, Any], study: str | None, identity: dict[str, Any],
-                    settings: RunSettings) -> None:
+def _check_recorded(
+    out: Path, kind: RunKind[Any, Any], study: str | None, identity: dict[str, Any], settings: RunSettings
+) -> None:
     """The refusal a resumed run with other settings gets, read without writing anything."""
     if study is not None:
         check_recorded_settings(out, study, identity, settings.IDENTITY_DEFAULTS, settings.RENAMED, kind.command)
@@ -244,13 +254,15 @@ def _record_identity(path: Path, identity: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps({"settings": identity, "status": "started"}, indent=2))
 
 
-def open_journal(out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any],
-                 settings: RunSettings) -> Journal:
+def open_journal(
+    out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any], settings: RunSettings
+) -> Journal:
     """The run's journal; if it is refused (a storage refused at the door, other settings) and ``out``
     was created for this run, no empty run directory is left behind."""
     try:
-        return Journal(out, storage, study_name, identity, defaults=settings.IDENTITY_DEFAULTS,
-                       renamed=settings.RENAMED)
+        return Journal(
+            out, storage, study_name, identity, defaults=settings.IDENTITY_DEFAULTS, renamed=settings.RENAMED
+        )
     except ValueError:
         if created:
             (out / ".lock").unlink(missing_ok=True)

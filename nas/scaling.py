@@ -69,26 +69,34 @@ def scale_resolution(resolution: int, factor: float) -> int:
 
 def check_multiplier(name: str, value: Any) -> float:
     """``value`` as a float if it is a finite number in (0, ``MAX_MULTIPLIER``]; else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 < value <= MAX_MULTIPLIER:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_MULTIPLIER
+    ):
         raise ValueError(f"{name}: must be a number in (0, {MAX_MULTIPLIER:g}], got {value!r}")
     return float(value)
 
 
-def scale_genotype(space: SearchSpace[Any], genotype: Any, *, width: float = 1.0, depth: float = 1.0,
-                   resolution: float = 1.0) -> Any:
+def scale_genotype(
+    space: SearchSpace[Any], genotype: Any, *, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0
+) -> Any:
     """``genotype`` scaled by the three multipliers, a genotype of ``space`` (``ValueError`` if
     ``space`` cannot scale, a multiplier is not a positive number, or the result leaves the space's
     bounds)."""
     if not isinstance(space, Scalable):
-        raise ValueError(f"space {space.name!r} cannot be scaled: it defines no scale(genotype, *, width, depth, "
-                         "resolution) (see nas.scaling)")
+        raise ValueError(
+            f"space {space.name!r} cannot be scaled: it defines no scale(genotype, *, width, depth, "
+            "resolution) (see nas.scaling)"
+        )
     width, depth = check_multiplier("width", width), check_multiplier("depth", depth)
     resolution = check_multiplier("resolution", resolution)
     scaled = space.scale(genotype, width=width, depth=depth, resolution=resolution)
     if not isinstance(scaled, space.genotype_class):
-        raise TypeError(f"{type(space).__name__}.scale returned {type(scaled).__name__}, not a "
-                        f"{space.genotype_class.__name__}")
+        raise TypeError(
+            f"{type(space).__name__}.scale returned {type(scaled).__name__}, not a {space.genotype_class.__name__}"
+        )
     return scaled
 
 
@@ -103,12 +111,12 @@ class Multipliers:
 
 def compound_multipliers(alpha: float, beta: float, gamma: float, phi: float) -> Multipliers:
     """Depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi (arXiv 1905.11946 eq. 3)."""
-    return Multipliers(width=beta ** phi, depth=alpha ** phi, resolution=gamma ** phi)
+    return Multipliers(width=beta**phi, depth=alpha**phi, resolution=gamma**phi)
 
 
 def compound_constraint(alpha: float, beta: float, gamma: float) -> float:
     """alpha * beta^2 * gamma^2: the factor by which FLOPS grow per unit of phi (arXiv 1905.11946 eq. 3)."""
-    return alpha * beta ** 2 * gamma ** 2
+    return alpha * beta**2 * gamma**2
 
 
 MAX_GRID_VALUES = 101  # per multiplier: step 0.01 over [1, 2], a million points to filter (about a second)
@@ -118,11 +126,17 @@ def grid_values(step: float, high: float) -> tuple[float, ...]:
     """1, 1 + step, 1 + 2 step, ... up to ``high`` (inclusive), each rounded to 10 decimals."""
     if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
         raise ValueError(f"grid_step: must be a positive number, got {step!r}")
-    if isinstance(high, bool) or not isinstance(high, (int, float)) or not math.isfinite(high) \
-            or not 1 <= high <= MAX_MULTIPLIER:
+    if (
+        isinstance(high, bool)
+        or not isinstance(high, (int, float))
+        or not math.isfinite(high)
+        or not 1 <= high <= MAX_MULTIPLIER
+    ):
         raise ValueError(f"grid_high: must be a number in [1, {MAX_MULTIPLIER:g}], got {high!r}")
     count = int(math.floor((high - 1) / step + 1e-9)) + 1
     if count > MAX_GRID_VALUES:
-        raise ValueError(f"grid_step: {step!r} over [1, {high!r}] gives {count} values per multiplier, more than "
-                         f"{MAX_GRID_VALUES}; use a coarser step")
+        raise ValueError(
+            f"grid_step: {step!r} over [1, {high!r}] gives {count} values per multiplier, more than "
+            f"{MAX_GRID_VALUES}; use a coarser step"
+        )
     return tuple(round(1 + i * step, 10) for i in range(count))

@@ -61,8 +61,9 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
                 raise ValueError(f"{path}: expected an object, got {type(value).__name__}")
             if tag not in value:
                 raise ValueError(f"{path}.{tag}: missing field; valid: {list(by_value)}")
-            chosen = next((cls for name, cls in by_value.items() if name == value[tag]
-                           and isinstance(value[tag], str)), None)
+            chosen = next(
+                (cls for name, cls in by_value.items() if name == value[tag] and isinstance(value[tag], str)), None
+            )
             if chosen is None:
                 raise ValueError(f"{path}.{tag}: {value[tag]!r} is not valid; valid: {list(by_value)}")
             return from_dict(chosen, value, path)
@@ -98,7 +99,9 @@ def decode_value(hint: Any, value: Any, path: str) -> Any:
         try:
             number = float(value)
         except OverflowError:  # an integer too large for a float
-            raise ValueError(f"{path}: expected a finite number, got an integer of {int(value).bit_length()} bits") from None
+            raise ValueError(
+                f"{path}: expected a finite number, got an integer of {int(value).bit_length()} bits"
+            ) from None
         if not math.isfinite(number):  # json.loads accepts NaN, Infinity and -Infinity (and 1e999)
             raise ValueError(f"{path}: expected a finite number, got {number!r}")
         return number
@@ -208,6 +211,8 @@ def loads(text: str | bytes, where: str = "genotype JSON") -> Any:
     except RecursionError:  # the parser gives up near the interpreter's limit, far above ours
         raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels; a genotype needs a few") from None
     except ValueError as error:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f"{where}: malformed JSON ({str(error).splitlines()[0] if str(error) else 'bad value'})") from None
+        raise ValueError(
+            f"{where}: malformed JSON ({str(error).splitlines()[0] if str(error) else 'bad value'})"
+        ) from None
     check_depth(document, where)
     return document

@@ -59,8 +59,15 @@ class EvaluationSettings:
     to gain from more)."""
 
     EVALUATION_TYPES: ClassVar[dict[str, Any]] = {
-        "evaluator": str, "dataset": str, "data_dir": (str, type(None)), "download": bool,
-        "epochs": (int, type(None)), "seed": int, "threads": int, "evaluator_options": dict}
+        "evaluator": str,
+        "dataset": str,
+        "data_dir": (str, type(None)),
+        "download": bool,
+        "epochs": (int, type(None)),
+        "seed": int,
+        "threads": int,
+        "evaluator_options": dict,
+    }
 
     evaluator: str = "proxy"
     dataset: str = "digits"
@@ -85,8 +92,15 @@ class EvaluationSettings:
 
     def build_evaluator(self, space: SearchSpace[Any], epochs: int | None) -> Evaluator[Any]:
         """The registered evaluator of these settings for ``space`` (see ``options_with``)."""
-        return make_evaluator(self.evaluator, space, seed=self.seed, dataset=self.dataset, data_dir=self.data_dir,
-                              download=self.download, **self.options_with(epochs))
+        return make_evaluator(
+            self.evaluator,
+            space,
+            seed=self.seed,
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            download=self.download,
+            **self.options_with(epochs),
+        )
 
 
 def check_types(settings: Any, types: Mapping[str, Any]) -> None:
@@ -96,8 +110,11 @@ def check_types(settings: Any, types: Mapping[str, Any]) -> None:
         value = getattr(settings, name)
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            expected = " or ".join("null" if k is type(None) else "a number" if k is float else k.__name__
-                                   for k in kinds if not (k is int and float in kinds))
+            expected = " or ".join(
+                "null" if k is type(None) else "a number" if k is float else k.__name__
+                for k in kinds
+                if not (k is int and float in kinds)
+            )
             raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 

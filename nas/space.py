@@ -10,9 +10,9 @@ so random search, evolution and the RNN controller work on every space without s
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -45,9 +45,7 @@ class Decision:
         try:
             return self.choices.index(value)
         except ValueError:
-            raise ValueError(
-                f"{self.name}: {value!r} is not a valid choice; valid: {list(self.choices)}"
-            ) from None
+            raise ValueError(f"{self.name}: {value!r} is not a valid choice; valid: {list(self.choices)}") from None
 
 
 @runtime_checkable

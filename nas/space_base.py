@@ -33,8 +33,9 @@ class Bound:
     high_open: bool = False
 
     def __str__(self) -> str:
-        return (f"{'(' if self.low_open else '['}{_number(self.low)}, "
-                f"{_number(self.high)}{')' if self.high_open else ']'}")
+        return (
+            f"{'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
+        )
 
     def __contains__(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
@@ -50,7 +51,9 @@ class Bound:
         if value in self:
             return value
         if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
-            raise ValueError(f"{name}: expected {'an integer' if self.integer else 'a number'} in {self}, got {value!r}")
+            raise ValueError(
+                f"{name}: expected {'an integer' if self.integer else 'a number'} in {self}, got {value!r}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name}: must be a finite number in {self}, got {value!r}")
         raise ValueError(f"{name}: must be in {self}, got {_short(value)}")

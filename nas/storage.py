@@ -36,8 +36,9 @@ def check_storage(url: str) -> None:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise ValueError(f"storage: {url!r} is not a database URL; e.g. sqlite:///runs/x.db or "
-                         "postgresql://user@host/db") from None
+        raise ValueError(
+            f"storage: {url!r} is not a database URL; e.g. sqlite:///runs/x.db or postgresql://user@host/db"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if not database or database == ":memory:":
@@ -54,8 +55,10 @@ def check_storage(url: str) -> None:
             pass
         engine.dispose()
     except (SQLAlchemyError, ImportError, OSError) as error:
-        raise ValueError(f"storage {parsed.render_as_string(hide_password=True)}: cannot connect "
-                         f"({first_line(error, with_type=True)})") from None
+        raise ValueError(
+            f"storage {parsed.render_as_string(hide_password=True)}: cannot connect "
+            f"({first_line(error, with_type=True)})"
+        ) from None
 
 
 def damage(path: Path) -> str | None:
@@ -90,13 +93,17 @@ def check_journal_file(out: Path) -> None:
     if not path.exists():
         outputs = [name for name in RUN_OUTPUTS if (out / name).exists()]
         if outputs:
-            raise ValueError(f"{out} holds the outputs of a search ({', '.join(outputs)}) but no {JOURNAL_NAME}; "
-                             "refusing to start a new journal over them: use another --out")
+            raise ValueError(
+                f"{out} holds the outputs of a search ({', '.join(outputs)}) but no {JOURNAL_NAME}; "
+                "refusing to start a new journal over them: use another --out"
+            )
         return
     reason = damage(path)
     if reason is not None:
-        raise ValueError(f"{path} is damaged ({reason}); it was left as it is: `nas doctor {out}` reports what "
-                         f"is readable and `nas doctor {out} --export NEW_DIR` rescues it")
+        raise ValueError(
+            f"{path} is damaged ({reason}); it was left as it is: `nas doctor {out}` reports what "
+            f"is readable and `nas doctor {out} --export NEW_DIR` rescues it"
+        )
 
 
 def study_names(out: Path) -> list[str]:

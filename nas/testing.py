@@ -17,13 +17,14 @@ space of ours. Importing this module needs pytest.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import numpy as np
 import pytest
@@ -63,16 +64,23 @@ class ToySpace:
     WIDTHS, KERNELS, DEPTHS = (8, 16), (3, 5), (1, 2)
 
     def decisions(self) -> list[Decision]:
-        return [Decision(f"stage{i}.{field}", choices) for i in range(2)
-                for field, choices in (("width", self.WIDTHS), ("kernel", self.KERNELS), ("depth", self.DEPTHS))]
+        return [
+            Decision(f"stage{i}.{field}", choices)
+            for i in range(2)
+            for field, choices in (("width", self.WIDTHS), ("kernel", self.KERNELS), ("depth", self.DEPTHS))
+        ]
 
     def decode(self, choices: Mapping[str, Any]) -> ToyGenotype:
         check_choices(self.decisions(), choices)
-        widths, kernels, depths = (tuple(choices[f"stage{i}.{f}"] for i in range(2)) for f in ("width", "kernel", "depth"))
+        widths, kernels, depths = (
+            tuple(choices[f"stage{i}.{f}"] for i in range(2)) for f in ("width", "kernel", "depth")
+        )
         return ToyGenotype(widths, kernels, depths)
 
     def encode(self, genotype: ToyGenotype) -> dict[str, Any]:
-        choices = {f"stage{i}.{f}": getattr(genotype, f + "s")[i] for i in range(2) for f in ("width", "kernel", "depth")}
+        choices = {
+            f"stage{i}.{f}": getattr(genotype, f + "s")[i] for i in range(2) for f in ("width", "kernel", "depth")
+        }
         check_choices(self.decisions(), choices)
         return choices
 
@@ -83,10 +91,14 @@ class ToySpace:
         for width, kernel, depth in zip(genotype.widths, genotype.kernels, genotype.depths):
             stage = []
             for k in range(depth):
-                stage.append(BlockSpec("conv_bn_act", channels, width, 2 if k == 0 else 1, size, {"kernel_size": kernel}))
+                stage.append(
+                    BlockSpec("conv_bn_act", channels, width, 2 if k == 0 else 1, size, {"kernel_size": kernel})
+                )
                 channels, size = width, stage[-1].output_size
             stages.append(tuple(stage))
-        return ChainNet((stem,), tuple(stages), (), ClassifierSpec(channels, num_classes), resolution or genotype.resolution)
+        return ChainNet(
+            (stem,), tuple(stages), (), ClassifierSpec(channels, num_classes), resolution or genotype.resolution
+        )
 
     def presets(self) -> dict[str, ToyGenotype]:
         return {"toy-default": ToyGenotype()}
@@ -164,14 +176,16 @@ class SpaceContract:
 
     def test_proxy_is_no_larger_than_the_full_network(self, space: SearchSpace[Any]) -> None:
         for genotype in self._genotypes(space, seed=3)[:3]:
-            full = build_on_meta(lambda: compile_ir(space.lower(genotype, num_classes=10)))
-            proxy = build_on_meta(lambda: compile_ir(space.lower(genotype, num_classes=10, **space.proxy_reduction)))
+            full_ir = space.lower(genotype, num_classes=10)
+            proxy_ir = space.lower(genotype, num_classes=10, **space.proxy_reduction)
+            full = build_on_meta(functools.partial(compile_ir, full_ir))
+            proxy = build_on_meta(functools.partial(compile_ir, proxy_ir))
             assert count_params(proxy) <= count_params(full)
 
     def test_presets_lower_and_compile(self, space: SearchSpace[Any]) -> None:
         for name, genotype in space.presets().items():
             ir = space.lower(genotype, num_classes=10)
-            assert count_params(build_on_meta(lambda: compile_ir(ir))) > 0, name
+            assert count_params(build_on_meta(functools.partial(compile_ir, ir))) > 0, name
 
     def test_scale_if_offered(self, space: SearchSpace[Any]) -> None:
         """A space with ``scale`` (``nas.scaling``, what ``nas scale`` needs): multipliers of 1 keep the
@@ -230,9 +244,9 @@ class OpContract:
     """
 
     channels: tuple[tuple[int, int], ...] = ((12, 12), (12, 24))
-    channels_by_op: dict[str, tuple[tuple[int, int], ...]] = {}
+    channels_by_op: ClassVar[dict[str, tuple[tuple[int, int], ...]]] = {}
     stride_one_only: frozenset[str] = frozenset()  # ops that keep the shape (an activation, a shuffle)
-    option_examples: dict[str, dict[str, Any]] = {}
+    option_examples: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def _channels(self, op: Any) -> tuple[tuple[int, int], ...]:
         """``(in, out)`` widths to build ``op`` with: ``channels_by_op[name]``, else ``channels``."""
@@ -242,8 +256,10 @@ class OpContract:
         key = op if isinstance(op, str) else op.__name__
         examples = self.option_examples.get(key, {})
         types, declared = option_types(op), declared_options(op)
-        return {name: examples[name] if name in examples else changed_value(types[name], declared[name].default)
-                for name in declared}
+        return {
+            name: examples[name] if name in examples else changed_value(types[name], declared[name].default)
+            for name in declared
+        }
 
     @pytest.mark.parametrize("stride", [1, 2])
     def test_shape_and_backward(self, op: Any, stride: int) -> None:
@@ -272,8 +288,9 @@ class OpContract:
         in_channels, out_channels = self._channels(op)[0]
         for name in changed:
             others = {k: v for k, v in changed.items() if k != name}
-            assert _fingerprint(build_op(op, in_channels, out_channels, 1, others)) != \
-                _fingerprint(build_op(op, in_channels, out_channels, 1, changed)), f"option {name!r} changes nothing"
+            assert _fingerprint(build_op(op, in_channels, out_channels, 1, others)) != _fingerprint(
+                build_op(op, in_channels, out_channels, 1, changed)
+            ), f"option {name!r} changes nothing"
 
     def test_unknown_option_is_refused(self, op: Any) -> None:
         with pytest.raises(ValueError, match="no_such_option"):
@@ -309,8 +326,9 @@ class ControllerContract:
             return Result.failure("synthetic failure")
         return Result(reward=toy_reward(space, trial.genotype))
 
-    def _drive(self, controller: Controller[Any], space: SearchSpace[Any], steps: int,
-               fail_every: int | None = None) -> list[tuple[int, Any]]:
+    def _drive(
+        self, controller: Controller[Any], space: SearchSpace[Any], steps: int, fail_every: int | None = None
+    ) -> list[tuple[int, Any]]:
         seen = []
         for _ in range(steps):
             trial = controller.ask()
@@ -324,16 +342,18 @@ class ControllerContract:
         assert isinstance(controller, Controller)
         assert controller.seed == 5 and controller.finished is False
 
-    def test_same_seed_same_trials_other_seed_other_trials(self, make_controller: Callable[..., Any],
-                                                           space: SearchSpace[Any]) -> None:
+    def test_same_seed_same_trials_other_seed_other_trials(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         first = self._drive(make_controller(space, 3), space, self.steps)
         assert first == self._drive(make_controller(space, 3), space, self.steps)
         assert [trial_id for trial_id, _ in first] == list(range(self.steps))
         assert [g for _, g in first] != [g for _, g in self._drive(make_controller(space, 4), space, self.steps)]
 
     @pytest.mark.parametrize("cut", [1, 13])
-    def test_resume_continues_the_same_sequence(self, make_controller: Callable[..., Any], space: SearchSpace[Any],
-                                                cut: int) -> None:
+    def test_resume_continues_the_same_sequence(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any], cut: int
+    ) -> None:
         uninterrupted = self._drive(make_controller(space, 7), space, self.steps, fail_every=5)
         controller = make_controller(space, 7)
         head = self._drive(controller, space, cut, fail_every=5)
@@ -345,8 +365,9 @@ class ControllerContract:
         resumed.load_state_dict(_round_trip(snapshot))
         assert self._drive(resumed, space, self.steps - cut, fail_every=5) == tail
 
-    def test_pending_trials_are_reissued_after_resume(self, make_controller: Callable[..., Any],
-                                                      space: SearchSpace[Any]) -> None:
+    def test_pending_trials_are_reissued_after_resume(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         uninterrupted = self._drive(make_controller(space, 2), space, 12)
         controller = make_controller(space, 2)
         self._drive(controller, space, 6)
@@ -359,8 +380,9 @@ class ControllerContract:
         resumed.tell(again.id, self._result(space, again))
         assert self._drive(resumed, space, 5) == uninterrupted[7:]
 
-    def test_failed_results_do_not_break_the_controller(self, make_controller: Callable[..., Any],
-                                                        space: SearchSpace[Any]) -> None:
+    def test_failed_results_do_not_break_the_controller(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         self._drive(make_controller(space, 0), space, self.steps, fail_every=3)
         controller = make_controller(space, 0)
         assert len(self._drive(controller, space, self.steps, fail_every=1)) == self.steps  # every trial fails
@@ -385,8 +407,9 @@ class ControllerContract:
         assert [trial.id for trial in issued] == list(range(7))
         assert controller.ask() is None and controller.finished
 
-    def test_tell_rejects_unknown_and_repeated_ids(self, make_controller: Callable[..., Any],
-                                                   space: SearchSpace[Any]) -> None:
+    def test_tell_rejects_unknown_and_repeated_ids(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         controller = make_controller(space, 0)
         trial = controller.ask()
         with pytest.raises(ValueError, match="99"):
@@ -395,8 +418,9 @@ class ControllerContract:
         with pytest.raises(ValueError):
             controller.tell(trial.id, Result(reward=1.0))
 
-    def test_load_rejects_a_state_from_another_seed(self, make_controller: Callable[..., Any],
-                                                    space: SearchSpace[Any]) -> None:
+    def test_load_rejects_a_state_from_another_seed(
+        self, make_controller: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         state = make_controller(space, 1).state_dict()
         with pytest.raises(ValueError, match="seed"):
             make_controller(space, 2).load_state_dict(state)
@@ -419,8 +443,9 @@ def _check_plain(value: Any, path: str = "state") -> None:
         for i, item in enumerate(value):
             _check_plain(item, f"{path}[{i}]")
     else:
-        assert value is None or isinstance(value, (str, int, float, bool, torch.Tensor)), \
+        assert value is None or isinstance(value, (str, int, float, bool, torch.Tensor)), (
             f"{path} is a {type(value).__name__}: state_dict() must hold plain types and tensors"
+        )
 
 
 # ------------------------------------------------------------------------------------ evaluators
@@ -453,8 +478,9 @@ class EvaluatorContract:
         assert all(math.isfinite(v) for v in first.values() if isinstance(v, float))
         assert _without_timings(first) == _without_timings(second)
 
-    def test_a_broken_candidate_is_a_result_not_an_exception(self, make_evaluator: Callable[..., Any],
-                                                             space: SearchSpace[Any]) -> None:
+    def test_a_broken_candidate_is_a_result_not_an_exception(
+        self, make_evaluator: Callable[..., Any], space: SearchSpace[Any]
+    ) -> None:
         metrics = make_evaluator(space, 0).evaluate(_Broken(), 0)
         assert isinstance(metrics, dict) and isinstance(metrics.get("error"), str) and metrics["error"]
 
@@ -468,6 +494,12 @@ def _without_timings(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ControllerContract", "EvaluatorContract", "OpContract", "SpaceContract", "ToyGenotype", "ToySpace",
-    "changed_value", "toy_reward",
+    "ControllerContract",
+    "EvaluatorContract",
+    "OpContract",
+    "SpaceContract",
+    "ToyGenotype",
+    "ToySpace",
+    "changed_value",
+    "toy_reward",
 ]

@@ -46,6 +46,7 @@ class AuxiliaryOutput(Protocol):
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
+
 class Diverged(Exception):
     """The loss became NaN or infinite; the message says when."""
 
@@ -58,8 +59,11 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norms_and_bias
         return [{"params": params, "weight_decay": weight_decay}]
     decay = [p for p in params if p.ndim > 1]
     plain = [p for p in params if p.ndim <= 1]
-    return [group for group in ({"params": decay, "weight_decay": weight_decay},
-                                {"params": plain, "weight_decay": 0.0}) if group["params"]]
+    return [
+        group
+        for group in ({"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0})
+        if group["params"]
+    ]
 
 
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -127,8 +131,14 @@ class Trainer:
     one-hot rows it wants smoothed, not the teacher's soft labels).
     """
 
-    def __init__(self, model: nn.Module, recipe: Recipe, total_steps: int,
-                 device: torch.device | str = "cpu", schedules: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        recipe: Recipe,
+        total_steps: int,
+        device: torch.device | str = "cpu",
+        schedules: bool = True,
+    ) -> None:
         self.model, self.recipe, self.device = model, recipe, torch.device(device)
         self.total_steps = max(1, int(total_steps))
         self.steps_per_epoch = max(1, math.ceil(self.total_steps / recipe.epochs))
@@ -138,7 +148,8 @@ class Trainer:
             raise ValueError("the model has no trainable parameters")
         if recipe.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=recipe.learning_rate, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+                groups, lr=recipe.learning_rate, momentum=recipe.momentum, nesterov=recipe.momentum > 0
+            )
         else:
             self.optimizer = torch.optim.AdamW(groups, lr=recipe.learning_rate)
         self.parameters = [p for group in groups for p in group["params"]]
@@ -147,8 +158,7 @@ class Trainer:
         self.ema = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay is not None else None
         self.step = 0
         # ``schedules`` False: a fine-tune (FixRes) leaves the trained network's schedules where training left them.
-        self._scheduled = ([layer for layer in model.modules() if isinstance(layer, ScheduledLayer)]
-                           if schedules else [])
+        self._scheduled = [layer for layer in model.modules() if isinstance(layer, ScheduledLayer)] if schedules else []
 
     @property
     def evaluation_model(self) -> nn.Module:
@@ -158,11 +168,16 @@ class Trainer:
     def progress(self) -> float:
         return min(1.0, self.step / self.total_steps)
 
-    def train_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    after_step: Callable[[], None] | None = None, max_steps: int | None = None,
-                    keep_losses: bool = False, label: str = "epoch",
-                    set_mode: Callable[[nn.Module], None] | None = None) -> EpochStats:
+    def train_epoch(
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        after_step: Callable[[], None] | None = None,
+        max_steps: int | None = None,
+        keep_losses: bool = False,
+        label: str = "epoch",
+        set_mode: Callable[[nn.Module], None] | None = None,
+    ) -> EpochStats:
         """One pass over ``batches`` (at most ``max_steps`` steps); ``Diverged`` on a non-finite loss.
 
         ``set_mode`` puts the model in its training mode (default ``model.train()``; FixRes trains
@@ -186,8 +201,9 @@ class Trainer:
                 images = transform(images)
             self._set_progress()
             for group in self.optimizer.param_groups:
-                group["lr"] = recipe.learning_rate * learning_rate_factor(self.step, self.total_steps,
-                                                                          self.warmup_steps)
+                group["lr"] = recipe.learning_rate * learning_rate_factor(
+                    self.step, self.total_steps, self.warmup_steps
+                )
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits, aux = forward_with_aux(images) if forward_with_aux else (model(images), None)
                 smoothing = recipe.label_smoothing if targets.dim() == 1 else 0.0
@@ -235,8 +251,11 @@ class Trainer:
             layer.set_training_progress(progress)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"step": self.step, "model": self.model.state_dict(),
-                                 "optimizer": self.optimizer.state_dict()}
+        state: dict[str, Any] = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         if self.scaler is not None:
@@ -255,9 +274,12 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             device: torch.device | str = "cpu",
-             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[float, float]:
     """``(mean cross-entropy, top-1 accuracy)`` of ``model`` in eval mode; ``ValueError`` if empty."""
     model.eval()
     loss, correct, seen = 0.0, 0, 0
@@ -275,10 +297,16 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset: Any, batch_size: int, examples: int,
-                          device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                          within: Iterable[nn.Module] | None = None) -> None:
+def recalibrate_batchnorm(
+    model: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    examples: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    within: Iterable[nn.Module] | None = None,
+) -> None:
     """Recompute BatchNorm running statistics as exact averages over ``examples`` training images.
 
     After a few hundred steps the running averages lag far behind the weights, above all with

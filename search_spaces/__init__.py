@@ -11,6 +11,13 @@ from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype, Mob
 from search_spaces.nasnet import NasNetGenotype, NasNetSpace
 
 __all__ = [
-    "BlocksGenotype", "BlocksSpace", "EfficientNetGenotype", "EfficientNetSpace", "MobileNetV3Block", "MobileNetV3Genotype", "MobileNetV3Space",
-    "NasNetGenotype", "NasNetSpace",
+    "BlocksGenotype",
+    "BlocksSpace",
+    "EfficientNetGenotype",
+    "EfficientNetSpace",
+    "MobileNetV3Block",
+    "MobileNetV3Genotype",
+    "MobileNetV3Space",
+    "NasNetGenotype",
+    "NasNetSpace",
 ]

@@ -32,8 +32,14 @@ from search_spaces.blocks_genotype import (
 )
 from search_spaces.blocks_presets import PRESETS
 
-OPS = {"mbconv": "mbconv", "shufflenet_v2": "shufflenet_v2_unit", "shufflenet_v1": "shufflenet_v1_unit",
-       "bottleneck": "se_bottleneck", "dual_path": "dual_path_block", "dense": "dense_layer"}
+OPS = {
+    "mbconv": "mbconv",
+    "shufflenet_v2": "shufflenet_v2_unit",
+    "shufflenet_v1": "shufflenet_v1_unit",
+    "bottleneck": "se_bottleneck",
+    "dual_path": "dual_path_block",
+    "dense": "dense_layer",
+}
 
 
 def lower_stage(stage: Stage, channels: int, size: int, after_stem: bool, condensed: bool) -> list[BlockSpec]:
@@ -53,30 +59,47 @@ def _block(stage: Stage, index: int, channels: int, after_stem: bool, condensed:
     if isinstance(stage, MBConvStage):
         expand = make_divisible(channels * stage.expand_ratio)
         return stage.out_channels, {
-            "kernel_size": stage.kernel_size, "expand_channels": expand if expand != channels else 0,
-            "se_channels": make_divisible(expand // 4) if stage.se else 0, "se_gate": "hardsigmoid",
-            "activation": stage.activation}
+            "kernel_size": stage.kernel_size,
+            "expand_channels": expand if expand != channels else 0,
+            "se_channels": make_divisible(expand // 4) if stage.se else 0,
+            "se_gate": "hardsigmoid",
+            "activation": stage.activation,
+        }
     if isinstance(stage, ShuffleNetV2Stage):
         return stage.out_channels, {}
     if isinstance(stage, ShuffleNetV1Stage):
         return stage.out_channels, {"groups": stage.groups, "group_first": not after_stem}
     if isinstance(stage, BottleneckStage):
-        return stage.out_channels, {"mid_channels": stage.mid_channels, "groups": stage.groups,
-                                    "se_channels": stage.out_channels // 16 if stage.se else 0}
+        return stage.out_channels, {
+            "mid_channels": stage.mid_channels,
+            "groups": stage.groups,
+            "se_channels": stage.out_channels // 16 if stage.se else 0,
+        }
     if isinstance(stage, DualPathStage):
-        out = (stage.residual_channels + 3 * stage.increment if index == 0 else channels + stage.increment)
-        return out, {"residual_channels": stage.residual_channels, "bottleneck_channels": stage.bottleneck_channels,
-                     "groups": stage.groups, "projection": index == 0}
-    return channels + stage.growth, {"groups_1x1": stage.groups, "groups_3x3": stage.groups,
-                                     "condense_factor": stage.condense_factor, "bottleneck": stage.bottleneck,
-                                     "condensed": condensed}
+        out = stage.residual_channels + 3 * stage.increment if index == 0 else channels + stage.increment
+        return out, {
+            "residual_channels": stage.residual_channels,
+            "bottleneck_channels": stage.bottleneck_channels,
+            "groups": stage.groups,
+            "projection": index == 0,
+        }
+    return channels + stage.growth, {
+        "groups_1x1": stage.groups,
+        "groups_3x3": stage.groups,
+        "condense_factor": stage.condense_factor,
+        "bottleneck": stage.bottleneck,
+        "condensed": condensed,
+    }
 
 
 def lower_genotype(genotype: BlocksGenotype, num_classes: int, resolution: int) -> ChainNet:
     """The ChainNet of ``genotype`` at ``resolution``."""
     g = genotype
-    stem_op, stem_options = (("conv_bn_act", {"kernel_size": g.stem_kernel, "activation": "relu"}) if g.stem_norm
-                             else ("conv", {"kernel_size": g.stem_kernel}))
+    stem_op, stem_options = (
+        ("conv_bn_act", {"kernel_size": g.stem_kernel, "activation": "relu"})
+        if g.stem_norm
+        else ("conv", {"kernel_size": g.stem_kernel})
+    )
     stem = [BlockSpec(stem_op, 3, g.stem_channels, 2, resolution, stem_options)]
     if g.stem_pool:
         stem.append(BlockSpec("pool", g.stem_channels, g.stem_channels, 2, stem[0].output_size))
@@ -94,10 +117,20 @@ def lower_genotype(genotype: BlocksGenotype, num_classes: int, resolution: int) 
     if g.head_channels:
         head.append(BlockSpec("conv_bn_act", channels, g.head_channels, 1, size, {"kernel_size": 1}))
         channels = g.head_channels
-    return ChainNet(stem=tuple(stem), stages=tuple(stages), head=tuple(head),
-                    classifier=ClassifierSpec(channels, num_classes, dropout=g.dropout,
-                                              kept_features=int(channels * g.classifier_keep) if g.classifier_keep < 1 else 0), resolution=resolution,
-                    bn_eps=g.bn_eps, bn_momentum=g.bn_momentum)
+    return ChainNet(
+        stem=tuple(stem),
+        stages=tuple(stages),
+        head=tuple(head),
+        classifier=ClassifierSpec(
+            channels,
+            num_classes,
+            dropout=g.dropout,
+            kept_features=int(channels * g.classifier_keep) if g.classifier_keep < 1 else 0,
+        ),
+        resolution=resolution,
+        bn_eps=g.bn_eps,
+        bn_momentum=g.bn_momentum,
+    )
 
 
 # ------------------------------------------------------------------------------- the search space
@@ -122,11 +155,17 @@ def stage_for(family: str, width: float, depth: int) -> Stage:
     if family == "shufflenet_v2":
         return ShuffleNetV2Stage(out_channels=make_divisible(width), depth=depth)
     if family == "bottleneck":
-        return BottleneckStage(out_channels=make_divisible(width), depth=depth, mid_channels=make_divisible(width / 2),
-                               groups=8)
+        return BottleneckStage(
+            out_channels=make_divisible(width), depth=depth, mid_channels=make_divisible(width / 2), groups=8
+        )
     if family == "dual_path":
-        return DualPathStage(residual_channels=make_divisible(width * 3 / 4), increment=make_divisible(width / 16, 4),
-                             depth=depth, bottleneck_channels=make_divisible(width / 2), groups=8)
+        return DualPathStage(
+            residual_channels=make_divisible(width * 3 / 4),
+            increment=make_divisible(width / 16, 4),
+            depth=depth,
+            bottleneck_channels=make_divisible(width / 2),
+            groups=8,
+        )
     if family == "dense":
         return DenseStage(growth=make_divisible(width / 4, 4), depth=depth)
     raise ValueError(f"family: {family!r} is not valid; valid: {list(FAMILIES)}")
@@ -141,13 +180,18 @@ class BlocksSpace(SpaceBase[BlocksGenotype]):
     proxy_reduction = MappingProxyType({"resolution": 32})
 
     def decisions(self) -> list[Decision]:
-        return [Decision(f"stage{i}.{name}", choices) for i in range(len(BASE_WIDTHS))
-                for name, choices in (("family", FAMILIES), ("width", WIDTHS), ("depth", DEPTHS))]
+        return [
+            Decision(f"stage{i}.{name}", choices)
+            for i in range(len(BASE_WIDTHS))
+            for name, choices in (("family", FAMILIES), ("width", WIDTHS), ("depth", DEPTHS))
+        ]
 
     def decode(self, choices: Mapping[str, Any]) -> BlocksGenotype:
         check_choices(self.decisions(), choices)
-        stages = tuple(stage_for(choices[f"stage{i}.family"], base * choices[f"stage{i}.width"],
-                                 choices[f"stage{i}.depth"]) for i, base in enumerate(BASE_WIDTHS))
+        stages = tuple(
+            stage_for(choices[f"stage{i}.family"], base * choices[f"stage{i}.width"], choices[f"stage{i}.depth"])
+            for i, base in enumerate(BASE_WIDTHS)
+        )
         return BlocksGenotype(stages, stem_channels=SEARCH_STEM, head_channels=SEARCH_HEAD)
 
     def encode(self, genotype: BlocksGenotype) -> dict[str, Any]:
@@ -155,12 +199,18 @@ class BlocksSpace(SpaceBase[BlocksGenotype]):
             raise ValueError(f"stages: the search space has {len(BASE_WIDTHS)} stages, got {len(genotype.stages)}")
         choices: dict[str, Any] = {}
         for i, (base, stage) in enumerate(zip(BASE_WIDTHS, genotype.stages)):
-            matches = [w for w in WIDTHS if stage.family in FAMILIES and stage.depth in DEPTHS
-                       and stage_for(stage.family, base * w, stage.depth) == stage]
+            matches = [
+                w
+                for w in WIDTHS
+                if stage.family in FAMILIES
+                and stage.depth in DEPTHS
+                and stage_for(stage.family, base * w, stage.depth) == stage
+            ]
             if not matches:
                 raise ValueError(f"stages[{i}]: not a stage of the search space")
-            choices.update({f"stage{i}.family": stage.family, f"stage{i}.width": matches[0],
-                            f"stage{i}.depth": stage.depth})
+            choices.update(
+                {f"stage{i}.family": stage.family, f"stage{i}.width": matches[0], f"stage{i}.depth": stage.depth}
+            )
         if self.decode(choices) != genotype:
             raise ValueError("genotype is outside the search space (stem, head or settings differ)")
         return choices

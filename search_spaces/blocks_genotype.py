@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from nas.space_base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, Bound
 
@@ -15,12 +15,20 @@ from nas.space_base import BN_EPS, BN_MOMENTUM, PROBABILITY, RESOLUTION, Bound
 # per stage, 8 stages and 8192 channels leave room for any of them scaled up. These ranges alone let
 # a file describe a network far too big to build (dense stages widen by depth x growth), which
 # ``nas.api.lower`` refuses by its count on the meta device (``MAX_PARAMETERS``) before allocating it.
-BOUNDS: Mapping[str, Bound] = MappingProxyType({
-    "channels": Bound(1, 8192), "depth": Bound(1, 64), "stages": Bound(1, 8), "groups": Bound(1, 256),
-    "factor": Bound(1, 16), "resolution": RESOLUTION, "dropout": PROBABILITY, "bn_eps": BN_EPS,
-    "classifier_keep": Bound(0.0, 1.0, integer=False, low_open=True),
-    "bn_momentum": BN_MOMENTUM,
-})
+BOUNDS: Mapping[str, Bound] = MappingProxyType(
+    {
+        "channels": Bound(1, 8192),
+        "depth": Bound(1, 64),
+        "stages": Bound(1, 8),
+        "groups": Bound(1, 256),
+        "factor": Bound(1, 16),
+        "resolution": RESOLUTION,
+        "dropout": PROBABILITY,
+        "bn_eps": BN_EPS,
+        "classifier_keep": Bound(0.0, 1.0, integer=False, low_open=True),
+        "bn_momentum": BN_MOMENTUM,
+    }
+)
 
 
 def _check(stage: Any, integers: tuple[tuple[str, str], ...]) -> None:
@@ -91,8 +99,9 @@ class BottleneckStage:
     family: Literal["bottleneck"] = "bottleneck"
 
     def __post_init__(self) -> None:
-        _check(self, (("out_channels", "channels"), ("depth", "depth"), ("mid_channels", "channels"),
-                      ("groups", "groups")))
+        _check(
+            self, (("out_channels", "channels"), ("depth", "depth"), ("mid_channels", "channels"), ("groups", "groups"))
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +118,16 @@ class DualPathStage:
     family: Literal["dual_path"] = "dual_path"
 
     def __post_init__(self) -> None:
-        _check(self, (("residual_channels", "channels"), ("increment", "channels"), ("depth", "depth"),
-                      ("bottleneck_channels", "channels"), ("groups", "groups")))
+        _check(
+            self,
+            (
+                ("residual_channels", "channels"),
+                ("increment", "channels"),
+                ("depth", "depth"),
+                ("bottleneck_channels", "channels"),
+                ("groups", "groups"),
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,11 +145,19 @@ class DenseStage:
     family: Literal["dense"] = "dense"
 
     def __post_init__(self) -> None:
-        _check(self, (("growth", "channels"), ("depth", "depth"), ("groups", "groups"),
-                      ("condense_factor", "factor"), ("bottleneck", "factor")))
+        _check(
+            self,
+            (
+                ("growth", "channels"),
+                ("depth", "depth"),
+                ("groups", "groups"),
+                ("condense_factor", "factor"),
+                ("bottleneck", "factor"),
+            ),
+        )
 
 
-Stage = Union[MBConvStage, ShuffleNetV2Stage, ShuffleNetV1Stage, BottleneckStage, DualPathStage, DenseStage]
+Stage = MBConvStage | ShuffleNetV2Stage | ShuffleNetV1Stage | BottleneckStage | DualPathStage | DenseStage
 
 
 @dataclass(frozen=True)

@@ -56,16 +56,18 @@ B0_STAGES: tuple[Stage, ...] = (
 # former 2048 had no preset behind it. Weights grow with width^2 x depth: the corner (5, 8) has
 # 928M (3.5 GiB of float32), under ``nas.api.MAX_PARAMETERS``, the limit ``nas.api.lower`` (what
 # ``nas materialize`` builds from) enforces before allocating anything.
-BOUNDS: Mapping[str, Bound] = MappingProxyType({
-    "width": Bound(0.0, 5.0, integer=False, low_open=True),
-    "depth": Bound(0.0, 8.0, integer=False, low_open=True),
-    "resolution": RESOLUTION,
-    "dropout": PROBABILITY,
-    "stochastic_depth": PROBABILITY,
-    "bn_eps": BN_EPS,
-    "bn_momentum": BN_MOMENTUM,
-    "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only; width x width_multiplier must be a valid width
-})
+BOUNDS: Mapping[str, Bound] = MappingProxyType(
+    {
+        "width": Bound(0.0, 5.0, integer=False, low_open=True),
+        "depth": Bound(0.0, 8.0, integer=False, low_open=True),
+        "resolution": RESOLUTION,
+        "dropout": PROBABILITY,
+        "stochastic_depth": PROBABILITY,
+        "bn_eps": BN_EPS,
+        "bn_momentum": BN_MOMENTUM,
+        "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only; width x width_multiplier must be a valid width
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,9 @@ class EfficientNetGenotype:
 def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple[Stage, ...]:
     """Compound-scale a stage table: channels x ``width`` (rounded to 8), repeats x ``depth`` (ceil)."""
     return tuple(
-        replace(stage, out_channels=make_divisible(stage.out_channels * width),
-                repeats=round_repeats(stage.repeats, depth))
+        replace(
+            stage, out_channels=make_divisible(stage.out_channels * width), repeats=round_repeats(stage.repeats, depth)
+        )
         for stage in stages
     )
 
@@ -135,8 +138,9 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
 
     def decode(self, choices: Mapping[str, Any]) -> EfficientNetGenotype:
         check_choices(self.decisions(), choices)
-        return EfficientNetGenotype(width=float(choices["width"]), depth=float(choices["depth"]),
-                                    resolution=int(choices["resolution"]))
+        return EfficientNetGenotype(
+            width=float(choices["width"]), depth=float(choices["depth"]), resolution=int(choices["resolution"])
+        )
 
     def encode(self, genotype: EfficientNetGenotype) -> dict[str, Any]:
         choices = {"width": genotype.width, "depth": genotype.depth, "resolution": genotype.resolution}
@@ -146,8 +150,9 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
     def presets(self) -> dict[str, EfficientNetGenotype]:
         return dict(PRESETS)
 
-    def scale(self, genotype: EfficientNetGenotype, *, width: float, depth: float,
-              resolution: float) -> EfficientNetGenotype:
+    def scale(
+        self, genotype: EfficientNetGenotype, *, width: float, depth: float, resolution: float
+    ) -> EfficientNetGenotype:
         """``genotype`` ``width`` times wider, ``depth`` times deeper, at ``resolution`` times its input size.
 
         The multipliers compose with the genotype's own over B0 (rounded to 12 decimals, so that
@@ -155,45 +160,84 @@ class EfficientNetSpace(SpaceBase[EfficientNetGenotype]):
         B0 by 1.2 equals the genotype of width 1.2, as the reference builds B3 from B0. The rates
         (dropout, stochastic depth) are the genotype's own: the published ones are a table, not a rule.
         """
-        return replace(genotype, width=round(genotype.width * width, 12), depth=round(genotype.depth * depth, 12),
-                       resolution=scale_resolution(genotype.resolution, resolution))
+        return replace(
+            genotype,
+            width=round(genotype.width * width, 12),
+            depth=round(genotype.depth * depth, 12),
+            resolution=scale_resolution(genotype.resolution, resolution),
+        )
 
-    def lower(self, genotype: EfficientNetGenotype, *, num_classes: int = 1000,
-              resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
+    def lower(
+        self,
+        genotype: EfficientNetGenotype,
+        *,
+        num_classes: int = 1000,
+        resolution: int | None = None,
+        width_multiplier: float = 1.0,
+    ) -> ChainNet:
         """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies (``BOUNDS``)."""
         if resolution is not None:
             BOUNDS["resolution"].check("resolution", resolution)
         BOUNDS["width_multiplier"].check("width_multiplier", width_multiplier)
         width = genotype.width * width_multiplier
         if width not in BOUNDS["width"]:
-            raise ValueError(f"width_multiplier: width {genotype.width!r} x {width_multiplier!r} = {width!r} "
-                             f"is outside {BOUNDS['width']}")
+            raise ValueError(
+                f"width_multiplier: width {genotype.width!r} x {width_multiplier!r} = {width!r} "
+                f"is outside {BOUNDS['width']}"
+            )
         size = resolution or genotype.resolution
         stages = scale_stages(B0_STAGES, width, genotype.depth)
         total = sum(stage.repeats for stage in stages)
-        stem = BlockSpec("conv_bn_act", 3, make_divisible(B0_STEM_CHANNELS * width), 2, size,
-                         {"kernel_size": 3, "activation": "silu"})
+        stem = BlockSpec(
+            "conv_bn_act",
+            3,
+            make_divisible(B0_STEM_CHANNELS * width),
+            2,
+            size,
+            {"kernel_size": 3, "activation": "silu"},
+        )
         channels, size, index, lowered = stem.out_channels, stem.output_size, 0, []
         for stage in stages:
             blocks = []
             for repeat in range(stage.repeats):
                 stride = stage.stride if repeat == 0 else 1
-                blocks.append(BlockSpec("mbconv", channels, stage.out_channels, stride, size, {
-                    "kernel_size": stage.kernel_size,
-                    "expand_channels": make_divisible(channels * stage.expand_ratio) if stage.expand_ratio != 1 else 0,
-                    "se_channels": max(1, channels // 4),  # SE ratio 0.25 of the block *input* (§3.1)
-                    "se_gate": "sigmoid", "se_activation": "silu", "activation": "silu",
-                    # Stochastic depth grows linearly with block index (torchvision, TF drop_connect).
-                    "drop_path": genotype.stochastic_depth * index / total,
-                }))
+                blocks.append(
+                    BlockSpec(
+                        "mbconv",
+                        channels,
+                        stage.out_channels,
+                        stride,
+                        size,
+                        {
+                            "kernel_size": stage.kernel_size,
+                            "expand_channels": make_divisible(channels * stage.expand_ratio)
+                            if stage.expand_ratio != 1
+                            else 0,
+                            "se_channels": max(1, channels // 4),  # SE ratio 0.25 of the block *input* (§3.1)
+                            "se_gate": "sigmoid",
+                            "se_activation": "silu",
+                            "activation": "silu",
+                            # Stochastic depth grows linearly with block index (torchvision, TF drop_connect).
+                            "drop_path": genotype.stochastic_depth * index / total,
+                        },
+                    )
+                )
                 channels, size, index = stage.out_channels, conv_output_size(size, stride), index + 1
             lowered.append(tuple(blocks))
-        head = BlockSpec("conv_bn_act", channels, make_divisible(B0_HEAD_CHANNELS * width), 1, size,
-                         {"kernel_size": 1, "activation": "silu"})
+        head = BlockSpec(
+            "conv_bn_act",
+            channels,
+            make_divisible(B0_HEAD_CHANNELS * width),
+            1,
+            size,
+            {"kernel_size": 1, "activation": "silu"},
+        )
         return ChainNet(
-            stem=stem, stages=tuple(lowered), head=head,
+            stem=stem,
+            stages=tuple(lowered),
+            head=head,
             classifier=ClassifierSpec(head.out_channels, num_classes, dropout=genotype.dropout),
             resolution=resolution or genotype.resolution,
-            bn_eps=genotype.bn_eps, bn_momentum=genotype.bn_momentum,
+            bn_eps=genotype.bn_eps,
+            bn_momentum=genotype.bn_momentum,
         )
-

@@ -31,15 +31,17 @@ Nonlinearity = Literal["relu", "hardswish"]
 # in about a second (``nas show``), like EfficientNet-B7. Memory grows with blocks x channels^2,
 # which these ranges alone do not cap; ``nas.api.lower`` (what ``nas materialize`` builds from)
 # refuses any network over ``nas.api.MAX_PARAMETERS`` weights (4 GiB of float32) before allocating it.
-BOUNDS: Mapping[str, Bound] = MappingProxyType({
-    "blocks": Bound(1, 64),  # number of bottlenecks
-    "channels": Bound(1, 8192),  # expand/out channels of a block, stem, head and classifier widths
-    "resolution": RESOLUTION,
-    "dropout": PROBABILITY,
-    "bn_eps": BN_EPS,
-    "bn_momentum": BN_MOMENTUM,
-    "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only
-})
+BOUNDS: Mapping[str, Bound] = MappingProxyType(
+    {
+        "blocks": Bound(1, 64),  # number of bottlenecks
+        "channels": Bound(1, 8192),  # expand/out channels of a block, stem, head and classifier widths
+        "resolution": RESOLUTION,
+        "dropout": PROBABILITY,
+        "bn_eps": BN_EPS,
+        "bn_momentum": BN_MOMENTUM,
+        "width_multiplier": WIDTH_MULTIPLIER,  # ``lower`` only
+    }
+)
 KERNEL_SIZES = (3, 5, 7)
 STRIDES = (1, 2)
 
@@ -92,20 +94,49 @@ def _blocks(rows: list[tuple[int, int, int, bool, str, int]]) -> tuple[MobileNet
 
 RE, HS = "relu", "hardswish"
 # Paper Table 1 (kernel, exp, out, SE, NL, stride), final version; same numbers as torchvision.
-LARGE = MobileNetV3Genotype(_blocks([
-    (3, 16, 16, False, RE, 1), (3, 64, 24, False, RE, 2), (3, 72, 24, False, RE, 1),
-    (5, 72, 40, True, RE, 2), (5, 120, 40, True, RE, 1), (5, 120, 40, True, RE, 1),
-    (3, 240, 80, False, HS, 2), (3, 200, 80, False, HS, 1), (3, 184, 80, False, HS, 1),
-    (3, 184, 80, False, HS, 1), (3, 480, 112, True, HS, 1), (3, 672, 112, True, HS, 1),
-    (5, 672, 160, True, HS, 2), (5, 960, 160, True, HS, 1), (5, 960, 160, True, HS, 1),
-]), head_channels=960, classifier_hidden=1280)
+LARGE = MobileNetV3Genotype(
+    _blocks(
+        [
+            (3, 16, 16, False, RE, 1),
+            (3, 64, 24, False, RE, 2),
+            (3, 72, 24, False, RE, 1),
+            (5, 72, 40, True, RE, 2),
+            (5, 120, 40, True, RE, 1),
+            (5, 120, 40, True, RE, 1),
+            (3, 240, 80, False, HS, 2),
+            (3, 200, 80, False, HS, 1),
+            (3, 184, 80, False, HS, 1),
+            (3, 184, 80, False, HS, 1),
+            (3, 480, 112, True, HS, 1),
+            (3, 672, 112, True, HS, 1),
+            (5, 672, 160, True, HS, 2),
+            (5, 960, 160, True, HS, 1),
+            (5, 960, 160, True, HS, 1),
+        ]
+    ),
+    head_channels=960,
+    classifier_hidden=1280,
+)
 # Paper Table 2. The table marks SE on the last 1x1 conv; the reference models have none there.
-SMALL = MobileNetV3Genotype(_blocks([
-    (3, 16, 16, True, RE, 2), (3, 72, 24, False, RE, 2), (3, 88, 24, False, RE, 1),
-    (5, 96, 40, True, HS, 2), (5, 240, 40, True, HS, 1), (5, 240, 40, True, HS, 1),
-    (5, 120, 48, True, HS, 1), (5, 144, 48, True, HS, 1), (5, 288, 96, True, HS, 2),
-    (5, 576, 96, True, HS, 1), (5, 576, 96, True, HS, 1),
-]), head_channels=576, classifier_hidden=1024)
+SMALL = MobileNetV3Genotype(
+    _blocks(
+        [
+            (3, 16, 16, True, RE, 2),
+            (3, 72, 24, False, RE, 2),
+            (3, 88, 24, False, RE, 1),
+            (5, 96, 40, True, HS, 2),
+            (5, 240, 40, True, HS, 1),
+            (5, 240, 40, True, HS, 1),
+            (5, 120, 48, True, HS, 1),
+            (5, 144, 48, True, HS, 1),
+            (5, 288, 96, True, HS, 2),
+            (5, 576, 96, True, HS, 1),
+            (5, 576, 96, True, HS, 1),
+        ]
+    ),
+    head_channels=576,
+    classifier_hidden=1024,
+)
 
 
 def scale_width(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3Genotype:
@@ -121,14 +152,21 @@ def scale_width(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3
         expand = make_divisible(new_in * block.expand_channels / old_in)
         blocks.append(replace(block, expand_channels=expand, out_channels=out))
         old_in, new_in = block.out_channels, out
-    return replace(genotype, blocks=tuple(blocks), stem_channels=make_divisible(genotype.stem_channels * multiplier),
-                   head_channels=make_divisible(genotype.head_channels * multiplier))
+    return replace(
+        genotype,
+        blocks=tuple(blocks),
+        stem_channels=make_divisible(genotype.stem_channels * multiplier),
+        head_channels=make_divisible(genotype.head_channels * multiplier),
+    )
 
 
 def _repeat(block: MobileNetV3Block, in_channels: int) -> MobileNetV3Block:
     """The block that repeats ``block`` (input ``in_channels``) after it: stride 1, same expansion ratio."""
-    expand = block.expand_channels if in_channels == block.out_channels else \
-        make_divisible(block.out_channels * block.expand_channels / in_channels)
+    expand = (
+        block.expand_channels
+        if in_channels == block.out_channels
+        else make_divisible(block.out_channels * block.expand_channels / in_channels)
+    )
     return replace(block, expand_channels=expand, stride=1)
 
 
@@ -144,8 +182,10 @@ def scale_depth(genotype: MobileNetV3Genotype, multiplier: float) -> MobileNetV3
     in_channels, index = genotype.stem_channels, 0
     while index < len(genotype.blocks):
         stage = [genotype.blocks[index]]
-        while index + len(stage) < len(genotype.blocks) and \
-                genotype.blocks[index + len(stage)].out_channels == stage[0].out_channels:
+        while (
+            index + len(stage) < len(genotype.blocks)
+            and genotype.blocks[index + len(stage)].out_channels == stage[0].out_channels
+        ):
             stage.append(genotype.blocks[index + len(stage)])
         rows, previous_in = [[stage[0]]], in_channels
         for block in stage[1:]:
@@ -170,8 +210,12 @@ PRESETS: dict[str, MobileNetV3Genotype] = {
 
 # The stage skeleton of V3-Large: (out_channels, first stride, nonlinearity).
 STAGES: tuple[tuple[int, int, Nonlinearity], ...] = (
-    (16, 1, "relu"), (24, 2, "relu"), (40, 2, "relu"),
-    (80, 2, "hardswish"), (112, 1, "hardswish"), (160, 2, "hardswish"),
+    (16, 1, "relu"),
+    (24, 2, "relu"),
+    (40, 2, "relu"),
+    (80, 2, "hardswish"),
+    (112, 1, "hardswish"),
+    (160, 2, "hardswish"),
 )
 EXPAND_RATIOS = (1, 3, 4, 6)
 DEPTHS = (1, 2, 3, 4)
@@ -202,8 +246,16 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         for i, (out, stride, nonlinearity) in enumerate(STAGES):
             for repeat in range(choices[f"stage{i}.depth"]):
                 expand = make_divisible(in_channels * choices[f"stage{i}.expand_ratio"])
-                blocks.append(MobileNetV3Block(choices[f"stage{i}.kernel_size"], expand, out,
-                                               choices[f"stage{i}.se"], nonlinearity, stride if repeat == 0 else 1))
+                blocks.append(
+                    MobileNetV3Block(
+                        choices[f"stage{i}.kernel_size"],
+                        expand,
+                        out,
+                        choices[f"stage{i}.se"],
+                        nonlinearity,
+                        stride if repeat == 0 else 1,
+                    )
+                )
                 in_channels = out
         return MobileNetV3Genotype(tuple(blocks))
 
@@ -215,12 +267,19 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
             while remaining and remaining[0].out_channels == out:
                 stage.append(remaining.pop(0))
             if not stage:
-                raise ValueError(f"blocks: stage {i} (out_channels {out}) is missing; the genotype is "
-                                 "outside the factorized space")
+                raise ValueError(
+                    f"blocks: stage {i} (out_channels {out}) is missing; the genotype is outside the factorized space"
+                )
             ratios = [r for r in EXPAND_RATIOS if make_divisible(in_channels * r) == stage[0].expand_channels]
             first = stage[0]
-            choices.update({f"stage{i}.kernel_size": first.kernel_size, f"stage{i}.se": first.se,
-                            f"stage{i}.depth": len(stage), f"stage{i}.expand_ratio": ratios[0] if ratios else None})
+            choices.update(
+                {
+                    f"stage{i}.kernel_size": first.kernel_size,
+                    f"stage{i}.se": first.se,
+                    f"stage{i}.depth": len(stage),
+                    f"stage{i}.expand_ratio": ratios[0] if ratios else None,
+                }
+            )
             if not ratios or any((b.kernel_size, b.se) != (first.kernel_size, first.se) for b in stage):
                 raise ValueError(f"blocks: stage {i} is not uniform; the genotype is outside the factorized space")
             in_channels = out
@@ -234,8 +293,9 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
     def presets(self) -> dict[str, MobileNetV3Genotype]:
         return dict(PRESETS)
 
-    def scale(self, genotype: MobileNetV3Genotype, *, width: float, depth: float,
-              resolution: float) -> MobileNetV3Genotype:
+    def scale(
+        self, genotype: MobileNetV3Genotype, *, width: float, depth: float, resolution: float
+    ) -> MobileNetV3Genotype:
         """``genotype`` ``width`` times wider, ``depth`` times deeper, at ``resolution`` times its input size.
 
         Widths as ``scale_width`` (stem and head included, expansion ratios kept); the classifier's
@@ -276,28 +336,39 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         names = self.prunable_widths(genotype)
         if set(widths) != set(names):
             missing, unknown = sorted(set(names) - set(widths)), sorted(set(widths) - set(names))
-            raise ValueError(f"widths: need exactly the prunable widths of this genotype; missing {missing[:3]}, "
-                             f"unknown {unknown[:3]}")
+            raise ValueError(
+                f"widths: need exactly the prunable widths of this genotype; missing {missing[:3]}, "
+                f"unknown {unknown[:3]}"
+            )
         for name, value in widths.items():
             BOUNDS["channels"].check(name, value)
         new_in, blocks = widths["stem_channels"], []
         for i, block in enumerate(genotype.blocks):
             expand_name, out_name = f"blocks.{i}.expand_channels", f"blocks.{i}.out_channels"
-            expand = widths[expand_name] if expand_name in widths else new_in
-            out = widths[out_name] if out_name in widths else new_in
+            expand = widths.get(expand_name, new_in)
+            out = widths.get(out_name, new_in)
             if expand_name in widths and expand == new_in:
-                raise ValueError(f"{expand_name}: {expand} equals the block's input width, so its expansion layer "
-                                 "would vanish")
+                raise ValueError(
+                    f"{expand_name}: {expand} equals the block's input width, so its expansion layer would vanish"
+                )
             if out_name in widths and block.stride == 1 and out == new_in:
-                raise ValueError(f"{out_name}: {out} equals the block's input width, so a residual connection would "
-                                 "appear")
+                raise ValueError(
+                    f"{out_name}: {out} equals the block's input width, so a residual connection would appear"
+                )
             blocks.append(replace(block, expand_channels=expand, out_channels=out))
             new_in = out
-        return replace(genotype, blocks=tuple(blocks), stem_channels=widths["stem_channels"],
-                       head_channels=widths["head_channels"])
+        return replace(
+            genotype, blocks=tuple(blocks), stem_channels=widths["stem_channels"], head_channels=widths["head_channels"]
+        )
 
-    def lower(self, genotype: MobileNetV3Genotype, *, num_classes: int = 1000,
-              resolution: int | None = None, width_multiplier: float = 1.0) -> ChainNet:
+    def lower(
+        self,
+        genotype: MobileNetV3Genotype,
+        *,
+        num_classes: int = 1000,
+        resolution: int | None = None,
+        width_multiplier: float = 1.0,
+    ) -> ChainNet:
         """The ChainNet of ``genotype``; ``resolution``/``width_multiplier`` shrink proxies (``BOUNDS``)."""
         if resolution is not None:
             BOUNDS["resolution"].check("resolution", resolution)
@@ -306,27 +377,47 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
             try:
                 genotype = scale_width(genotype, width_multiplier)  # re-validated by ``replace``
             except ValueError as error:
-                raise ValueError(f"width_multiplier: {width_multiplier!r} scales a width out of range ({error})") from None
+                raise ValueError(
+                    f"width_multiplier: {width_multiplier!r} scales a width out of range ({error})"
+                ) from None
         size = resolution or genotype.resolution
-        stem = BlockSpec("conv_bn_act", 3, genotype.stem_channels, 2, size, {"kernel_size": 3, "activation": "hardswish"})
+        stem = BlockSpec(
+            "conv_bn_act", 3, genotype.stem_channels, 2, size, {"kernel_size": 3, "activation": "hardswish"}
+        )
         channels, size, blocks = stem.out_channels, stem.output_size, []
         for block in genotype.blocks:
-            blocks.append(BlockSpec("mbconv", channels, block.out_channels, block.stride, size, {
-                "kernel_size": block.kernel_size,
-                "expand_channels": block.expand_channels if block.expand_channels != channels else 0,
-                # SE squeezes to 1/4 of the expansion width, rounded to 8, hard-sigmoid gate (§5.3).
-                "se_channels": make_divisible(block.expand_channels // 4) if block.se else 0,
-                "se_gate": "hardsigmoid", "se_activation": "relu", "activation": block.activation,
-            }))
+            blocks.append(
+                BlockSpec(
+                    "mbconv",
+                    channels,
+                    block.out_channels,
+                    block.stride,
+                    size,
+                    {
+                        "kernel_size": block.kernel_size,
+                        "expand_channels": block.expand_channels if block.expand_channels != channels else 0,
+                        # SE squeezes to 1/4 of the expansion width, rounded to 8, hard-sigmoid gate (§5.3).
+                        "se_channels": make_divisible(block.expand_channels // 4) if block.se else 0,
+                        "se_gate": "hardsigmoid",
+                        "se_activation": "relu",
+                        "activation": block.activation,
+                    },
+                )
+            )
             channels, size = block.out_channels, conv_output_size(size, block.stride)
-        head = BlockSpec("conv_bn_act", channels, genotype.head_channels, 1, size,
-                         {"kernel_size": 1, "activation": "hardswish"})
+        head = BlockSpec(
+            "conv_bn_act", channels, genotype.head_channels, 1, size, {"kernel_size": 1, "activation": "hardswish"}
+        )
         return ChainNet(
-            stem=stem, stages=_group_stages(blocks), head=head,
-            classifier=ClassifierSpec(head.out_channels, num_classes, genotype.classifier_hidden,
-                                      "hardswish", genotype.dropout),
+            stem=stem,
+            stages=_group_stages(blocks),
+            head=head,
+            classifier=ClassifierSpec(
+                head.out_channels, num_classes, genotype.classifier_hidden, "hardswish", genotype.dropout
+            ),
             resolution=resolution or genotype.resolution,
-            bn_eps=genotype.bn_eps, bn_momentum=genotype.bn_momentum,
+            bn_eps=genotype.bn_eps,
+            bn_momentum=genotype.bn_momentum,
         )
 
 
@@ -338,4 +429,3 @@ def _group_stages(blocks: list[BlockSpec]) -> tuple[tuple[BlockSpec, ...], ...]:
             stages.append([])
         stages[-1].append(block)
     return tuple(tuple(stage) for stage in stages)
-

@@ -26,9 +26,19 @@ from nas.space_base import BN_EPS, PROBABILITY, RESOLUTION, Bound, SpaceBase
 NUM_BLOCKS = 5
 # The NASNet search space: 13 operations (arXiv 1707.07012 §3, Fig. 3 / App. A.4), all in ``nas.ops``.
 NASNET_OPS: tuple[str, ...] = (
-    "identity", "conv_1x3_3x1", "conv_1x7_7x1", "dil_conv_3x3",
-    "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
-    "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
+    "identity",
+    "conv_1x3_3x1",
+    "conv_1x7_7x1",
+    "dil_conv_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "max_pool_5x5",
+    "max_pool_7x7",
+    "conv_1x1",
+    "conv_3x3",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "sep_conv_7x7",
 )
 FILTER_MULTIPLE = 24  # F = 24 x the first stack's filters (NASNet-A)
 
@@ -48,16 +58,18 @@ FILTER_MULTIPLE = 24  # F = 24 x the first stack's filters (NASNet-A)
 # ``nas materialize`` builds from) refuses any network over ``nas.api.MAX_PARAMETERS`` weights
 # (4 GiB of float32) before allocating it. NASNet-A Large with every op replaced by the heaviest
 # of the 13 (907M weights, 3.4 GiB) is under that limit.
-BOUNDS: Mapping[str, Bound] = MappingProxyType({
-    "num_cells": Bound(1, 12),
-    "penultimate_filters": Bound(FILTER_MULTIPLE, FILTER_MULTIPLE * 1024),
-    "cell_blocks": Bound(1, 8),  # blocks per cell (normal and reduction)
-    "stem_multiplier": Bound(0.125, 8.0, integer=False),
-    "resolution": RESOLUTION,
-    "dropout": PROBABILITY,
-    "drop_path_keep_prob": Bound(0.0, 1.0, integer=False, low_open=True),
-    "bn_eps": BN_EPS,
-})
+BOUNDS: Mapping[str, Bound] = MappingProxyType(
+    {
+        "num_cells": Bound(1, 12),
+        "penultimate_filters": Bound(FILTER_MULTIPLE, FILTER_MULTIPLE * 1024),
+        "cell_blocks": Bound(1, 8),  # blocks per cell (normal and reduction)
+        "stem_multiplier": Bound(0.125, 8.0, integer=False),
+        "resolution": RESOLUTION,
+        "dropout": PROBABILITY,
+        "drop_path_keep_prob": Bound(0.0, 1.0, integer=False, low_open=True),
+        "bn_eps": BN_EPS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -122,8 +134,9 @@ class CellTopology:
 
     def graph(self) -> CellGraph:
         """The cell as the IR's DAG: two inputs, one node per block with its two edges, the concat as output."""
-        nodes = tuple(CellNode((CellEdge(b.input_a, b.op_a), CellEdge(b.input_b, b.op_b)), b.combine)
-                      for b in self.blocks)
+        nodes = tuple(
+            CellNode((CellEdge(b.input_a, b.op_a), CellEdge(b.input_b, b.op_b)), b.combine) for b in self.blocks
+        )
         return CellGraph(2, nodes, self.concat, "concat")
 
 
@@ -154,9 +167,13 @@ class NasNetGenotype:
         if filters not in bound or filters % FILTER_MULTIPLE:
             if isinstance(filters, bool) or not isinstance(filters, int):
                 bound.check("penultimate_filters", filters)  # "expected an integer"
-            raise ValueError(f"penultimate_filters: must be a multiple of {FILTER_MULTIPLE} in {bound}, got {filters!r}")
+            raise ValueError(
+                f"penultimate_filters: must be a multiple of {FILTER_MULTIPLE} in {bound}, got {filters!r}"
+            )
         if self.stem == "imagenet" and filters < 4 * FILTER_MULTIPLE:  # its first stem cell has F / 96 filters
-            raise ValueError(f"penultimate_filters: the imagenet stem needs at least {4 * FILTER_MULTIPLE}, got {filters!r}")
+            raise ValueError(
+                f"penultimate_filters: the imagenet stem needs at least {4 * FILTER_MULTIPLE}, got {filters!r}"
+            )
 
     @property
     def filters(self) -> int:
@@ -169,31 +186,55 @@ def _cell(rows: list[tuple[int, str, int, str]], concat: tuple[int, ...]) -> Cel
 
 
 # NASNet-A (TF nasnet_utils.py: 0 = h_i, 1 = h_{i-1}); concat = states with used_hiddenstates 0.
-NASNET_A_NORMAL = _cell([
-    (0, "sep_conv_5x5", 1, "sep_conv_3x3"),
-    (1, "sep_conv_5x5", 1, "sep_conv_3x3"),
-    (0, "avg_pool_3x3", 1, "identity"),
-    (1, "avg_pool_3x3", 1, "avg_pool_3x3"),
-    (0, "sep_conv_3x3", 0, "identity"),
-], concat=(1, 2, 3, 4, 5, 6))
-NASNET_A_REDUCTION = _cell([
-    (0, "sep_conv_5x5", 1, "sep_conv_7x7"),
-    (0, "max_pool_3x3", 1, "sep_conv_7x7"),
-    (0, "avg_pool_3x3", 1, "sep_conv_5x5"),
-    (3, "identity", 2, "avg_pool_3x3"),
-    (2, "sep_conv_3x3", 0, "max_pool_3x3"),
-], concat=(3, 4, 5, 6))
+NASNET_A_NORMAL = _cell(
+    [
+        (0, "sep_conv_5x5", 1, "sep_conv_3x3"),
+        (1, "sep_conv_5x5", 1, "sep_conv_3x3"),
+        (0, "avg_pool_3x3", 1, "identity"),
+        (1, "avg_pool_3x3", 1, "avg_pool_3x3"),
+        (0, "sep_conv_3x3", 0, "identity"),
+    ],
+    concat=(1, 2, 3, 4, 5, 6),
+)
+NASNET_A_REDUCTION = _cell(
+    [
+        (0, "sep_conv_5x5", 1, "sep_conv_7x7"),
+        (0, "max_pool_3x3", 1, "sep_conv_7x7"),
+        (0, "avg_pool_3x3", 1, "sep_conv_5x5"),
+        (3, "identity", 2, "avg_pool_3x3"),
+        (2, "sep_conv_3x3", 0, "max_pool_3x3"),
+    ],
+    concat=(3, 4, 5, 6),
+)
 
 # TF-slim cifar_config / mobile_imagenet_config / large_imagenet_config (paper-facts §1.4).
 PRESETS: dict[str, NasNetGenotype] = {
     "nasnet-a-cifar": NasNetGenotype(NASNET_A_NORMAL, NASNET_A_REDUCTION),
     "nasnet-a-mobile": NasNetGenotype(
-        NASNET_A_NORMAL, NASNET_A_REDUCTION, num_cells=4, penultimate_filters=1056, stem="imagenet",
-        stem_multiplier=1.0, resolution=224, dropout=0.5, drop_path_keep_prob=1.0, bn_eps=1e-3),
+        NASNET_A_NORMAL,
+        NASNET_A_REDUCTION,
+        num_cells=4,
+        penultimate_filters=1056,
+        stem="imagenet",
+        stem_multiplier=1.0,
+        resolution=224,
+        dropout=0.5,
+        drop_path_keep_prob=1.0,
+        bn_eps=1e-3,
+    ),
     "nasnet-a-large": NasNetGenotype(
-        NASNET_A_NORMAL, NASNET_A_REDUCTION, num_cells=6, penultimate_filters=4032, stem="imagenet",
-        stem_multiplier=3.0, resolution=331, dropout=0.5, drop_path_keep_prob=0.7,
-        skip_reduction_layer_input=True, bn_eps=1e-3),
+        NASNET_A_NORMAL,
+        NASNET_A_REDUCTION,
+        num_cells=6,
+        penultimate_filters=4032,
+        stem="imagenet",
+        stem_multiplier=3.0,
+        resolution=331,
+        dropout=0.5,
+        drop_path_keep_prob=0.7,
+        skip_reduction_layer_input=True,
+        bn_eps=1e-3,
+    ),
 }
 
 
@@ -210,8 +251,9 @@ class _Builder:
         # ScheduledDropPath, depth part: keep = 1 - (cell + 1) / total * (1 - keep) (App. A.5, "v3").
         drop = (i + 1) / self.total_cells * (1 - self.genotype.drop_path_keep_prob)
         inputs = (self._input(i, filters), self._prev_input(i, prev, filters))
-        spec = CellSpec(topology.graph(), reduction, filters, inputs, _matches(topology, inputs, reduction, filters),
-                        drop)
+        spec = CellSpec(
+            topology.graph(), reduction, filters, inputs, _matches(topology, inputs, reduction, filters), drop
+        )
         self.cells.append(spec)
         self.channels.append(spec.out_channels)
         self.sizes.append(spec.output_size)
@@ -234,15 +276,18 @@ class _Builder:
         return CellInput(state, channels, size, BlockSpec("conv_1x1", channels, filters, 1, size))
 
 
-def _matches(topology: CellTopology, inputs: tuple[CellInput, ...], reduction: bool,
-             filters: int) -> tuple[BlockSpec | None, ...]:
+def _matches(
+    topology: CellTopology, inputs: tuple[CellInput, ...], reduction: bool, filters: int
+) -> tuple[BlockSpec | None, ...]:
     """Cell inputs in the output are matched in size and width by FactorizedReduce without its ReLU (TF
     ``_combine_unused_states``); nothing to match gives ``()``."""
     size, stride = inputs[0].output_size, 2 if reduction else 1
     matches = tuple(
         BlockSpec("factorized_reduce", inputs[index].out_channels, filters, stride, size, {"relu": False})
-        if index < 2 and (reduction or inputs[index].out_channels != filters) else None
-        for index in topology.concat)
+        if index < 2 and (reduction or inputs[index].out_channels != filters)
+        else None
+        for index in topology.concat
+    )
     return matches if any(match is not None for match in matches) else ()
 
 
@@ -274,8 +319,10 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
             for k in range(NUM_BLOCKS):
                 prefix, inputs = f"{cell}.block{k}", tuple(range(k + 2))
                 decisions += [
-                    Decision(f"{prefix}.input_a", inputs), Decision(f"{prefix}.input_b", inputs),
-                    Decision(f"{prefix}.op_a", NASNET_OPS), Decision(f"{prefix}.op_b", NASNET_OPS),
+                    Decision(f"{prefix}.input_a", inputs),
+                    Decision(f"{prefix}.input_b", inputs),
+                    Decision(f"{prefix}.op_a", NASNET_OPS),
+                    Decision(f"{prefix}.op_b", NASNET_OPS),
                     Decision(f"{prefix}.combine", COMBINES),
                 ]
         return decisions
@@ -285,7 +332,12 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
         cells = {}
         for cell in ("normal", "reduction"):
             blocks = tuple(
-                CellBlock(*(choices[f"{cell}.block{k}.{field}"] for field in ("input_a", "op_a", "input_b", "op_b", "combine")))
+                CellBlock(
+                    *(
+                        choices[f"{cell}.block{k}.{field}"]
+                        for field in ("input_a", "op_a", "input_b", "op_b", "combine")
+                    )
+                )
                 for k in range(NUM_BLOCKS)
             )
             # "All of the unused hidden states generated in the cell are concatenated" (§3).
@@ -307,17 +359,30 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
     def presets(self) -> dict[str, NasNetGenotype]:
         return dict(PRESETS)
 
-    def lower(self, genotype: NasNetGenotype, *, num_classes: int = 1000, num_cells: int | None = None,
-              penultimate_filters: int | None = None, resolution: int | None = None,
-              aux_head: bool = False) -> CellNet:
+    def lower(
+        self,
+        genotype: NasNetGenotype,
+        *,
+        num_classes: int = 1000,
+        num_cells: int | None = None,
+        penultimate_filters: int | None = None,
+        resolution: int | None = None,
+        aux_head: bool = False,
+    ) -> CellNet:
         """Place the cells as the reference does; keyword overrides shrink proxies."""
         overrides = {"num_cells": num_cells, "penultimate_filters": penultimate_filters, "resolution": resolution}
         genotype = replace(genotype, **{k: v for k, v in overrides.items() if v is not None})  # re-validated
         n, filters, imagenet = genotype.num_cells, genotype.filters, genotype.stem == "imagenet"
         stem_channels = int((32 if imagenet else filters) * genotype.stem_multiplier)
         # TF ``conv0``: ImageNet's stem is a 3x3 stride-2 VALID conv, CIFAR's a 3x3 'same' conv.
-        stem = BlockSpec("conv_bn", 3, stem_channels, 2 if imagenet else 1, genotype.resolution,
-                         {"kernel_size": 3, "padding": "valid" if imagenet else "same"})
+        stem = BlockSpec(
+            "conv_bn",
+            3,
+            stem_channels,
+            2 if imagenet else 1,
+            genotype.resolution,
+            {"kernel_size": 3, "padding": "valid" if imagenet else "same"},
+        )
         total_cells = 3 * n + 2 + (2 if imagenet else 0)
         build = _Builder(genotype, stem, total_cells)
         outputs: list[int | None] = [None, 0]  # TF ``cell_outputs``; state 0 is the stem conv
@@ -338,11 +403,17 @@ class NasNetSpace(SpaceBase[NasNetGenotype]):
             if cell_num == reductions[1] - 1:
                 aux_state = len(build.cells) - 1
         if aux_head and build.sizes[aux_state + 1] < 5:
-            raise ValueError(f"aux_head: needs a feature map of at least 5x5 at cell {aux_state}, "
-                             f"got {build.sizes[aux_state + 1]}x{build.sizes[aux_state + 1]}")
+            raise ValueError(
+                f"aux_head: needs a feature map of at least 5x5 at cell {aux_state}, "
+                f"got {build.sizes[aux_state + 1]}x{build.sizes[aux_state + 1]}"
+            )
         channels, size = build.channels[-1], build.sizes[-1]
         return CellNet(
-            stem=(stem,), cells=tuple(build.cells), head=(BlockSpec("activation", channels, channels, 1, size),),
+            stem=(stem,),
+            cells=tuple(build.cells),
+            head=(BlockSpec("activation", channels, channels, 1, size),),
             classifier=ClassifierSpec(channels, num_classes, dropout=genotype.dropout),
-            resolution=genotype.resolution, aux_head_after=aux_state if aux_head else None, bn_eps=genotype.bn_eps,
+            resolution=genotype.resolution,
+            aux_head_after=aux_state if aux_head else None,
+            bn_eps=genotype.bn_eps,
         )

@@ -66,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001  (a real bug: the traceback, then one line that says so)
+    except Exception:
         traceback.print_exc()
-        print("nas: internal error: the lines above are a bug in nas, not a mistake of yours; please report them",
-              file=sys.stderr)
+        print(
+            "nas: internal error: the lines above are a bug in nas, not a mistake of yours; please report them",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -28,16 +28,23 @@ def listed(known: registry.Registry, default: str) -> str:
 
 def add_execution_flags(parser: argparse.ArgumentParser, early_stop: bool = True) -> None:
     """The flags of ``nas.backend.BackendSettings``, shared by the commands that run evaluations."""
-    parser.add_argument("--backend", help=listed(registry.backends, "local") + "; ray runs --workers evaluations "
-                        "at once")
+    parser.add_argument(
+        "--backend", help=listed(registry.backends, "local") + "; ray runs --workers evaluations at once"
+    )
     parser.add_argument("--workers", type=int, help="evaluations at once (ray; default 1)")
     parser.add_argument("--address", help="an existing Ray cluster (host:port, or auto); default: start a local Ray")
-    parser.add_argument("--cpus-per-trial", type=int, help="CPUs, and intra-op threads, of one evaluation (ray; "
-                        "default 1)")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs of one evaluation, may be fractional (ray; default 0)")
+    parser.add_argument(
+        "--cpus-per-trial", type=int, help="CPUs, and intra-op threads, of one evaluation (ray; default 1)"
+    )
+    parser.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs of one evaluation, may be fractional (ray; default 0)"
+    )
     if early_stop:
-        parser.add_argument("--early-stop", choices=("asha",), help="stop poor candidates early with Ray Tune's "
-                            "ASHA on the per-epoch validation accuracy (ray)")
+        parser.add_argument(
+            "--early-stop",
+            choices=("asha",),
+            help="stop poor candidates early with Ray Tune's ASHA on the per-epoch validation accuracy (ray)",
+        )
 
 
 def load_config(path: str, settings_class: type[RunSettings]) -> dict[str, Any]:
@@ -103,8 +110,14 @@ class TrialProgress:
         """Start showing progress towards ``total`` finished evaluations."""
         self.budget = total
         if self.interactive and self.bar is None:
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("best {task.fields[best]}"),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task("search", total=total, completed=0, best="-")
 
@@ -121,7 +134,11 @@ class TrialProgress:
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, best=best)
         elif not replayed:
-            outcome = (f"failed ({record.result.error})" if record.result.failed
-                       else f"reward {record.result.reward:.4f}")
-            print(f"trial {record.trial_id}: {outcome}; {self.done}/{self.budget} done, best {best}",
-                  file=sys.stderr, flush=True)
+            outcome = (
+                f"failed ({record.result.error})" if record.result.failed else f"reward {record.result.reward:.4f}"
+            )
+            print(
+                f"trial {record.trial_id}: {outcome}; {self.done}/{self.budget} done, best {best}",
+                file=sys.stderr,
+                flush=True,
+            )

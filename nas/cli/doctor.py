@@ -31,14 +31,18 @@ def cmd_doctor(args: argparse.Namespace) -> None:
     diagnosis = diagnose(Path(args.directory), args.study_name)
     damage = diagnosis.damage or f"{diagnosis.unreadable} trial record(s) cannot be read"
     print(f"{diagnosis.path}: {'intact' if diagnosis.healthy else 'DAMAGED: ' + damage}")
-    print(f"studies: {', '.join(diagnosis.studies) or '-'}; checked: {diagnosis.study_name or '-'}; "
-          f"settings readable: {diagnosis.settings is not None}")
+    print(
+        f"studies: {', '.join(diagnosis.studies) or '-'}; checked: {diagnosis.study_name or '-'}; "
+        f"settings readable: {diagnosis.settings is not None}"
+    )
     print(f"finished trials readable: {diagnosis.finished}; unreadable trial rows: {diagnosis.unreadable}")
     if target is not None:
         kind = kind_of_study(diagnosis.study_name)
         if kind is None or not isinstance(diagnosis.settings, dict):
             raise ValueError(f"{diagnosis.path}: the run's settings are unreadable; nothing to resume from")
         count = export(diagnosis, target, kind.space_of(diagnosis.settings, diagnosis.path), kind.export_files)
-        print(f"exported {count} finished trials to {args.export}; the original command ({kind.command}) with "
-              f"--out {args.export} resumes from them")
+        print(
+            f"exported {count} finished trials to {args.export}; the original command ({kind.command}) with "
+            f"--out {args.export} resumes from them"
+        )
     args.exit_code = 0 if diagnosis.healthy else 1

@@ -30,8 +30,9 @@ def add_show_commands(commands: Any) -> None:
     presets.set_defaults(run=cmd_presets)
 
     show = commands.add_parser("show", help="parameters, MACs and a per-stage table of a spec, or a run's status")
-    show.add_argument("spec", help="preset name, genotype JSON file, or a run directory (search, scale, netadapt, "
-                      "train)")
+    show.add_argument(
+        "spec", help="preset name, genotype JSON file, or a run directory (search, scale, netadapt, train)"
+    )
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.add_argument("--plot", metavar="FILE.png", help="draw the cells (or block widths) to a PNG")
     show.add_argument("--num-classes", type=positive_int, default=1000)
@@ -39,8 +40,9 @@ def add_show_commands(commands: Any) -> None:
     show.set_defaults(run=cmd_show)
 
     materialize = commands.add_parser("materialize", help="build a spec and write it to a file")
-    materialize.add_argument("spec", help="preset name, genotype JSON file, search run directory, or a "
-                             "scale run directory with --phi")
+    materialize.add_argument(
+        "spec", help="preset name, genotype JSON file, search run directory, or a scale run directory with --phi"
+    )
     materialize.add_argument("--out", required=True, metavar="FILE", help="output: .pt, .pt2 or .onnx")
     materialize.add_argument("--num-classes", type=positive_int, default=1000)
     materialize.add_argument("--seed", type=int, default=None, help="seed of the weight initialisation")
@@ -59,8 +61,14 @@ def cmd_presets(args: argparse.Namespace) -> None:
         table.add_column(column, justify="left" if column in ("name", "space") else "right", no_wrap=True)
     for name in nas.presets():
         summary = nas.summarize(name)
-        table.add_row(name, summary["space"], str(summary["resolution"]), f"{summary['params']:,}",
-                      millions(summary["macs"]), millions(summary["memory_access"]))
+        table.add_row(
+            name,
+            summary["space"],
+            str(summary["resolution"]),
+            f"{summary['params']:,}",
+            millions(summary["macs"]),
+            millions(summary["memory_access"]),
+        )
     Console(width=max(Console().width, 110)).print(table)  # never cut a preset name short
 
 
@@ -78,16 +86,17 @@ def resolved_spec(args: argparse.Namespace) -> Any:
         if kind.name == "scale":
             family_member(args.spec, 0)  # names the unfinished grid, or the family's damage
             raise UsageError(f"{args.spec}: a nas scale run holds a family, not one network; add --phi K")
-        raise UsageError(f"{args.spec}: a {kind.command} run without a finished architecture yet; "
-                         f"`nas show {args.spec}` says where it stands")
+        raise UsageError(
+            f"{args.spec}: a {kind.command} run without a finished architecture yet; "
+            f"`nas show {args.spec}` says where it stands"
+        )
     return args.spec
 
 
 def cmd_show(args: argparse.Namespace) -> None:
     kind = run_of(args.spec) if args.phi is None else None
-    if kind is not None and kind.name in RUN_VIEWS:
-        if RUN_VIEWS[kind.name](args, kind, kind.describe(Path(args.spec))):
-            return
+    if kind is not None and kind.name in RUN_VIEWS and RUN_VIEWS[kind.name](args, kind, kind.describe(Path(args.spec))):
+        return
     spec = resolved_spec(args)
     summary = nas.summarize(spec, num_classes=args.num_classes)
     if args.plot:
@@ -99,19 +108,29 @@ def cmd_show(args: argparse.Namespace) -> None:
         return
     console = Console()
     if kind is not None:
-        console.print(f"[bold]{kind.command} run {args.spec}[/bold]: {_status_line(kind, summary['run'])}; "
-                      "the best architecture at full size:")
+        console.print(
+            f"[bold]{kind.command} run {args.spec}[/bold]: {_status_line(kind, summary['run'])}; "
+            "the best architecture at full size:"
+        )
     title = summary["name"] or (f"{args.spec} phi={args.phi}" if args.phi is not None else str(args.spec))
-    console.print(f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
-                  f"{millions(summary['macs'])} MACs, {millions(summary['memory_access'])} memory access "
-                  f"(elements read + written) at {summary['resolution']}x{summary['resolution']}, "
-                  f"{summary['num_classes']} classes")
+    console.print(
+        f"[bold]{title}[/bold] ({summary['space']}): {summary['params']:,} parameters, "
+        f"{millions(summary['macs'])} MACs, {millions(summary['memory_access'])} memory access "
+        f"(elements read + written) at {summary['resolution']}x{summary['resolution']}, "
+        f"{summary['num_classes']} classes"
+    )
     table = Table()
     for column in ("stage", "blocks", "input", "out channels", "params", "MACs"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for row in summary["stages"]:
-        table.add_row(row["stage"], str(row["blocks"]), f"{row['input_size']}x{row['input_size']}",
-                      str(row["out_channels"]), f"{row['params']:,}", millions(row["macs"]))
+        table.add_row(
+            row["stage"],
+            str(row["blocks"]),
+            f"{row['input_size']}x{row['input_size']}",
+            str(row["out_channels"]),
+            f"{row['params']:,}",
+            millions(row["macs"]),
+        )
     console.print(table)
     if args.plot:
         console.print(f"plot written to {args.plot}")
@@ -122,8 +141,9 @@ def _show_family(args: argparse.Namespace, kind: RunKind[Any, Any], family: Any)
     if family is None:
         return False
     if args.plot:
-        raise UsageError(f"--plot: a nas scale run has its picture in {args.spec}/scaling.png; add --phi K to draw "
-                         "member K")
+        raise UsageError(
+            f"--plot: a nas scale run has its picture in {args.spec}/scaling.png; add --phi K to draw member K"
+        )
     if args.json:
         print(json.dumps(family, indent=2))
     else:
@@ -148,28 +168,38 @@ def _status_line(kind: RunKind[Any, Any], status: dict[str, Any]) -> str:
     if kind.name == "search":
         settings, best = status["settings"], status["best_reward"]
         running = f", running: trials {status['running']}" if status["running"] else ""
-        return (f"{status['status']}; {settings.get('controller')} on {settings.get('space')} / "
-                f"{settings.get('dataset')}, budget {status['budget']}: {status['started']} trials started, "
-                f"{status['finished']} finished ({status['failed']} failed){running}; best reward "
-                + ("-" if best is None else f"{best:.4f}"))
+        return (
+            f"{status['status']}; {settings.get('controller')} on {settings.get('space')} / "
+            f"{settings.get('dataset')}, budget {status['budget']}: {status['started']} trials started, "
+            f"{status['finished']} finished ({status['failed']} failed){running}; best reward "
+            + ("-" if best is None else f"{best:.4f}")
+        )
     if kind.name == "netadapt" and "latency_ms" in status:
+
         def number(value: float | None, digits: int) -> str:
             return "-" if value is None else f"{value:.{digits}f}"
 
         (latency, predicted), (accuracy, final) = status["latency_ms"], status["accuracy"]
-        return (f"{status['status']} after {status['iterations']} iterations; latency {number(latency, 3)} -> "
-                f"{number(predicted, 3)} ms predicted at {status['resolution']} px (target {status['target_ms']:.3f}); "
-                f"accuracy {number(accuracy, 4)} -> {number(final, 4)}")
+        return (
+            f"{status['status']} after {status['iterations']} iterations; latency {number(latency, 3)} -> "
+            f"{number(predicted, 3)} ms predicted at {status['resolution']} px (target {status['target_ms']:.3f}); "
+            f"accuracy {number(accuracy, 4)} -> {number(final, 4)}"
+        )
     if kind.name == "train" and status.get("results"):
         results = status["results"]
-        return (f"{status['status']}; validation accuracy {results['validation_accuracy']:.4f}, "
-                f"{results['test_split']} accuracy {results['test_accuracy']:.4f} ({results['params']:,} parameters)")
+        return (
+            f"{status['status']}; validation accuracy {results['validation_accuracy']:.4f}, "
+            f"{results['test_split']} accuracy {results['test_accuracy']:.4f} ({results['params']:,} parameters)"
+        )
     return str(status.get("status", status))
 
 
 # How ``nas show`` presents each kind of run; a view returns False to go on to the best architecture.
 RUN_VIEWS: dict[str, Callable[[argparse.Namespace, RunKind[Any, Any], Any], bool]] = {
-    "search": _show_status, "netadapt": _show_status, "train": _show_status, "scale": _show_family,
+    "search": _show_status,
+    "netadapt": _show_status,
+    "train": _show_status,
+    "scale": _show_family,
 }
 
 

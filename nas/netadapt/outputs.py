@@ -25,7 +25,9 @@ from nas.serialization import genotype_json
 LONG_TERM_STREAM = 100_001  # the seed stream of the long-term fine-tune (``trial_seeds``): no trial uses it
 
 
-def long_term(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, state: dict[str, Any]) -> dict[str, Any]:
+def long_term(
+    settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, state: dict[str, Any]
+) -> dict[str, Any]:
     """Fine-tune the final network for ``long_term_steps``; its module, accuracy and latencies."""
     genotype, trial = controller.parent
     seeds = trial_seeds(settings.seed, LONG_TERM_STREAM)
@@ -36,8 +38,15 @@ def long_term(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any,
     latency = parts.latency.evaluate(genotype, 0)
     if "error" in latency:
         raise ValueError(f"the final network: {latency['error']}")
-    return {"genotype": genotype, "trial": trial, "module": model, "accuracy": accuracy, "train_loss": loss,
-            "long_term_steps": settings.long_term_steps, **latency}
+    return {
+        "genotype": genotype,
+        "trial": trial,
+        "module": model,
+        "accuracy": accuracy,
+        "train_loss": loss,
+        "long_term_steps": settings.long_term_steps,
+        **latency,
+    }
 
 
 def _metrics(journal: Journal, trial: int | None) -> dict[str, Any]:
@@ -45,8 +54,15 @@ def _metrics(journal: Journal, trial: int | None) -> dict[str, Any]:
     return dict(record.result.metrics) if record is not None else {}
 
 
-def summary(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, journal: Journal,
-            final: dict[str, Any], target: float, start_latency: float) -> dict[str, Any]:
+def summary(
+    settings: NetAdaptSettings,
+    parts: NetAdaptParts,
+    controller: Any,
+    journal: Journal,
+    final: dict[str, Any],
+    target: float,
+    start_latency: float,
+) -> dict[str, Any]:
     """The ``netadapt.json`` document (see the module docstring)."""
     start = _metrics(journal, 0)
     iterations = []
@@ -54,41 +70,77 @@ def summary(settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, j
         proposals = []
         for proposal in iteration["proposals"]:
             metrics = _metrics(journal, proposal["trial"])
-            proposals.append({"trial": proposal["trial"], "width": proposal["name"], "channels": proposal["width"],
-                              "predicted_ms": proposal["predicted_ms"], "accuracy": proposal["accuracy"],
-                              "measured_ms": metrics.get("measured_ms"), "error": proposal.get("error")})
+            proposals.append(
+                {
+                    "trial": proposal["trial"],
+                    "width": proposal["name"],
+                    "channels": proposal["width"],
+                    "predicted_ms": proposal["predicted_ms"],
+                    "accuracy": proposal["accuracy"],
+                    "measured_ms": metrics.get("measured_ms"),
+                    "error": proposal.get("error"),
+                }
+            )
         chosen = next((p for p in proposals if p["trial"] == iteration["chosen"]), None)
-        iterations.append({"iteration": iteration["iteration"], "constraint_ms": iteration["constraint_ms"],
-                           "proposals": proposals, "chosen": chosen})
+        iterations.append(
+            {
+                "iteration": iteration["iteration"],
+                "constraint_ms": iteration["constraint_ms"],
+                "proposals": proposals,
+                "chosen": chosen,
+            }
+        )
     keep = ("accuracy", "latency_ms", "measured_ms", "measured_p10_ms", "measured_p90_ms")
     return {
         "settings": {key: value for key, value in asdict(settings).items() if key != "out"},
-        "status": controller.status, "resolution": final["latency_resolution"],
-        "train_resolution": parts.finetune.splits.resolution, "num_classes": parts.finetune.splits.num_classes,
-        "fingerprint": parts.latency.table.fingerprint, "latency_table": str(parts.latency.table.path),
-        "target_ms": target, "start_latency_ms": start_latency,
+        "status": controller.status,
+        "resolution": final["latency_resolution"],
+        "train_resolution": parts.finetune.splits.resolution,
+        "num_classes": parts.finetune.splits.num_classes,
+        "fingerprint": parts.latency.table.fingerprint,
+        "latency_table": str(parts.latency.table.path),
+        "target_ms": target,
+        "start_latency_ms": start_latency,
         "start": {"genotype": parts.start.to_json(), **{key: start.get(key) for key in keep}},
         "iterations": iterations,
-        "final": {"trial": final["trial"], "accuracy_short_term": _metrics(journal, final["trial"]).get("accuracy",
-                                                                                                        start.get("accuracy")),
-                  "accuracy": final["accuracy"], "long_term_steps": final["long_term_steps"],
-                  "predicted_ms": final["latency_ms"], "measured_ms": final["measured_ms"],
-                  "measured_p10_ms": final["measured_p10_ms"], "measured_p90_ms": final["measured_p90_ms"],
-                  "genotype": genotype_json(parts.start.space.name, final["genotype"])},
+        "final": {
+            "trial": final["trial"],
+            "accuracy_short_term": _metrics(journal, final["trial"]).get("accuracy", start.get("accuracy")),
+            "accuracy": final["accuracy"],
+            "long_term_steps": final["long_term_steps"],
+            "predicted_ms": final["latency_ms"],
+            "measured_ms": final["measured_ms"],
+            "measured_p10_ms": final["measured_p10_ms"],
+            "measured_p90_ms": final["measured_p90_ms"],
+            "genotype": genotype_json(parts.start.space.name, final["genotype"]),
+        },
     }
 
 
-def write_outputs(out: Path, settings: NetAdaptSettings, parts: NetAdaptParts, controller: Any, journal: Journal,
-                  final: dict[str, Any], target: float, start_latency: float) -> dict[str, Any]:
+def write_outputs(
+    out: Path,
+    settings: NetAdaptSettings,
+    parts: NetAdaptParts,
+    controller: Any,
+    journal: Journal,
+    final: dict[str, Any],
+    target: float,
+    start_latency: float,
+) -> dict[str, Any]:
     """Write the run's files (atomically) and return the ``netadapt.json`` document."""
     from nas.plotting import plot_netadapt  # lazy: reading a run's summary (nas show) draws nothing
 
     document = summary(settings, parts, controller, journal, final, target, start_latency)
     best = genotype_json(parts.start.space.name, final["genotype"])
     atomic_write_text(out / "best.json", json.dumps(best, indent=2) + "\n")
-    write_model(final["module"], best, out / "best.pt", parts.finetune.splits.num_classes,
-                parts.finetune.splits.resolution, overwrite=True)
+    write_model(
+        final["module"],
+        best,
+        out / "best.pt",
+        parts.finetune.splits.num_classes,
+        parts.finetune.splits.resolution,
+        overwrite=True,
+    )
     atomic_write_text(out / "netadapt.json", json.dumps(document, indent=2) + "\n")
     plot_netadapt(document, out / "netadapt.png")
     return document
-

@@ -38,9 +38,17 @@ def build_parts(settings: NetAdaptSettings) -> NetAdaptParts:
     space = WidthSpace(start.space, start.genotype, settings.granularity)
     finetune = make_finetune(settings, space)
     try:
-        latency = make_evaluator("latency", space, seed=settings.seed, table=settings.table,
-                                 resolution=settings.resolution, threads=settings.latency_threads,
-                                 num_classes=finetune.splits.num_classes, measure=True, **settings.latency)
+        latency = make_evaluator(
+            "latency",
+            space,
+            seed=settings.seed,
+            table=settings.table,
+            resolution=settings.resolution,
+            threads=settings.latency_threads,
+            num_classes=finetune.splits.num_classes,
+            measure=True,
+            **settings.latency,
+        )
     except TypeError as error:
         raise ValueError(f"latency: {error}") from None
     latency.prepare()
@@ -49,10 +57,18 @@ def build_parts(settings: NetAdaptSettings) -> NetAdaptParts:
 
 
 def make_finetune(settings: NetAdaptSettings, space: WidthSpace) -> Evaluator[Any]:
-    finetune = make_evaluator("finetune", space, seed=settings.seed, dataset=settings.dataset,
-                              data_dir=settings.data_dir, download=settings.download, steps=settings.short_term_steps,
-                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                              resolution=settings.train_resolution)
+    finetune = make_evaluator(
+        "finetune",
+        space,
+        seed=settings.seed,
+        dataset=settings.dataset,
+        data_dir=settings.data_dir,
+        download=settings.download,
+        steps=settings.short_term_steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        resolution=settings.train_resolution,
+    )
     finetune.prepare()
     return finetune
 
@@ -75,12 +91,16 @@ class NetAdaptEvaluation:
         """The weights of the network of ``trial`` (None: the start); the last one asked is kept."""
         if trial not in self._cache:
             self._cache.clear()
-            self._cache[trial] = self.start_state if trial is None else torch.load(
-                self.weights_dir / f"trial-{trial}.pt", map_location="cpu", weights_only=True)
+            self._cache[trial] = (
+                self.start_state
+                if trial is None
+                else torch.load(self.weights_dir / f"trial-{trial}.pt", map_location="cpu", weights_only=True)
+            )
         return self._cache[trial]
 
-    def __call__(self, genotype: Any, trial_id: int, parent: dict[str, Any] | None = None,
-                 parent_trial: int | None = None) -> dict[str, Any]:
+    def __call__(
+        self, genotype: Any, trial_id: int, parent: dict[str, Any] | None = None, parent_trial: int | None = None
+    ) -> dict[str, Any]:
         parent_genotype = self.space.decode(parent if parent is not None else self.space.start_widths)
         self.finetune.set_parent(parent_genotype, self.state(parent_trial))
         return self.finetune.evaluate(genotype, trial_id, steps=0 if trial_id == 0 else None)
@@ -105,7 +125,7 @@ def load_weights(path: str, start: Resolved, finetune: Any) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"weights: {path}: no such file") from None
-    except Exception as error:  # noqa: BLE001  (corrupt or foreign files)
+    except Exception as error:
         raise ValueError(f"weights: {path}: not a weights file ({type(error).__name__})") from None
     if isinstance(payload, dict) and "state_dict" in payload:
         if payload.get("genotype") != start.to_json():
@@ -116,8 +136,9 @@ def load_weights(path: str, start: Resolved, finetune: Any) -> dict[str, Any]:
     except (RuntimeError, TypeError, AttributeError) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__)[:200]
-        raise ValueError(f"weights: {path} does not fit the starting network with "
-                         f"{finetune.splits.num_classes} classes ({detail})") from None
+        raise ValueError(
+            f"weights: {path} does not fit the starting network with {finetune.splits.num_classes} classes ({detail})"
+        ) from None
     return payload
 
 

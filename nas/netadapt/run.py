@@ -81,8 +81,12 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
     def job(self, settings: NetAdaptSettings, parts: NetAdaptParts) -> EvaluationJob:
         from nas.netadapt.parts import netadapt_evaluation  # lazy: the kind is read without torch
 
-        parts.job = EvaluationJob(build=functools.partial(netadapt_evaluation, settings, Path(settings.out)),
-                                  space=parts.space, reward=ACCURACY.reward, threads=settings.threads)
+        parts.job = EvaluationJob(
+            build=functools.partial(netadapt_evaluation, settings, Path(settings.out)),
+            space=parts.space,
+            reward=ACCURACY.reward,
+            threads=settings.threads,
+        )
         return parts.job
 
     def begin(self, run: Run[NetAdaptSettings, NetAdaptParts]) -> Loop:
@@ -100,9 +104,17 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
             journal.study.set_user_attr(START_LATENCY_KEY, start_latency)
         target = settings.latency_target_ms or settings.latency_ratio * start_latency  # type: ignore[operator]
         controller = make_controller(
-            "netadapt", parts.space, seed=settings.seed, latency=parts.latency.predict_ms, target_ms=target,
-            start_latency_ms=start_latency, reduction=settings.reduction, decay=settings.decay,
-            selection=settings.selection, max_iterations=settings.max_iterations)
+            "netadapt",
+            parts.space,
+            seed=settings.seed,
+            latency=parts.latency.predict_ms,
+            target_ms=target,
+            start_latency_ms=start_latency,
+            reduction=settings.reduction,
+            decay=settings.decay,
+            selection=settings.selection,
+            max_iterations=settings.max_iterations,
+        )
         evaluation = parts.job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
         run.state = NetAdaptState(controller, evaluation, target, start_latency)
 
@@ -112,10 +124,17 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
 
         # The latency (the table's prediction, the harness's measurement) is the driver's: it describes
         # this device, not a worker's, and the table is written by one process.
-        return Loop(parts.space, controller, MAX_TRIALS, ACCURACY, annotate=parts.latency.evaluate, inputs=parent,
-                    on_record=lambda record, replayed: _drop_unchosen(weights_dir, controller),
-                    mismatch_hint="was the lookup table of this run changed or replaced? Give it back (--table) or "
-                                  "start a new run")
+        return Loop(
+            parts.space,
+            controller,
+            MAX_TRIALS,
+            ACCURACY,
+            annotate=parts.latency.evaluate,
+            inputs=parent,
+            on_record=lambda record, replayed: _drop_unchosen(weights_dir, controller),
+            mismatch_hint="was the lookup table of this run changed or replaced? Give it back (--table) or "
+            "start a new run",
+        )
 
     def finish(self, run: Run[NetAdaptSettings, NetAdaptParts], stats: SearchStats | None) -> Any:
         from nas.netadapt.outputs import long_term, write_outputs  # lazy: the kind is read without torch
@@ -125,8 +144,9 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
         _drop_unchosen(run.out / "weights", state.controller)
         with intra_op_threads(settings.threads):
             final = long_term(settings, parts, state.controller, state.evaluation.state(state.controller.parent[1]))
-        return write_outputs(run.out, settings, parts, state.controller, run.journal, final, state.target,
-                             state.start_latency)
+        return write_outputs(
+            run.out, settings, parts, state.controller, run.journal, final, state.target, state.start_latency
+        )
 
     def space_of(self, recorded: Mapping[str, Any], where: Path) -> WidthSpace:
         try:
@@ -140,11 +160,15 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
         try:
             document = json.loads((out / SUMMARY_FILE).read_text())
             start, final = document["start"], document["final"]
-            return {"status": document["status"], "iterations": len(document["iterations"]),
-                    "resolution": document["resolution"], "target_ms": document["target_ms"],
-                    "latency_ms": [start["latency_ms"], final["predicted_ms"]],
-                    "measured_ms": [start["measured_ms"], final["measured_ms"]],
-                    "accuracy": [start["accuracy"], final["accuracy"]]}
+            return {
+                "status": document["status"],
+                "iterations": len(document["iterations"]),
+                "resolution": document["resolution"],
+                "target_ms": document["target_ms"],
+                "latency_ms": [start["latency_ms"], final["predicted_ms"]],
+                "measured_ms": [start["measured_ms"], final["measured_ms"]],
+                "accuracy": [start["accuracy"], final["accuracy"]],
+            }
         except (OSError, ValueError, KeyError, TypeError):
             return {"status": "not finished (rerun the same nas netadapt command to resume it)"}
 

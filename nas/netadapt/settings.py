@@ -33,20 +33,58 @@ class NetAdaptSettings(BackendSettings, RunSettings):
     """
 
     TYPES: ClassVar[dict[str, Any]] = {
-        "out": str, "start": str, "latency_ratio": _NUMBER_OR_NONE, "latency_target_ms": _NUMBER_OR_NONE,
-        "dataset": str, "data_dir": (str, type(None)), "download": bool, "weights": (str, type(None)),
-        "resolution": _INT_OR_NONE, "train_resolution": _INT_OR_NONE, "short_term_steps": int,
-        "long_term_steps": int, "initial_steps": int, "reduction": (float, int), "decay": (float, int),
-        "selection": str, "batch_size": int, "learning_rate": (float, int), "initial_learning_rate": (float, int),
-        "max_iterations": int, "granularity": int, "seed": int, "threads": int, "latency_threads": int,
-        "table": (str, type(None)), "latency": dict, **BACKEND_TYPES,
+        "out": str,
+        "start": str,
+        "latency_ratio": _NUMBER_OR_NONE,
+        "latency_target_ms": _NUMBER_OR_NONE,
+        "dataset": str,
+        "data_dir": (str, type(None)),
+        "download": bool,
+        "weights": (str, type(None)),
+        "resolution": _INT_OR_NONE,
+        "train_resolution": _INT_OR_NONE,
+        "short_term_steps": int,
+        "long_term_steps": int,
+        "initial_steps": int,
+        "reduction": (float, int),
+        "decay": (float, int),
+        "selection": str,
+        "batch_size": int,
+        "learning_rate": (float, int),
+        "initial_learning_rate": (float, int),
+        "max_iterations": int,
+        "granularity": int,
+        "seed": int,
+        "threads": int,
+        "latency_threads": int,
+        "table": (str, type(None)),
+        "latency": dict,
+        **BACKEND_TYPES,
     }
     # Settings that define the run's trials; resuming with any of them changed is refused. ``long_term_steps``
     # only concerns the end, and data location, threads of training and the table file may change.
     IDENTITY: ClassVar[tuple[str, ...]] = (
-        "start", "latency_ratio", "latency_target_ms", "dataset", "weights", "resolution", "train_resolution",
-        "short_term_steps", "initial_steps", "reduction", "decay", "selection", "batch_size", "learning_rate",
-        "initial_learning_rate", "max_iterations", "granularity", "seed", "latency_threads", "latency")
+        "start",
+        "latency_ratio",
+        "latency_target_ms",
+        "dataset",
+        "weights",
+        "resolution",
+        "train_resolution",
+        "short_term_steps",
+        "initial_steps",
+        "reduction",
+        "decay",
+        "selection",
+        "batch_size",
+        "learning_rate",
+        "initial_learning_rate",
+        "max_iterations",
+        "granularity",
+        "seed",
+        "latency_threads",
+        "latency",
+    )
 
     out: str
     start: str = "mobilenetv3-small"
@@ -81,8 +119,9 @@ class NetAdaptSettings(BackendSettings, RunSettings):
             raise ValueError("latency budget: give exactly one of --latency-ratio and --latency-target-ms")
         if self.latency_ratio is not None and not 0 < self.latency_ratio < 1:
             raise ValueError(f"latency_ratio: must be in (0, 1), got {self.latency_ratio!r}")
-        if self.latency_target_ms is not None and not (math.isfinite(self.latency_target_ms)
-                                                       and self.latency_target_ms > 0):
+        if self.latency_target_ms is not None and not (
+            math.isfinite(self.latency_target_ms) and self.latency_target_ms > 0
+        ):
             raise ValueError(f"latency_target_ms: must be a positive number, got {self.latency_target_ms!r}")
         check_registered(self, {"dataset": registry.datasets})
         if self.selection not in SELECTIONS:

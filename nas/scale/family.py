@@ -24,8 +24,17 @@ FAMILY_FILE = "scaling.json"
 SCALE_STUDY = "nas-scale"  # the grid's study in OUT/study.db
 
 
-def build_family(journal: Journal, space: CompoundScalingSpace, base: Resolved, *, spec: str, dataset: str,
-                 grid: dict[str, Any], phi_max: int, num_classes: int = COST_CLASSES) -> dict[str, Any]:
+def build_family(
+    journal: Journal,
+    space: CompoundScalingSpace,
+    base: Resolved,
+    *,
+    spec: str,
+    dataset: str,
+    grid: dict[str, Any],
+    phi_max: int,
+    num_classes: int = COST_CLASSES,
+) -> dict[str, Any]:
     """The content of ``scaling.json``: the grid's result, every evaluated point, and the family.
 
     ``base`` is the base network the run's ``spec`` resolved to; ``grid`` its settings (step, high,
@@ -38,16 +47,30 @@ def build_family(journal: Journal, space: CompoundScalingSpace, base: Resolved, 
     points = [_point_row(record) for record in sorted(journal.records.values(), key=lambda r: r.trial_id)]
     family: dict[str, Any] = {
         "base": {"spec": spec, "name": base.name, "genotype": base.to_json()},
-        "dataset": dataset, "num_classes": num_classes, "grid": {**grid, "evaluated": len(points)},
-        "alpha": None, "beta": None, "gamma": None, "constraint": None, "best_trial": None, "accuracy": None,
-        "points": points, "models": [],
+        "dataset": dataset,
+        "num_classes": num_classes,
+        "grid": {**grid, "evaluated": len(points)},
+        "alpha": None,
+        "beta": None,
+        "gamma": None,
+        "constraint": None,
+        "best_trial": None,
+        "accuracy": None,
+        "points": points,
+        "models": [],
     }
     if not ranked:
         return family
     best = ranked[0]
     point = space.genotype_from_dict(best.genotype["genotype"])
-    family.update(alpha=point.alpha, beta=point.beta, gamma=point.gamma, constraint=point.constraint,
-                  best_trial=best.trial_id, accuracy=best.result.reward)
+    family.update(
+        alpha=point.alpha,
+        beta=point.beta,
+        gamma=point.gamma,
+        constraint=point.constraint,
+        best_trial=best.trial_id,
+        accuracy=best.result.reward,
+    )
     base_macs = full_cost(space.base_space, space.base_genotype, num_classes)["macs"]
     family["models"] = [_member(space, point, phi, num_classes, base_macs) for phi in range(phi_max + 1)]
     return family
@@ -55,27 +78,44 @@ def build_family(journal: Journal, space: CompoundScalingSpace, base: Resolved, 
 
 def _point_row(record: Any) -> dict[str, Any]:
     metrics = record.result.metrics
-    row = {"trial": record.trial_id, **{key: metrics.get(key) for key in ("alpha", "beta", "gamma", "constraint",
-                                                                          "macs_ratio", "full_params", "full_macs")}}
+    row = {
+        "trial": record.trial_id,
+        **{
+            key: metrics.get(key)
+            for key in ("alpha", "beta", "gamma", "constraint", "macs_ratio", "full_params", "full_macs")
+        },
+    }
     row["accuracy"] = None if record.result.failed else record.result.reward
     if record.result.failed:
         row["error"] = record.result.error
     return row
 
 
-def _member(space: CompoundScalingSpace, point: CompoundPoint, phi: int, num_classes: int,
-            base_macs: int) -> dict[str, Any]:
+def _member(
+    space: CompoundScalingSpace, point: CompoundPoint, phi: int, num_classes: int, base_macs: int
+) -> dict[str, Any]:
     """Member ``phi``: the base scaled by alpha^phi, beta^phi, gamma^phi, built and counted at full size."""
     multipliers = compound_multipliers(point.alpha, point.beta, point.gamma, phi)
-    row: dict[str, Any] = {"phi": phi, "width": multipliers.width, "depth": multipliers.depth,
-                           "resolution_multiplier": multipliers.resolution, "2**phi": 2.0 ** phi}
+    row: dict[str, Any] = {
+        "phi": phi,
+        "width": multipliers.width,
+        "depth": multipliers.depth,
+        "resolution_multiplier": multipliers.resolution,
+        "2**phi": 2.0**phi,
+    }
     try:
         genotype = space.scaled(point, phi)
         cost = full_cost(space.base_space, genotype, num_classes)
     except ValueError as error:  # beyond the base space's bounds: listed, not built
         return {**row, "error": str(error).splitlines()[0]}
-    return {**row, "resolution": cost["resolution"], "params": cost["params"], "macs": cost["macs"],
-            "macs_ratio": cost["macs"] / base_macs, "genotype": genotype_json(space.base_space.name, genotype)}
+    return {
+        **row,
+        "resolution": cost["resolution"],
+        "params": cost["params"],
+        "macs": cost["macs"],
+        "macs_ratio": cost["macs"] / base_macs,
+        "genotype": genotype_json(space.base_space.name, genotype),
+    }
 
 
 def write_family(out: Path, family: dict[str, Any]) -> None:
@@ -90,35 +130,53 @@ def write_family(out: Path, family: dict[str, Any]) -> None:
 def family_markdown(family: dict[str, Any]) -> str:
     """The family and the grid as Markdown tables."""
     base, grid = family["base"], family["grid"]
-    lines = [f"# Compound scaling of {base['name'] or base['spec']}", "",
-             f"Grid: step {grid['step']:g} over [1, {grid['high']:g}], |{_constraint_label(grid)} - 2| <= "
-             f"{grid['tolerance']:g}: {grid['points']} points, {grid['evaluated']} evaluated on {family['dataset']}.", ""]
+    lines = [
+        f"# Compound scaling of {base['name'] or base['spec']}",
+        "",
+        f"Grid: step {grid['step']:g} over [1, {grid['high']:g}], |{_constraint_label(grid)} - 2| <= "
+        f"{grid['tolerance']:g}: {grid['points']} points, {grid['evaluated']} evaluated on {family['dataset']}.",
+        "",
+    ]
     if family["alpha"] is None:
         return "\n".join(lines + ["No point was evaluated successfully: no family.", ""])
-    lines += [f"Best (trial {family['best_trial']}, proxy accuracy {family['accuracy']:.4f}): alpha (depth) "
-              f"{family['alpha']:g}, beta (width) {family['beta']:g}, gamma (resolution) {family['gamma']:g}; "
-              f"alpha * beta^2 * gamma^2 = {family['constraint']:.4f}.", "",
-              f"## Family ({family['num_classes']} classes)", "",
-              "| phi | width | depth | resolution | params | MACs | MACs / base | 2^phi |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"Best (trial {family['best_trial']}, proxy accuracy {family['accuracy']:.4f}): alpha (depth) "
+        f"{family['alpha']:g}, beta (width) {family['beta']:g}, gamma (resolution) {family['gamma']:g}; "
+        f"alpha * beta^2 * gamma^2 = {family['constraint']:.4f}.",
+        "",
+        f"## Family ({family['num_classes']} classes)",
+        "",
+        "| phi | width | depth | resolution | params | MACs | MACs / base | 2^phi |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for model in family["models"]:
         if "error" in model:
-            lines.append(f"| {model['phi']} | {model['width']:.4f} | {model['depth']:.4f} | - | - | - | - | "
-                         f"{model['2**phi']:g} |  (not built: {model['error']})")
+            lines.append(
+                f"| {model['phi']} | {model['width']:.4f} | {model['depth']:.4f} | - | - | - | - | "
+                f"{model['2**phi']:g} |  (not built: {model['error']})"
+            )
             continue
-        lines.append(f"| {model['phi']} | {model['width']:.4f} | {model['depth']:.4f} | {model['resolution']} | "
-                     f"{model['params']:,} | {model['macs'] / 1e6:,.1f}M | {model['macs_ratio']:.3f} | "
-                     f"{model['2**phi']:g} |")
-    lines += ["", "## Evaluated points (best first)", "",
-              "| trial | alpha | beta | gamma | alpha*beta^2*gamma^2 | MACs ratio | accuracy |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {model['phi']} | {model['width']:.4f} | {model['depth']:.4f} | {model['resolution']} | "
+            f"{model['params']:,} | {model['macs'] / 1e6:,.1f}M | {model['macs_ratio']:.3f} | "
+            f"{model['2**phi']:g} |"
+        )
+    lines += [
+        "",
+        "## Evaluated points (best first)",
+        "",
+        "| trial | alpha | beta | gamma | alpha*beta^2*gamma^2 | MACs ratio | accuracy |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     ordered = sorted(family["points"], key=lambda p: (p["accuracy"] is None, -(p["accuracy"] or 0), p["trial"]))
     for point in ordered:
         accuracy = "failed" if point["accuracy"] is None else f"{point['accuracy']:.4f}"
         ratio = "-" if point["macs_ratio"] is None else f"{point['macs_ratio']:.3f}"
         constraint = "-" if point["constraint"] is None else f"{point['constraint']:.4f}"
-        lines.append(f"| {point['trial']} | {point['alpha']} | {point['beta']} | {point['gamma']} | {constraint} | "
-                     f"{ratio} | {accuracy} |")
+        lines.append(
+            f"| {point['trial']} | {point['alpha']} | {point['beta']} | {point['gamma']} | {constraint} | "
+            f"{ratio} | {accuracy} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -133,10 +191,15 @@ def read_family(directory: str | Path) -> dict[str, Any] | None:
         return None
     family = read_json_file(path)
     kinds = {"base": dict, "grid": dict, "points": list, "models": list, "dataset": str, "num_classes": int}
-    if not isinstance(family, dict) or any(not isinstance(family.get(key), kind) for key, kind in kinds.items()) \
-            or any(not isinstance(model, dict) or not isinstance(model.get("phi"), int) for model in family["models"]):
-        raise ValueError(f"{path}: not a scaling.json written by nas scale (edited or damaged); rerun the same "
-                         "nas scale command to write it again from the journal")
+    if (
+        not isinstance(family, dict)
+        or any(not isinstance(family.get(key), kind) for key, kind in kinds.items())
+        or any(not isinstance(model, dict) or not isinstance(model.get("phi"), int) for model in family["models"])
+    ):
+        raise ValueError(
+            f"{path}: not a scaling.json written by nas scale (edited or damaged); rerun the same "
+            "nas scale command to write it again from the journal"
+        )
     return family
 
 
@@ -145,8 +208,10 @@ def family_member(directory: str | Path, phi: int) -> Resolved:
     family = read_family(directory)
     if family is None:
         if Path(directory).is_dir() and SCALE_STUDY in study_names(Path(directory)):
-            raise ValueError(f"{directory}: a nas scale run whose grid has not finished; rerun the same nas scale "
-                             "command to resume it")
+            raise ValueError(
+                f"{directory}: a nas scale run whose grid has not finished; rerun the same nas scale "
+                "command to resume it"
+            )
         raise ValueError(f"{directory}: --phi needs a nas scale run directory (with {FAMILY_FILE})")
     built = {model.get("phi"): model for model in family["models"] if isinstance(model, dict) and "genotype" in model}
     if phi not in built:

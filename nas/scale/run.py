@@ -50,14 +50,34 @@ class ScaleSettings(BackendSettings, EvaluationSettings, RunSettings):
     """
 
     TYPES: ClassVar[dict[str, Any]] = {
-        "out": str, "base": str, "repeats": int, "grid_step": _NUMBER, "grid_high": _NUMBER, "tolerance": _NUMBER,
-        "constraint": str, "budget": _OPTIONAL_INT, "phi_max": int, **BACKEND_TYPES,
+        "out": str,
+        "base": str,
+        "repeats": int,
+        "grid_step": _NUMBER,
+        "grid_high": _NUMBER,
+        "tolerance": _NUMBER,
+        "constraint": str,
+        "budget": _OPTIONAL_INT,
+        "phi_max": int,
+        **BACKEND_TYPES,
         **EvaluationSettings.EVALUATION_TYPES,
     }
     # Settings that define the grid and its evaluations; resuming with any of them changed is refused.
     IDENTITY: ClassVar[tuple[str, ...]] = (
-        "base", "evaluator", "dataset", "epochs", "seed", "evaluator_options", "repeats", "grid_step", "grid_high",
-        "tolerance", "constraint", "early_stop", "early_stop_options")
+        "base",
+        "evaluator",
+        "dataset",
+        "epochs",
+        "seed",
+        "evaluator_options",
+        "repeats",
+        "grid_step",
+        "grid_high",
+        "tolerance",
+        "constraint",
+        "early_stop",
+        "early_stop_options",
+    )
     IDENTITY_DEFAULTS: ClassVar[dict[str, Any]] = {"early_stop": None, "early_stop_options": {}}
     RENAMED: ClassVar[dict[str, str]] = {"proxy": "evaluator_options"}
 
@@ -83,8 +103,10 @@ class ScaleSettings(BackendSettings, EvaluationSettings, RunSettings):
             raise ValueError(f"tolerance: must be a number >= 0, got {self.tolerance!r}")
         check_backend_settings(self)
         if self.early_stop is not None and self.repeats > 1:
-            raise ValueError("early_stop: a point evaluated --repeats times has no single sequence of epochs to stop "
-                             "early; use repeats 1")
+            raise ValueError(
+                "early_stop: a point evaluated --repeats times has no single sequence of epochs to stop "
+                "early; use repeats 1"
+            )
 
     def resolve_base(self) -> Resolved:
         try:
@@ -132,8 +154,15 @@ class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
     def build(self, settings: ScaleSettings) -> ScaleParts:
         base = settings.resolve_base()
         space = grid_space(settings, base)
-        controller = make_controller("compound-grid", space, seed=settings.seed, budget=settings.budget,
-                                     tolerance=settings.tolerance, constraint=settings.constraint, target=TARGET)
+        controller = make_controller(
+            "compound-grid",
+            space,
+            seed=settings.seed,
+            budget=settings.budget,
+            tolerance=settings.tolerance,
+            constraint=settings.constraint,
+            target=TARGET,
+        )
         evaluator = _build_evaluator(settings, space)
         parts = ScaleParts(base, space, controller, evaluator)
         evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
@@ -144,10 +173,15 @@ class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
         return parts
 
     def job(self, settings: ScaleSettings, parts: ScaleParts) -> EvaluationJob:
-        return EvaluationJob(build=functools.partial(scale_evaluation, settings, parts.space), space=parts.space,
-                             reward=ACCURACY.reward, threads=settings.threads, epochs=parts.evaluator.epochs,
-                             reports=settings.repeats == 1 and parts.evaluator.reports_epochs,
-                             prebuilt=scale_evaluation(settings, parts.space, parts.evaluator))
+        return EvaluationJob(
+            build=functools.partial(scale_evaluation, settings, parts.space),
+            space=parts.space,
+            reward=ACCURACY.reward,
+            threads=settings.threads,
+            epochs=parts.evaluator.epochs,
+            reports=settings.repeats == 1 and parts.evaluator.reports_epochs,
+            prebuilt=scale_evaluation(settings, parts.space, parts.evaluator),
+        )
 
     def begin(self, run: Run[ScaleSettings, ScaleParts]) -> Loop:
         parts = run.parts
@@ -159,18 +193,31 @@ class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
     def finish(self, run: Run[ScaleSettings, ScaleParts], stats: SearchStats | None) -> Any:
         assert run.journal is not None
         settings, parts = run.settings, run.parts
-        grid = {"step": settings.grid_step, "high": settings.grid_high, "tolerance": settings.tolerance,
-                "constraint": settings.constraint, "points": parts.grid_points}
-        family = build_family(run.journal, parts.space, parts.base, spec=settings.base, dataset=settings.dataset,
-                              grid=grid, phi_max=settings.phi_max)
+        grid = {
+            "step": settings.grid_step,
+            "high": settings.grid_high,
+            "tolerance": settings.tolerance,
+            "constraint": settings.constraint,
+            "points": parts.grid_points,
+        }
+        family = build_family(
+            run.journal,
+            parts.space,
+            parts.base,
+            spec=settings.base,
+            dataset=settings.dataset,
+            grid=grid,
+            phi_max=settings.phi_max,
+        )
         write_family(run.out, family)
         return family, stats
 
     def space_of(self, recorded: Mapping[str, Any], where: Path) -> CompoundScalingSpace:
         try:
             base = resolve(recorded["base"])
-            return CompoundScalingSpace(base.space, base.genotype, step=recorded["grid_step"],
-                                        high=recorded["grid_high"])
+            return CompoundScalingSpace(
+                base.space, base.genotype, step=recorded["grid_step"], high=recorded["grid_high"]
+            )
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{where}: the run's settings are unreadable; nothing to resume from") from None
 
@@ -183,8 +230,9 @@ def grid_space(settings: ScaleSettings, base: Resolved) -> CompoundScalingSpace:
     return CompoundScalingSpace(base.space, base.genotype, step=settings.grid_step, high=settings.grid_high)
 
 
-def run_scale(settings: ScaleSettings, on_record: Any = None,
-              on_grid: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], SearchStats]:
+def run_scale(
+    settings: ScaleSettings, on_record: Any = None, on_grid: Callable[[int, int], None] | None = None
+) -> tuple[dict[str, Any], SearchStats]:
     """Run (or resume) the grid of ``settings``, then write the family; return it and the grid's timing."""
     family, stats = execute(ScaleRun(on_grid), settings, on_record)
     return family, stats
@@ -193,13 +241,16 @@ def run_scale(settings: ScaleSettings, on_record: Any = None,
 def _build_evaluator(settings: ScaleSettings, space: CompoundScalingSpace) -> Evaluator[Any]:
     evaluator = settings.build_evaluator(space, settings.epochs)
     if settings.repeats > 1 and not evaluator.repeatable:
-        raise ValueError(f"repeats: evaluator {settings.evaluator!r} cannot evaluate a point again with independent "
-                         "seeds (it is not repeatable)")
+        raise ValueError(
+            f"repeats: evaluator {settings.evaluator!r} cannot evaluate a point again with independent "
+            "seeds (it is not repeatable)"
+        )
     return evaluator
 
 
-def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
-                     evaluator: Evaluator[Any] | None = None) -> Callable[..., dict[str, Any]]:
+def scale_evaluation(
+    settings: ScaleSettings, space: CompoundScalingSpace, evaluator: Evaluator[Any] | None = None
+) -> Callable[..., dict[str, Any]]:
     """The evaluation of one grid point: the evaluator's metrics and the point's own (built in a Ray worker, say)."""
     if evaluator is None:
         evaluator = _build_evaluator(settings, space)
@@ -213,4 +264,3 @@ def scale_evaluation(settings: ScaleSettings, space: CompoundScalingSpace,
         return {**evaluate_proxy(point, trial_id, report=lambda metrics: report({**metrics, **own})), **own}
 
     return evaluate
-

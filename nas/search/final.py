@@ -44,9 +44,15 @@ def final_candidates(journal: Journal, top: int) -> list[Record]:
     return chosen
 
 
-def run_final_stage(journal: Journal, final: Journal, space: SearchSpace[Any], top: int, evaluate: Evaluate,
-                    reward: Reward = accuracy_reward,
-                    on_final: Callable[[Pair, bool, int, int], None] | None = None) -> list[Pair]:
+def run_final_stage(
+    journal: Journal,
+    final: Journal,
+    space: SearchSpace[Any],
+    top: int,
+    evaluate: Evaluate,
+    reward: Reward = accuracy_reward,
+    on_final: Callable[[Pair, bool, int, int], None] | None = None,
+) -> list[Pair]:
     """Evaluate the ``top`` candidates of ``journal`` into ``final`` (those it lacks); return the pairs.
 
     ``on_final(pair, replayed, done, total)`` is called after each candidate. A record of ``final``
@@ -63,8 +69,10 @@ def run_final_stage(journal: Journal, final: Journal, space: SearchSpace[Any], t
             metrics = evaluate_guarded(evaluate, genotype, record.trial_id)
             kept = final.add(record.trial_id, space, genotype, record.genotype, to_result(metrics, reward))
         elif kept.genotype != record.genotype:
-            raise RuntimeError(f"trial {record.trial_id}: the final stage holds another genotype than the search; "
-                               "the run directory was written by other code or settings")
+            raise RuntimeError(
+                f"trial {record.trial_id}: the final stage holds another genotype than the search; "
+                "the run directory was written by other code or settings"
+            )
         pairs.append((record, kept))
         if on_final is not None:
             on_final((record, kept), replayed, done, len(candidates))

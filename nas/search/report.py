@@ -23,10 +23,17 @@ def _number(value: Any, millions: bool = False) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings: dict[str, Any],
-                  stats: SearchStats | None, evaluation: dict[str, Any] | None = None,
-                  final: list[Pair] | None = None, controller: dict[str, Any] | None = None,
-                  objective: Objective | None = None) -> Record | None:
+def write_outputs(
+    out: Path,
+    journal: Journal,
+    space: SearchSpace[Any],
+    settings: dict[str, Any],
+    stats: SearchStats | None,
+    evaluation: dict[str, Any] | None = None,
+    final: list[Pair] | None = None,
+    controller: dict[str, Any] | None = None,
+    objective: Objective | None = None,
+) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record
     (with a final stage, that stage's record of the chosen candidate).
 
@@ -39,8 +46,11 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
-    plot_history([None if r.result.failed else r.result.reward for r in records], out / "history.png",
-                 title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}")
+    plot_history(
+        [None if r.result.failed else r.result.reward for r in records],
+        out / "history.png",
+        title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}",
+    )
     chosen = final_best(final) if final is not None else None
     best = chosen[0] if chosen is not None else (ranked[0] if ranked else None)
     if best is not None:
@@ -60,8 +70,10 @@ def write_outputs(out: Path, journal: Journal, space: SearchSpace[Any], settings
 
 def pareto_front(records: list[Record]) -> list[Record]:
     """The records no other beats in both accuracy (higher) and latency (lower), fastest first."""
-    scored = sorted((r for r in records if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics),
-                    key=lambda r: (r.result.metrics["latency_ms"], -r.result.metrics["accuracy"], r.trial_id))
+    scored = sorted(
+        (r for r in records if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics),
+        key=lambda r: (r.result.metrics["latency_ms"], -r.result.metrics["accuracy"], r.trial_id),
+    )
     front: list[Record] = []
     for record in scored:
         if not front or record.result.metrics["accuracy"] > front[-1].result.metrics["accuracy"]:
@@ -72,18 +84,34 @@ def pareto_front(records: list[Record]) -> list[Record]:
 def _pareto_section(out: Path, ranked: list[Record], settings: dict[str, Any]) -> str:
     """``pareto.png`` and the table of the accuracy-latency Pareto front."""
     front = pareto_front(ranked)
-    point = [(r.result.metrics["latency_ms"], r.result.metrics["accuracy"]) for r in ranked
-             if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics]
+    point = [
+        (r.result.metrics["latency_ms"], r.result.metrics["accuracy"])
+        for r in ranked
+        if "latency_ms" in r.result.metrics and "accuracy" in r.result.metrics
+    ]
     target = settings.get("latency_target_ms")
-    plot_pareto(point, [(r.result.metrics["latency_ms"], r.result.metrics["accuracy"]) for r in front],
-                out / "pareto.png", target, title=f"{settings['controller']} on {settings['space']}: accuracy "
-                                                  "against latency")
-    lines = ["", "## Pareto front (accuracy against latency)", "",
-             f"Candidates no other beats in both proxy accuracy and lookup-table latency of the full-size network "
-             f"({len(front)} of {len(point)}); picture: pareto.png" + (f"; target {target:g} ms." if target else "."),
-             "", "| trial | accuracy | latency (ms) | reward |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r.trial_id} | {_accuracy(r.result.metrics)} | {r.result.metrics['latency_ms']:.2f} | "
-              f"{_number(r.result.reward)} |" for r in front]
+    plot_pareto(
+        point,
+        [(r.result.metrics["latency_ms"], r.result.metrics["accuracy"]) for r in front],
+        out / "pareto.png",
+        target,
+        title=f"{settings['controller']} on {settings['space']}: accuracy against latency",
+    )
+    lines = [
+        "",
+        "## Pareto front (accuracy against latency)",
+        "",
+        f"Candidates no other beats in both proxy accuracy and lookup-table latency of the full-size network "
+        f"({len(front)} of {len(point)}); picture: pareto.png" + (f"; target {target:g} ms." if target else "."),
+        "",
+        "| trial | accuracy | latency (ms) | reward |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.trial_id} | {_accuracy(r.result.metrics)} | {r.result.metrics['latency_ms']:.2f} | "
+        f"{_number(r.result.reward)} |"
+        for r in front
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -98,17 +126,32 @@ def _accuracy(metrics: dict[str, Any]) -> str:
 def _final_section(final: list[Pair], chosen: Pair | None) -> str:
     if not final:
         return "\n## Final selection\n\nNo successful candidate to evaluate again.\n"
-    lines = ["", "## Final selection", "",
-             "The search's best candidates evaluated again with fresh seeds; "
-             + (f"best.json is the best of this stage (trial {chosen[0].trial_id})." if chosen is not None
-                else "every one of these evaluations failed, so best.json is the search's best."),
-             "", "| search rank | trial | search reward | final reward | final accuracy | repeats | epochs |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "## Final selection",
+        "",
+        "The search's best candidates evaluated again with fresh seeds; "
+        + (
+            f"best.json is the best of this stage (trial {chosen[0].trial_id})."
+            if chosen is not None
+            else "every one of these evaluations failed, so best.json is the search's best."
+        ),
+        "",
+        "| search rank | trial | search reward | final reward | final accuracy | repeats | epochs |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for rank, (search_record, record) in enumerate(final, start=1):
         metrics = record.result.metrics
         reward = f"failed: {record.result.error}" if record.result.failed else _number(record.result.reward)
-        cells = [rank, search_record.trial_id, _number(search_record.result.reward), reward, _accuracy(metrics),
-                 _number(metrics.get("repeats", 1)), _number(metrics.get("epochs"))]
+        cells = [
+            rank,
+            search_record.trial_id,
+            _number(search_record.result.reward),
+            reward,
+            _accuracy(metrics),
+            _number(metrics.get("repeats", 1)),
+            _number(metrics.get("epochs")),
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
@@ -128,9 +171,16 @@ def _describer(space: SearchSpace[Any]) -> Any:
     return line
 
 
-def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], stats: SearchStats | None,
-            evaluation: dict[str, Any], controller: dict[str, Any] | None = None, describe: Any = None,
-            extra: list[str] | tuple[str, ...] = ()) -> str:
+def _report(
+    settings: dict[str, Any],
+    journal: Journal,
+    ranked: list[Record],
+    stats: SearchStats | None,
+    evaluation: dict[str, Any],
+    controller: dict[str, Any] | None = None,
+    describe: Any = None,
+    extra: list[str] | tuple[str, ...] = (),
+) -> str:
     failed = [r for r in journal.records.values() if r.result.failed]
     lines = [
         f"# Search report: {settings['controller']} on {settings['space']}",
@@ -140,8 +190,11 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         *(f"- **{key}**: `{json.dumps(value)}`" for key, value in sorted(settings.items())),
         *([f"- **controller settings at this budget**: `{json.dumps(controller)}`"] if controller else []),
         "",
-        *(["## Evaluation", "", *(f"- **{key}**: {value}" for key, value in evaluation.items()), ""]
-          if evaluation else []),
+        *(
+            ["## Evaluation", "", *(f"- **{key}**: {value}" for key, value in evaluation.items()), ""]
+            if evaluation
+            else []
+        ),
         "## Outcome",
         "",
         f"- finished evaluations: {len(journal.records)} ({len(failed)} failed)",
@@ -150,28 +203,38 @@ def _report(settings: dict[str, Any], journal: Journal, ranked: list[Record], st
         "",
         "## Top 10",
         "",
-        "| rank | trial | reward | accuracy |" + "".join(f" {metric} |" for metric in extra)
-        + " proxy params | proxy MACs | proxy memory access | seconds |" + (" architecture |" if describe else ""),
+        "| rank | trial | reward | accuracy |"
+        + "".join(f" {metric} |" for metric in extra)
+        + " proxy params | proxy MACs | proxy memory access | seconds |"
+        + (" architecture |" if describe else ""),
         "|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|" + ("---|" if describe else ""),
     ]
     for rank, record in enumerate(ranked[:10], start=1):
         metrics = record.result.metrics
-        lines.append(f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
-                     f"{_accuracy(metrics)} |" + "".join(f" {_number(metrics.get(metric))} |" for metric in extra)
-                     + f" {_number(metrics.get('params'), True)} | "
-                     f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('memory_access'), True)} | "
-                     f"{_number(metrics.get('seconds'))} |" + (f" {describe(record)} |" if describe else ""))
+        lines.append(
+            f"| {rank} | {record.trial_id} | {_number(record.result.reward)} | "
+            f"{_accuracy(metrics)} |"
+            + "".join(f" {_number(metrics.get(metric))} |" for metric in extra)
+            + f" {_number(metrics.get('params'), True)} | "
+            f"{_number(metrics.get('macs'), True)} | {_number(metrics.get('memory_access'), True)} | "
+            f"{_number(metrics.get('seconds'))} |" + (f" {describe(record)} |" if describe else "")
+        )
     if failed:
         lines += ["", "## Failed trials", "", "| trial | reason |", "|---:|---|"]
         lines += [f"| {r.trial_id} | {r.result.error} |" for r in sorted(failed, key=lambda r: r.trial_id)[:20]]
     if stats is not None:
         lines += [
-            "", "## Timing (this invocation)", "",
+            "",
+            "## Timing (this invocation)",
+            "",
             f"- wall time: {stats.wall_seconds:.1f} s",
             f"- evaluations run: {stats.evaluated}, replayed from the journal: {stats.replayed}"
             + (f", stopped early: {stats.early_stopped}" if stats.early_stopped else ""),
-            *([f"- backend: {stats.backend}, {stats.workers} workers; start-up {stats.startup_seconds:.1f} s"]
-              if stats.backend != "local" else []),
+            *(
+                [f"- backend: {stats.backend}, {stats.workers} workers; start-up {stats.startup_seconds:.1f} s"]
+                if stats.backend != "local"
+                else []
+            ),
             f"- evaluation time: {stats.evaluation_seconds:.1f} s"
             + (" summed over the workers" if stats.workers > 1 else "")
             + (f" (mean {stats.evaluation_seconds / stats.evaluated:.2f} s per trial)" if stats.evaluated else ""),

@@ -79,19 +79,27 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         check_objective_metrics(objective, evaluator, latency, settings.evaluator)
         for name, repeats in (("repeats", settings.repeats), ("final_top", settings.final_top)):
             if repeats > 1 and not evaluator.repeatable:
-                raise ValueError(f"{name}: evaluator {settings.evaluator!r} cannot evaluate a candidate again with "
-                                 "independent seeds (it is not repeatable); drop --repeats / --final-top")
-        parts = SearchParts(space, build_controller(settings, space), evaluator, objective, latency,
-                            _final_evaluator(settings, space))
+                raise ValueError(
+                    f"{name}: evaluator {settings.evaluator!r} cannot evaluate a candidate again with "
+                    "independent seeds (it is not repeatable); drop --repeats / --final-top"
+                )
+        parts = SearchParts(
+            space, build_controller(settings, space), evaluator, objective, latency, _final_evaluator(settings, space)
+        )
         evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
         evaluator.prepare_repeats(settings.repeats + (settings.final_repeats if settings.final_top else 0))
         return parts
 
     def job(self, settings: SearchSettings, parts: SearchParts) -> EvaluationJob:
-        return EvaluationJob(build=functools.partial(search_evaluation, settings), space=parts.space,
-                             reward=parts.objective.reward, threads=settings.threads, epochs=parts.evaluator.epochs,
-                             reports=settings.repeats == 1 and parts.evaluator.reports_epochs,
-                             prebuilt=repeated(parts.evaluator, settings.repeats))
+        return EvaluationJob(
+            build=functools.partial(search_evaluation, settings),
+            space=parts.space,
+            reward=parts.objective.reward,
+            threads=settings.threads,
+            epochs=parts.evaluator.epochs,
+            reports=settings.repeats == 1 and parts.evaluator.reports_epochs,
+            prebuilt=repeated(parts.evaluator, settings.repeats),
+        )
 
     def begin(self, run: Run[SearchSettings, SearchParts]) -> Loop:
         settings, parts = run.settings, run.parts
@@ -99,8 +107,13 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         run.state = _open_final(run.out, settings, run.journal, self.study(settings) + FINAL_STUDY_SUFFIX)
         run.journal.study.set_user_attr(BUDGET_KEY, settings.budget)  # where it stands: ``nas show``
         parts.controller = _resume_controller(settings, parts.space, parts.controller, run.journal)
-        return Loop(parts.space, parts.controller, settings.budget, parts.objective,
-                    annotate=None if parts.latency is None else parts.latency.evaluate)
+        return Loop(
+            parts.space,
+            parts.controller,
+            settings.budget,
+            parts.objective,
+            annotate=None if parts.latency is None else parts.latency.evaluate,
+        )
 
     def finish(self, run: Run[SearchSettings, SearchParts], stats: SearchStats | None) -> Any:
         settings, parts, journal, final = run.settings, run.parts, run.journal, run.state
@@ -108,17 +121,39 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         pairs = None
         if parts.final is not None and final is not None:
             parts.final.prepare()
-            evaluate = with_latency(repeated(parts.final, settings.final_repeats, first=settings.repeats),
-                                    parts.latency)
+            evaluate = with_latency(
+                repeated(parts.final, settings.final_repeats, first=settings.repeats), parts.latency
+            )
             with intra_op_threads(settings.threads):
-                pairs = run_final_stage(journal, final, parts.space, settings.final_top, evaluate,
-                                        reward=parts.objective.reward, on_final=self.on_final)
+                pairs = run_final_stage(
+                    journal,
+                    final,
+                    parts.space,
+                    settings.final_top,
+                    evaluate,
+                    reward=parts.objective.reward,
+                    on_final=self.on_final,
+                )
         from nas.search.report import write_outputs  # lazy: the kind is read (nas show, kind_of) without plotting
 
-        facts = {**settings.identity(), "budget": settings.budget, "threads": settings.threads,
-                 **_final_settings(settings), **_execution(settings)}
-        best = write_outputs(run.out, journal, parts.space, facts, stats, parts.evaluator.describe(), final=pairs,
-                             controller=_controller_config(parts.controller), objective=parts.objective)
+        facts = {
+            **settings.identity(),
+            "budget": settings.budget,
+            "threads": settings.threads,
+            **_final_settings(settings),
+            **_execution(settings),
+        }
+        best = write_outputs(
+            run.out,
+            journal,
+            parts.space,
+            facts,
+            stats,
+            parts.evaluator.describe(),
+            final=pairs,
+            controller=_controller_config(parts.controller),
+            objective=parts.objective,
+        )
         return best, stats
 
     def space_of(self, recorded: Mapping[str, Any], where: Path) -> SearchSpace[Any]:
@@ -131,8 +166,9 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         return run_status(out, names[0] if len(names) == 1 else self.study_name)
 
 
-def run_search(settings: SearchSettings, on_record: Any = None,
-               on_final: FinalProgress | None = None) -> tuple[Any, SearchStats]:
+def run_search(
+    settings: SearchSettings, on_record: Any = None, on_final: FinalProgress | None = None
+) -> tuple[Any, SearchStats]:
     """Run (or resume) the search of ``settings``; return the best record and the timing.
 
     ``on_record(record, replayed, finished)`` is called after every trial told; ``on_final(pair,
@@ -143,8 +179,9 @@ def run_search(settings: SearchSettings, on_record: Any = None,
     return best, stats
 
 
-def build_controller(settings: SearchSettings, space: SearchSpace[Any],
-                     config: Mapping[str, Any] | None = None) -> Controller[Any]:
+def build_controller(
+    settings: SearchSettings, space: SearchSpace[Any], config: Mapping[str, Any] | None = None
+) -> Controller[Any]:
     """The controller of ``settings``, given the search budget so that its defaults suit it.
 
     ``config`` is the ``config`` of a resumed run's controller state: the options the controller
@@ -163,8 +200,9 @@ def build_controller(settings: SearchSettings, space: SearchSpace[Any],
     return make_controller(settings.controller, space, seed=settings.seed, budget=settings.budget, **options)
 
 
-def build_latency_evaluator(settings: SearchSettings, space: SearchSpace[Any], evaluator: Evaluator[Any],
-                            objective: Objective) -> Evaluator[Any] | None:
+def build_latency_evaluator(
+    settings: SearchSettings, space: SearchSpace[Any], evaluator: Evaluator[Any], objective: Objective
+) -> Evaluator[Any] | None:
     """The registered ``latency`` evaluator (``settings.latency`` its options), checked now, when the
     objective reads the lookup table's ``latency_ms`` and the search's evaluator does not return it."""
     if TABLE_LATENCY not in objective.metrics or TABLE_LATENCY in (evaluator.metrics() or ()):
@@ -177,8 +215,9 @@ def build_latency_evaluator(settings: SearchSettings, space: SearchSpace[Any], e
     return latency
 
 
-def check_objective_metrics(objective: Objective, evaluator: Evaluator[Any], latency: Evaluator[Any] | None,
-                            name: str) -> None:
+def check_objective_metrics(
+    objective: Objective, evaluator: Evaluator[Any], latency: Evaluator[Any] | None, name: str
+) -> None:
     """``ValueError`` if the objective reads a metric the evaluators declare they do not return."""
     declared = evaluator.metrics()
     if declared is None:
@@ -186,8 +225,10 @@ def check_objective_metrics(objective: Objective, evaluator: Evaluator[Any], lat
     available = {*declared, *((latency.metrics() or ()) if latency is not None else ())}
     missing = [metric for metric in objective.metrics if metric not in available]
     if missing:
-        raise ValueError(f"objective: {objective.name!r} reads the metric {missing[0]!r}, which evaluator {name!r} "
-                         f"does not return; it returns {sorted(available)}")
+        raise ValueError(
+            f"objective: {objective.name!r} reads the metric {missing[0]!r}, which evaluator {name!r} "
+            f"does not return; it returns {sorted(available)}"
+        )
 
 
 def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]:
@@ -201,15 +242,17 @@ def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]
     return repeated(evaluator, settings.repeats)
 
 
-def with_latency(evaluate: Callable[..., Mapping[str, Any]],
-                 latency: Evaluator[Any] | None) -> Callable[..., dict[str, Any]]:
+def with_latency(
+    evaluate: Callable[..., Mapping[str, Any]], latency: Evaluator[Any] | None
+) -> Callable[..., dict[str, Any]]:
     """``evaluate`` with the latency evaluator's metrics added (first: a candidate it cannot build is not
     trained); a ``report`` callback is passed on, its per-epoch metrics with the latency added too."""
     if latency is None:
         return evaluate  # type: ignore[return-value]
 
-    def evaluate_with_latency(genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
-                              ) -> dict[str, Any]:
+    def evaluate_with_latency(
+        genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         cost = latency.evaluate(genotype, trial_id)
         if cost.get("error"):
             return dict(cost)
@@ -224,9 +267,13 @@ def _execution(settings: SearchSettings) -> dict[str, Any]:
     """The execution settings worth naming in a report (the local backend's are its defaults)."""
     if settings.backend == "local":
         return {}
-    return {"backend": settings.backend, "workers": settings.workers, "cpus_per_trial": settings.cpus_per_trial,
-            **({"gpus_per_trial": settings.gpus_per_trial} if settings.gpus_per_trial else {}),
-            **({"address": settings.address} if settings.address else {})}
+    return {
+        "backend": settings.backend,
+        "workers": settings.workers,
+        "cpus_per_trial": settings.cpus_per_trial,
+        **({"gpus_per_trial": settings.gpus_per_trial} if settings.gpus_per_trial else {}),
+        **({"address": settings.address} if settings.address else {}),
+    }
 
 
 def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
@@ -247,12 +294,20 @@ def _open_final(out: Path, settings: SearchSettings, journal: Journal, name: str
     """
     if not settings.final_top:
         if name in journal.study_names():
-            raise ValueError(f"{out} has a final selection stage (study {name!r}); pass --final-top (and its "
-                             "--final-epochs / --final-repeats) to continue it, or use another --out")
+            raise ValueError(
+                f"{out} has a final selection stage (study {name!r}); pass --final-top (and its "
+                "--final-epochs / --final-repeats) to continue it, or use another --out"
+            )
         return None
     try:
-        return Journal(out, settings.storage, name, {**settings.identity(), **_final_identity(settings)},
-                       defaults=settings.IDENTITY_DEFAULTS, renamed=settings.RENAMED)
+        return Journal(
+            out,
+            settings.storage,
+            name,
+            {**settings.identity(), **_final_identity(settings)},
+            defaults=settings.IDENTITY_DEFAULTS,
+            renamed=settings.RENAMED,
+        )
     except ValueError as error:
         raise ValueError(f"final stage: {error}") from None
 
@@ -265,8 +320,9 @@ def _final_settings(settings: SearchSettings) -> dict[str, Any]:
     return {"final_top": settings.final_top, **_final_identity(settings)} if settings.final_top else {}
 
 
-def _resume_controller(settings: SearchSettings, space: SearchSpace[Any], controller: Controller[Any],
-                       journal: Journal) -> Controller[Any]:
+def _resume_controller(
+    settings: SearchSettings, space: SearchSpace[Any], controller: Controller[Any], journal: Journal
+) -> Controller[Any]:
     """The controller with the options the run began with (its defaults for the first budget).
 
     They come from the saved controller state, or, if that file is missing or torn, from the

@@ -52,22 +52,56 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
     """
 
     TYPES: ClassVar[dict[str, Any]] = {
-        "out": str, "space": str, "controller": str, "budget": int, "storage": _OPTIONAL_STR,
-        "study_name": _OPTIONAL_STR, "controller_options": dict, "repeats": int, "final_top": int, "final_epochs": _OPTIONAL_INT,
-        "final_repeats": int, "objective": str, "latency_target_ms": (float, int, type(None)),
-        "latency_weight": (float, int), "latency_metric": str, "latency": dict, **BACKEND_TYPES,
+        "out": str,
+        "space": str,
+        "controller": str,
+        "budget": int,
+        "storage": _OPTIONAL_STR,
+        "study_name": _OPTIONAL_STR,
+        "controller_options": dict,
+        "repeats": int,
+        "final_top": int,
+        "final_epochs": _OPTIONAL_INT,
+        "final_repeats": int,
+        "objective": str,
+        "latency_target_ms": (float, int, type(None)),
+        "latency_weight": (float, int),
+        "latency_metric": str,
+        "latency": dict,
+        **BACKEND_TYPES,
         **EvaluationSettings.EVALUATION_TYPES,
     }
     # Settings that define a search; resuming with any of them changed is refused. ``budget`` may
     # grow (continue a search), and data location, storage and threads may change.
     IDENTITY: ClassVar[tuple[str, ...]] = (
-        "space", "controller", "evaluator", "dataset", "epochs", "seed", "evaluator_options", "controller_options",
-        "repeats", "objective", "latency_target_ms", "latency_weight", "latency_metric", "latency", "early_stop",
-        "early_stop_options")
+        "space",
+        "controller",
+        "evaluator",
+        "dataset",
+        "epochs",
+        "seed",
+        "evaluator_options",
+        "controller_options",
+        "repeats",
+        "objective",
+        "latency_target_ms",
+        "latency_weight",
+        "latency_metric",
+        "latency",
+        "early_stop",
+        "early_stop_options",
+    )
     IDENTITY_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "evaluator": "proxy", "repeats": 1, "objective": "accuracy", "latency_target_ms": None,
-        "latency_weight": DEFAULT_LATENCY_WEIGHT, "latency_metric": TABLE_LATENCY, "latency": {},
-        "early_stop": None, "early_stop_options": {}}
+        "evaluator": "proxy",
+        "repeats": 1,
+        "objective": "accuracy",
+        "latency_target_ms": None,
+        "latency_weight": DEFAULT_LATENCY_WEIGHT,
+        "latency_metric": TABLE_LATENCY,
+        "latency": {},
+        "early_stop": None,
+        "early_stop_options": {},
+    }
     RENAMED: ClassVar[dict[str, str]] = {"proxy": "evaluator_options"}
 
     out: str
@@ -103,25 +137,38 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
             check_storage(self.storage)
         check_backend_settings(self)
         if self.early_stop is not None and self.repeats > 1:
-            raise ValueError("early_stop: a candidate evaluated --repeats times has no single sequence of epochs "
-                             "to stop early; use repeats 1")
+            raise ValueError(
+                "early_stop: a candidate evaluated --repeats times has no single sequence of epochs "
+                "to stop early; use repeats 1"
+            )
         self.make_objective()  # its name and options, checked now
 
     def make_objective(self) -> Objective:
         """The objective the settings name, with the latency settings as the options of ``mnas``."""
         check_objective_name(self.objective)
         if self.objective == "mnas":
-            objective = make_objective(self.objective, target_ms=self.latency_target_ms, weight=self.latency_weight,
-                                       latency_metric=self.latency_metric)
-        elif (self.latency_target_ms is not None or self.latency_weight != DEFAULT_LATENCY_WEIGHT
-              or self.latency_metric != TABLE_LATENCY):
-            raise ValueError("latency_target_ms / latency_weight / latency_metric: they set the latency objective; "
-                             "add --objective mnas")
+            objective = make_objective(
+                self.objective,
+                target_ms=self.latency_target_ms,
+                weight=self.latency_weight,
+                latency_metric=self.latency_metric,
+            )
+        elif (
+            self.latency_target_ms is not None
+            or self.latency_weight != DEFAULT_LATENCY_WEIGHT
+            or self.latency_metric != TABLE_LATENCY
+        ):
+            raise ValueError(
+                "latency_target_ms / latency_weight / latency_metric: they set the latency objective; "
+                "add --objective mnas"
+            )
         else:
             objective = make_objective(self.objective)
         if self.latency and TABLE_LATENCY not in objective.metrics:
-            raise ValueError(f"latency: the options of the lookup-table latency ({TABLE_LATENCY}), which objective "
-                             f"{objective.name!r} does not read; add --objective mnas")
+            raise ValueError(
+                f"latency: the options of the lookup-table latency ({TABLE_LATENCY}), which objective "
+                f"{objective.name!r} does not read; add --objective mnas"
+            )
         return objective
 
     def identity(self) -> dict[str, Any]:

@@ -44,9 +44,17 @@ def run_status(out: Path, study_name: str) -> dict[str, Any] | None:
         state = "finished"
     else:
         state = "interrupted: rerun the same nas search command to resume it" if started else "not started"
-    return {"study": study_name, "settings": settings, "status": state, "started": max(started, len(trials)),
-            "finished": len(trials), "failed": len(trials) - len(complete), "running": running,
-            "budget": budget, "best_reward": max((trial.value for trial in complete), default=None)}
+    return {
+        "study": study_name,
+        "settings": settings,
+        "status": state,
+        "started": max(started, len(trials)),
+        "finished": len(trials),
+        "failed": len(trials) - len(complete),
+        "running": running,
+        "budget": budget,
+        "best_reward": max((trial.value for trial in complete), default=None),
+    }
 
 
 def _handed_out(out: Path, trials: list[Any]) -> tuple[int, list[int]]:
@@ -60,7 +68,7 @@ def _handed_out(out: Path, trials: list[Any]) -> tuple[int, list[int]]:
             state = torch.load(path, weights_only=True)
             pending = [int(item["id"]) for item in state.get("pending", [])]
             return int(state.get("next_id", 0)), pending
-        except Exception:  # noqa: BLE001  (a torn state: the journal's own counts stand in)
+        except Exception:
             pass
     asked = [trial.user_attrs.get("asked") for trial in trials]
     return max((a for a in asked if isinstance(a, int)), default=len(trials)), []

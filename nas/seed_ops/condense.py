@@ -39,12 +39,13 @@ def condensing_stage(progress: float, condense_factor: int) -> int:
 class LearnedGroupConv(nn.Module):
     """BN -> ReLU -> masked 1x1 conv; ``set_training_progress`` drops inputs group by group."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, condense_factor: int, bn_eps: float,
-                 bn_momentum: float) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, groups: int, condense_factor: int, bn_eps: float, bn_momentum: float
+    ) -> None:
         super().__init__()
         if groups < 1 or out_channels % groups:
             raise ValueError(f"learned group conv: out_channels {out_channels} is not divisible by groups {groups}")
-        if condense_factor < 1 or in_channels // condense_factor < 1 and condense_factor > 1:
+        if condense_factor < 1 or (in_channels // condense_factor < 1 and condense_factor > 1):
             raise ValueError(f"learned group conv: condense_factor {condense_factor} does not fit {in_channels} inputs")
         self.groups, self.condense_factor = groups, condense_factor
         self.norm = nn.BatchNorm2d(in_channels, eps=bn_eps, momentum=bn_momentum)
@@ -65,7 +66,7 @@ class LearnedGroupConv(nn.Module):
             self.stage += 1
             self._stages_done += 1
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if not self.stage.is_meta:
             self._stages_done = int(self.stage)
@@ -75,11 +76,11 @@ class LearnedGroupConv(nn.Module):
         """Each group stops reading the ``count`` inputs of least summed |weight| among those it still reads."""
         weight = (self.conv.weight * self.mask).abs().squeeze(-1).squeeze(-1)
         for group in range(self.groups):
-            mask = self.mask[group::self.groups, :, 0, 0]
+            mask = self.mask[group :: self.groups, :, 0, 0]
             kept = mask[0].nonzero().flatten()
-            importance = weight[group::self.groups][:, kept].sum(0)
+            importance = weight[group :: self.groups][:, kept].sum(0)
             dropped = kept[importance.argsort(stable=True)[:count]]
-            self.mask[group::self.groups, dropped] = 0.0
+            self.mask[group :: self.groups, dropped] = 0.0
 
     def kept_inputs(self) -> list[torch.Tensor]:
         """For every group, the input channels it reads (ascending)."""
@@ -94,8 +95,9 @@ class CondensedConv(nn.Module):
     conv -> channel shuffle. The BN normalises the gathered positions, each with the statistics of
     the channel it gathers, so it has ``groups * kept`` channels, as in the reference."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, kept: int, bn_eps: float,
-                 bn_momentum: float) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, groups: int, kept: int, bn_eps: float, bn_momentum: float
+    ) -> None:
         super().__init__()
         self.groups = groups
         # Until weights are loaded, each group reads the first ``kept`` inputs.
@@ -127,7 +129,9 @@ class CondensedConv(nn.Module):
         per_group = out_channels // groups
         for group, inputs in enumerate(kept):
             # Grouped-conv output ``group * per_group + j`` is original output ``j * groups + group``.
-            condensed.conv.weight[group * per_group:(group + 1) * per_group] = layer.conv.weight[group::groups][:, inputs]
+            condensed.conv.weight[group * per_group : (group + 1) * per_group] = layer.conv.weight[group::groups][
+                :, inputs
+            ]
         return condensed
 
 
@@ -144,8 +148,9 @@ def condense(module: nn.Module, classifier_keep: float | None = None) -> nn.Modu
     if classifier_keep is not None:
         linears = [name for name, child in module.named_modules() if isinstance(child, (nn.Linear, CondensedLinear))]
         if not linears or isinstance(module.get_submodule(linears[-1].rpartition(".")[0]), CondensedLinear):
-            raise ValueError("condense: classifier_keep given, but the module has no nn.Linear classifier "
-                             "left to condense")
+            raise ValueError(
+                "condense: classifier_keep given, but the module has no nn.Linear classifier left to condense"
+            )
         _replace(module, linears[-1], CondensedLinear.from_linear(module.get_submodule(linears[-1]), classifier_keep))
     return module
 
@@ -170,8 +175,19 @@ class DenseLayer(nn.Module):
     between blocks] -> learned group 1x1 conv to ``bottleneck * growth`` -> BN -> ReLU -> grouped 3x3
     conv to ``growth``; the result is concatenated after the input (DenseNet connectivity)."""
 
-    def __init__(self, in_channels: int, growth: int, stride: int, groups_1x1: int, groups_3x3: int,
-                 condense_factor: int, bottleneck: int, condensed: bool, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        growth: int,
+        stride: int,
+        groups_1x1: int,
+        groups_3x3: int,
+        condense_factor: int,
+        bottleneck: int,
+        condensed: bool,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         width = bottleneck * growth
         if growth < 1:
@@ -186,8 +202,11 @@ class DenseLayer(nn.Module):
             self.conv_1: nn.Module = CondensedConv(in_channels, width, groups_1x1, kept, bn_eps, bn_momentum)
         else:
             self.conv_1 = LearnedGroupConv(in_channels, width, groups_1x1, condense_factor, bn_eps, bn_momentum)
-        self.conv_2 = nn.Sequential(nn.BatchNorm2d(width, eps=bn_eps, momentum=bn_momentum), nn.ReLU(inplace=True),
-                                    nn.Conv2d(width, growth, 3, 1, 1, groups=groups_3x3, bias=False))
+        self.conv_2 = nn.Sequential(
+            nn.BatchNorm2d(width, eps=bn_eps, momentum=bn_momentum),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, growth, 3, 1, 1, groups=groups_3x3, bias=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:
@@ -195,13 +214,34 @@ class DenseLayer(nn.Module):
         return torch.cat((x, self.conv_2(self.conv_1(x))), dim=1)
 
 
-def dense_layer(in_channels: int, out_channels: int, stride: int, *, groups_1x1: int = 4, groups_3x3: int = 4,
-                condense_factor: int = 4, bottleneck: int = 4, condensed: bool = False, bn_eps: float,
-                bn_momentum: float) -> nn.Module:
+def dense_layer(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    groups_1x1: int = 4,
+    groups_3x3: int = 4,
+    condense_factor: int = 4,
+    bottleneck: int = 4,
+    condensed: bool = False,
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """CondenseNet dense layer adding ``out - in`` channels (the growth rate); ``condensed`` builds the
     deployment form directly (load the state dict of a ``condense``d network into it)."""
     if condense_factor < 1 or bottleneck < 1:
-        raise ValueError(f"dense_layer: condense_factor and bottleneck must be >= 1, got {condense_factor}, "
-                         f"{bottleneck}")
-    return DenseLayer(in_channels, out_channels - in_channels, stride, groups_1x1, groups_3x3, condense_factor,
-                      bottleneck, condensed, bn_eps, bn_momentum)
+        raise ValueError(
+            f"dense_layer: condense_factor and bottleneck must be >= 1, got {condense_factor}, {bottleneck}"
+        )
+    return DenseLayer(
+        in_channels,
+        out_channels - in_channels,
+        stride,
+        groups_1x1,
+        groups_3x3,
+        condense_factor,
+        bottleneck,
+        condensed,
+        bn_eps,
+        bn_momentum,
+    )

@@ -20,8 +20,17 @@ class Bottleneck(nn.Module):
     ReLU after the first two; the SE gate rescales the residual branch before the addition (SENet
     Fig. 3); a 1x1 conv + BN projects the shortcut when the shape changes; ReLU after the sum."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, mid_channels: int, groups: int,
-                 se_channels: int, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        mid_channels: int,
+        groups: int,
+        se_channels: int,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         norm = (bn_eps, bn_momentum)
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
@@ -31,9 +40,11 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
         self.bn3 = _bn(out_channels, *norm)
         self.se = SqueezeExcitation(out_channels, se_channels) if se_channels else None
-        self.downsample = (nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                         _bn(out_channels, *norm))
-                           if stride != 1 or in_channels != out_channels else None)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), _bn(out_channels, *norm))
+            if stride != 1 or in_channels != out_channels
+            else None
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,13 +60,22 @@ class Bottleneck(nn.Module):
 class BnActConv(nn.Module):
     """BN -> ReLU -> conv: DPN's pre-activation layer (timm ``BnActConv2d``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int,
-                 bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        groups: int,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         self.bn = _bn(in_channels, bn_eps, bn_momentum)
         self.act = nn.ReLU(inplace=True)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
-                              bias=False)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.act(self.bn(x)))
@@ -72,13 +92,24 @@ class DualPathBlock(nn.Module):
     other block grows the dense path by ``increment``.
     """
 
-    def __init__(self, in_channels: int, residual_channels: int, increment: int, bottleneck_channels: int,
-                 groups: int, stride: int, projection: bool, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        residual_channels: int,
+        increment: int,
+        bottleneck_channels: int,
+        groups: int,
+        stride: int,
+        projection: bool,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         self.residual_channels = residual_channels
-        self.projection = (BnActConv(in_channels, residual_channels + 2 * increment, 1, stride, 1, **norm)
-                           if projection else None)
+        self.projection = (
+            BnActConv(in_channels, residual_channels + 2 * increment, 1, stride, 1, **norm) if projection else None
+        )
         self.conv_a = BnActConv(in_channels, bottleneck_channels, 1, 1, 1, **norm)
         self.conv_b = BnActConv(bottleneck_channels, bottleneck_channels, 3, stride, groups, **norm)
         self.conv_c = BnActConv(bottleneck_channels, residual_channels + increment, 1, 1, 1, **norm)
@@ -93,8 +124,17 @@ class DualPathBlock(nn.Module):
 # ---------------------------------------------------------------- ops (declared options)
 
 
-def se_bottleneck(in_channels: int, out_channels: int, stride: int, *, mid_channels: int = 0, groups: int = 1,
-                  se_channels: int = 0, bn_eps: float, bn_momentum: float) -> nn.Module:
+def se_bottleneck(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    mid_channels: int = 0,
+    groups: int = 1,
+    se_channels: int = 0,
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """ResNet / ResNeXt bottleneck with optional SE. ``mid_channels`` 0: a quarter of ``out_channels``
     (ResNet's expansion 4); ``se_channels`` 0: no SE (SENet's reduction 16 is ``out_channels // 16``)."""
     mid = mid_channels or max(1, out_channels // 4)
@@ -104,9 +144,18 @@ def se_bottleneck(in_channels: int, out_channels: int, stride: int, *, mid_chann
     return Bottleneck(in_channels, out_channels, stride, mid, groups, se_channels, bn_eps, bn_momentum)
 
 
-def dual_path_block(in_channels: int, out_channels: int, stride: int, *, residual_channels: int = 0,
-                    bottleneck_channels: int = 0, groups: int = 1, projection: bool = False, bn_eps: float,
-                    bn_momentum: float) -> nn.Module:
+def dual_path_block(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    residual_channels: int = 0,
+    bottleneck_channels: int = 0,
+    groups: int = 1,
+    projection: bool = False,
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """DPN block. A projecting block (``projection``, or any strided block) has ``increment = (out -
     residual) / 3``; ``residual_channels`` 0 gives it about half of the output. Any other block grows
     the dense path by ``out - in`` and reads its residual path from the first ``residual_channels``
@@ -116,15 +165,18 @@ def dual_path_block(in_channels: int, out_channels: int, stride: int, *, residua
         residual = residual_channels or out_channels - 3 * (out_channels // 6)
         increment, remainder = divmod(out_channels - residual, 3)
         if remainder or increment < 0:
-            raise ValueError(f"dual_path_block: a projecting block has out = residual + 3 * increment; "
-                             f"{out_channels} - {residual} is not a multiple of 3")
+            raise ValueError(
+                f"dual_path_block: a projecting block has out = residual + 3 * increment; "
+                f"{out_channels} - {residual} is not a multiple of 3"
+            )
     else:
         residual = residual_channels or in_channels // 2
         increment = out_channels - in_channels
         if increment < 0 or residual > in_channels or residual < 1:
-            raise ValueError(f"dual_path_block: a block without projection keeps its input and adds to it; got "
-                             f"{in_channels} -> {out_channels} with residual_channels {residual}")
+            raise ValueError(
+                f"dual_path_block: a block without projection keeps its input and adds to it; got "
+                f"{in_channels} -> {out_channels} with residual_channels {residual}"
+            )
     bottleneck = bottleneck_channels or residual
     check_divisible("dual_path_block", "bottleneck_channels", bottleneck, groups)
-    return DualPathBlock(in_channels, residual, increment, bottleneck, groups, stride, projection, bn_eps,
-                         bn_momentum)
+    return DualPathBlock(in_channels, residual, increment, bottleneck, groups, stride, projection, bn_eps, bn_momentum)

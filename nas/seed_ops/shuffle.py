@@ -62,16 +62,27 @@ class ShuffleNetV2Unit(nn.Module):
         branch = out_channels // 2
         self.split = stride == 1 and in_channels == out_channels
         norm = (bn_eps, bn_momentum)
-        self.branch1 = nn.Sequential() if self.split else nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False),
-            _bn(in_channels, *norm),
-            nn.Conv2d(in_channels, branch, 1, bias=False), _bn(branch, *norm), nn.ReLU(inplace=True),
+        self.branch1 = (
+            nn.Sequential()
+            if self.split
+            else nn.Sequential(
+                nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False),
+                _bn(in_channels, *norm),
+                nn.Conv2d(in_channels, branch, 1, bias=False),
+                _bn(branch, *norm),
+                nn.ReLU(inplace=True),
+            )
         )
         branch_in = branch if self.split else in_channels
         self.branch2 = nn.Sequential(
-            nn.Conv2d(branch_in, branch, 1, bias=False), _bn(branch, *norm), nn.ReLU(inplace=True),
-            nn.Conv2d(branch, branch, 3, stride, 1, groups=branch, bias=False), _bn(branch, *norm),
-            nn.Conv2d(branch, branch, 1, bias=False), _bn(branch, *norm), nn.ReLU(inplace=True),
+            nn.Conv2d(branch_in, branch, 1, bias=False),
+            _bn(branch, *norm),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(branch, branch, 3, stride, 1, groups=branch, bias=False),
+            _bn(branch, *norm),
+            nn.Conv2d(branch, branch, 1, bias=False),
+            _bn(branch, *norm),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,33 +100,47 @@ class ShuffleNetV1Unit(nn.Module):
 
     Stride 1 with equal widths adds the input, then ReLU. Otherwise the branch produces ``out - in``
     channels and goes through ReLU, and is concatenated after the shortcut, a 3x3 average pool
-    (stride 2) or the input itself (stride 1), as megvii's code does. ``group_first`` False leaves the first 1x1 ungrouped,
-    as the paper does where the input is narrow (the first unit after the stem, §3.3).
+    (stride 2) or the input itself (stride 1), as megvii's code does. ``group_first`` False leaves the
+    first 1x1 ungrouped, as the paper does where the input is narrow (the first unit after the stem, §3.3).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, groups: int, mid_channels: int,
-                 group_first: bool, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        groups: int,
+        mid_channels: int,
+        group_first: bool,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         self.add = stride == 1 and in_channels == out_channels
         branch_out = out_channels if self.add else out_channels - in_channels
         if branch_out < 1:
-            raise ValueError(f"shufflenet_v1_unit: a concatenating unit needs out_channels > in_channels, got "
-                             f"{in_channels} -> {out_channels}")
+            raise ValueError(
+                f"shufflenet_v1_unit: a concatenating unit needs out_channels > in_channels, got "
+                f"{in_channels} -> {out_channels}"
+            )
         first_groups = groups if group_first else 1
         check_divisible("shufflenet_v1_unit", "mid_channels", mid_channels, groups)
         check_divisible("shufflenet_v1_unit", "in_channels", in_channels, first_groups)
-        check_divisible("shufflenet_v1_unit", "branch output (out - in)" if not self.add else "out_channels",
-                        branch_out, groups)
+        check_divisible(
+            "shufflenet_v1_unit", "branch output (out - in)" if not self.add else "out_channels", branch_out, groups
+        )
         self.groups = groups
         norm = (bn_eps, bn_momentum)
         self.branch_main_1 = nn.Sequential(
-            nn.Conv2d(in_channels, mid_channels, 1, groups=first_groups, bias=False), _bn(mid_channels, *norm),
+            nn.Conv2d(in_channels, mid_channels, 1, groups=first_groups, bias=False),
+            _bn(mid_channels, *norm),
             nn.ReLU(inplace=True),
         )
         self.branch_main_2 = nn.Sequential(
             nn.Conv2d(mid_channels, mid_channels, 3, stride, 1, groups=mid_channels, bias=False),
             _bn(mid_channels, *norm),
-            nn.Conv2d(mid_channels, branch_out, 1, groups=groups, bias=False), _bn(branch_out, *norm),
+            nn.Conv2d(mid_channels, branch_out, 1, groups=groups, bias=False),
+            _bn(branch_out, *norm),
         )
         self.shortcut = nn.AvgPool2d(3, stride, 1) if stride > 1 else nn.Identity()
 
@@ -139,14 +164,24 @@ class BnAct(nn.Sequential):
 # ---------------------------------------------------------------- ops (declared options)
 
 
-def shufflenet_v2_unit(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
-                       bn_momentum: float) -> nn.Module:
+def shufflenet_v2_unit(
+    in_channels: int, out_channels: int, stride: int, *, bn_eps: float, bn_momentum: float
+) -> nn.Module:
     """ShuffleNet V2 unit: half of ``out_channels`` per branch (paper Fig. 3c/d)."""
     return ShuffleNetV2Unit(in_channels, out_channels, stride, bn_eps, bn_momentum)
 
 
-def shufflenet_v1_unit(in_channels: int, out_channels: int, stride: int, *, groups: int = 3, mid_channels: int = 0,
-                       group_first: bool = True, bn_eps: float, bn_momentum: float) -> nn.Module:
+def shufflenet_v1_unit(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    groups: int = 3,
+    mid_channels: int = 0,
+    group_first: bool = True,
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """ShuffleNet unit with ``groups`` pointwise groups; ``mid_channels`` 0: a quarter of
     ``out_channels``, the paper's bottleneck ratio (§3.2)."""
     mid = mid_channels or out_channels // 4
@@ -161,8 +196,9 @@ def channel_shuffle_op(in_channels: int, out_channels: int, stride: int, *, grou
     return ChannelShuffle(groups)
 
 
-def pool(in_channels: int, out_channels: int, stride: int, *, kind: Literal["max", "avg"] = "max",
-         kernel_size: int = 3) -> nn.Module:
+def pool(
+    in_channels: int, out_channels: int, stride: int, *, kind: Literal["max", "avg"] = "max", kernel_size: int = 3
+) -> nn.Module:
     """Max or average pooling that keeps the width: ``kernel_size`` 3 is the stems' 3x3/2 max-pool
     (ResNet, ShuffleNet, DPN; padding 1), ``kernel_size`` 2 CondenseNet's 2x2/2 average pool. The output
     is ``ceil(size / stride)``, the IR's rule, for odd sizes too (``ceil_mode``; the same as the
@@ -182,8 +218,15 @@ def conv(in_channels: int, out_channels: int, stride: int, *, kernel_size: int =
     return nn.Conv2d(in_channels, out_channels, _odd(kernel_size), stride, kernel_size // 2, bias=False)
 
 
-def bn_act(in_channels: int, out_channels: int, stride: int, *, activation: Activation = "relu", bn_eps: float,
-           bn_momentum: float) -> nn.Module:
+def bn_act(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    activation: Activation = "relu",
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """BatchNorm + activation over the features before pooling, for pre-activation networks (DPN, CondenseNet)."""
     if in_channels != out_channels or stride != 1:
         raise ValueError(f"bn_act: keeps shape; got {in_channels} -> {out_channels}, stride {stride}")

@@ -45,8 +45,12 @@ class CompoundPoint:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not 1 <= value <= MAX_MULTIPLIER:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not 1 <= value <= MAX_MULTIPLIER
+            ):
                 raise ValueError(f"{field.name}: must be a number in [1, {MAX_MULTIPLIER:g}], got {value!r}")
 
     @property
@@ -67,8 +71,10 @@ class CompoundScalingSpace:
 
     def __init__(self, base_space: SearchSpace[Any], base_genotype: Any, step: float = 0.05, high: float = 2.0) -> None:
         if not isinstance(base_space, Scalable):
-            raise ValueError(f"base: space {base_space.name!r} cannot be compound-scaled: it defines no "
-                             "scale(genotype, *, width, depth, resolution) (see nas.scaling)")
+            raise ValueError(
+                f"base: space {base_space.name!r} cannot be compound-scaled: it defines no "
+                "scale(genotype, *, width, depth, resolution) (see nas.scaling)"
+            )
         if base_space.lower(base_genotype).kind != "chain":
             raise ValueError(f"base: space {base_space.name!r} does not lower to a chain network")
         self.base_space, self.base_genotype = base_space, base_genotype
@@ -76,8 +82,10 @@ class CompoundScalingSpace:
         self.values = grid_values(step, high)
         reduction = getattr(base_space, "proxy_reduction", None)
         if not isinstance(reduction, Mapping):
-            raise ValueError(f"base: space {base_space.name!r} declares no proxy_reduction (the lower() settings of "
-                             "its proxy network); give it one, {} to train at full size")
+            raise ValueError(
+                f"base: space {base_space.name!r} declares no proxy_reduction (the lower() settings of "
+                "its proxy network); give it one, {} to train at full size"
+            )
         self.proxy_reduction: Mapping[str, Any] = MappingProxyType(dict(reduction))
         self._costs: dict[tuple[float, float, float], dict[str, int]] = {}
 
@@ -105,11 +113,17 @@ class CompoundScalingSpace:
     def scaled(self, point: CompoundPoint, phi: float = 1.0) -> Any:
         """The base genotype scaled by ``point`` at compound coefficient ``phi`` (a genotype of the base space)."""
         multipliers = compound_multipliers(point.alpha, point.beta, point.gamma, phi)
-        return scale_genotype(self.base_space, self.base_genotype, width=multipliers.width,
-                              depth=multipliers.depth, resolution=multipliers.resolution)
+        return scale_genotype(
+            self.base_space,
+            self.base_genotype,
+            width=multipliers.width,
+            depth=multipliers.depth,
+            resolution=multipliers.resolution,
+        )
 
-    def lower(self, genotype: CompoundPoint, *, num_classes: int = 1000, resolution: int | None = None,
-              **macro: Any) -> Network:
+    def lower(
+        self, genotype: CompoundPoint, *, num_classes: int = 1000, resolution: int | None = None, **macro: Any
+    ) -> Network:
         """The base scaled by ``genotype`` at phi = 1; a given ``resolution`` (the proxy's) is multiplied by gamma."""
         if resolution is not None:
             macro["resolution"] = scale_resolution(resolution, genotype.gamma)
@@ -129,12 +143,21 @@ class CompoundScalingSpace:
     def point_metrics(self, point: CompoundPoint) -> dict[str, float | int]:
         """What the journal records of a point beside its proxy metrics: eq. 3's value and the measured cost."""
         cost = self.cost(point)
-        return {"alpha": point.alpha, "beta": point.beta, "gamma": point.gamma, "constraint": point.constraint,
-                "full_params": cost["params"], "full_macs": cost["macs"], "macs_ratio": self.macs_ratio(point)}
+        return {
+            "alpha": point.alpha,
+            "beta": point.beta,
+            "gamma": point.gamma,
+            "constraint": point.constraint,
+            "full_params": cost["params"],
+            "full_macs": cost["macs"],
+            "macs_ratio": self.macs_ratio(point),
+        }
 
     def __repr__(self) -> str:
-        return (f"CompoundScalingSpace(base={self.base_space.name!r}, step={self.step!r}, high={self.high!r}, "
-                f"{len(self.values)} values per multiplier)")
+        return (
+            f"CompoundScalingSpace(base={self.base_space.name!r}, step={self.step!r}, high={self.high!r}, "
+            f"{len(self.values)} values per multiplier)"
+        )
 
 
 def full_cost(space: SearchSpace[Any], genotype: Any, num_classes: int = COST_CLASSES) -> dict[str, int]:
@@ -148,5 +171,4 @@ def full_cost(space: SearchSpace[Any], genotype: Any, num_classes: int = COST_CL
 
     ir = space.lower(genotype, num_classes=num_classes)
     model = build_on_meta(lambda: compile_ir(ir))
-    return {"params": count_params(model), "macs": int(count_macs(model, ir.resolution)),
-            "resolution": ir.resolution}
+    return {"params": count_params(model), "macs": int(count_macs(model, ir.resolution)), "resolution": ir.resolution}

@@ -36,23 +36,26 @@ def width_choices(start: int, granularity: int) -> tuple[int, ...]:
 class WidthSpace:
     """The prunable widths of ``start`` (a genotype of ``base``) as decisions; genotypes are ``base``'s."""
 
-
     def __init__(self, base: SearchSpace[Any], start: Any, granularity: int = DEFAULT_GRANULARITY) -> None:
         if not isinstance(base, Prunable):
-            raise ValueError(f"space {base.name!r} cannot be pruned: it defines no prunable_widths / with_widths "
-                             "(see nas.spaces.widths)")
+            raise ValueError(
+                f"space {base.name!r} cannot be pruned: it defines no prunable_widths / with_widths "
+                "(see nas.spaces.widths)"
+            )
         if isinstance(granularity, bool) or not isinstance(granularity, int) or granularity < 1:
             raise ValueError(f"granularity: must be a positive integer, got {granularity!r}")
         self.base, self.start, self.granularity = base, start, granularity
         self.name = base.name
         # NetAdapt trains the network itself, not a narrower copy: of the base's proxy settings only
         # the input size stays (images are loaded at it; the networks are fully convolutional).
-        self.proxy_reduction: Mapping[str, Any] = {key: value for key, value in dict(base.proxy_reduction).items()
-                                                   if key == "resolution"}
+        self.proxy_reduction: Mapping[str, Any] = {
+            key: value for key, value in dict(base.proxy_reduction).items() if key == "resolution"
+        }
         self.genotype_class = base.genotype_class
         self.start_widths: dict[str, int] = dict(base.prunable_widths(start))
-        self._decisions = [Decision(name, width_choices(width, granularity))
-                           for name, width in self.start_widths.items()]
+        self._decisions = [
+            Decision(name, width_choices(width, granularity)) for name, width in self.start_widths.items()
+        ]
 
     def decisions(self) -> Sequence[Decision]:
         return list(self._decisions)

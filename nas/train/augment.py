@@ -38,7 +38,7 @@ def center_view(images: torch.Tensor, resolution: int, crop_fraction: float = DE
         raise ValueError(f"crop_fraction: must be in (0, 1], got {crop_fraction!r}")
     resized = _resize(images, max(resolution, int(round(resolution / crop_fraction))))
     offset = (resized.shape[-1] - resolution) // 2
-    return resized[..., offset:offset + resolution, offset:offset + resolution]
+    return resized[..., offset : offset + resolution, offset : offset + resolution]
 
 
 class EvalView:
@@ -58,23 +58,34 @@ class TrainAugment:
     (its operations act on [0, 1] pixels). ``randaugment_ops`` 0 turns RandAugment off.
     """
 
-    def __init__(self, resolution: int, *, scale: tuple[float, float] = DEFAULT_CROP_SCALE,
-                 ratio: tuple[float, float] = DEFAULT_CROP_RATIO, mirror: bool = True, randaugment_ops: int = 2,
-                 randaugment_magnitude: int = 9,
-                 normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int,
+        *,
+        scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+        ratio: tuple[float, float] = DEFAULT_CROP_RATIO,
+        mirror: bool = True,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    ) -> None:
         from torchvision.transforms import v2  # lazy: torchvision only for the augmentation that needs it
 
         if not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(f"crop scale: expected 0 < min <= max <= 1, got {scale}")
         if randaugment_ops < 0 or not 0 <= randaugment_magnitude <= 30:
-            raise ValueError(f"randaugment: ops must be >= 0 and magnitude in [0, 30], got {randaugment_ops}, "
-                             f"{randaugment_magnitude}")
+            raise ValueError(
+                f"randaugment: ops must be >= 0 and magnitude in [0, 30], got {randaugment_ops}, "
+                f"{randaugment_magnitude}"
+            )
         if randaugment_ops and normalization is None:
-            raise ValueError("randaugment: the data set does not say how its images were normalised; "
-                             "pass --randaugment-ops 0")
+            raise ValueError(
+                "randaugment: the data set does not say how its images were normalised; pass --randaugment-ops 0"
+            )
         self.resolution, self.scale, self.ratio, self.mirror = resolution, scale, ratio, mirror
-        self.randaugment = (v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude)
-                            if randaugment_ops else None)
+        self.randaugment = (
+            v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude) if randaugment_ops else None
+        )
         self.normalization = normalization
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -103,8 +114,11 @@ class TrainAugment:
 
     def __repr__(self) -> str:
         scale = f"({self.scale[0]:g}, {self.scale[1]:g})"
-        augment = (f"RandAugment({self.randaugment.num_ops}, {self.randaugment.magnitude})"
-                   if self.randaugment is not None else "no RandAugment")
+        augment = (
+            f"RandAugment({self.randaugment.num_ops}, {self.randaugment.magnitude})"
+            if self.randaugment is not None
+            else "no RandAugment"
+        )
         return f"RandomResizedCrop({self.resolution}, scale={scale}){' + mirror' if self.mirror else ''} + {augment}"
 
 

@@ -43,6 +43,7 @@ CHECKPOINT_FORMAT = "nas-train-checkpoint"
 EVAL_BATCH = 256
 SMALL_IMAGES = 64  # px: up to this training size the test view is the whole image (the CIFAR convention)
 
+
 @dataclass
 class Network:
     """A spec resolved for training: its genotype JSON, ``space.lower`` overrides, optional start weights."""
@@ -71,7 +72,7 @@ def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> 
     if path.suffix == ".pt" and path.is_file():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001  (a corrupt or foreign file is the user's)
+        except Exception as error:
             raise ValueError(f"{spec}: not a model file ({type(error).__name__})") from None
         if not isinstance(payload, dict) or payload.get("format") != nas.api.MODEL_FORMAT:
             raise ValueError(f"{spec}: not a nas model file (nas materialize --out FILE.pt writes one)")
@@ -97,6 +98,7 @@ def count_network(network: Network, num_classes: int) -> int:
 
 
 # --- the data ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class TrainData:
@@ -124,8 +126,15 @@ def load_train_data(settings: TrainSettings) -> TrainData:
     seed = split_seed(settings.seed, 0)  # the validation split of a search's repeat 0
 
     def load(size: int | None) -> DatasetSplits:
-        return load_dataset(settings.dataset, settings.data_dir, settings.download, size, seed,
-                            settings.validation_fraction, augment=False)
+        return load_dataset(
+            settings.dataset,
+            settings.data_dir,
+            settings.download,
+            size,
+            seed,
+            settings.validation_fraction,
+            augment=False,
+        )
 
     resolution = settings.resolution
     if resolution is None:
@@ -147,6 +156,7 @@ def tensors_of(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # --- one training, checkpointed ----------------------------------------------------------------------
+
 
 def batches_of(dataset: Dataset, batch_size: int, generator: torch.Generator | None = None) -> Any:
     """Shuffled full batches with a ``generator`` (training), else every example in order (evaluation)."""
@@ -179,16 +189,24 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001
-        raise ValueError(f"{path}: unreadable checkpoint ({type(error).__name__}); move it away to start "
-                         "over") from None
+    except Exception as error:
+        raise ValueError(
+            f"{path}: unreadable checkpoint ({type(error).__name__}); move it away to start over"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a nas train checkpoint")
     return state
 
 
-HISTORY_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_accuracy", "validation_loss",
-                   "validation_accuracy", "seconds")
+HISTORY_COLUMNS = (
+    "epoch",
+    "learning_rate",
+    "train_loss",
+    "train_accuracy",
+    "validation_loss",
+    "validation_accuracy",
+    "seconds",
+)
 
 
 def write_log(out: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = HISTORY_COLUMNS) -> None:
@@ -211,8 +229,15 @@ class Trained:
     params: int
 
 
-def train_network(out: Path, network: Network, data: TrainData, train_set: Dataset, settings: TrainSettings,
-                  trial: int, echo: Callable[[str], None]) -> Trained:
+def train_network(
+    out: Path,
+    network: Network,
+    data: TrainData,
+    train_set: Dataset,
+    settings: TrainSettings,
+    trial: int,
+    echo: Callable[[str], None],
+) -> Trained:
     """Train ``network`` on ``train_set`` in ``out`` (resuming its checkpoint); write model, log, curves."""
     from nas.plotting import plot_training  # lazy: matplotlib only to draw curves.png
 
@@ -224,7 +249,7 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     torch.manual_seed(seeds.other)
     model = network.build(splits.num_classes, seeds.init)
     model.to(device)
-    schedule = ("off" if not settings.drop_path else "linear" if isinstance(model, CellModule) else "constant")
+    schedule = "off" if not settings.drop_path else "linear" if isinstance(model, CellModule) else "constant"
     count = len(train_set)  # type: ignore[arg-type]
     steps_per_epoch = count // settings.batch_size if count >= settings.batch_size else 1
     recipe = settings.recipe(schedule, epochs)
@@ -241,31 +266,54 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
         history = list(state["history"])
         echo(f"{out}: resuming after epoch {state['epoch']} of {epochs}")
     else:
-        echo(f"{out}: training {network.label} ({sum(p.numel() for p in model.parameters()):,} parameters) for "
-             f"{epochs} epochs on {len(train_set):,} images at {data.resolution} px; {augment}")
+        echo(
+            f"{out}: training {network.label} ({sum(p.numel() for p in model.parameters()):,} parameters) for "
+            f"{epochs} epochs on {len(train_set):,} images at {data.resolution} px; {augment}"
+        )
     for epoch in range(len(history), epochs):
         started = time.perf_counter()
-        batches = with_progress(batches_of(train_set, settings.batch_size, generator), steps_per_epoch,
-                                f"epoch {epoch + 1}/{epochs}", settings.progress)
+        batches = with_progress(
+            batches_of(train_set, settings.batch_size, generator),
+            steps_per_epoch,
+            f"epoch {epoch + 1}/{epochs}",
+            settings.progress,
+        )
         try:
             stats = trainer.train_epoch(batches, transform=augment, label=f"epoch {epoch + 1}")
         except Diverged as error:
             raise ValueError(f"{out}: training diverged ({error}); try a lower --learning-rate") from None
-        snapshot = precise_batchnorm(copy.deepcopy(trainer.evaluation_model), train_set, settings, seeds.data_order,
-                                     view)
+        snapshot = precise_batchnorm(
+            copy.deepcopy(trainer.evaluation_model), train_set, settings, seeds.data_order, view
+        )
         val_loss, val_accuracy = evaluate(snapshot, batches_of(splits.validation, EVAL_BATCH), device, view)
         del snapshot
-        row = {"epoch": epoch + 1, "learning_rate": trainer.optimizer.param_groups[0]["lr"],
-               "train_loss": stats.loss, "train_accuracy": stats.accuracy, "validation_loss": val_loss,
-               "validation_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
+        row = {
+            "epoch": epoch + 1,
+            "learning_rate": trainer.optimizer.param_groups[0]["lr"],
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "validation_loss": val_loss,
+            "validation_accuracy": val_accuracy,
+            "seconds": time.perf_counter() - started,
+        }
         history.append(row)
-        atomic_torch_save(out / CHECKPOINT, {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
-                                             "trainer": trainer.state_dict(), "data_order": generator.get_state(),
-                                             "rng": _rng_state(device), "history": history})
+        atomic_torch_save(
+            out / CHECKPOINT,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch + 1,
+                "trainer": trainer.state_dict(),
+                "data_order": generator.get_state(),
+                "rng": _rng_state(device),
+                "history": history,
+            },
+        )
         write_log(out, history)
         plot_training(history, out / CURVES, title=f"{network.label} on {splits.name}")
-        echo(f"epoch {epoch + 1}/{epochs}: train loss {stats.loss:.4f} acc {stats.accuracy:.4f} | validation loss "
-             f"{val_loss:.4f} acc {val_accuracy:.4f} | {row['seconds']:.1f} s")
+        echo(
+            f"epoch {epoch + 1}/{epochs}: train loss {stats.loss:.4f} acc {stats.accuracy:.4f} | validation loss "
+            f"{val_loss:.4f} acc {val_accuracy:.4f} | {row['seconds']:.1f} s"
+        )
     # Whole even if a kill came between the last checkpoint and them
     write_log(out, history)
     plot_training(history, out / CURVES, title=f"{network.label} on {splits.name}")
@@ -277,28 +325,53 @@ def train_network(out: Path, network: Network, data: TrainData, train_set: Datas
     return Trained(final, network, history, val_accuracy, test_accuracy, sum(p.numel() for p in final.parameters()))
 
 
-def precise_batchnorm(model: nn.Module, train_set: Dataset, settings: TrainSettings, seed: int,
-                      view: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
+def precise_batchnorm(
+    model: nn.Module,
+    train_set: Dataset,
+    settings: TrainSettings,
+    seed: int,
+    view: Callable[[torch.Tensor], torch.Tensor],
+) -> nn.Module:
     """BatchNorm statistics re-estimated on ``settings.precise_bn`` training images at the test view
     ("precise BN", Wu & Johnson, arXiv 2105.07576 §3): running averages with TF's momentum 0.01
     (MobileNetV3, EfficientNet) lag far behind the weights in a short training. Draws no global
     random numbers (its own generator), so it leaves the training's stream as it was."""
 
     if settings.precise_bn:
-        recalibrate_batchnorm(model, train_set, settings.batch_size, settings.precise_bn, settings.device,
-                              torch.Generator().manual_seed(seed), view)
+        recalibrate_batchnorm(
+            model,
+            train_set,
+            settings.batch_size,
+            settings.precise_bn,
+            settings.device,
+            torch.Generator().manual_seed(seed),
+            view,
+        )
     return model
 
 
 def train_augment(settings: TrainSettings, data: TrainData) -> TrainAugment:
     """The training transform (``ValueError`` for settings the data cannot take, before anything is written)."""
     mirror = data.splits.mirror if settings.mirror is None else settings.mirror
-    return TrainAugment(data.resolution, scale=(settings.crop_scale, 1.0), mirror=mirror,
-                        randaugment_ops=settings.randaugment_ops, randaugment_magnitude=settings.randaugment_magnitude,
-                        normalization=data.splits.normalization)
+    return TrainAugment(
+        data.resolution,
+        scale=(settings.crop_scale, 1.0),
+        mirror=mirror,
+        randaugment_ops=settings.randaugment_ops,
+        randaugment_magnitude=settings.randaugment_magnitude,
+        normalization=data.splits.normalization,
+    )
 
 
 def atomic_model_save(path: Path, model: nn.Module, network: Network, num_classes: int) -> None:
-    atomic_torch_save(path, {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "genotype": network.genotype,
-                             "num_classes": num_classes, "state_dict": model.state_dict(),
-                             "lowering": dict(network.lowering)})
+    atomic_torch_save(
+        path,
+        {
+            "format": MODEL_FORMAT,
+            "version": FORMAT_VERSION,
+            "genotype": network.genotype,
+            "num_classes": num_classes,
+            "state_dict": model.state_dict(),
+            "lowering": dict(network.lowering),
+        },
+    )

@@ -44,8 +44,11 @@ def fixres_parts(model: nn.Module) -> FixResParts:
     """The parameters to train and the modules to put in train mode for ``model`` (see the module docstring)."""
     if isinstance(model, CellModule):
         built = [f"cells.{i}" for i, live in enumerate(model.live) if live][-PNASNET_TRAINED_CELLS:]
-        trained = tuple(name for name, _ in model.named_parameters()
-                        if name.startswith(("classifier.",)) or any(name.startswith(cell + ".") for cell in built))
+        trained = tuple(
+            name
+            for name, _ in model.named_parameters()
+            if name.startswith(("classifier.",)) or any(name.startswith(cell + ".") for cell in built)
+        )
         return FixResParts("nasnet (PNASNet rule: last cells + classifier)", trained, (*built, "dropout"))
     if not isinstance(model, ChainModule):
         raise ValueError(f"FixRes: no rule for a {type(model).__name__}; it knows the networks nas compiles")
@@ -54,15 +57,20 @@ def fixres_parts(model: nn.Module) -> FixResParts:
     convolutions = [name for name, module in head if isinstance(module, nn.Conv2d)]
     if convolutions:
         norms = tuple(name for name, module in head if isinstance(module, nn.modules.batchnorm._BatchNorm))
-        trained = classifier + tuple(f"{name}.{p}" for name in convolutions for p, _ in
-                                     model.get_submodule(name).named_parameters())
+        trained = classifier + tuple(
+            f"{name}.{p}" for name in convolutions for p, _ in model.get_submodule(name).named_parameters()
+        )
         return FixResParts("head convolution (EfficientNet rule: classifier + conv_head, bn2 adapts)", trained, norms)
-    features = [(name, module) for name, module in model.named_modules()
-                if name.startswith(("stem", "stages", "head")) and isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    features = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name.startswith(("stem", "stages", "head")) and isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]
     if not features:
         raise ValueError("FixRes: the network has no BatchNorm before its pooling")
-    return FixResParts("no head convolution (ResNet rule: fc, the last BatchNorm adapts)", classifier,
-                       (features[-1][0],))
+    return FixResParts(
+        "no head convolution (ResNet rule: fc, the last BatchNorm adapts)", classifier, (features[-1][0],)
+    )
 
 
 def prepare_fixres(model: nn.Module, parts: FixResParts) -> None:

@@ -51,19 +51,25 @@ class PseudoLabels:
 
 
 @torch.no_grad()
-def teacher_probabilities(teacher: nn.Module, images: torch.Tensor, view: Callable[[torch.Tensor], torch.Tensor],
-                          batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
+def teacher_probabilities(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    view: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Softmax outputs of ``teacher`` in eval mode (no noise) on ``images`` at the test-time ``view``."""
     teacher.eval()
     rows = []
     for start in range(0, len(images), batch_size):
-        batch = view(images[start:start + batch_size].to(device))
+        batch = view(images[start : start + batch_size].to(device))
         rows.append(teacher(batch).float().softmax(dim=1).cpu())
     return torch.cat(rows) if rows else torch.empty(0, 0)
 
 
-def balance(classes: np.ndarray, confidence: np.ndarray, num_classes: int, per_class: int | None = None,
-            mode: Balance = "both") -> np.ndarray:
+def balance(
+    classes: np.ndarray, confidence: np.ndarray, num_classes: int, per_class: int | None = None, mode: Balance = "both"
+) -> np.ndarray:
     """Indices into ``classes`` giving each class ``per_class`` images (default: the mean count).
 
     ``filter``: a class with more keeps its ``per_class`` most confident; ``duplicate``: a class with
@@ -92,21 +98,27 @@ def balance(classes: np.ndarray, confidence: np.ndarray, num_classes: int, per_c
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
-def pseudo_label(probabilities: torch.Tensor, threshold: float = DEFAULT_THRESHOLD, mode: Balance = "both",
-                 per_class: int | None = None) -> PseudoLabels:
+def pseudo_label(
+    probabilities: torch.Tensor,
+    threshold: float = DEFAULT_THRESHOLD,
+    mode: Balance = "both",
+    per_class: int | None = None,
+) -> PseudoLabels:
     """Drop images whose top probability is below ``threshold``, then ``balance`` the rest."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold: must be in [0, 1), got {threshold!r}")
     confidence, classes = probabilities.max(dim=1)
     confident = np.flatnonzero(confidence.numpy() >= threshold)
-    chosen = balance(classes.numpy()[confident], confidence.numpy()[confident], probabilities.shape[1],
-                     per_class, mode)
+    chosen = balance(classes.numpy()[confident], confidence.numpy()[confident], probabilities.shape[1], per_class, mode)
     return PseudoLabels(probabilities, confident[chosen], len(confident))
 
 
-def load_unlabeled_folder(folder: str | Path, resolution: int,
-                          normalization: tuple[tuple[float, ...], tuple[float, ...]],
-                          limit: int = 200_000) -> torch.Tensor:
+def load_unlabeled_folder(
+    folder: str | Path,
+    resolution: int,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]],
+    limit: int = 200_000,
+) -> torch.Tensor:
     """Every image under ``folder`` (recursively), read as the data set's images are: grey data sets
     (equal statistics in every channel) read grey, others RGB; shorter side resized to
     ``resolution``, central square, normalised with ``normalization``. Unreadable files are skipped.
@@ -120,8 +132,9 @@ def load_unlabeled_folder(folder: str | Path, resolution: int,
     if not files:
         raise ValueError(f"--unlabeled: no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) under {str(root)!r}")
     if len(files) > limit:
-        raise ValueError(f"--unlabeled: {len(files):,} images under {str(root)!r}, more than the {limit:,} "
-                         "held in memory")
+        raise ValueError(
+            f"--unlabeled: {len(files):,} images under {str(root)!r}, more than the {limit:,} held in memory"
+        )
     mean, std = (torch.tensor(v).view(-1, 1, 1) for v in normalization)
     grey = len(set(normalization[0])) == 1 and len(set(normalization[1])) == 1
     images = []

@@ -74,8 +74,10 @@ class TrainRun(RunKind[TrainSettings, "TrainParts"]):
             _report(run.parts.results, self.echo)
             return run.parts.results
         results = train(run.out, run.settings, run.parts, self.echo)
-        atomic_write_text(run.out / SETTINGS_FILE, json.dumps({"settings": run.settings.identity(), "status": "done",
-                                                               "results": results}, indent=2))
+        atomic_write_text(
+            run.out / SETTINGS_FILE,
+            json.dumps({"settings": run.settings.identity(), "status": "done", "results": results}, indent=2),
+        )
         _report(results, self.echo)
         return results
 
@@ -99,7 +101,9 @@ def _document(out: Path) -> dict[str, Any]:
 
 
 def _report(results: Mapping[str, Any], echo: Callable[[str], None]) -> None:
-    echo(f"validation accuracy {results['validation_accuracy']:.4f}; {results['test_split']} accuracy "
-         f"{results['test_accuracy']:.4f} at {results['train_resolution']} px ({results['params']:,} parameters)")
+    echo(
+        f"validation accuracy {results['validation_accuracy']:.4f}; {results['test_split']} accuracy "
+        f"{results['test_accuracy']:.4f} at {results['train_resolution']} px ({results['params']:,} parameters)"
+    )
     for row in results.get("fixres", []):
         echo(f"FixRes at {row['test_resolution']} px: {row['before']:.4f} before, {row['after']:.4f} after")

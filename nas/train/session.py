@@ -49,19 +49,21 @@ def prepare(settings: TrainSettings) -> TrainParts:
         torch.device(settings.device)
         torch.empty(1, device=settings.device)
     except (RuntimeError, AssertionError, TypeError) as error:
-        raise ValueError(f"--device: {settings.device!r} is not usable here "
-                         f"({str(error).splitlines()[0]})") from None
+        raise ValueError(f"--device: {settings.device!r} is not usable here ({str(error).splitlines()[0]})") from None
     data = load_train_data(settings)
     network = resolve_network(settings.spec, settings.lowering, data.resolution)
     train_augment(settings, data)  # the augmentation's settings, checked before anything is written
     prepared = noisy_student_data(data, settings) if settings.noisy_student else None
     params = count_network(network, data.splits.num_classes)  # size and settings checked now, not after loading
     if settings.noisy_student and settings.student is not None:
-        student = count_network(resolve_network(settings.student, settings.lowering, data.resolution),
-                                data.splits.num_classes)
+        student = count_network(
+            resolve_network(settings.student, settings.lowering, data.resolution), data.splits.num_classes
+        )
         if student < params:
-            raise ValueError(f"--student: {student:,} parameters, fewer than the teacher's {params:,}; "
-                             "Noisy Student's student is equal or larger")
+            raise ValueError(
+                f"--student: {student:,} parameters, fewer than the teacher's {params:,}; "
+                "Noisy Student's student is equal or larger"
+            )
     return TrainParts(data, network, prepared)
 
 
@@ -78,10 +80,14 @@ def train(out: Path, settings: TrainSettings, parts: TrainParts, echo: Echo) -> 
         else:
             labeled = data.splits.train
             trained = train_network(out, network, data, labeled, settings, 0, echo)
-        results: dict[str, Any] = {"params": trained.params, "train_resolution": data.resolution,
-                                   "validation_accuracy": trained.validation_accuracy,
-                                   "test_accuracy": trained.test_accuracy, "test_split": data.test_name,
-                                   "epochs": len(trained.history)}
+        results: dict[str, Any] = {
+            "params": trained.params,
+            "train_resolution": data.resolution,
+            "validation_accuracy": trained.validation_accuracy,
+            "test_accuracy": trained.test_accuracy,
+            "test_split": data.test_name,
+            "epochs": len(trained.history),
+        }
         if trained.history:
             results["final_train_loss"] = trained.history[-1]["train_loss"]
         if settings.fixres:

@@ -11,7 +11,12 @@ from nas.recipe import OPTIMIZERS, Recipe
 from nas.settings import DEFAULT_VALIDATION_FRACTION, RunSettings
 
 DEFAULT_CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's area range: torchvision / Inception; EfficientNet the same
-BALANCES: tuple[str, ...] = ("both", "duplicate", "filter", "none")  # Noisy Student's per-class balancing of pseudo-labels (§3)
+BALANCES: tuple[str, ...] = (
+    "both",
+    "duplicate",
+    "filter",
+    "none",
+)  # Noisy Student's per-class balancing of pseudo-labels (§3)
 DEFAULT_THRESHOLD = 0.3  # confidence a pseudo-label needs (Noisy Student, §3: 0.3 on ImageNet)
 
 DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adamw": 2e-3}
@@ -21,7 +26,8 @@ DEFAULT_WARMUP_FRACTION = 0.05  # of the epochs (EfficientNet: 5 of 350; Goyal e
 
 @dataclass(frozen=True)
 class TrainSettings(RunSettings):
-    """Everything ``nas train`` takes (its flags, typed by argparse); ``identity`` is what a resumed run must agree with."""
+    """Everything ``nas train`` takes (its flags, typed by argparse); ``identity`` is what a resumed run
+    must agree with."""
 
     spec: str
     out: str
@@ -65,8 +71,15 @@ class TrainSettings(RunSettings):
     progress: bool = True
 
     def check(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("fixres_epochs", 1), ("iterations", 1), ("threads", 1),
-                          ("randaugment_ops", 0), ("precise_bn", 0)):
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("fixres_epochs", 1),
+            ("iterations", 1),
+            ("threads", 1),
+            ("randaugment_ops", 0),
+            ("precise_bn", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"--{name.replace('_', '-')}: must be an integer >= {low}, got {value!r}")
@@ -114,10 +127,17 @@ class TrainSettings(RunSettings):
     def recipe(self, drop_path: str, epochs: int | None = None) -> Recipe:
         epochs = self.epochs if epochs is None else epochs
         warmup = DEFAULT_WARMUP_FRACTION * epochs if self.warmup_epochs is None else self.warmup_epochs
-        return Recipe(epochs=epochs, batch_size=self.batch_size, optimizer=self.optimizer,  # type: ignore[arg-type]
-                      learning_rate=self.learning_rate or DEFAULT_LEARNING_RATE[self.optimizer],
-                      weight_decay=(DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None
-                                    else self.weight_decay),
-                      warmup_epochs=warmup, label_smoothing=self.label_smoothing, decay_norms_and_biases=False,
-                      gradient_clip=self.gradient_clip or None, drop_path=drop_path,  # type: ignore[arg-type]
-                      ema_decay=self.ema_decay, amp=self.amp)
+        return Recipe(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,  # type: ignore[arg-type]
+            learning_rate=self.learning_rate or DEFAULT_LEARNING_RATE[self.optimizer],
+            weight_decay=(DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay),
+            warmup_epochs=warmup,
+            label_smoothing=self.label_smoothing,
+            decay_norms_and_biases=False,
+            gradient_clip=self.gradient_clip or None,
+            drop_path=drop_path,  # type: ignore[arg-type]
+            ema_decay=self.ema_decay,
+            amp=self.amp,
+        )

@@ -18,7 +18,10 @@ from nas.cost import build_on_meta
 from nas.weights.torchvision import map_state_dict
 
 TIMM_TO_PRESET: dict[str, str] = {
-    "seresnet50": "seresnet50", "seresnext50_32x4d": "seresnext50-32x4d", "dpn68": "dpn68", "dpn92": "dpn92",
+    "seresnet50": "seresnet50",
+    "seresnext50_32x4d": "seresnext50-32x4d",
+    "dpn68": "dpn68",
+    "dpn92": "dpn92",
 }
 
 
@@ -30,7 +33,9 @@ def from_timm(name: str, state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[
     """
     timm_name = next((t for t, ours in TIMM_TO_PRESET.items() if name in (t, ours)), None)
     if timm_name is None:
-        raise ValueError(f"no timm model maps to {name!r}; valid: {sorted(set(TIMM_TO_PRESET) | set(TIMM_TO_PRESET.values()))}")
+        raise ValueError(
+            f"no timm model maps to {name!r}; valid: {sorted(set(TIMM_TO_PRESET) | set(TIMM_TO_PRESET.values()))}"
+        )
     try:
         import timm  # lazy: timm is optional: only to read its layout
     except ImportError:

@@ -57,8 +57,9 @@ def from_torchvision(name: str, state_dict: Mapping[str, torch.Tensor]) -> Order
     return map_state_dict(tv_name, reference, ours, state_dict)
 
 
-def map_state_dict(name: str, reference: nn.Module, ours: nn.Module,
-                   state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+def map_state_dict(
+    name: str, reference: nn.Module, ours: nn.Module, state_dict: Mapping[str, torch.Tensor]
+) -> OrderedDict[str, torch.Tensor]:
     """``state_dict`` (of ``reference``'s layout) under ``ours``'s keys, paired in canonical key order.
 
     Both modules may live on the meta device. Every key of ``reference`` must be present and no other;
@@ -73,8 +74,10 @@ def map_state_dict(name: str, reference: nn.Module, ours: nn.Module,
     known = set(reference_keys)
     unexpected = [key for key in state_dict if key not in known]
     if unexpected:
-        raise ValueError(f"state_dict: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected) "
-                         f"for {name}; is it another model's state dict?")
+        raise ValueError(
+            f"state_dict: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected) "
+            f"for {name}; is it another model's state dict?"
+        )
     if len(reference_keys) != len(our_items):
         raise ValueError(f"{name}: {len(reference_keys)} tensors in the reference, {len(our_items)} in ours")
     mapped: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -84,7 +87,8 @@ def map_state_dict(name: str, reference: nn.Module, ours: nn.Module,
             if tensor.dim() == 4 and tuple(tensor.shape) == tuple(our_tensor.shape) + (1, 1):
                 tensor = tensor.flatten(1)
             else:
-                raise ValueError(f"{reference_key} {tuple(tensor.shape)} does not fit {our_key} "
-                                 f"{tuple(our_tensor.shape)}")
+                raise ValueError(
+                    f"{reference_key} {tuple(tensor.shape)} does not fit {our_key} {tuple(our_tensor.shape)}"
+                )
         mapped[our_key] = tensor
     return mapped

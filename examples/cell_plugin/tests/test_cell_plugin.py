@@ -68,8 +68,24 @@ def test_search_through_the_entry_point(tmp_path: Path):
     from nas.cli import main
 
     out = tmp_path / "run"
-    code = main(["search", "--space", "cell3", "--controller", "random", "--budget", "2", "--dataset", "synthetic",
-                 "--epochs", "1", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "search",
+            "--space",
+            "cell3",
+            "--controller",
+            "random",
+            "--budget",
+            "2",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     best = json.loads((out / "best.json").read_text())
     assert best["space"] == "cell3"

@@ -66,8 +66,9 @@ def test_entry_points_when_installed():
         pytest.skip("nas-example-plugin is not installed (pip install -e examples/plugin)")
     from nas import registry
 
-    declared = {(e.group, e.name) for group in ("nas.spaces", "nas.ops", "nas.controllers")
-                for e in entry_points(group=group)}
+    declared = {
+        (e.group, e.name) for group in ("nas.spaces", "nas.ops", "nas.controllers") for e in entry_points(group=group)
+    }
     assert {("nas.spaces", "resnet-basic"), ("nas.ops", "basic_block"), ("nas.controllers", "example-tpe")} <= declared
     assert isinstance(registry.spaces.get("resnet-basic"), BasicResNetSpace)
     assert registry.ops.get("basic_block") is basic_block

@@ -69,8 +69,9 @@ def decision_name(node: int, state: int) -> str:
 
 def cell_graph(genotype: Cell3Genotype) -> CellGraph:
     """The genotype's cell as the engine's general cell DAG: 1 input, 3 "add" nodes, the last node as output."""
-    nodes = tuple(CellNode(tuple(CellEdge(source, op) for source, op in enumerate(ops)), combine="add")
-                  for ops in genotype.nodes)
+    nodes = tuple(
+        CellNode(tuple(CellEdge(source, op) for source, op in enumerate(ops)), combine="add") for ops in genotype.nodes
+    )
     return CellGraph(num_inputs=1, nodes=nodes, output=(NUM_NODES,), output_combine="add")
 
 
@@ -94,8 +95,15 @@ class Cell3Space(SpaceBase[Cell3Genotype]):
         check_choices(self.decisions(), choices)
         return choices
 
-    def lower(self, genotype: Cell3Genotype, *, num_classes: int = 10, resolution: int | None = None,
-              filters: int = 16, cells_per_stage: int = 2) -> CellNet:
+    def lower(
+        self,
+        genotype: Cell3Genotype,
+        *,
+        num_classes: int = 10,
+        resolution: int | None = None,
+        filters: int = 16,
+        cells_per_stage: int = 2,
+    ) -> CellNet:
         """The ``CellNet`` of ``genotype``; ``filters`` and ``cells_per_stage`` shrink proxies, ``resolution``
         is the input size (the proxy evaluator passes its data's)."""
         self.encode(genotype)  # validates every edge against the decisions
@@ -112,12 +120,14 @@ class Cell3Space(SpaceBase[Cell3Genotype]):
             for _ in range(cells_per_stage):
                 cells.append(CellSpec(graph, False, channels, (CellInput(len(cells), channels, size),)))
         head = (BlockSpec("bn_act", channels, channels, 1, size),)  # NAS-Bench-201's ``lastact``: BN-ReLU
-        return CellNet(stem, tuple(cells), head, ClassifierSpec(channels, num_classes), stem[0].input_size,
-                       bn_eps=1e-5)  # PyTorch's BatchNorm default, as NAS-Bench-201's code
+        return CellNet(
+            stem, tuple(cells), head, ClassifierSpec(channels, num_classes), stem[0].input_size, bn_eps=1e-5
+        )  # PyTorch's BatchNorm default, as NAS-Bench-201's code
 
     def presets(self) -> dict[str, Cell3Genotype]:
         return {
             "cell3-conv": Cell3Genotype(),
-            "cell3-mixed": Cell3Genotype(("sep_conv_3x3",), ("identity", "conv_3x3"),
-                                         ("avg_pool_3x3", "identity", "sep_conv_3x3")),
+            "cell3-mixed": Cell3Genotype(
+                ("sep_conv_3x3",), ("identity", "conv_3x3"), ("avg_pool_3x3", "identity", "sep_conv_3x3")
+            ),
         }

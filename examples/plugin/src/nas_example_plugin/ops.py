@@ -22,8 +22,16 @@ def _activation(name: str) -> nn.Module:
 class BasicBlock(nn.Module):
     """conv-BN-act -> conv-BN, plus a shortcut (identity, or 1x1 conv-BN when the shape changes), then act."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel_size: int,
-                 activation: BlockActivation, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        kernel_size: int,
+        activation: BlockActivation,
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, bias=False)
@@ -33,8 +41,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:  # the paper's option B projection
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum),
+            )
         self.act2 = _activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,8 +52,16 @@ class BasicBlock(nn.Module):
         return self.act2(out + self.shortcut(x))
 
 
-def basic_block(in_channels: int, out_channels: int, stride: int, *, kernel_size: int = 3,
-                activation: BlockActivation = "relu", bn_eps: float, bn_momentum: float) -> nn.Module:
+def basic_block(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    *,
+    kernel_size: int = 3,
+    activation: BlockActivation = "relu",
+    bn_eps: float,
+    bn_momentum: float,
+) -> nn.Module:
     """The ResNet basic block; ``kernel_size`` (odd) for both convs, ``activation`` after conv1 and the add."""
     if isinstance(kernel_size, bool) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size: must be a positive odd integer, got {kernel_size!r}")

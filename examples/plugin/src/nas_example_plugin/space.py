@@ -60,8 +60,14 @@ class BasicResNetSpace:
         check_choices(self.decisions(), choices)
         return choices
 
-    def lower(self, genotype: BasicResNetGenotype, *, num_classes: int = 1000, resolution: int | None = None,
-              width_multiplier: float = 1.0) -> ChainNet:
+    def lower(
+        self,
+        genotype: BasicResNetGenotype,
+        *,
+        num_classes: int = 1000,
+        resolution: int | None = None,
+        width_multiplier: float = 1.0,
+    ) -> ChainNet:
         """The ChainNet of ``genotype``; ``resolution`` and ``width_multiplier`` shrink proxies."""
         self.encode(genotype)  # validates every field against the decisions
         if not width_multiplier > 0:
@@ -82,8 +88,10 @@ class BasicResNetSpace:
         return ChainNet(stem, tuple(stages), (), ClassifierSpec(channels, num_classes), resolution or RESOLUTION)
 
     def presets(self) -> dict[str, BasicResNetGenotype]:
-        return {"resnet-basic-small": BasicResNetGenotype(),
-                "resnet-basic-large": BasicResNetGenotype((32, 64, 128), (3, 3, 3), (3, 3, 3))}
+        return {
+            "resnet-basic-small": BasicResNetGenotype(),
+            "resnet-basic-large": BasicResNetGenotype((32, 64, 128), (3, 3, 3), (3, 3, 3)),
+        }
 
     def mutate(self, genotype: BasicResNetGenotype, rng: np.random.Generator) -> BasicResNetGenotype:
         return mutate_one_decision(self, genotype, rng)

@@ -49,8 +49,9 @@ class TPEController(ControllerBase):
     ``reward`` ``None`` for a failure (failed trials reach Optuna as ``FAIL`` trials).
     """
 
-    def __init__(self, space: SearchSpace, seed: int = 0, budget: int | None = None,
-                 n_startup_trials: int = 10) -> None:
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, budget: int | None = None, n_startup_trials: int = 10
+    ) -> None:
         super().__init__(space, seed=seed, budget=budget)
         if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 0:
             raise ValueError(f"n_startup_trials: must be a non-negative integer, got {n_startup_trials!r}")
@@ -60,16 +61,23 @@ class TPEController(ControllerBase):
 
     def _propose(self, trial_id: int) -> dict[str, Any]:
         with _quiet_optuna():
-            sampler = optuna.samplers.TPESampler(seed=trial_seed(self.seed, trial_id) & 0xFFFFFFFF,
-                                                 n_startup_trials=self.n_startup_trials, multivariate=True,
-                                                 constant_liar=False)
+            sampler = optuna.samplers.TPESampler(
+                seed=trial_seed(self.seed, trial_id) & 0xFFFFFFFF,
+                n_startup_trials=self.n_startup_trials,
+                multivariate=True,
+                constant_liar=False,
+            )
             study = optuna.create_study(direction="maximize", sampler=sampler)
             for told in self._history:
                 failed = told["reward"] is None
-                study.add_trial(optuna.trial.create_trial(
-                    params={d.name: d.index(told["choices"][d.name]) for d in self.decisions},
-                    distributions=self._distributions, value=None if failed else told["reward"],
-                    state=TrialState.FAIL if failed else TrialState.COMPLETE))
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params={d.name: d.index(told["choices"][d.name]) for d in self.decisions},
+                        distributions=self._distributions,
+                        value=None if failed else told["reward"],
+                        state=TrialState.FAIL if failed else TrialState.COMPLETE,
+                    )
+                )
             params = study.ask(self._distributions).params
         return {d.name: d.choices[params[d.name]] for d in self.decisions}
 
