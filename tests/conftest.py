@@ -34,3 +34,32 @@ def run_and_kill():
         return seen
 
     return run
+
+
+# ------------------------------------------------------------------------------ running in parallel
+# `make test` runs the suite on two pytest-xdist workers. A test file is one unit of work: its tests run on
+# one worker, in file order, so a module-scoped fixture is built once (not once per worker) and a test may
+# read what an earlier test of its file wrote into it (tests/nas/test_netadapt_cli.py does). The files named
+# in ONE_WORKER with the same name are one unit: the files that start a Ray instance never run at once.
+# (xdist's own `--dist loadgroup` and `xdist_group` marks do not group anything with pytest >= 9.2:
+# https://github.com/pytest-dev/pytest-xdist/issues/1386.)
+
+ONE_WORKER = {"tests/backends/test_ray_backend.py": "ray", "tests/nas/test_netadapt_cli.py": "ray"}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Whole files (and ONE_WORKER's groups of files) to a worker, in collection order, for ``-n N`` with
+    ``--dist`` left out (``load``), ``loadfile`` or ``loadgroup``; any other ``--dist`` is xdist's own."""
+    if config.getvalue("dist") not in ("load", "loadfile", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # lazy: only the xdist controller schedules
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return ONE_WORKER.get(path, path)
+
+    # Collection order, not xdist's "most tests first": that would leave the files of few slow tests for last.
+    config.option.loadscopereorder = False
+    return FileScheduling(config, log)

@@ -24,8 +24,9 @@ TIMEOUT = 120  # seconds per subprocess
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +36,26 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     source, target = base / "source", base / "site"
     shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"))
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
-    installed = _run(["-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
-                      "--target", str(target), str(source)], env)
+    installed = _run(
+        [
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        env,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert "cell3 = nas_cell_plugin.space:Cell3Space" in \
-        (target / "nas_cell_plugin-0.1.0.dist-info" / "entry_points.txt").read_text()
+    assert (
+        "cell3 = nas_cell_plugin.space:Cell3Space"
+        in (target / "nas_cell_plugin-0.1.0.dist-info" / "entry_points.txt").read_text()
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
     return env
 
@@ -47,8 +63,10 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_the_plugins_own_suite_passes_installed(plugin_env: dict[str, str]) -> None:
     """Contract tests, entry point and one tiny search, none skipped (a skip would mean the install was not seen)."""
     # Hypothesis's pytest plugin costs over a second at start-up here, and these tests do not use it.
-    done = _run(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", str(PLUGIN / "tests")],
-                plugin_env)
+    done = _run(
+        ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", str(PLUGIN / "tests")],
+        plugin_env,
+    )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "passed" in summary and "skipped" not in summary, summary

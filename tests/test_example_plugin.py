@@ -25,8 +25,9 @@ TIMEOUT = 300  # seconds per subprocess; the whole file takes well under a minut
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,21 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     source, target = base / "source", base / "site"
     shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache"))
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "COLUMNS": "200"}
-    installed = _run(["-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
-                      "--target", str(target), str(source)], env)
+    installed = _run(
+        [
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        env,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     assert (target / "nas_example_plugin-0.1.0.dist-info" / "entry_points.txt").is_file()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
@@ -46,12 +60,34 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_search_with_the_plugins_space_and_controller(plugin_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = _run(["-m", "nas.cli", "search", "--space", "resnet-basic", "--controller", "example-tpe", "--budget", "3",
-                 "--dataset", "synthetic", "--epochs", "1", "--out", str(out), "--no-progress"], plugin_env)
+    done = _run(
+        [
+            "-m",
+            "nas.cli",
+            "search",
+            "--space",
+            "resnet-basic",
+            "--controller",
+            "example-tpe",
+            "--budget",
+            "3",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        plugin_env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                                            optuna.trial.TrialState.FAIL)]
+    finished = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    ]
     assert len(finished) == 3
     assert '"space": "resnet-basic"' in (out / "best.json").read_text()
 
@@ -65,7 +101,11 @@ def test_search_help_lists_the_plugin(plugin_env: dict[str, str]) -> None:
 
 
 def test_the_plugins_own_suite_passes_installed(plugin_env: dict[str, str]) -> None:
-    done = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/plugin/tests"], plugin_env)
+    # Hypothesis's pytest plugin costs over a second at start-up here, and these tests do not use it.
+    done = _run(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "examples/plugin/tests"],
+        plugin_env,
+    )
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "passed" in summary and "skipped" not in summary, summary  # the entry-point test ran too

@@ -35,10 +35,15 @@ GOLDEN = [
     ("dpn92", "timm", "dpn92", 37_668_392, 6501.7),
 ]
 IDS = [g[0] for g in GOLDEN]
-LISTED = ["shufflenet-v2-x1.0", "shufflenet-v1-g3-x1.0", "dpn68", "condensenet-74-condensed"]  # a sample: each costs a count
+LISTED = [
+    "shufflenet-v2-x1.0",
+    "shufflenet-v1-g3-x1.0",
+    "dpn68",
+    "condensenet-74-condensed",
+]  # a sample: each costs a count
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(library: str, name: str, num_classes: int = 1000, meta: bool = True) -> nn.Module:
     def build() -> nn.Module:
         if library == "torchvision":
@@ -97,8 +102,13 @@ def test_importers_refuse_another_models_weights():
 # networks per group count; params of the networks with a bias in the classifier, as mmpretrain's
 # (1.87M published for g = 3), and megvii's published totals (classifier without bias; FLOPs in M).
 # megvii lists 138M for g = 3 too, where its network (and ours) counts 137.46M with the classifier.
-SHUFFLENET_V1 = {1: (143, 1_531_936), 2: (140, 1_733_848), 3: (137, 1_865_728), 4: (133, 1_968_344),
-                 8: (137, 2_434_768)}
+SHUFFLENET_V1 = {
+    1: (143, 1_531_936),
+    2: (140, 1_733_848),
+    3: (137, 1_865_728),
+    4: (133, 1_968_344),
+    8: (137, 2_434_768),
+}
 MEGVII = {3: (1.9, 137), 8: (2.4, 138)}
 
 
@@ -120,15 +130,17 @@ def _reference_flops(model: nn.Module, resolution: int) -> int:
     per ReLU output element and ``C * H_out * W_out * k^2`` per average pool."""
     extra = []
 
-    def relu(module, inputs, output):  # noqa: ANN001
+    def relu(module, inputs, output):
         extra.append(output.numel())
 
-    def pool(module, inputs, output):  # noqa: ANN001
+    def pool(module, inputs, output):
         kernel = module.kernel_size if isinstance(module, nn.AvgPool2d) else inputs[0].shape[-1]
         extra.append(output.numel() * kernel * kernel)
 
     hooks = [m.register_forward_hook(relu) for m in model.modules() if isinstance(m, nn.ReLU)]
-    hooks += [m.register_forward_hook(pool) for m in model.modules() if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d))]
+    hooks += [
+        m.register_forward_hook(pool) for m in model.modules() if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d))
+    ]
     with torch.no_grad():
         model(torch.zeros(1, 3, resolution, resolution))
     for hook in hooks:

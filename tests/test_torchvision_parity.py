@@ -44,36 +44,40 @@ PAIRS = {ours: torchvision_name for ours, torchvision_name, *_ in GOLDEN}
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ours_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
     return build_on_meta(lambda: nas.materialize(name, num_classes=num_classes))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torchvision_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
     return build_on_meta(lambda: torchvision.models.get_model(name, weights=None, num_classes=num_classes))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def summary(name: str) -> dict:
     return nas.summarize(name)
 
 
-def shapes(tensors) -> list[tuple[int, ...]]:  # noqa: ANN001
+def shapes(tensors) -> list[tuple[int, ...]]:
     return sorted(tuple(t.shape) for t in tensors)
 
 
 # ------------------------------------------------------------------ counts and shapes (meta device)
 
 
-@pytest.mark.parametrize(("ours", "theirs", "params", "macs_millions", "resolution"), GOLDEN, ids=[g[0] for g in GOLDEN])
+@pytest.mark.parametrize(
+    ("ours", "theirs", "params", "macs_millions", "resolution"), GOLDEN, ids=[g[0] for g in GOLDEN]
+)
 def test_parameter_count_matches_torchvision_and_published(ours, theirs, params, macs_millions, resolution):
     assert count_params(torchvision_on_meta(theirs)) == params
     assert count_params(ours_on_meta(ours)) == params
     assert summary(ours)["params"] == params
 
 
-@pytest.mark.parametrize(("ours", "theirs", "params", "macs_millions", "resolution"), GOLDEN, ids=[g[0] for g in GOLDEN])
+@pytest.mark.parametrize(
+    ("ours", "theirs", "params", "macs_millions", "resolution"), GOLDEN, ids=[g[0] for g in GOLDEN]
+)
 def test_macs_match_torchvision_and_published(ours, theirs, params, macs_millions, resolution):
     ours_summary = summary(ours)  # counted by torch.utils.flop_counter on the meta device
     assert ours_summary["resolution"] == resolution
@@ -91,6 +95,7 @@ def test_parameter_and_buffer_shapes_match_torchvision(ours):
 @pytest.mark.parametrize("ours", list(PAIRS))
 def test_batchnorm_hyperparameters_match_torchvision(ours):
     """eps and momentum of every BN, in order (B5-B7 and MobileNetV3 differ from the defaults)."""
+
     def norms(module: nn.Module) -> list[tuple[int, float, float]]:
         return [(m.num_features, m.eps, m.momentum) for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
 
@@ -104,12 +109,18 @@ def test_regularisation_and_activations_match_torchvision(ours):
     dropout = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
     assert dropout == [m.p for m in reference.modules() if isinstance(m, nn.Dropout)]
     # torchvision gives every block a StochasticDepth but applies it only on residual blocks.
-    ours_depth = [m.drop_path.drop_prob for m in model.modules()
-                  if isinstance(m, MBConv) and isinstance(m.drop_path, DropPath) and m.drop_path.drop_prob > 0]
-    theirs_depth = [m.stochastic_depth.p for m in reference.modules()
-                    if getattr(m, "use_res_connect", False) and isinstance(getattr(m, "stochastic_depth", None),
-                                                                          StochasticDepth)
-                    and m.stochastic_depth.p > 0]
+    ours_depth = [
+        m.drop_path.drop_prob
+        for m in model.modules()
+        if isinstance(m, MBConv) and isinstance(m.drop_path, DropPath) and m.drop_path.drop_prob > 0
+    ]
+    theirs_depth = [
+        m.stochastic_depth.p
+        for m in reference.modules()
+        if getattr(m, "use_res_connect", False)
+        and isinstance(getattr(m, "stochastic_depth", None), StochasticDepth)
+        and m.stochastic_depth.p > 0
+    ]
     assert ours_depth == pytest.approx(theirs_depth, abs=1e-12)
 
     def kinds(module: nn.Module) -> Counter:
@@ -144,7 +155,7 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _loaded_pair(ours: str, num_classes: int) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(0)
     reference = randomise(torchvision.models.get_model(PAIRS[ours], weights=None, num_classes=num_classes))
@@ -164,10 +175,13 @@ def image(batch: int = 2, size: int = 64) -> torch.Tensor:
 
 
 EQUIVALENCE = [
-    ("efficientnet-b0", 1000), ("efficientnet-b0", 10),
+    ("efficientnet-b0", 1000),
+    ("efficientnet-b0", 10),
     ("efficientnet-b5", 10),  # B5-B7: BN eps 1e-3, momentum 0.01
-    ("mobilenetv3-large", 1000), ("mobilenetv3-large", 10),
-    ("mobilenetv3-small", 1000), ("mobilenetv3-small", 10),
+    ("mobilenetv3-large", 1000),
+    ("mobilenetv3-large", 10),
+    ("mobilenetv3-small", 1000),
+    ("mobilenetv3-small", 10),
 ]
 
 
@@ -183,8 +197,9 @@ def test_from_torchvision_reproduces_outputs_in_eval_mode(ours, num_classes):
     assert (actual - expected).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize(("ours", "num_classes"), [("efficientnet-b0", 10), ("mobilenetv3-large", 10),
-                                                   ("mobilenetv3-small", 10)])
+@pytest.mark.parametrize(
+    ("ours", "num_classes"), [("efficientnet-b0", 10), ("mobilenetv3-large", 10), ("mobilenetv3-small", 10)]
+)
 def test_from_torchvision_reproduces_a_training_step(ours, num_classes):
     """Train mode, same seed: dropout and stochastic depth draw the same masks, so outputs,
     gradients and the updated BN running statistics (momentum) agree exactly."""
@@ -223,18 +238,21 @@ def test_randomised_batchnorm_exposes_a_wrong_eps(ours):
 # ------------------------------------------------------------------ from_torchvision, wrong input
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def meta_state_dict(name: str) -> dict[str, torch.Tensor]:
     return dict(torchvision_on_meta(name).state_dict())
 
 
-@pytest.mark.parametrize(("name", "key"), [
-    ("efficientnet_b0", "features.0.0.weight"),
-    ("efficientnet_b0", "features.1.0.block.1.fc1.bias"),
-    ("efficientnet_b0", "features.8.1.running_var"),
-    ("mobilenet_v3_large", "features.4.block.2.fc2.weight"),
-    ("mobilenet_v3_small", "classifier.3.weight"),
-])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("efficientnet_b0", "features.0.0.weight"),
+        ("efficientnet_b0", "features.1.0.block.1.fc1.bias"),
+        ("efficientnet_b0", "features.8.1.running_var"),
+        ("mobilenet_v3_large", "features.4.block.2.fc2.weight"),
+        ("mobilenet_v3_small", "classifier.3.weight"),
+    ],
+)
 def test_missing_key_is_named(name, key):
     state = dict(meta_state_dict(name))
     del state[key]
@@ -249,11 +267,14 @@ def test_missing_classifier_key_is_named():
         nas.from_torchvision("efficientnet_b0", state)
 
 
-@pytest.mark.parametrize(("name", "key"), [
-    ("efficientnet_b0", "features.3.1.block.0.1.running_var"),
-    ("efficientnet_b7", "features.6.3.block.3.0.weight"),
-    ("mobilenet_v3_large", "classifier.3.weight"),
-])
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("efficientnet_b0", "features.3.1.block.0.1.running_var"),
+        ("efficientnet_b7", "features.6.3.block.3.0.weight"),
+        ("mobilenet_v3_large", "classifier.3.weight"),
+    ],
+)
 def test_wrong_shape_is_named(name, key):
     state = dict(meta_state_dict(name))
     state[key] = torch.empty(7, 7, device="meta")
@@ -268,8 +289,9 @@ def test_unknown_model_is_named(name):
 
 
 def test_our_names_are_accepted():
-    assert list(nas.from_torchvision("mobilenetv3-small", meta_state_dict("mobilenet_v3_small"))) == \
-        list(ours_on_meta("mobilenetv3-small").state_dict())
+    assert list(nas.from_torchvision("mobilenetv3-small", meta_state_dict("mobilenet_v3_small"))) == list(
+        ours_on_meta("mobilenetv3-small").state_dict()
+    )
 
 
 def test_another_models_state_dict_is_rejected():

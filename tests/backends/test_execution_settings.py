@@ -11,9 +11,24 @@ from nas.search.settings import SearchSettings
 
 
 def search(out, *extra, config=None):
-    return ["search", "--space", "nasnet", "--controller", "random", "--budget", "1", "--dataset", "synthetic",
-            "--epochs", "2", "--out", str(out), "--no-progress", *(["--config", str(config)] if config else []),
-            *extra]
+    return [
+        "search",
+        "--space",
+        "nasnet",
+        "--controller",
+        "random",
+        "--budget",
+        "1",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        *(["--config", str(config)] if config else []),
+        *extra,
+    ]
 
 
 def one_line(capsys) -> str:
@@ -22,17 +37,23 @@ def one_line(capsys) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--workers", "2"], "workers: the local backend runs one evaluation at a time in this process; --workers needs"),
-    (["--early-stop", "asha"], "early_stop: the local backend runs one evaluation at a time"),
-    (["--backend", "nope"], "backend: unknown backend 'nope'; valid: ["),
-    (["--backend", "ray", "--workers", "0"], "workers: must be in [1, "),
-    (["--backend", "ray", "--cpus-per-trial", "0"], "cpus_per_trial: must be a positive integer"),
-    (["--backend", "ray", "--gpus-per-trial", "-1"], "gpus_per_trial: must be a number >= 0"),
-    (["--backend", "ray", "--early-stop", "asha", "--repeats", "2"], "early_stop: a candidate evaluated --repeats"),
-    (["--backend", "ray", "--early-stop", "asha", "--epochs", "1"], "ASHA needs evaluations of 2 epochs or more"),
-    (["--backend", "ray", "--address", "127.0.0.1:1"], "address: nothing answers at 127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--workers", "2"],
+            "workers: the local backend runs one evaluation at a time in this process; --workers needs",
+        ),
+        (["--early-stop", "asha"], "early_stop: the local backend runs one evaluation at a time"),
+        (["--backend", "nope"], "backend: unknown backend 'nope'; valid: ["),
+        (["--backend", "ray", "--workers", "0"], "workers: must be in [1, "),
+        (["--backend", "ray", "--cpus-per-trial", "0"], "cpus_per_trial: must be a positive integer"),
+        (["--backend", "ray", "--gpus-per-trial", "-1"], "gpus_per_trial: must be a number >= 0"),
+        (["--backend", "ray", "--early-stop", "asha", "--repeats", "2"], "early_stop: a candidate evaluated --repeats"),
+        (["--backend", "ray", "--early-stop", "asha", "--epochs", "1"], "ASHA needs evaluations of 2 epochs or more"),
+        (["--backend", "ray", "--address", "127.0.0.1:1"], "address: nothing answers at 127.0.0.1:1"),
+    ],
+)
 def test_flag_mistakes_are_one_line_and_write_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "run"
     assert main(search(out, *extra)) == 2
@@ -40,16 +61,22 @@ def test_flag_mistakes_are_one_line_and_write_nothing(tmp_path, capsys, extra, m
     assert not out.exists()
 
 
-@pytest.mark.parametrize("config, message", [
-    ("backend: ray\nearly_stop: asha\nearly_stop_options: {eta: 3}\n", "'eta' is not an ASHA option"),
-    ("backend: ray\nearly_stop: asha\nearly_stop_options: {grace_period: 2}\n", "grace_period 2 must be below"),
-    ("backend: ray\nearly_stop: asha\nearly_stop_options: {reduction_factor: 1}\n", "reduction_factor must be a number > 1"),
-    ("backend: ray\nearly_stop_options: {grace_period: 1}\n", "early_stop_options: they set early stopping"),
-    ("backend: ray\nbackend_options: {retry: 3}\n", "backend_options: 'retry' is not an option of backend 'ray'"),
-    ("backend: ray\nbackend_options: {retries: -1}\n", "retries: must be an integer >= 0"),
-    ("backend: ray\nworkers: two\n", "workers: expected int, got 'two'"),
-    ("backend: ray\ngpus_per_trial: .nan\n", "gpus_per_trial: must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("backend: ray\nearly_stop: asha\nearly_stop_options: {eta: 3}\n", "'eta' is not an ASHA option"),
+        ("backend: ray\nearly_stop: asha\nearly_stop_options: {grace_period: 2}\n", "grace_period 2 must be below"),
+        (
+            "backend: ray\nearly_stop: asha\nearly_stop_options: {reduction_factor: 1}\n",
+            "reduction_factor must be a number > 1",
+        ),
+        ("backend: ray\nearly_stop_options: {grace_period: 1}\n", "early_stop_options: they set early stopping"),
+        ("backend: ray\nbackend_options: {retry: 3}\n", "backend_options: 'retry' is not an option of backend 'ray'"),
+        ("backend: ray\nbackend_options: {retries: -1}\n", "retries: must be an integer >= 0"),
+        ("backend: ray\nworkers: two\n", "workers: expected int, got 'two'"),
+        ("backend: ray\ngpus_per_trial: .nan\n", "gpus_per_trial: must be a number >= 0"),
+    ],
+)
 def test_config_mistakes_are_one_line_and_write_nothing(tmp_path, capsys, config, message):
     path, out = tmp_path / "settings.yaml", tmp_path / "run"
     path.write_text(config)
@@ -69,8 +96,24 @@ def test_early_stopping_is_part_of_a_runs_identity(tmp_path, capsys):
 def test_scale_and_netadapt_take_the_execution_flags(tmp_path, capsys):
     assert main(["scale", "--base", "mobilenetv3-small", "--workers", "2", "--out", str(tmp_path / "s")]) == 2
     assert "--workers needs --backend ray" in one_line(capsys)
-    assert main(["netadapt", "--from", "mobilenetv3-small", "--latency-ratio", "0.5", "--backend", "ray",
-                 "--config", str(_write(tmp_path, "early_stop: asha\n")), "--out", str(tmp_path / "n")]) == 2
+    assert (
+        main(
+            [
+                "netadapt",
+                "--from",
+                "mobilenetv3-small",
+                "--latency-ratio",
+                "0.5",
+                "--backend",
+                "ray",
+                "--config",
+                str(_write(tmp_path, "early_stop: asha\n")),
+                "--out",
+                str(tmp_path / "n"),
+            ]
+        )
+        == 2
+    )
     assert "NetAdapt's short-term fine-tunes have no epochs to stop early" in one_line(capsys)
     assert not (tmp_path / "s").exists() and not (tmp_path / "n").exists()
 

@@ -36,8 +36,14 @@ def cluster():
 
 
 def settings(out: Path, **values) -> SearchSettings:
-    defaults = {"space": "nasnet", "controller": "random", "budget": 4, "dataset": "synthetic", "epochs": 1,
-                "evaluator_options": dict(TINY)}
+    defaults = {
+        "space": "nasnet",
+        "controller": "random",
+        "budget": 4,
+        "dataset": "synthetic",
+        "epochs": 1,
+        "evaluator_options": dict(TINY),
+    }
     return SearchSettings(out=str(out), **{**defaults, **values})
 
 
@@ -77,16 +83,29 @@ def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(cluster,
     assert not (tmp_path / "run").exists()
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _workers() -> set[int]:
-    """Processes running a Tune function trainable (Ray names them ``ray::ImplicitFunc...``)."""
+    """Processes running a Tune function trainable (Ray names them ``ray::ImplicitFunc...``) of this test
+    process's own Ray (its raylet starts them): another test run's Ray on the machine is left alone."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
-                    found.add(int(entry.name))
+                if not (entry / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                    continue
             except OSError:
-                pass
+                continue
+            pid = ancestor = int(entry.name)
+            while ancestor > 1 and ancestor != os.getpid():
+                ancestor = _parent(ancestor)
+            if ancestor == os.getpid():
+                found.add(pid)
     return found
 
 
@@ -113,7 +132,7 @@ def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_fai
     def search():
         try:
             run_search(run)
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             errors.append(error)
 
     thread = threading.Thread(target=search)
@@ -199,16 +218,22 @@ def test_the_searcher_records_stops_failures_and_a_worker_that_cannot_build():
     configs = {name: searcher.suggest(name) for name in ("a", "b", "c", "d")}
     assert configs["a"]["nas_trial"] == 0 and configs["a"]["nas_threads"] == 1 and configs["a"]["nas_report"]
     assert driver.space.decode(configs["b"]["nas_choices"]) == driver.in_flight[1].genotype
-    searcher.on_trial_complete("a", {"nas_final": False, "nas_metrics": json.dumps({"accuracy": 0.5, "epochs": 1}),
-                                     "time_total_s": 3.0})
+    searcher.on_trial_complete(
+        "a", {"nas_final": False, "nas_metrics": json.dumps({"accuracy": 0.5, "epochs": 1}), "time_total_s": 3.0}
+    )
     assert driver.completed[-1] == (0, {"accuracy": 0.5, "epochs": 1, "early_stopped": True}, 3.0)
     searcher.on_trial_complete("b", None, error=True)  # its reason comes from Tune's callback, after
     searcher.record_error("b", "its Ray worker failed (3 runs): ActorDiedError: The actor died")
-    assert driver.completed[-1] == (1, {"error": "its Ray worker failed (3 runs): ActorDiedError: The actor died"}, None)
+    assert driver.completed[-1] == (
+        1,
+        {"error": "its Ray worker failed (3 runs): ActorDiedError: The actor died"},
+        None,
+    )
     searcher.on_trial_complete("c", None, error=True)  # no reason ever came
     searcher.flush()
     assert driver.completed[-1] == (2, {"error": "its Ray worker failed"}, None)
-    searcher.on_trial_complete("d", {"nas_final": True, "nas_fatal": "ValueError: /data: no such folder",
-                                     "nas_metrics": "{}"})
+    searcher.on_trial_complete(
+        "d", {"nas_final": True, "nas_fatal": "ValueError: /data: no such folder", "nas_metrics": "{}"}
+    )
     assert isinstance(searcher.fault, ValueError) and "could not prepare the evaluation" in str(searcher.fault)
     assert 3 in driver.in_flight and searcher.suggest("e") == searcher.FINISHED  # unfinished: a resumed run runs it

@@ -34,8 +34,9 @@ def test_the_grid_is_every_point_within_the_tolerance_once_in_a_seeded_order():
     space = b0_space()
     # Exact arithmetic, written out here: (1.9, 1, 1) is exactly on the edge, and in (float says 0.10000000000000009).
     values = [Fraction(10 + i, 10) for i in range(11)]
-    exact = {(a, b, g) for a, b, g in itertools.product(values, repeat=3)
-             if abs(a * b * b * g * g - 2) <= Fraction(1, 10)}
+    exact = {
+        (a, b, g) for a, b, g in itertools.product(values, repeat=3) if abs(a * b * b * g * g - 2) <= Fraction(1, 10)
+    }
     expected = {tuple(float(x) for x in point) for point in exact}
     assert len(expected) == 21 and (1.9, 1.0, 1.0) in expected
     first = drain(make_controller("compound-grid", space, seed=0))
@@ -90,8 +91,11 @@ def test_macs_mode_finds_exactly_the_points_a_full_count_finds():
     space = CompoundScalingSpace(base_space, base, step=0.25, high=1.5)
     controller = make_controller("compound-grid", space, seed=0, constraint="macs", tolerance=0.6)
     values = space.values
-    brute = {(a, b, g) for a, b, g in itertools.product(values, repeat=3)
-             if abs(space.macs_ratio(space.decode({"alpha": a, "beta": b, "gamma": g})) - 2) <= 0.6}
+    brute = {
+        (a, b, g)
+        for a, b, g in itertools.product(values, repeat=3)
+        if abs(space.macs_ratio(space.decode({"alpha": a, "beta": b, "gamma": g})) - 2) <= 0.6
+    }
     assert brute and {tuple(p.values()) for p in controller.points} == brute
     formula = make_controller("compound-grid", space, seed=0, tolerance=0.6)
     assert {tuple(p.values()) for p in formula.points} != brute  # rounding moves the real cost off the formula
@@ -115,8 +119,9 @@ class TestCompoundGridContract(ControllerContract):
 
     @pytest.fixture
     def make_controller(self):
-        return lambda space, seed, **extra: make_controller("compound-grid", space, seed=seed,
-                                                             **{"tolerance": 0.5, **extra})
+        return lambda space, seed, **extra: make_controller(
+            "compound-grid", space, seed=seed, **{"tolerance": 0.5, **extra}
+        )
 
     @pytest.fixture
     def space(self):

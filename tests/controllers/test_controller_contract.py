@@ -26,15 +26,19 @@ OPTIONS: dict[str, dict[str, Any]] = {
 # tests/controllers/test_compound_grid.py. ``netadapt`` searches the widths of one network with a
 # latency function and draws nothing at random (one seed or another, the same trials): its tests are
 # in tests/controllers/test_netadapt.py.
-NAMES = [*(name for name in registry.controllers.names() if name not in ("compound-grid", "netadapt")),
-         "optuna:RandomSampler"]
+NAMES = [
+    *(name for name in registry.controllers.names() if name not in ("compound-grid", "netadapt")),
+    "optuna:RandomSampler",
+]
 
 
 class TestRegisteredControllers(ControllerContract):
     @pytest.fixture(params=NAMES)
     def make_controller(self, request: pytest.FixtureRequest):
         name = request.param
-        return lambda space, seed, **extra: make_controller(name, space, seed=seed, **{**OPTIONS.get(name, {}), **extra})
+        return lambda space, seed, **extra: make_controller(
+            name, space, seed=seed, **{**OPTIONS.get(name, {}), **extra}
+        )
 
     @pytest.fixture(params=["toy", *registry.spaces.names()])
     def space(self, request: pytest.FixtureRequest):

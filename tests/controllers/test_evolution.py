@@ -51,8 +51,10 @@ def test_tournament_of_the_whole_population_picks_the_best_parent() -> None:
     first, second = controller.ask(), controller.ask()
     controller.tell(first.id, Result(reward=0.0))
     controller.tell(second.id, Result(reward=1.0))
-    parents = [min((distance(child.genotype, g), i) for i, g in enumerate([first.genotype, second.genotype]))[1]
-               for child in (controller.ask() for _ in range(20))]
+    parents = [
+        min((distance(child.genotype, g), i) for i, g in enumerate([first.genotype, second.genotype]))[1]
+        for child in (controller.ask() for _ in range(20))
+    ]
     assert parents.count(1) >= 12  # expected 15 of 20 (3/4)
 
 
@@ -100,10 +102,13 @@ def test_beats_random_search_on_a_synthetic_objective() -> None:
     assert evolution > random + 0.1, (evolution, random)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"population_size": 0}, "population_size"),
-    ({"population_size": 4, "sample_size": 5}, "sample_size.*population_size=4"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"population_size": 0}, "population_size"),
+        ({"population_size": 4, "sample_size": 5}, "sample_size.*population_size=4"),
+    ],
+)
 def test_bad_options_raise_value_error(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         RegularizedEvolution(NASNET, **options)

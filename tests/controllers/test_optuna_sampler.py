@@ -51,7 +51,9 @@ def _result(trial: Trial, reward) -> Result:
     return Result(reward=reward(trial.genotype))
 
 
-def _run(controller, reward, steps: int, flight: list[Trial] | None = None) -> tuple[list[tuple[int, Any]], list[Trial]]:
+def _run(
+    controller, reward, steps: int, flight: list[Trial] | None = None
+) -> tuple[list[tuple[int, Any]], list[Trial]]:
     """``steps`` steps of a loop that keeps 3 trials in flight: fill up, then tell the oldest."""
     flight = list(flight or [])
     asked = []
@@ -92,8 +94,10 @@ def test_learns_more_than_random_search_at_equal_budget(name: str) -> None:
     learned, random = [], []
     for seed in range(3):
         reward = additive_objective(seed)
-        for controller, bests in ((make_controller(name, NASNET, seed=seed, budget=120), learned),
-                                  (RandomSearch(NASNET, seed=seed, budget=120), random)):
+        for controller, bests in (
+            (make_controller(name, NASNET, seed=seed, budget=120), learned),
+            (RandomSearch(NASNET, seed=seed, budget=120), random),
+        ):
             best = 0.0
             while not controller.finished:
                 trial = controller.ask()
@@ -116,25 +120,31 @@ def test_failures_reach_optuna_as_fail_and_proposals_go_on() -> None:
     assert states == ["FAIL"] * 12 + ["COMPLETE"] * 8
 
 
-@pytest.mark.parametrize("sampler, match", [
-    ("NoSuchSampler", r"unknown Optuna sampler 'NoSuchSampler'; valid: \[.*'NSGAIISampler'.*'TPESampler'"),
-    ("BaseSampler", "unknown Optuna sampler 'BaseSampler'"),
-    ("nsgaii", "unknown Optuna sampler 'nsgaii'"),
-    ("CmaEsSampler", "CmaEsSampler cannot search .* categorical"),
-    ("GridSampler", "GridSampler cannot search"),
-    ("PartialFixedSampler", "PartialFixedSampler cannot search"),
-])
+@pytest.mark.parametrize(
+    "sampler, match",
+    [
+        ("NoSuchSampler", r"unknown Optuna sampler 'NoSuchSampler'; valid: \[.*'NSGAIISampler'.*'TPESampler'"),
+        ("BaseSampler", "unknown Optuna sampler 'BaseSampler'"),
+        ("nsgaii", "unknown Optuna sampler 'nsgaii'"),
+        ("CmaEsSampler", "CmaEsSampler cannot search .* categorical"),
+        ("GridSampler", "GridSampler cannot search"),
+        ("PartialFixedSampler", "PartialFixedSampler cannot search"),
+    ],
+)
 def test_bad_sampler_names_are_refused(sampler: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         OptunaSampler(ToySpace(), sampler=sampler)
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"n_startup_trial": 3}, r"TPESampler takes no option 'n_startup_trial'; valid: \[.*'n_startup_trials'"),
-    ({"seed": 3}, "no option 'seed' .*controller's seed"),
-    ({"gamma": len}, r"sampler_options\['gamma'\]: must be plain data"),
-    ({"group": True, "multivariate": False}, "TPESampler refuses .*group"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"n_startup_trial": 3}, r"TPESampler takes no option 'n_startup_trial'; valid: \[.*'n_startup_trials'"),
+        ({"seed": 3}, "no option 'seed' .*controller's seed"),
+        ({"gamma": len}, r"sampler_options\['gamma'\]: must be plain data"),
+        ({"group": True, "multivariate": False}, "TPESampler refuses .*group"),
+    ],
+)
 def test_bad_sampler_options_are_refused(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         OptunaSampler(ToySpace(), sampler_options=options)
@@ -145,12 +155,21 @@ def test_population_size_below_two_is_refused() -> None:
         OptunaNSGAII(ToySpace(), sampler_options={"population_size": 1})
 
 
-@pytest.mark.parametrize("name, budget, expected", [
-    ("tpe", None, {}), ("tpe", 12, {"n_startup_trials": 4}), ("tpe", 300, {"n_startup_trials": 10}),
-    ("nsga2", None, {}), ("nsga2", 100, {"population_size": 10}), ("nsga2", 300, {"population_size": 20}),
-    ("nsga2", 500, {"population_size": 33}), ("nsga2", 1000, {"population_size": 50}),
-    ("nsga2", 3000, {"population_size": 50}), ("optuna:RandomSampler", 100, {}),
-])
+@pytest.mark.parametrize(
+    "name, budget, expected",
+    [
+        ("tpe", None, {}),
+        ("tpe", 12, {"n_startup_trials": 4}),
+        ("tpe", 300, {"n_startup_trials": 10}),
+        ("nsga2", None, {}),
+        ("nsga2", 100, {"population_size": 10}),
+        ("nsga2", 300, {"population_size": 20}),
+        ("nsga2", 500, {"population_size": 33}),
+        ("nsga2", 1000, {"population_size": 50}),
+        ("nsga2", 3000, {"population_size": 50}),
+        ("optuna:RandomSampler", 100, {}),
+    ],
+)
 def test_budget_derived_defaults(name: str, budget: int | None, expected: dict) -> None:
     config = make_controller(name, ToySpace(), budget=budget).state_dict()["config"]
     assert config["derived_options"] == expected and config["sampler_options"] == {}
@@ -164,7 +183,8 @@ def test_given_options_win_and_a_random_search_setting_warns_once(caplog: pytest
     assert controller.derived_options == {}
     assert [r.getMessage() for r in caplog.records] == [
         "NSGAIISampler: population_size=40 >= budget=30: the first generation covers the whole budget, "
-        "so this is random search"]
+        "so this is random search"
+    ]
 
 
 def test_names_resolve_to_the_sampler() -> None:
@@ -204,7 +224,9 @@ def test_a_resumed_search_rebuilt_from_the_config_keeps_its_settings(name: str) 
 def test_other_samplers_resume_exactly(sampler: str) -> None:
     space = ToySpace()
     options = {"sampler_options": {"population_size": 4}} if sampler == "NSGAIIISampler" else {}
-    uninterrupted, _ = _run(OptunaSampler(space, seed=2, sampler=sampler, **options), lambda g: toy_reward(space, g), 14)
+    uninterrupted, _ = _run(
+        OptunaSampler(space, seed=2, sampler=sampler, **options), lambda g: toy_reward(space, g), 14
+    )
     controller = OptunaSampler(space, seed=2, sampler=sampler, **options)
     head, flight = _run(controller, lambda g: toy_reward(space, g), 6)
     resumed = OptunaSampler(space, seed=2, sampler=sampler, **options)
@@ -214,13 +236,17 @@ def test_other_samplers_resume_exactly(sampler: str) -> None:
 
 
 def test_check_controller_name_imports_no_torch() -> None:
-    code = ("import sys; from nas.controller import check_controller_name as check\n"
-            "for name in ('tpe', 'nsga2', 'optuna', 'optuna:NSGAIISampler', 'random'): check(name)\n"
-            "for name in ('optuna:Foo', 'optuna:CmaEsSampler', 'random:x', 'tpe:x', 'bayes', 'optuna:'):\n"
-            "    try: check(name)\n"
-            "    except ValueError as error: print(error)\n"
-            "print('torch' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
+    code = (
+        "import sys; from nas.controller import check_controller_name as check\n"
+        "for name in ('tpe', 'nsga2', 'optuna', 'optuna:NSGAIISampler', 'random'): check(name)\n"
+        "for name in ('optuna:Foo', 'optuna:CmaEsSampler', 'random:x', 'tpe:x', 'bayes', 'optuna:'):\n"
+        "    try: check(name)\n"
+        "    except ValueError as error: print(error)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
     lines = done.stdout.splitlines()
     assert lines[-1] == "False", done.stdout + done.stderr
     assert len(lines) == 7 and all(line.startswith("controller") for line in lines[:-1]), lines
@@ -238,10 +264,13 @@ def test_check_controller_name_in_process() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:`gamma` has been deprecated:FutureWarning")
-@pytest.mark.parametrize("options, error", [
-    ({"gamma": 3}, "TypeError: 'int' object is not callable"),  # TPE calls it once its random start is over
-    ({"n_startup_trials": "x"}, "TypeError: '<' not supported"),
-])
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"gamma": 3}, "TypeError: 'int' object is not callable"),  # TPE calls it once its random start is over
+        ({"n_startup_trials": "x"}, "TypeError: '<' not supported"),
+    ],
+)
 def test_options_that_fail_only_when_the_sampler_runs_are_refused_at_construction(options: dict, error: str) -> None:
     with pytest.raises(ValueError, match=r"^sampler_options: TPESampler rejected .*" + error) as info:
         OptunaTPE(ToySpace(), seed=0, sampler_options=options, budget=30)
@@ -290,7 +319,8 @@ def test_brute_force_waits_for_pending_trials_instead_of_proposing_duplicates() 
 
 
 def test_a_stop_before_the_state_is_written_still_records_the_trial(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Should an Optuna version raise from ``study.stop()`` before it writes the told trial, the controller writes it."""
+    """Should an Optuna version raise from ``study.stop()`` before it writes the told trial, the controller
+    writes it."""
     controller = _brute_force()
     first, second = controller.ask(), controller.ask()
 

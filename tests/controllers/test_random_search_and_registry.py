@@ -50,7 +50,9 @@ def test_make_builds_every_registered_controller_with_options() -> None:
     for name in registry.controllers.names():
         space, options = special.get(name, (nasnet, {}))
         controller = make_controller(name, space, seed=4, budget=3, **options)
-        assert isinstance(controller, registry.controllers.get(name)) and controller.seed == 4 and controller.budget == 3
+        assert (
+            isinstance(controller, registry.controllers.get(name)) and controller.seed == 4 and controller.budget == 3
+        )
     assert make_controller("evolution", nasnet, population_size=7, sample_size=2).population_size == 7
     assert {"random", "reinforce", "evolution"} <= set(registry.controllers.names())
 

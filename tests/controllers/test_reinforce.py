@@ -122,12 +122,15 @@ def test_state_holds_indices_not_log_probabilities() -> None:
     assert record["indices"] == [d.index(NASNET.encode(trial.genotype)[d.name]) for d in NASNET.decisions()]
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"update": "a2c"}, "'a2c'.*reinforce.*ppo"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"baseline_decay": 1.0}, "baseline_decay"),
-    ({"temperature": -1.0}, "temperature"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"update": "a2c"}, "'a2c'.*reinforce.*ppo"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"baseline_decay": 1.0}, "baseline_decay"),
+        ({"temperature": -1.0}, "temperature"),
+    ],
+)
 def test_bad_options_raise_value_error(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Reinforce(NASNET, **options)
@@ -137,9 +140,12 @@ def test_defaults_follow_the_budget_and_explicit_options_win(caplog) -> None:
     for budget in (30, 100, 300, 1000, 3000, None):
         controller = Reinforce(NASNET, budget=budget)
         expected = budget_defaults(budget)
-        assert (controller.batch_size, controller.learning_rate, controller.entropy_weight,
-                controller.advantage) == tuple(expected[k] for k in ("batch_size", "learning_rate", "entropy_weight",
-                                                                   "advantage"))
+        assert (
+            controller.batch_size,
+            controller.learning_rate,
+            controller.entropy_weight,
+            controller.advantage,
+        ) == tuple(expected[k] for k in ("batch_size", "learning_rate", "entropy_weight", "advantage"))
         assert controller.advantage == "normalized" and controller.entropy_weight > 1e-5
         if budget is not None:
             assert budget // controller.batch_size >= 6  # enough updates to learn from
@@ -183,7 +189,10 @@ def test_a_state_saved_before_normalised_advantages_existed_loads_as_raw_advanta
     old = Reinforce(NASNET, seed=0, preset="paper", budget=50).state_dict()
     del old["config"]["advantage"]  # what states saved before the option existed hold
     Reinforce(NASNET, seed=0, preset="paper", budget=50).load_state_dict(old)
-    with pytest.raises(ValueError, match=r"^state\['config'\]: advantage: this controller has 'normalized', "
-                                         r"the state has 'baseline'") as error:
+    with pytest.raises(
+        ValueError,
+        match=r"^state\['config'\]: advantage: this controller has 'normalized', "
+        r"the state has 'baseline'",
+    ) as error:
         Reinforce(NASNET, seed=0, preset="paper", budget=50, advantage="normalized").load_state_dict(old)
     assert len(str(error.value)) < 200

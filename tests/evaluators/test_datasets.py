@@ -54,12 +54,15 @@ def test_synthetic_is_in_memory_and_fixed() -> None:
     assert _rows(a.validation) != _rows(b.validation)  # the seed picks another validation split
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"name": "mnist"}, "unknown dataset 'mnist'; valid: \\['cifar10', 'digits', 'imagefolder', 'synthetic'"),
-    ({"name": "digits", "validation_fraction": 1.0}, "validation_fraction"),
-    ({"name": "digits", "resolution": 0}, "resolution"),
-    ({"name": "imagefolder"}, "--data-dir"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "mnist"}, "unknown dataset 'mnist'; valid: \\['cifar10', 'digits', 'imagefolder', 'synthetic'"),
+        ({"name": "digits", "validation_fraction": 1.0}, "validation_fraction"),
+        ({"name": "digits", "resolution": 0}, "resolution"),
+        ({"name": "imagefolder"}, "--data-dir"),
+    ],
+)
 def test_bad_arguments_raise_value_error(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         load_dataset(**kwargs)
@@ -91,8 +94,12 @@ def _write_cifar(root: Path, per_batch: int = 4) -> None:
     rng = np.random.default_rng(0)
     for i, name in enumerate(CIFAR_FILES):
         labels = [(i * per_batch + k) % 10 for k in range(per_batch)]
-        batch = {"batch_label": f"batch {i}", "labels": labels, "filenames": [f"{name}_{k}.png" for k in labels],
-                 "data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)}
+        batch = {
+            "batch_label": f"batch {i}",
+            "labels": labels,
+            "filenames": [f"{name}_{k}.png" for k in labels],
+            "data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     meta = {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))

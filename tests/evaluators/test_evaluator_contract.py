@@ -16,13 +16,18 @@ torch.set_num_threads(1)
 # One short epoch on the in-memory synthetic task keeps each evaluation to a second or two; the
 # chain spaces are shrunk further than their own proxies (any space not listed runs at its proxy).
 # The latency evaluator measures into a table per test (below), at 32 px, with few runs per entry.
-OPTIONS: dict[str, dict[str, Any]] = {"proxy": {"epochs": 1, "batch_size": 64},
-                                      "latency": {"resolution": 32, "min_repetitions": 3, "max_seconds": 0.01,
-                                                  "warmup": 1, "rounds": 1}}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "proxy": {"epochs": 1, "batch_size": 64},
+    "latency": {"resolution": 32, "min_repetitions": 3, "max_seconds": 0.01, "warmup": 1, "rounds": 1},
+}
 # ``finetune`` inherits weights from a parent network of a width space: its contract is in test_finetune.py.
 NAMES = [name for name in registry.evaluators.names() if name != "finetune"]
-SMALLER: dict[str, dict[str, Any]] = {"proxy": {"mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
-                                                "efficientnet": {"width_multiplier": 0.25, "resolution": 16}}}
+SMALLER: dict[str, dict[str, Any]] = {
+    "proxy": {
+        "mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
+        "efficientnet": {"width_multiplier": 0.25, "resolution": 16},
+    }
+}
 
 
 class TestRegisteredEvaluators(EvaluatorContract):
@@ -30,8 +35,15 @@ class TestRegisteredEvaluators(EvaluatorContract):
     def make_evaluator(self, request: pytest.FixtureRequest, tmp_path):
         name = request.param
         table = {"table": str(tmp_path / "latency.json")} if name == "latency" else {}
-        return lambda space, seed: make_evaluator(name, space, seed=seed, dataset="synthetic", **OPTIONS.get(name, {}),
-                                                  **SMALLER.get(name, {}).get(space.name, {}), **table)
+        return lambda space, seed: make_evaluator(
+            name,
+            space,
+            seed=seed,
+            dataset="synthetic",
+            **OPTIONS.get(name, {}),
+            **SMALLER.get(name, {}).get(space.name, {}),
+            **table,
+        )
 
     @pytest.fixture(params=["toy", *registry.spaces.names()])
     def space(self, request: pytest.FixtureRequest):

@@ -1,4 +1,5 @@
-"""The ``finetune`` evaluator: inherit the parent's weights, fine-tune a few steps, validate; never raise for a candidate."""
+"""The ``finetune`` evaluator: inherit the parent's weights, fine-tune a few steps, validate; never raise
+for a candidate."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from nas.evaluator import Evaluator
 from nas.spaces.widths import WidthSpace
 from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype, MobileNetV3Space
 
-START = MobileNetV3Genotype(blocks=(MobileNetV3Block(3, 32, 16, False, "relu", 2),
-                                    MobileNetV3Block(3, 48, 16, True, "hardswish", 1)),
-                            stem_channels=8, head_channels=32, classifier_hidden=16, resolution=32)
+START = MobileNetV3Genotype(
+    blocks=(MobileNetV3Block(3, 32, 16, False, "relu", 2), MobileNetV3Block(3, 48, 16, True, "hardswish", 1)),
+    stem_channels=8,
+    head_channels=32,
+    classifier_hidden=16,
+    resolution=32,
+)
 SPACE = WidthSpace(MobileNetV3Space(), START)
 PRUNED = SPACE.decode({**SPACE.start_widths, "blocks.1.expand_channels": 24, "head_channels": 16})
 
@@ -32,8 +37,9 @@ def evaluator() -> FineTuneEvaluator:
     return made
 
 
-def test_a_pruned_candidate_is_fine_tuned_and_validated_repeatably(evaluator: FineTuneEvaluator,
-                                                                   tmp_path: Path) -> None:
+def test_a_pruned_candidate_is_fine_tuned_and_validated_repeatably(
+    evaluator: FineTuneEvaluator, tmp_path: Path
+) -> None:
     assert isinstance(evaluator, Evaluator)
     evaluator.weights_dir = tmp_path
     first = evaluator.evaluate(PRUNED, 5)

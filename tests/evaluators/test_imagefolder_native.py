@@ -23,8 +23,9 @@ from nas.data import DatasetSplits
 RNG = np.random.default_rng(0)
 
 
-def _write(folder: Path, count: int, size: tuple[int, int], mode: str = "RGB", suffix: str = "png",
-           first: int = 0) -> None:
+def _write(
+    folder: Path, count: int, size: tuple[int, int], mode: str = "RGB", suffix: str = "png", first: int = 0
+) -> None:
     """``count`` images of ``size`` (width, height) in ``mode`` into ``folder``, named from ``first``."""
     folder.mkdir(parents=True, exist_ok=True)
     width, height = size
@@ -50,16 +51,16 @@ def _all_images(split: Any) -> torch.Tensor:
     return torch.stack([split[k][0] for k in range(len(split))])
 
 
-def test_the_most_common_size_wins_and_the_others_are_resized(tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_the_most_common_size_wins_and_the_others_are_resized(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for name in ("cat", "dog"):
         _write(tmp_path / name, 8, (20, 20))
         _write(tmp_path / name, 1, (16, 16), first=8)
         _write(tmp_path / name, 1, (31, 27), first=9)
     splits, line = _load(tmp_path, caplog)
     assert splits.resolution == 20 and splits.channels == 3
-    assert line == ("imagefolder: 16 images, most common size 20x20; training at 20 px (native), "
-                    "read as RGB (16 of 16 in colour)")
+    assert line == (
+        "imagefolder: 16 images, most common size 20x20; training at 20 px (native), read as RGB (16 of 16 in colour)"
+    )
     for split in (splits.train, splits.validation, splits.test):
         assert _all_images(split).shape[1:] == (3, 20, 20)  # the 16 and 31x27 px images too
     batch, _ = next(iter(iterate_batches(splits.train, 4, True, torch.Generator().manual_seed(0))))
@@ -67,7 +68,8 @@ def test_the_most_common_size_wins_and_the_others_are_resized(tmp_path: Path,
 
 
 def test_non_square_takes_the_shorter_side_and_ties_go_to_the_smaller_size(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     for name in ("a", "b"):
         _write(tmp_path / "train" / name, 5, (24, 14))
     splits, line = _load(tmp_path, caplog)
@@ -110,8 +112,9 @@ def test_a_grey_folder_is_read_and_normalised_as_grey(tmp_path: Path, caplog: py
 
 
 @pytest.mark.parametrize("grey_images", [0, 5])
-def test_colour_and_mixed_folders_are_read_as_rgb(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                  grey_images: int) -> None:
+def test_colour_and_mixed_folders_are_read_as_rgb(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, grey_images: int
+) -> None:
     for name in ("a", "b"):
         _write(tmp_path / name, 10 - grey_images, (10, 10), mode="RGB")
         _write(tmp_path / name, grey_images, (10, 10), mode="L", first=10)
@@ -140,8 +143,9 @@ def test_huge_images_are_capped(tmp_path: Path, caplog: pytest.LogCaptureFixture
 def test_a_proxy_search_trains_on_a_grey_folder_at_its_native_size(tmp_path: Path) -> None:
     for name in ("a", "b"):
         _write(tmp_path / name, 12, (12, 12), mode="L")
-    evaluator = ProxyEvaluator("nasnet", dataset="imagefolder", data_dir=tmp_path, epochs=1,
-                               num_cells=1, penultimate_filters=24)
+    evaluator = ProxyEvaluator(
+        "nasnet", dataset="imagefolder", data_dir=tmp_path, epochs=1, num_cells=1, penultimate_filters=24
+    )
     evaluator.prepare()
     assert evaluator.splits.resolution == 12 and evaluator.macro()["resolution"] == 12
     assert evaluator.describe()["dataset"] == "imagefolder, 2 classes at 12 px"

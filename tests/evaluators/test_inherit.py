@@ -54,7 +54,9 @@ def test_a_shared_bottleneck_keeps_the_same_channels_in_every_block_of_its_resid
         # The next block reads the kept channels only: equal to the original with the others zeroed.
         zeroed = torch.zeros_like(projected)
         zeroed[:, kept] = projected[:, kept]
-        assert torch.allclose(new.stages[2][1].block[0](projected[:, kept]), old.stages[2][1].block[0](zeroed), atol=1e-5)
+        assert torch.allclose(
+            new.stages[2][1].block[0](projected[:, kept]), old.stages[2][1].block[0](zeroed), atol=1e-5
+        )
 
 
 def test_an_unpruned_network_inherits_every_weight_unchanged() -> None:
@@ -73,8 +75,9 @@ def test_the_head_and_the_classifier_shrink_together() -> None:
 def test_growing_or_changing_the_structure_is_refused() -> None:
     old_ir = SPACE.lower(SMALL, num_classes=10, resolution=32)
     old = nas.compile(old_ir, seed=0)
-    wider = SPACE.lower(SPACE.with_widths(SMALL, {**SPACE.prunable_widths(SMALL), "head_channels": 640}),
-                        num_classes=10, resolution=32)
+    wider = SPACE.lower(
+        SPACE.with_widths(SMALL, {**SPACE.prunable_widths(SMALL), "head_channels": 640}), num_classes=10, resolution=32
+    )
     with pytest.raises(ValueError, match="grows"):
         inherit_weights(old, old_ir, wider)
     other = SPACE.lower(SPACE.presets()["mobilenetv3-large"], num_classes=10, resolution=32)

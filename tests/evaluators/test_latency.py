@@ -45,8 +45,10 @@ def test_the_fingerprint_names_the_machine_threads_and_torch() -> None:
     assert fingerprint_key(fingerprint) != fingerprint_key(device_fingerprint("cpu", 1))
 
 
-@pytest.mark.parametrize("options", [{"min_repetitions": 2}, {"min_repetitions": 9, "max_repetitions": 5},
-                                     {"precision": 0.0}, {"threads": 0}])
+@pytest.mark.parametrize(
+    "options",
+    [{"min_repetitions": 2}, {"min_repetitions": 9, "max_repetitions": 5}, {"precision": 0.0}, {"threads": 0}],
+)
 def test_measure_refuses_bad_settings(options: dict) -> None:
     with pytest.raises(ValueError):
         measure(nn.Identity(), torch.randn(1, 3, 4, 4), **options)
@@ -126,24 +128,44 @@ def test_the_evaluator_reports_the_full_size_latency_and_a_broken_candidate_as_a
 
 def test_nas_latency_prints_measured_and_predicted_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = tmp_path / "t.json"
-    assert main(["latency", "mobilenetv3-small", "--resolution", "32", "--num-classes", "10", "--table", str(table),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "latency",
+                "mobilenetv3-small",
+                "--resolution",
+                "32",
+                "--num-classes",
+                "10",
+                "--table",
+                str(table),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["measured_ms"] > 0 and report["predicted_ms"] > 0 and report["resolution"] == 32
     assert report["measured_p10_ms"] <= report["measured_ms"] <= report["measured_p90_ms"]
     assert report["fingerprint"]["threads"] == 1 and table.exists()
-    assert main(["latency", "mobilenetv3-small", "--resolution", "32", "--num-classes", "10", "--table", str(table)]) == 0
+    assert (
+        main(["latency", "mobilenetv3-small", "--resolution", "32", "--num-classes", "10", "--table", str(table)]) == 0
+    )
     assert "0 entries measured now" in capsys.readouterr().out  # the table is reused
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["latency", "no-such-net"], "neither a preset nor a file"),
-    (["latency", "mobilenetv3-small", "--resolution", "4"], "resolution"),
-    (["latency", "mobilenetv3-small", "--device", "nope"], "device"),
-    (["latency", "mobilenetv3-small", "--threads", "0"], "positive integer"),
-])
-def test_nas_latency_mistakes_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["latency", "no-such-net"], "neither a preset nor a file"),
+        (["latency", "mobilenetv3-small", "--resolution", "4"], "resolution"),
+        (["latency", "mobilenetv3-small", "--device", "nope"], "device"),
+        (["latency", "mobilenetv3-small", "--threads", "0"], "positive integer"),
+    ],
+)
+def test_nas_latency_mistakes_are_one_line_and_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*argv, "--table", str(tmp_path / "t.json")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -135,8 +135,9 @@ def one_corrupt(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "data", _corrupt(tmp_path / "data" / "dog" / "bad.png")
 
 
-def test_a_corrupt_image_is_skipped_with_a_warning(one_corrupt: tuple[Path, Path],
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_corrupt_image_is_skipped_with_a_warning(
+    one_corrupt: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     data_dir, bad = one_corrupt
     with caplog.at_level(logging.WARNING, logger="evaluators.datasets"):
         splits = load_dataset("imagefolder", data_dir=data_dir, resolution=8)
@@ -190,8 +191,9 @@ def test_a_class_of_only_unreadable_images(tmp_path: Path) -> None:
 
 def test_proxy_evaluation_succeeds_despite_a_corrupt_image(one_corrupt: tuple[Path, Path]) -> None:
     data_dir, _ = one_corrupt
-    evaluator = ProxyEvaluator("nasnet", dataset="imagefolder", data_dir=data_dir, epochs=1, resolution=16,
-                               num_cells=1, penultimate_filters=24)
+    evaluator = ProxyEvaluator(
+        "nasnet", dataset="imagefolder", data_dir=data_dir, epochs=1, resolution=16, num_cells=1, penultimate_filters=24
+    )
     evaluator.prepare()
     metrics = evaluator.evaluate(nas.presets()["nasnet-a-cifar"], 0)
     assert "error" not in metrics and 0.0 <= metrics["accuracy"] <= 1.0
@@ -204,9 +206,31 @@ def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path,
     config = tmp_path / "small.yaml"
     config.write_text("evaluator_options: {num_cells: 1, penultimate_filters: 24, resolution: 8}\n")
     out = tmp_path / "run"
-    assert main(["search", "--space", "nasnet", "--controller", "random", "--budget", "1", "--dataset", "imagefolder",
-                 "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out), "--config", str(config),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                "nasnet",
+                "--controller",
+                "random",
+                "--budget",
+                "1",
+                "--dataset",
+                "imagefolder",
+                "--data-dir",
+                str(data_dir),
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = (out / "report.md").read_text()
     assert f"- **unreadable images skipped**: 1: {bad}" in report and "- **threads**: `1`" in report
 
@@ -214,8 +238,22 @@ def test_the_report_counts_and_names_the_skipped_images(one_corrupt: tuple[Path,
 def test_cli_search_on_one_class_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     one_class_dir = tmp_path / "data"
     _write_pngs(one_class_dir, {"cat": 20})
-    code = nas.cli.app.main(["search", "--dataset", "imagefolder", "--data-dir", str(one_class_dir),
-                         "--out", str(tmp_path / "run"), "--budget", "1", "--epochs", "1", "--no-progress"])
+    code = nas.cli.app.main(
+        [
+            "search",
+            "--dataset",
+            "imagefolder",
+            "--data-dir",
+            str(one_class_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--budget",
+            "1",
+            "--epochs",
+            "1",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.splitlines()) == 1 and "only one class" in err and str(one_class_dir) in err, err

@@ -24,8 +24,25 @@ TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n"
 def search(out: Path, tmp_path: Path, *extra: str, budget: int = 2, config: str = TINY) -> list[str]:
     path = tmp_path / "settings.yaml"
     path.write_text(config)
-    return ["search", "--space", "nasnet", "--controller", "random", "--budget", str(budget), "--dataset",
-            "synthetic", "--epochs", "1", "--out", str(out), "--config", str(path), "--no-progress", *extra]
+    return [
+        "search",
+        "--space",
+        "nasnet",
+        "--controller",
+        "random",
+        "--budget",
+        str(budget),
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--config",
+        str(path),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -70,13 +87,21 @@ def test_a_second_search_on_a_locked_run_is_refused_naming_the_holder(tmp_path, 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from nas.lock import RunLock
         RunLock({str(out)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ValueError, match=f"pid {holder.pid} on"):
@@ -116,7 +141,7 @@ def test_doctor_reports_and_rescues_a_damaged_journal(finished_run, tmp_path, ca
     assert "intact" in capsys.readouterr().out
     out = copy_run(finished_run, tmp_path / "run")
     data = bytearray((out / "study.db").read_bytes())
-    data[len(data) // 2: len(data) // 2 + 4096] = os.urandom(4096)  # a damaged page in the middle
+    data[len(data) // 2 : len(data) // 2 + 4096] = os.urandom(4096)  # a damaged page in the middle
     (out / "study.db").write_bytes(data)
     rescued = tmp_path / "rescued"
     assert main(["doctor", str(out), "--export", str(rescued)]) == 1
@@ -132,27 +157,31 @@ def test_doctor_reports_and_rescues_a_damaged_journal(finished_run, tmp_path, ca
 # --------------------------------------------------------------- settings checked before anything exists
 
 
-@pytest.mark.parametrize("config, match", [
-    ("storage: 5\n", "storage: expected str or null, got 5"),
-    ("space: [nasnet]\n", r"space: expected str, got \['nasnet'\]"),
-    ("controller: {a: 1}\n", "controller: expected str"),
-    ("out: 5\n", "out: expected str, got 5"),
-    ("data_dir: 5\n", "data_dir: expected str or null"),
-    ("download: yes-please\n", "download: expected bool"),
-    ("study_name: 5\n", "study_name: expected str or null"),
-    ("seed: 1180591620717411303424\n", r"seed: must be in \[0, 2\*\*63 - 1\]"),
-    ("epochs: .inf\n", "epochs: expected int or null, got inf"),
-    ("storage: notaurl\n", "storage: 'notaurl' is not a database URL"),
-    ("storage: sqlite:////nonexistent/x.db\n", "storage: /nonexistent does not exist"),
-    ("evaluator_options: {num_cells: 1, penultimate_filters: 25}\n", "proxy settings.*penultimate_filters"),
-    ("evaluator_options: {num_cells: 1, penultimate_filters: 24, resolution: 0}\n", "resolution"),
-    ("evaluator_options: {num_cells: 1, penultimate_filters: 24, epoch: 2}\n", "epoch: not a proxy setting"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ("storage: 5\n", "storage: expected str or null, got 5"),
+        ("space: [nasnet]\n", r"space: expected str, got \['nasnet'\]"),
+        ("controller: {a: 1}\n", "controller: expected str"),
+        ("out: 5\n", "out: expected str, got 5"),
+        ("data_dir: 5\n", "data_dir: expected str or null"),
+        ("download: yes-please\n", "download: expected bool"),
+        ("study_name: 5\n", "study_name: expected str or null"),
+        ("seed: 1180591620717411303424\n", r"seed: must be in \[0, 2\*\*63 - 1\]"),
+        ("epochs: .inf\n", "epochs: expected int or null, got inf"),
+        ("storage: notaurl\n", "storage: 'notaurl' is not a database URL"),
+        ("storage: sqlite:////nonexistent/x.db\n", "storage: /nonexistent does not exist"),
+        ("evaluator_options: {num_cells: 1, penultimate_filters: 25}\n", "proxy settings.*penultimate_filters"),
+        ("evaluator_options: {num_cells: 1, penultimate_filters: 24, resolution: 0}\n", "resolution"),
+        ("evaluator_options: {num_cells: 1, penultimate_filters: 24, epoch: 2}\n", "epoch: not a proxy setting"),
+    ],
+)
 def test_a_bad_setting_is_one_line_and_creates_nothing(tmp_path, capsys, config, match) -> None:
     out, path = tmp_path / "run", tmp_path / "settings.yaml"
     # YAML keeps the last of two equal keys: the bad line overrides the good base settings.
-    path.write_text(f"space: nasnet\ncontroller: random\nbudget: 2\ndataset: synthetic\nepochs: 1\nout: {out}\n"
-                    + TINY + config)
+    path.write_text(
+        f"space: nasnet\ncontroller: random\nbudget: 2\ndataset: synthetic\nepochs: 1\nout: {out}\n" + TINY + config
+    )
     args = ["search", "--config", str(path), "--no-progress"]
     started = time.perf_counter()
     assert main(args) == 2
@@ -230,8 +259,12 @@ def test_searches_claiming_a_shared_study_at_once_leave_one_holder(tmp_path) -> 
     from nas.lock import StudyGuard
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'shared.db'}", study_name="s", direction="maximize")
-    guards = [StudyGuard(optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'shared.db'}"),
-                         interval=60, settle=0.5) for _ in range(4)]
+    guards = [
+        StudyGuard(
+            optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'shared.db'}"), interval=60, settle=0.5
+        )
+        for _ in range(4)
+    ]
     barrier, won = threading.Barrier(4), []
 
     def claim(guard: StudyGuard) -> None:
@@ -257,8 +290,10 @@ def test_an_unparsable_trial_record_is_reported_not_replayed(finished_run, tmp_p
 
     out = copy_run(finished_run, tmp_path / "run")
     with sqlite3.connect(out / "study.db") as connection:  # one trial's genotype cut off mid-JSON
-        connection.execute("UPDATE trial_user_attributes SET value_json = '{\"space\": \"nasn' WHERE key = 'genotype' "
-                           "AND trial_id = (SELECT MIN(trial_id) FROM trial_user_attributes)")
+        connection.execute(
+            "UPDATE trial_user_attributes SET value_json = '{\"space\": \"nasn' WHERE key = 'genotype' "
+            "AND trial_id = (SELECT MIN(trial_id) FROM trial_user_attributes)"
+        )
     assert main(search(out, tmp_path, budget=3)) == 2
     assert "a finished trial's record cannot be read" in one_error_line(capsys)
     assert main(["doctor", str(out), "--export", str(tmp_path / "rescued")]) == 1

@@ -49,6 +49,7 @@ def nb201_network(channels: int = 8, cells_per_stage: int = 2, resolution: int =
 
 def nb201_parameters(channels: int = 8, cells_per_stage: int = 2, num_classes: int = 10) -> int:
     """Counted by hand: a ReLU-conv-BN k x k from c to c has k*k*c*c weights and 2c BN parameters."""
+
     def cell(c: int) -> int:  # three conv_3x3 edges, one conv_1x1, a pool and an identity (no weights)
         return 3 * (9 * c * c + 2 * c) + (c * c + 2 * c)
 
@@ -99,16 +100,37 @@ def test_nas_bench_201_network_trains_a_step() -> None:
 
 def darts_graph(edges: list[tuple[str, int]]) -> CellGraph:
     """DARTS's genotype encoding: two (op, input) pairs per node; states 0, 1 are cells k-2, k-1."""
-    nodes = tuple(CellNode((CellEdge(a, op_a), CellEdge(b, op_b)))
-                  for (op_a, a), (op_b, b) in zip(edges[::2], edges[1::2]))
+    nodes = tuple(
+        CellNode((CellEdge(a, op_a), CellEdge(b, op_b))) for (op_a, a), (op_b, b) in zip(edges[::2], edges[1::2])
+    )
     return CellGraph(2, nodes, (2, 3, 4, 5), "concat")
 
 
 # DARTS_V2 (DARTS ``genotypes.py``), in this engine's op names.
-DARTS_NORMAL = darts_graph([("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-                            ("sep_conv_3x3", 1), ("identity", 0), ("identity", 0), ("dil_conv_3x3", 2)])
-DARTS_REDUCE = darts_graph([("max_pool_3x3", 0), ("max_pool_3x3", 1), ("identity", 2), ("max_pool_3x3", 1),
-                            ("max_pool_3x3", 0), ("identity", 2), ("identity", 2), ("max_pool_3x3", 1)])
+DARTS_NORMAL = darts_graph(
+    [
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 1),
+        ("identity", 0),
+        ("identity", 0),
+        ("dil_conv_3x3", 2),
+    ]
+)
+DARTS_REDUCE = darts_graph(
+    [
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("identity", 2),
+        ("max_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("identity", 2),
+        ("identity", 2),
+        ("max_pool_3x3", 1),
+    ]
+)
 
 
 def darts_network(channels: int = 4, layers: int = 5, resolution: int = 16) -> CellNet:
@@ -177,42 +199,68 @@ def _net(**changes: object) -> CellNet:
     parts: dict[str, object] = {
         "stem": (BlockSpec("conv_bn", 3, 8, 1, 8, {"kernel_size": 3}),),
         "cells": (CellSpec(nb201_graph(), False, 8, (_input(),)), CellSpec(RESIDUAL, True, 16, (_input(1),))),
-        "head": (BlockSpec("bn_act", 16, 16, 1, 4),), "classifier": ClassifierSpec(16, 10), "resolution": 8}
+        "head": (BlockSpec("bn_act", 16, 16, 1, 4),),
+        "classifier": ClassifierSpec(16, 10),
+        "resolution": 8,
+    }
     return CellNet(**{**parts, **changes})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: CellEdge(-1, "conv_3x3"), r"^source: must be a non-negative int"),
-    (lambda: CellEdge(0, ""), r"^op: must be a non-empty op name"),
-    (lambda: CellEdge(0, "conv_3x3", {"not a name": 1}), r"^options: 'not a name' is not a valid option name"),
-    (lambda: CellNode(()), r"^inputs: a node needs at least one edge"),
-    (lambda: CellNode((CellEdge(0, "conv_3x3"),), "multiply"), r"^combine: 'multiply' is not valid"),
-    (lambda: CellGraph(0, (_edge(),), (1,)), r"^num_inputs: must be a positive int"),
-    (lambda: CellGraph(2, (_edge(), _edge(3)), (2,)), r"^nodes\[1\].inputs\[0\].source: state 3 out of range; "
-                                                     r"node 1 may read states 0..2"),
-    (lambda: CellGraph(1, (_edge(),), (2,)), r"^output\[0\]: 2 out of range; states 0..1"),
-    (lambda: CellGraph(1, (_edge(), _edge(1)), (1, 1)), r"^output: duplicate state indices"),
-    (lambda: CellGraph(1, (_edge(),), (1,), "max"), r"^output_combine: 'max' is not valid"),
-    (lambda: CellInput(0, 8, 8, BlockSpec("conv_1x1", 4, 8, 1, 8)), r"^preprocess.in_channels: expected 8"),
-    (lambda: CellSpec(nb201_graph(), False, 8, (_input(), _input())), r"^inputs: the graph takes 1 inputs, got 2"),
-    (lambda: CellSpec(DARTS_NORMAL, False, 8, (_input(size=16), _input())),
-     r"^inputs\[1\]: size 8 after preprocessing, expected 16"),
-    (lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1)), True, 8, (_input(),)),
-     r"^output_match\[0\]: state 0 has size 8, the cell's output 4; it needs a matching block"),
-    (lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1)), False, 8, (_input(), ), (None,)),
-     r"^output_match: one entry per output state \(2\), got 1"),
-    (lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1), "add"), False, 8, (_input(channels=4),)),
-     r"^graph.output: states added into the output need one width, got \[4, 8\]"),
-    (lambda: _net(cells=(CellSpec(nb201_graph(), False, 8, (_input(1),)),)), r"^cells\[0\].inputs\[0\].state: 1 out "
-                                                                            r"of range; cell 0 may read states 0..0"),
-    (lambda: _net(cells=(CellSpec(nb201_graph(), False, 8, (_input(),)),
-                         CellSpec(RESIDUAL, True, 16, (_input(0, 4),)))),
-     r"^cells\[1\].inputs\[0\].channels: expected 8 \(state 0\), got 4"),
-    (lambda: _net(head=(BlockSpec("bn_act", 8, 8, 1, 4),)), r"^head\[0\].in_channels: expected 16"),
-    (lambda: _net(classifier=ClassifierSpec(8, 10)), r"^classifier.in_features: expected 16, got 8"),
-    (lambda: _net(aux_head_after=2), r"^aux_head_after: 2 out of range; cells 0..1"),
-    (lambda: _net(stem=(BlockSpec("conv_bn", 3, 8, 2, 8, {"padding": "valid"}),)), r"^options.kernel_size: a block"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: CellEdge(-1, "conv_3x3"), r"^source: must be a non-negative int"),
+        (lambda: CellEdge(0, ""), r"^op: must be a non-empty op name"),
+        (lambda: CellEdge(0, "conv_3x3", {"not a name": 1}), r"^options: 'not a name' is not a valid option name"),
+        (lambda: CellNode(()), r"^inputs: a node needs at least one edge"),
+        (lambda: CellNode((CellEdge(0, "conv_3x3"),), "multiply"), r"^combine: 'multiply' is not valid"),
+        (lambda: CellGraph(0, (_edge(),), (1,)), r"^num_inputs: must be a positive int"),
+        (
+            lambda: CellGraph(2, (_edge(), _edge(3)), (2,)),
+            r"^nodes\[1\].inputs\[0\].source: state 3 out of range; "
+            r"node 1 may read states 0..2",
+        ),
+        (lambda: CellGraph(1, (_edge(),), (2,)), r"^output\[0\]: 2 out of range; states 0..1"),
+        (lambda: CellGraph(1, (_edge(), _edge(1)), (1, 1)), r"^output: duplicate state indices"),
+        (lambda: CellGraph(1, (_edge(),), (1,), "max"), r"^output_combine: 'max' is not valid"),
+        (lambda: CellInput(0, 8, 8, BlockSpec("conv_1x1", 4, 8, 1, 8)), r"^preprocess.in_channels: expected 8"),
+        (lambda: CellSpec(nb201_graph(), False, 8, (_input(), _input())), r"^inputs: the graph takes 1 inputs, got 2"),
+        (
+            lambda: CellSpec(DARTS_NORMAL, False, 8, (_input(size=16), _input())),
+            r"^inputs\[1\]: size 8 after preprocessing, expected 16",
+        ),
+        (
+            lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1)), True, 8, (_input(),)),
+            r"^output_match\[0\]: state 0 has size 8, the cell's output 4; it needs a matching block",
+        ),
+        (
+            lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1)), False, 8, (_input(),), (None,)),
+            r"^output_match: one entry per output state \(2\), got 1",
+        ),
+        (
+            lambda: CellSpec(CellGraph(1, (_edge(),), (0, 1), "add"), False, 8, (_input(channels=4),)),
+            r"^graph.output: states added into the output need one width, got \[4, 8\]",
+        ),
+        (
+            lambda: _net(cells=(CellSpec(nb201_graph(), False, 8, (_input(1),)),)),
+            r"^cells\[0\].inputs\[0\].state: 1 out "
+            r"of range; cell 0 may read states 0..0",
+        ),
+        (
+            lambda: _net(
+                cells=(CellSpec(nb201_graph(), False, 8, (_input(),)), CellSpec(RESIDUAL, True, 16, (_input(0, 4),)))
+            ),
+            r"^cells\[1\].inputs\[0\].channels: expected 8 \(state 0\), got 4",
+        ),
+        (lambda: _net(head=(BlockSpec("bn_act", 8, 8, 1, 4),)), r"^head\[0\].in_channels: expected 16"),
+        (lambda: _net(classifier=ClassifierSpec(8, 10)), r"^classifier.in_features: expected 16, got 8"),
+        (lambda: _net(aux_head_after=2), r"^aux_head_after: 2 out of range; cells 0..1"),
+        (
+            lambda: _net(stem=(BlockSpec("conv_bn", 3, 8, 2, 8, {"padding": "valid"}),)),
+            r"^options.kernel_size: a block",
+        ),
+    ],
+)
 def test_mistakes_name_the_field(build, match) -> None:
     with pytest.raises(ValueError, match=match):
         build()

@@ -72,21 +72,24 @@ def test_materialize_onnx(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["small.onnx"]  # weights embedded, nothing left over
 
 
-@pytest.mark.parametrize("args,message", [
-    (["show", "resnet-50"], "neither a preset nor a file"),
-    (["materialize", "efficientnet-b9", "--out", "{tmp}/x.pt"], "neither a preset nor a file"),
-    (["materialize", "{tmp}/missing.json", "--out", "{tmp}/x.pt"], "neither a preset nor a file"),
-    (["materialize", "{tmp}/bad.json", "--out", "{tmp}/x.pt"], "malformed JSON"),
-    (["materialize", "{tmp}/wrong.json", "--out", "{tmp}/x.pt"], "genotype.normal.blocks[0].op_a: unknown op"),
-    (["materialize", "efficientnet-b0", "--out", "{tmp}/x.pt", "--num-classes", "-3"], "positive integer"),
-    (["materialize", "efficientnet-b0", "--out", "{tmp}/x.txt"], "unknown output format '.txt'"),
-    (["materialize", "efficientnet-b0", "--out", "{tmp}/no/such/dir/x.pt"], "no such directory"),
-    (["materialize", "efficientnet-b0", "--out", "{tmp}/taken.pt"], "already exists"),
-    (["show", "efficientnet-b0", "--plot", "{tmp}/x.jpg"], "--plot writes a .png"),
-    (["search", "--out", "{tmp}/run", "--controller", "bayes"], "unknown controller 'bayes'; valid: ["),
-    (["search", "--out", "{tmp}/run", "--config", "{tmp}/bad.yaml"], "unknown setting 'budgett'"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["show", "resnet-50"], "neither a preset nor a file"),
+        (["materialize", "efficientnet-b9", "--out", "{tmp}/x.pt"], "neither a preset nor a file"),
+        (["materialize", "{tmp}/missing.json", "--out", "{tmp}/x.pt"], "neither a preset nor a file"),
+        (["materialize", "{tmp}/bad.json", "--out", "{tmp}/x.pt"], "malformed JSON"),
+        (["materialize", "{tmp}/wrong.json", "--out", "{tmp}/x.pt"], "genotype.normal.blocks[0].op_a: unknown op"),
+        (["materialize", "efficientnet-b0", "--out", "{tmp}/x.pt", "--num-classes", "-3"], "positive integer"),
+        (["materialize", "efficientnet-b0", "--out", "{tmp}/x.txt"], "unknown output format '.txt'"),
+        (["materialize", "efficientnet-b0", "--out", "{tmp}/no/such/dir/x.pt"], "no such directory"),
+        (["materialize", "efficientnet-b0", "--out", "{tmp}/taken.pt"], "already exists"),
+        (["show", "efficientnet-b0", "--plot", "{tmp}/x.jpg"], "--plot writes a .png"),
+        (["search", "--out", "{tmp}/run", "--controller", "bayes"], "unknown controller 'bayes'; valid: ["),
+        (["search", "--out", "{tmp}/run", "--config", "{tmp}/bad.yaml"], "unknown setting 'budgett'"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_user_mistakes_give_one_line_and_exit_2(tmp_path, args, message, capsys):
     (tmp_path / "bad.json").write_text("{oops")
     wrong = nas.resolve("nasnet-a-cifar").to_json()
@@ -103,13 +106,17 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, args, message, capsys)
     assert (tmp_path / "taken.pt").read_bytes() == b"the user's own file"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["materialize", "nope", "--out", "x.pt"], "neither a preset nor a file"),
-    (["show"], "the following arguments are required: spec"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["materialize", "nope", "--out", "x.pt"], "neither a preset nor a file"),
+        (["show"], "the following arguments are required: spec"),
+    ],
+)
 def test_the_installed_command_exits_2_without_traceback(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr
     assert list(tmp_path.iterdir()) == []

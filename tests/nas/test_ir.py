@@ -34,8 +34,13 @@ def test_a_two_block_stem_and_no_head_compile_and_run() -> None:
 
 def test_a_single_block_is_accepted_for_stem_and_head() -> None:
     ir = shufflenet_like()
-    single = ChainNet(ir.stem[0], ((BlockSpec("conv_bn_act", 24, 32, 1, 16),),),
-                      BlockSpec("conv_bn_act", 32, 64, 1, 16), ClassifierSpec(64, 10), 32)
+    single = ChainNet(
+        ir.stem[0],
+        ((BlockSpec("conv_bn_act", 24, 32, 1, 16),),),
+        BlockSpec("conv_bn_act", 32, 64, 1, 16),
+        ClassifierSpec(64, 10),
+        32,
+    )
     assert isinstance(single.stem, tuple) and len(single.stem) == 1 and len(single.head) == 1
 
 
@@ -46,17 +51,39 @@ def test_options_are_stored_sorted_and_hashable() -> None:
     assert a.option("kernel_size") == 5 and a.option("se_channels") is None and a.op_options()["expand_channels"] == 16
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: BlockSpec("mbconv", 8, 8, 1, 4, {"kernel_size": [3]}), r"options.kernel_size: option values are"),
-    (lambda: BlockSpec("mbconv", 8, 8, 1, 4, {"not a name": 1}), "not a valid option name"),
-    (lambda: BlockSpec("", 8, 8), "op: must be a non-empty op name"),
-    (lambda: BlockSpec("mbconv", 8, 8, 0), "stride: must be > 0"),
-    (lambda: ChainNet((), ((BlockSpec("mbconv", 3, 8, 1, 8),),), (), ClassifierSpec(8, 2), 8), "stem: need at least"),
-    (lambda: ChainNet((BlockSpec("conv_bn_act", 3, 8, 2, 8), BlockSpec("max_pool_3x3", 8, 8, 2, 8)),
-                      ((BlockSpec("mbconv", 8, 8, 1, 2),),), (), ClassifierSpec(8, 2), 8), r"stem\[1\].input_size: expected 4"),
-    (lambda: ChainNet((BlockSpec("conv_bn_act", 3, 8, 1, 8),), ((BlockSpec("mbconv", 8, 8, 1, 8),),), (),
-                      ClassifierSpec(16, 2), 8), "classifier.in_features: expected 8"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: BlockSpec("mbconv", 8, 8, 1, 4, {"kernel_size": [3]}), r"options.kernel_size: option values are"),
+        (lambda: BlockSpec("mbconv", 8, 8, 1, 4, {"not a name": 1}), "not a valid option name"),
+        (lambda: BlockSpec("", 8, 8), "op: must be a non-empty op name"),
+        (lambda: BlockSpec("mbconv", 8, 8, 0), "stride: must be > 0"),
+        (
+            lambda: ChainNet((), ((BlockSpec("mbconv", 3, 8, 1, 8),),), (), ClassifierSpec(8, 2), 8),
+            "stem: need at least",
+        ),
+        (
+            lambda: ChainNet(
+                (BlockSpec("conv_bn_act", 3, 8, 2, 8), BlockSpec("max_pool_3x3", 8, 8, 2, 8)),
+                ((BlockSpec("mbconv", 8, 8, 1, 2),),),
+                (),
+                ClassifierSpec(8, 2),
+                8,
+            ),
+            r"stem\[1\].input_size: expected 4",
+        ),
+        (
+            lambda: ChainNet(
+                (BlockSpec("conv_bn_act", 3, 8, 1, 8),),
+                ((BlockSpec("mbconv", 8, 8, 1, 8),),),
+                (),
+                ClassifierSpec(16, 2),
+                8,
+            ),
+            "classifier.in_features: expected 8",
+        ),
+    ],
+)
 def test_mistakes_name_the_field(build, match) -> None:
     with pytest.raises(ValueError, match=match):
         build()

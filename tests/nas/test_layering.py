@@ -43,16 +43,28 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def read_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Module]:
-    modules = {module_name(path, root): Module(module_name(path, root), path)
-               for package in packages for path in sorted((root / package).rglob("*.py"))}
+    modules = {
+        module_name(path, root): Module(module_name(path, root), path)
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
     for module in modules.values():
         source = module.path.read_text()
         lines = source.splitlines()
         tree = ast.parse(source, filename=str(module.path))
-        typing = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                  for n in ast.walk(node)}
-        functions = {id(n) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                     for n in ast.walk(node) if n is not node}
+        typing = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        functions = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(node)
+            if n is not node
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -60,8 +72,9 @@ def read_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            comment = next((line.partition("#")[2].strip() for line in lines[node.lineno - 1:node.end_lineno]
-                            if "#" in line), "")
+            comment = next(
+                (line.partition("#")[2].strip() for line in lines[node.lineno - 1 : node.end_lineno] if "#" in line), ""
+            )
             targets = {resolve(name, modules) or name for name in names}
             for name in sorted(targets - {names[0]} if len(targets) > 1 else targets):
                 target = resolve(name, modules)
@@ -106,8 +119,14 @@ def heavy_libraries(modules: dict[str, Module]) -> dict[str, frozenset[str]]:
 
 def cycles(modules: dict[str, Module]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan), over every kind of import."""
-    edges = {name: {t for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy)) if t in modules
-                    and t != name and not name.startswith(t + ".")} for name, m in modules.items()}
+    edges = {
+        name: {
+            t
+            for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy))
+            if t in modules and t != name and not name.startswith(t + ".")
+        }
+        for name, m in modules.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -152,9 +171,13 @@ def test_the_check_reads_the_real_tree() -> None:
 
 
 def test_the_core_imports_no_application_package() -> None:
-    offending = [f"{m.name} -> {t}" for m in GRAPH.values() if m.name.split(".")[0] == "nas"
-                 for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy))
-                 if t.split(".")[0] in APPLICATION_PACKAGES]
+    offending = [
+        f"{m.name} -> {t}"
+        for m in GRAPH.values()
+        if m.name.split(".")[0] == "nas"
+        for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy))
+        if t.split(".")[0] in APPLICATION_PACKAGES
+    ]
     assert not offending, offending
 
 
@@ -163,9 +186,13 @@ def test_no_import_cycle_anywhere() -> None:
 
 
 def test_no_core_module_imports_a_feature() -> None:
-    offending = [f"{m.name} -> {t}" for m in GRAPH.values() if is_core(m.name)
-                 for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy))
-                 if t.startswith("nas.") and not is_core(t)]
+    offending = [
+        f"{m.name} -> {t}"
+        for m in GRAPH.values()
+        if is_core(m.name)
+        for t in (*m.top, *m.typing, *(target for _, target, _ in m.lazy))
+        if t.startswith("nas.") and not is_core(t)
+    ]
     assert not offending, offending
 
 
@@ -187,17 +214,35 @@ def test_a_function_level_import_keeps_a_heavy_library_out_and_says_so() -> None
 def test_the_command_line_and_settings_import_no_heavy_library() -> None:
     """A user's mistake is refused before torch is imported (issue 22: every refusal under 2 s)."""
     heavy = heavy_libraries(GRAPH)
-    light = ["nas.cli", "nas.cli.app", "nas.run", "nas.search.settings", "nas.scale.run", "nas.netadapt.settings",
-             "nas.netadapt.run", "nas.train.settings", "nas.train.run", "nas.journal", "nas.registry",
-             "evaluators.proxy_options", "evaluators.dataset_checks", "controllers.optuna_sampler"]
+    light = [
+        "nas.cli",
+        "nas.cli.app",
+        "nas.run",
+        "nas.search.settings",
+        "nas.scale.run",
+        "nas.netadapt.settings",
+        "nas.netadapt.run",
+        "nas.train.settings",
+        "nas.train.run",
+        "nas.journal",
+        "nas.registry",
+        "evaluators.proxy_options",
+        "evaluators.dataset_checks",
+        "controllers.optuna_sampler",
+    ]
     assert {name: sorted(heavy[name]) for name in light if heavy[name]} == {}
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("def f():\n    from search_spaces.nasnet import NasNetSpace  # lazy: why\n    import torch\n",
-     [(2, "search_spaces.nasnet", "lazy: why"), (3, "torch", "")]),
-    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import nas.run\n", []),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (
+            "def f():\n    from search_spaces.nasnet import NasNetSpace  # lazy: why\n    import torch\n",
+            [(2, "search_spaces.nasnet", "lazy: why"), (3, "torch", "")],
+        ),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import nas.run\n", []),
+    ],
+)
 def test_the_check_sees_lazy_and_typing_imports(tmp_path: Path, source: str, expected: list) -> None:
     (tmp_path / "package").mkdir()
     (tmp_path / "package" / "example.py").write_text(source)
@@ -237,8 +282,12 @@ def test_no_library_module_prints_or_configures_global_state() -> None:
     """Fault 7: ``print``, backend selection and log levels belong to the application (the CLI). The
     one thread-count change is the runner's ``intra_op_threads``, which restores the caller's value."""
     application = CORE / "cli"
-    offending = [f"{path.name}:{line}: {call}" for path in sorted(CORE.rglob("*.py")) if application not in path.parents
-                 for line, call in global_state_calls(ast.parse(path.read_text()), frozenset({"intra_op_threads"}))]
+    offending = [
+        f"{path.name}:{line}: {call}"
+        for path in sorted(CORE.rglob("*.py"))
+        if application not in path.parents
+        for line, call in global_state_calls(ast.parse(path.read_text()), frozenset({"intra_op_threads"}))
+    ]
     assert not offending, offending
 
 

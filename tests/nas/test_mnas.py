@@ -24,19 +24,22 @@ def test_the_mnas_reward_trades_accuracy_for_latency_as_the_paper() -> None:
     reward = mnas_reward(75.0)
     assert reward({"accuracy": 0.8, "latency_ms": 75.0}) == pytest.approx(0.8)
     # Twice the latency costs about 5% of relative accuracy at w = -0.07 (arXiv 1807.11626 §3).
-    assert reward({"accuracy": 0.8, "latency_ms": 150.0}) == pytest.approx(0.8 * 2 ** -0.07)
+    assert reward({"accuracy": 0.8, "latency_ms": 150.0}) == pytest.approx(0.8 * 2**-0.07)
     assert mnas_reward(10.0, -1.0)({"accuracy": 0.5, "latency_ms": 20.0}) == pytest.approx(0.25)
     for target, weight in ((0.0, -0.07), (float("inf"), -0.07), (10.0, 0.5), (10.0, True)):
         with pytest.raises(ValueError):
             mnas_reward(target, weight)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"objective": "mnas"}, "needs a latency target"),
-    ({"latency_target_ms": 20.0}, "add --objective mnas"),
-    ({"objective": "speed"}, "unknown objective 'speed'"),
-    ({"objective": "mnas", "latency_target_ms": 20.0, "latency_weight": 0.3}, "latency_weight"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"objective": "mnas"}, "needs a latency target"),
+        ({"latency_target_ms": 20.0}, "add --objective mnas"),
+        ({"objective": "speed"}, "unknown objective 'speed'"),
+        ({"objective": "mnas", "latency_target_ms": 20.0, "latency_weight": 0.3}, "latency_weight"),
+    ],
+)
 def test_objective_settings_are_checked(tmp_path: Path, values: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SearchSettings(out=str(tmp_path / "run"), **values).validate()
@@ -47,21 +50,49 @@ def _record(trial: int, accuracy: float, latency: float) -> Record:
 
 
 def test_the_pareto_front_keeps_what_nothing_beats_in_both() -> None:
-    records = [_record(0, 0.90, 10.0), _record(1, 0.85, 5.0), _record(2, 0.80, 8.0), _record(3, 0.95, 20.0),
-               _record(4, 0.85, 5.0), _record(5, 0.90, 12.0)]
+    records = [
+        _record(0, 0.90, 10.0),
+        _record(1, 0.85, 5.0),
+        _record(2, 0.80, 8.0),
+        _record(3, 0.95, 20.0),
+        _record(4, 0.85, 5.0),
+        _record(5, 0.90, 12.0),
+    ]
     assert [r.trial_id for r in pareto_front(records)] == [1, 0, 3]
 
 
-def test_a_tiny_mnas_search_journals_accuracy_and_latency_and_draws_the_front(tmp_path: Path,
-                                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_tiny_mnas_search_journals_accuracy_and_latency_and_draws_the_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "mnas.yaml"
-    config.write_text("evaluator_options: {width_multiplier: 0.25, resolution: 16}\n"
-                      f"latency: {{resolution: 32, table: {tmp_path / 'table.json'}, min_repetitions: 5, "
-                      "max_seconds: 0.05, rounds: 1}\n")
+    config.write_text(
+        "evaluator_options: {width_multiplier: 0.25, resolution: 16}\n"
+        f"latency: {{resolution: 32, table: {tmp_path / 'table.json'}, min_repetitions: 5, "
+        "max_seconds: 0.05, rounds: 1}\n"
+    )
     out = tmp_path / "run"
-    argv = ["search", "--space", "mobilenetv3", "--controller", "random", "--budget", "2", "--epochs", "1",
-            "--dataset", "synthetic", "--objective", "mnas", "--latency-target-ms", "2", "--config", str(config),
-            "--out", str(out), "--no-progress"]
+    argv = [
+        "search",
+        "--space",
+        "mobilenetv3",
+        "--controller",
+        "random",
+        "--budget",
+        "2",
+        "--epochs",
+        "1",
+        "--dataset",
+        "synthetic",
+        "--objective",
+        "mnas",
+        "--latency-target-ms",
+        "2",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
     for trial in study.trials:

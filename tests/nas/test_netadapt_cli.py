@@ -21,9 +21,13 @@ from nas.netadapt.run import NETADAPT_STUDY
 from nas.serialization import genotype_json
 from search_spaces.mobilenetv3 import MobileNetV3Block, MobileNetV3Genotype
 
-TINY = MobileNetV3Genotype(blocks=(MobileNetV3Block(3, 192, 48, False, "relu", 2),
-                                   MobileNetV3Block(5, 192, 48, True, "hardswish", 1)),
-                           stem_channels=16, head_channels=128, classifier_hidden=32, resolution=128)
+TINY = MobileNetV3Genotype(
+    blocks=(MobileNetV3Block(3, 192, 48, False, "relu", 2), MobileNetV3Block(5, 192, 48, True, "hardswish", 1)),
+    stem_channels=16,
+    head_channels=128,
+    classifier_hidden=32,
+    resolution=128,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +40,30 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["netadapt", "--from", str(files["genotype"]), "--latency-ratio", "0.7", "--dataset", "synthetic",
-            "--out", str(out), "--train-resolution", "16", "--short-term-steps", "2", "--long-term-steps", "3",
-            "--initial-steps", "5", "--table", str(files["table"]), "--config", str(files["folder"] / "config.yaml"),
-            *extra]
+    return [
+        "netadapt",
+        "--from",
+        str(files["genotype"]),
+        "--latency-ratio",
+        "0.7",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(out),
+        "--train-resolution",
+        "16",
+        "--short-term-steps",
+        "2",
+        "--long-term-steps",
+        "3",
+        "--initial-steps",
+        "5",
+        "--table",
+        str(files["table"]),
+        "--config",
+        str(files["folder"] / "config.yaml"),
+        *extra,
+    ]
 
 
 def _trials(out: Path) -> list[tuple[int, dict, float | None]]:
@@ -48,14 +72,16 @@ def _trials(out: Path) -> list[tuple[int, dict, float | None]]:
     return sorted((t.user_attrs["trial_id"], t.user_attrs["genotype"], t.value) for t in study.trials)
 
 
-def test_netadapt_meets_its_target_and_writes_a_network_that_materializes(files: dict[str, Path],
-                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_netadapt_meets_its_target_and_writes_a_network_that_materializes(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = files["folder"] / "run"
     assert main(_args(files, out)) == 0, capsys.readouterr().err
     document = json.loads((out / "netadapt.json").read_text())
     assert document["status"] == "met" and document["resolution"] == 128 and document["train_resolution"] == 16
-    assert document["final"]["predicted_ms"] <= document["target_ms"] == pytest.approx(
-        0.7 * document["start_latency_ms"])
+    assert (
+        document["final"]["predicted_ms"] <= document["target_ms"] == pytest.approx(0.7 * document["start_latency_ms"])
+    )
     assert document["start"]["accuracy"] is not None and document["start"]["measured_ms"] > 0
     for iteration in document["iterations"]:
         assert iteration["proposals"] and iteration["chosen"] in iteration["proposals"]
@@ -80,13 +106,14 @@ def test_a_killed_run_resumes_after_its_last_finished_proposal(files: dict[str, 
     assert len(recorded) >= 2
     assert main(_args(files, out)) == 0
     resumed = _trials(out)
-    assert resumed[:len(recorded)] == recorded  # nothing finished before the kill was lost or repeated
+    assert resumed[: len(recorded)] == recorded  # nothing finished before the kill was lost or repeated
     assert resumed == _trials(files["folder"] / "run")  # and the run is the uninterrupted one
     assert _decisions(out) == _decisions(files["folder"] / "run")
 
 
 def test_on_ray_the_proposals_of_an_iteration_are_fine_tuned_at_once_with_the_local_results(
-        files: dict[str, Path]) -> None:
+    files: dict[str, Path],
+) -> None:
     """NetAdapt waits for all the proposals of an iteration, so two workers choose as one process does;
     the workers read their parent's weights from, and write their own to, the run directory."""
     pytest.importorskip("ray")
@@ -94,15 +121,28 @@ def test_on_ray_the_proposals_of_an_iteration_are_fine_tuned_at_once_with_the_lo
     assert main(_args(files, out, "--backend", "ray", "--workers", "2")) == 0
     assert _trials(out) == _trials(files["folder"] / "run")
     assert _decisions(out) == _decisions(files["folder"] / "run")
-    assert sorted(p.name for p in (out / "weights").iterdir()) == sorted(p.name for p in (files["folder"] / "run" /
-                                                                                          "weights").iterdir())
+    assert sorted(p.name for p in (out / "weights").iterdir()) == sorted(
+        p.name for p in (files["folder"] / "run" / "weights").iterdir()
+    )
 
 
 def _decisions(out: Path) -> list[list[tuple]]:
     """Every proposal of every iteration (measured latencies are timings and differ between runs)."""
     document = json.loads((out / "netadapt.json").read_text())
-    return [[(p["trial"], p["width"], p["channels"], p["predicted_ms"], p["accuracy"], p["trial"] == iteration["chosen"]["trial"])
-             for p in iteration["proposals"]] for iteration in document["iterations"]]
+    return [
+        [
+            (
+                p["trial"],
+                p["width"],
+                p["channels"],
+                p["predicted_ms"],
+                p["accuracy"],
+                p["trial"] == iteration["chosen"]["trial"],
+            )
+            for p in iteration["proposals"]
+        ]
+        for iteration in document["iterations"]
+    ]
 
 
 def test_given_weights_are_used_instead_of_training_the_start(files: dict[str, Path]) -> None:
@@ -113,33 +153,42 @@ def test_given_weights_are_used_instead_of_training_the_start(files: dict[str, P
     assert not (out / "start.pt").exists() and (out / "best.pt").exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--latency-target-ms", "1"], "not allowed with argument"),
-    (["--weights", "no-such.pt"], "no such file"),
-    (["--short-term-steps", "-1"], "short_term_steps"),
-    (["--selection", "fastest"], "invalid choice"),
-])
-def test_mistakes_are_one_line_and_exit_2(files: dict[str, Path], extra: list[str], message: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--latency-target-ms", "1"], "not allowed with argument"),
+        (["--weights", "no-such.pt"], "no such file"),
+        (["--short-term-steps", "-1"], "short_term_steps"),
+        (["--selection", "fastest"], "invalid choice"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_2(
+    files: dict[str, Path], extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = files["folder"] / "mistake"
     assert main(_args(files, out, *extra)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["netadapt", "--from", "nasnet-a-mobile", "--latency-ratio", "0.5"], "cannot be pruned"),
-    (["netadapt", "--from", "mobilenetv3-small"], "exactly one of --latency-ratio and --latency-target-ms"),
-    (["netadapt", "--from", "mobilenetv3-small", "--latency-ratio", "1.5"], "latency_ratio"),
-])
-def test_settings_mistakes_write_nothing(tmp_path: Path, argv: list[str], message: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["netadapt", "--from", "nasnet-a-mobile", "--latency-ratio", "0.5"], "cannot be pruned"),
+        (["netadapt", "--from", "mobilenetv3-small"], "exactly one of --latency-ratio and --latency-target-ms"),
+        (["netadapt", "--from", "mobilenetv3-small", "--latency-ratio", "1.5"], "latency_ratio"),
+    ],
+)
+def test_settings_mistakes_write_nothing(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*argv, "--out", str(tmp_path / "run"), "--table", str(tmp_path / "t.json")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
-def test_weights_of_another_network_and_changed_settings_are_refused(files: dict[str, Path],
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_of_another_network_and_changed_settings_are_refused(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     other = files["folder"] / "small.pt"
     assert main(["materialize", "mobilenetv3-small", "--out", str(other), "--num-classes", "4"]) == 0
     assert main(_args(files, files["folder"] / "other", "--weights", str(other))) == 2
@@ -150,8 +199,9 @@ def test_weights_of_another_network_and_changed_settings_are_refused(files: dict
     assert "other settings" in capsys.readouterr().err and (run / "netadapt.json").read_bytes() == before
 
 
-def test_doctor_exports_a_netadapt_run_that_resumes_with_nothing_to_redo(files: dict[str, Path],
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_exports_a_netadapt_run_that_resumes_with_nothing_to_redo(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     run, rescued = files["folder"] / "run", files["folder"] / "rescued"
     assert main(["doctor", str(run), "--export", str(rescued)]) == 0
     assert (rescued / "start.pt").exists() and sorted((rescued / "weights").iterdir())

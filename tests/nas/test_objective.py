@@ -41,7 +41,8 @@ def table_evaluator():
 def test_objectives_by_name_read_their_metric_in_its_direction() -> None:
     metrics = {"accuracy": 0.9, "loss": 0.25, "latency_ms": 40.0}
     assert make_objective("accuracy") == MetricObjective("accuracy") and make_objective("accuracy").metrics == (
-        "accuracy",)
+        "accuracy",
+    )
     assert make_objective("metric:loss:min").reward(metrics) == -0.25
     assert make_objective("metric:loss:max").reward(metrics) == 0.25 == make_objective("metric:loss").reward(metrics)
     assert make_objective("metric:a:b:min").metrics == ("a:b",)  # a name may hold a colon; the direction is last
@@ -50,14 +51,17 @@ def test_objectives_by_name_read_their_metric_in_its_direction() -> None:
     assert mnas.metrics == ("accuracy", "latency_ms")
 
 
-@pytest.mark.parametrize("spec, options, message", [
-    ("speed", {}, "unknown objective 'speed'"),
-    ("metric", {}, "needs a metric name"),
-    ("accuracy:top5", {}, "takes no argument"),
-    ("mnas", {}, "needs a latency target"),
-    ("mnas", {"target_ms": 10.0, "weight": 0.5}, "latency_weight"),
-    ("accuracy", {"target_ms": 10.0}, "target_ms: not an option of objective 'accuracy'"),
-])
+@pytest.mark.parametrize(
+    "spec, options, message",
+    [
+        ("speed", {}, "unknown objective 'speed'"),
+        ("metric", {}, "needs a metric name"),
+        ("accuracy:top5", {}, "takes no argument"),
+        ("mnas", {}, "needs a latency target"),
+        ("mnas", {"target_ms": 10.0, "weight": 0.5}, "latency_weight"),
+        ("accuracy", {"target_ms": 10.0}, "target_ms: not an option of objective 'accuracy'"),
+    ],
+)
 def test_a_bad_objective_is_one_line(spec: str, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_objective(spec, **options)
@@ -70,8 +74,16 @@ def _rewards(out: Path) -> list[tuple[float, dict]]:
 
 def test_a_search_minimises_any_metric_an_evaluator_returns(tmp_path: Path, table_evaluator: str) -> None:
     out = tmp_path / "run"
-    best, _ = run_search(SearchSettings(out=str(out), space="efficientnet", controller="random", budget=5,
-                                        evaluator=table_evaluator, objective="metric:loss:min"))
+    best, _ = run_search(
+        SearchSettings(
+            out=str(out),
+            space="efficientnet",
+            controller="random",
+            budget=5,
+            evaluator=table_evaluator,
+            objective="metric:loss:min",
+        )
+    )
     rewards = _rewards(out)
     assert all(value == -metrics["loss"] for value, metrics in rewards)
     assert best.result.reward == max(value for value, _ in rewards)  # the smallest loss
@@ -82,19 +94,43 @@ def test_a_search_minimises_any_metric_an_evaluator_returns(tmp_path: Path, tabl
 def test_mnas_reads_the_latency_of_any_named_metric(tmp_path: Path, table_evaluator: str) -> None:
     """A latency the evaluator returns (a device's, from a table) needs no lookup table of this machine."""
     out = tmp_path / "run"
-    run_search(SearchSettings(out=str(out), space="efficientnet", controller="random", budget=3,
-                              evaluator=table_evaluator, objective="mnas", latency_target_ms=12.0,
-                              latency_metric="latency_pixel3_ms"))
+    run_search(
+        SearchSettings(
+            out=str(out),
+            space="efficientnet",
+            controller="random",
+            budget=3,
+            evaluator=table_evaluator,
+            objective="mnas",
+            latency_target_ms=12.0,
+            latency_metric="latency_pixel3_ms",
+        )
+    )
     for value, metrics in _rewards(out):
         assert "latency_ms" not in metrics  # no lookup-table latency was added
         assert value == pytest.approx(metrics["accuracy"] * (metrics["latency_pixel3_ms"] / 12.0) ** -0.07)
 
 
 def test_an_objective_reading_a_metric_the_evaluator_does_not_return_is_refused_before_a_trial(
-        tmp_path: Path, table_evaluator: str, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, table_evaluator: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    argv = ["search", "--space", "efficientnet", "--controller", "random", "--budget", "2", "--evaluator",
-            table_evaluator, "--objective", "metric:top5", "--out", str(out), "--no-progress"]
+    argv = [
+        "search",
+        "--space",
+        "efficientnet",
+        "--controller",
+        "random",
+        "--budget",
+        "2",
+        "--evaluator",
+        table_evaluator,
+        "--objective",
+        "metric:top5",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "objective: 'metric:top5:max' reads the metric 'top5'" in err and len(err.strip().splitlines()) == 1
@@ -105,17 +141,40 @@ def test_an_objective_reading_a_metric_the_evaluator_does_not_return_is_refused_
 
 
 def test_an_old_config_with_proxy_is_read_as_evaluator_options_with_a_notice(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "old.yaml"
     config.write_text("proxy: {num_cells: 1, penultimate_filters: 24, batch_size: 64}\n")
     out = tmp_path / "run"
-    assert main(["search", "--controller", "random", "--budget", "1", "--dataset", "synthetic", "--epochs", "1",
-                 "--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--controller",
+                "random",
+                "--budget",
+                "1",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "the key 'proxy' is now 'evaluator_options'" in err
     recorded = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}").user_attrs
-    assert recorded["nas_settings"]["evaluator_options"] == {"num_cells": 1, "penultimate_filters": 24,
-                                                             "batch_size": 64}
+    assert recorded["nas_settings"]["evaluator_options"] == {
+        "num_cells": 1,
+        "penultimate_filters": 24,
+        "batch_size": 64,
+    }
     both = tmp_path / "both.yaml"
     both.write_text("proxy: {num_cells: 1}\nevaluator_options: {num_cells: 1}\n")
     assert main(["search", "--config", str(both), "--out", str(tmp_path / "other")]) == 2
@@ -125,8 +184,14 @@ def test_an_old_config_with_proxy_is_read_as_evaluator_options_with_a_notice(
 def test_a_run_recorded_with_proxy_resumes_under_evaluator_options(tmp_path: Path, table_evaluator: str) -> None:
     """Journals written before the rename hold ``proxy`` in their identity; they resume unchanged."""
     out = tmp_path / "run"
-    settings = SearchSettings(out=str(out), space="efficientnet", controller="random", budget=1,
-                              evaluator=table_evaluator, evaluator_options={"offset": 0.5})
+    settings = SearchSettings(
+        out=str(out),
+        space="efficientnet",
+        controller="random",
+        budget=1,
+        evaluator=table_evaluator,
+        evaluator_options={"offset": 0.5},
+    )
     run_search(settings)
     storage = f"sqlite:///{out / 'study.db'}"
     study = optuna.load_study(study_name="nas-search", storage=storage)

@@ -1,6 +1,8 @@
 """Every registered op through the op contract of ``nas.testing``; the registry's rules; the
 behaviour of the shared layers."""
 
+from typing import ClassVar
+
 import pytest
 import torch
 from torch import nn
@@ -14,12 +16,15 @@ from search_spaces.nasnet import NASNET_OPS
 
 class TestRegisteredOps(OpContract):
     # Ops that keep their width, and blocks that only widen (a concatenating unit, a dense layer).
-    channels_by_op = {name: ((12, 12),) for name in ("channel_shuffle", "pool", "bn_act", "activation")} | {
-        name: ((12, 24),) for name in ("shufflenet_v1_unit", "dense_layer", "dual_path_block")}
+    channels_by_op: ClassVar[dict[str, tuple[tuple[int, int], ...]]] = {
+        **dict.fromkeys(("channel_shuffle", "pool", "bn_act", "activation"), ((12, 12),)),
+        **dict.fromkeys(("shufflenet_v1_unit", "dense_layer", "dual_path_block"), ((12, 24),)),
+    }
     stride_one_only = frozenset({"channel_shuffle", "bn_act", "activation"})
-    option_examples = {
+    option_examples: ClassVar[dict[str, dict[str, object]]] = {
         "dual_path_block": {"residual_channels": 6, "bottleneck_channels": 8, "groups": 2},
-        "channel_shuffle": {"groups": 3}, "pool": {"kernel_size": 5},
+        "channel_shuffle": {"groups": 3},
+        "pool": {"kernel_size": 5},
         "se_bottleneck": {"mid_channels": 6, "groups": 3, "se_channels": 4},
         "shufflenet_v1_unit": {"groups": 2, "mid_channels": 12},
     }
@@ -51,8 +56,11 @@ def test_callable_passes_through():
 
 
 def test_rejected_option_names_the_option_and_the_valid_ones():
-    with pytest.raises(ValueError, match=r"options.se_channels: op 'conv_bn_act' takes no such option; valid: "
-                                         r"\['activation', 'kernel_size'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"options.se_channels: op 'conv_bn_act' takes no such option; valid: "
+        r"\['activation', 'kernel_size'\]",
+    ):
         ops.build_op("conv_bn_act", 3, 4, 1, {"se_channels": 2})
     with pytest.raises(ValueError, match=r"options.activation: 'gelu' is not valid"):
         ops.build_op("conv_bn_act", 3, 4, 1, {"activation": "gelu"})
@@ -140,9 +148,20 @@ def test_mbconv_residual_only_when_shapes_match():
 
 
 def test_mbconv_options_build_what_they_say():
-    block = ops.build_op("mbconv", 16, 16, 1, {"kernel_size": 5, "expand_channels": 48, "se_channels": 8,
-                                               "se_gate": "hardsigmoid", "activation": "hardswish",
-                                               "drop_path": 0.1})
+    block = ops.build_op(
+        "mbconv",
+        16,
+        16,
+        1,
+        {
+            "kernel_size": 5,
+            "expand_channels": 48,
+            "se_channels": 8,
+            "se_gate": "hardsigmoid",
+            "activation": "hardswish",
+            "drop_path": 0.1,
+        },
+    )
     expand, depthwise, se, project = block.block
     assert expand[0].out_channels == 48 and isinstance(expand[2], nn.Hardswish)
     assert depthwise[0].kernel_size == (5, 5) and depthwise[0].groups == 48

@@ -82,8 +82,12 @@ def test_a_dead_driver_resumes_without_losing_or_rerunning_a_finished_evaluation
     assert len(finished) == 7 and in_flight
     if lose_state:
         (tmp_path / "controller.pt").unlink()
-    resumed = Driver(SPACE, controller("evolution", 14), Journal(tmp_path, None, "nas-search",
-                                                                 {**SETTINGS, "controller": "evolution"}), 14)
+    resumed = Driver(
+        SPACE,
+        controller("evolution", 14),
+        Journal(tmp_path, None, "nas-search", {**SETTINGS, "controller": "evolution"}),
+        14,
+    )
     assert resumed.controller.state_dict() == state  # exactly where the dead driver's last tell left it
     journal, _ = drive(tmp_path, "evolution", budget=14, workers=3, evaluated=evaluated)
     assert {k: v for k, v in genotypes(journal).items() if k in finished} == finished  # nothing finished was lost
@@ -97,14 +101,19 @@ def test_a_result_recorded_just_before_the_crash_is_told_first_on_resume(tmp_pat
     Both kinds: one pending in the saved state, one asked after it was saved."""
     journal, dead = drive(tmp_path, "evolution", budget=14, workers=3, stop_after=7)
     saved = (tmp_path / "controller.pt").read_bytes()
-    pending = set(torch.load(tmp_path / "controller.pt", weights_only=True)["next_id"] > i for i in dead.in_flight)
+    next_id = torch.load(tmp_path / "controller.pt", weights_only=True)["next_id"]
+    pending = {next_id > i for i in dead.in_flight}
     assert pending == {True, False}  # some were asked before the last save, some after
     for trial_id in (max(dead.in_flight), min(dead.in_flight)):
         dead.complete(trial_id, score(dead.in_flight[trial_id].genotype, trial_id))
     told = torch.load(tmp_path / "controller.pt", weights_only=True)
     (tmp_path / "controller.pt").write_bytes(saved)  # the crash came before the state was saved
-    resumed = Driver(SPACE, controller("evolution", 14), Journal(tmp_path, None, "nas-search",
-                                                                 {**SETTINGS, "controller": "evolution"}), 14)
+    resumed = Driver(
+        SPACE,
+        controller("evolution", 14),
+        Journal(tmp_path, None, "nas-search", {**SETTINGS, "controller": "evolution"}),
+        14,
+    )
     assert resumed.controller.state_dict() == told and resumed.stats.replayed == 2
 
 
@@ -114,5 +123,9 @@ def test_a_parallel_run_rebuilt_from_its_journal_needs_a_budget_that_holds_its_t
     budget = max(journal.records)  # the last recorded trial is beyond it
     assert budget > len(journal)
     with pytest.raises(ValueError, match=r"budget: this run handed out \d+ trials before it stopped; resume it"):
-        Driver(SPACE, controller("evolution", budget), Journal(tmp_path, None, "nas-search",
-                                                               {**SETTINGS, "controller": "evolution"}), budget)
+        Driver(
+            SPACE,
+            controller("evolution", budget),
+            Journal(tmp_path, None, "nas-search", {**SETTINGS, "controller": "evolution"}),
+            budget,
+        )

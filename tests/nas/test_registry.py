@@ -42,15 +42,21 @@ def test_duplicate_names_raise_and_unknown_names_list_the_valid_ones() -> None:
 
 
 def test_entry_points_load_once_and_a_broken_plugin_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _distribution(tmp_path, "nas.test.widgets", {"good": "fake_plugin:make", "broken": "no_such_module:make"},
-                  module="def make():\n    return 'made'\n")
+    _distribution(
+        tmp_path,
+        "nas.test.widgets",
+        {"good": "fake_plugin:make", "broken": "no_such_module:make"},
+        module="def make():\n    return 'made'\n",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     widgets: Registry[object] = Registry("widget", "nas.test.widgets")
     assert widgets.names() == ["broken", "good"]  # declared names, listed without importing anything
     assert "fake_plugin" not in sys.modules
     assert widgets.get("good")() == "made"
-    with pytest.raises(ValueError, match="widget 'broken' is declared by a plug-in that failed to load: "
-                                         "no_such_module:make .ModuleNotFoundError"):
+    with pytest.raises(
+        ValueError,
+        match="widget 'broken' is declared by a plug-in that failed to load: no_such_module:make .ModuleNotFoundError",
+    ):
         widgets.get("broken")
     with pytest.raises(ValueError, match="already registered"):
         widgets.register("good", lambda: None)  # entry points were loaded first: the name is taken
@@ -68,6 +74,9 @@ def test_the_builtins_come_from_our_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for group, known in registry.ALL.items():
-        declared = {entry.name for entry in entry_points(group=group) if entry.value.split(".")[0] in
-                    ("nas", "search_spaces", "controllers", "evaluators")}
+        declared = {
+            entry.name
+            for entry in entry_points(group=group)
+            if entry.value.split(".")[0] in ("nas", "search_spaces", "controllers", "evaluators")
+        }
         assert declared and declared <= set(known.names()), group

@@ -19,8 +19,10 @@ TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_s
 
 
 def test_combine_means_measured_numbers_sums_timings_and_keeps_facts():
-    runs = [{"accuracy": 0.5, "params": 10, "seconds": 1.0, "epochs": 2, "resolution": 8, "note": "a"},
-            {"accuracy": 0.7, "params": 10, "seconds": 2.5, "epochs": 3, "resolution": 8, "note": "b"}]
+    runs = [
+        {"accuracy": 0.5, "params": 10, "seconds": 1.0, "epochs": 2, "resolution": 8, "note": "a"},
+        {"accuracy": 0.7, "params": 10, "seconds": 2.5, "epochs": 3, "resolution": 8, "note": "b"},
+    ]
     combined = combine(runs)
     assert combined["accuracy"] == pytest.approx(0.6)
     assert combined["accuracy_std"] == pytest.approx(statistics.stdev([0.5, 0.7]))
@@ -107,8 +109,26 @@ def test_proxy_repeats_validate_on_other_images_and_repeat_zero_is_the_plain_cal
 
 def _search(out, config, *extra):
     budget = [] if "--budget" in extra else ["--budget", "3"]
-    return main(["search", "--space", "nasnet", "--controller", "random", *budget, "--dataset", "synthetic",
-                 "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress", *extra])
+    return main(
+        [
+            "search",
+            "--space",
+            "nasnet",
+            "--controller",
+            "random",
+            *budget,
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _trials(out, study):
@@ -128,8 +148,9 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
         return evaluate(self, genotype, trial_id, repeat)
 
     monkeypatch.setattr(ProxyEvaluator, "evaluate", counted)
-    assert _search(out, config, "--repeats", "2", "--final-top", "1", "--final-repeats", "2",
-                   "--final-epochs", "2") == 0
+    assert (
+        _search(out, config, "--repeats", "2", "--final-top", "1", "--final-repeats", "2", "--final-epochs", "2") == 0
+    )
     search_trials = _trials(out, "nas-search")
     assert len(search_trials) == 3
     for trial in search_trials:
@@ -148,8 +169,9 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
     # a larger final stage on the same run: the search and the first final evaluation are not re-run
     calls.clear()
     capsys.readouterr()
-    assert _search(out, config, "--repeats", "2", "--final-top", "2", "--final-repeats", "2",
-                   "--final-epochs", "2") == 0
+    assert (
+        _search(out, config, "--repeats", "2", "--final-top", "2", "--final-repeats", "2", "--final-epochs", "2") == 0
+    )
     assert len(calls) == 2 and {e for _, _, e in calls} == {2}
     assert len(_trials(out, "nas-search-final")) == 2
     assert "(recorded before)" in capsys.readouterr().err
@@ -176,8 +198,21 @@ def test_repeats_with_an_evaluator_that_cannot_repeat_is_one_line(tmp_path, caps
 
     registry.evaluators.register("plain-test", Plain)
     try:
-        code = main(["search", "--evaluator", "plain-test", "--repeats", "2", "--out", str(tmp_path / "r"),
-                     "--budget", "2", "--controller", "random"])
+        code = main(
+            [
+                "search",
+                "--evaluator",
+                "plain-test",
+                "--repeats",
+                "2",
+                "--out",
+                str(tmp_path / "r"),
+                "--budget",
+                "2",
+                "--controller",
+                "random",
+            ]
+        )
     finally:
         registry.evaluators.unregister("plain-test")
     err = capsys.readouterr().err
@@ -207,8 +242,7 @@ def score_evaluator():
 
 
 @pytest.mark.parametrize("state_lost", [False, True])
-def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(tmp_path, score_evaluator,
-                                                                                state_lost):
+def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(tmp_path, score_evaluator, state_lost):
     """From the saved controller state, or, when that file is gone (torn, or a `nas doctor` export),
     from the study, where the options are recorded when the run begins."""
     from controllers.evolution import budget_defaults
@@ -216,7 +250,7 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     from nas.search.settings import SearchSettings
 
     out = tmp_path / "run"
-    settings = dict(out=str(out), space="efficientnet", controller="evolution", evaluator=score_evaluator)
+    settings = {"out": str(out), "space": "efficientnet", "controller": "evolution", "evaluator": score_evaluator}
     run_search(SearchSettings(**settings, budget=12))
     first = torch.load(out / "controller.pt", weights_only=True)
     assert (first["config"]["population_size"], first["config"]["sample_size"]) == budget_defaults(12)
@@ -228,11 +262,17 @@ def test_a_resumed_search_with_a_larger_budget_keeps_the_options_it_began_with(t
     assert resumed["config"] == first["config"] and resumed["num_told"] == 40
     # the same 40 trials as a search that was given 40 from the start with the 12-trial settings
     other = tmp_path / "other"
-    run_search(SearchSettings(**{**settings, "out": str(other)}, budget=40,
-                              controller_options={"population_size": budget_defaults(12)[0],
-                                                  "sample_size": budget_defaults(12)[1]}))
-    genotypes = [[t.user_attrs["genotype"] for t in sorted(_trials(d, "nas-search"), key=lambda t: t.number)]
-                 for d in (out, other)]
+    run_search(
+        SearchSettings(
+            **{**settings, "out": str(other)},
+            budget=40,
+            controller_options={"population_size": budget_defaults(12)[0], "sample_size": budget_defaults(12)[1]},
+        )
+    )
+    genotypes = [
+        [t.user_attrs["genotype"] for t in sorted(_trials(d, "nas-search"), key=lambda t: t.number)]
+        for d in (out, other)
+    ]
     assert genotypes[0] == genotypes[1]
     report = (out / "report.md").read_text()
     assert "controller settings at this budget" in report and '"population_size": 4' in report
@@ -242,8 +282,24 @@ def test_a_degenerate_setting_is_warned_about_in_one_line_at_start(tmp_path, sco
     config = tmp_path / "c.yaml"
     config.write_text("controller_options:\n  population_size: 4\n")
     with caplog.at_level("WARNING"):
-        code = main(["search", "--space", "efficientnet", "--controller", "evolution", "--evaluator", score_evaluator,
-                     "--budget", "6", "--out", str(tmp_path / "run"), "--config", str(config), "--no-progress"])
+        code = main(
+            [
+                "search",
+                "--space",
+                "efficientnet",
+                "--controller",
+                "evolution",
+                "--evaluator",
+                score_evaluator,
+                "--budget",
+                "6",
+                "--out",
+                str(tmp_path / "run"),
+                "--config",
+                str(config),
+                "--no-progress",
+            ]
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert code == 0 and len(warnings) == 1 and "population_size 4" in warnings[0], warnings
     assert "\n" not in warnings[0]

@@ -42,8 +42,9 @@ def test_the_kind_of_a_directory_is_read_from_its_journal_or_identity_file(tmp_p
     assert [kind_of(path).name for path in (search, scale, train)] == ["search", "scale", "train"]
 
 
-def test_another_kind_of_run_in_the_directory_is_refused_before_anything_is_built(tmp_path: Path,
-                                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_another_kind_of_run_in_the_directory_is_refused_before_anything_is_built(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "run"
     Journal(out, None, "nas-netadapt", {"start": {}})
     before = sorted(path.name for path in out.iterdir())
@@ -79,14 +80,20 @@ def test_user_mistakes_are_refused_before_torch_is_imported(tmp_path: Path) -> N
     (tmp_path / "bad-reduction.yaml").write_text("evaluator_options: {num_cells: 1, penultimate_filters: 25}\n")
     run = tmp_path / "run"
     Journal(run, None, "nas-search", SearchSettings(out=str(run), budget=5).identity())
-    script = ("import json, sys\nfrom nas.cli import main\nresults = []\n"
-              "for argv in json.loads(sys.argv[1]):\n"
-              "    results.append((main(argv), 'torch' in sys.modules))\n"
-              "print(json.dumps(results))\n")
-    argvs = [[arg.replace("{tmp}", str(tmp_path)) for arg in argv]
-             + ["--out", str(run if "--seed" in argv else tmp_path / f"fresh-{i}")] for i, (argv, _) in enumerate(REFUSALS)]
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    script = (
+        "import json, sys\nfrom nas.cli import main\nresults = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    results.append((main(argv), 'torch' in sys.modules))\n"
+        "print(json.dumps(results))\n"
+    )
+    argvs = [
+        [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+        + ["--out", str(run if "--seed" in argv else tmp_path / f"fresh-{i}")]
+        for i, (argv, _) in enumerate(REFUSALS)
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(argvs)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     results = json.loads(done.stdout.strip().splitlines()[-1])
     errors = [line for line in done.stderr.splitlines() if line.startswith("nas: error:")]
     assert len(errors) == len(REFUSALS), done.stderr
@@ -132,8 +139,11 @@ def test_space_capabilities_are_declared_protocols() -> None:
 
 def test_a_controller_declares_whether_it_takes_a_variant() -> None:
     optuna_factory, options = controller_factory("optuna:TPESampler")
-    assert isinstance(optuna_factory, TakesVariant) and optuna_factory.takes_variant and options == {
-        "variant": "TPESampler"}
+    assert (
+        isinstance(optuna_factory, TakesVariant)
+        and optuna_factory.takes_variant
+        and options == {"variant": "TPESampler"}
+    )
     for name in ("tpe", "random", "evolution"):
         factory = registry.controllers.get(name)
         assert not factory.takes_variant
@@ -141,8 +151,7 @@ def test_a_controller_declares_whether_it_takes_a_variant() -> None:
             controller_factory(f"{name}:TPESampler")
 
 
-def test_show_describes_a_search_that_has_not_finished_a_trial(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+def test_show_describes_a_search_that_has_not_finished_a_trial(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     settings = SearchSettings(out=str(out), controller="random", budget=7)
     Journal(out, None, "nas-search", settings.identity()).study.set_user_attr("nas_budget", 7)
@@ -161,8 +170,25 @@ def test_show_describes_an_interrupted_search(tmp_path: Path, run_and_kill, caps
     config = tmp_path / "tiny.yaml"
     config.write_text("evaluator_options: {num_cells: 1, penultimate_filters: 24, batch_size: 64}\n")
     out = tmp_path / "run"
-    printed = run_and_kill(["search", "--controller", "random", "--budget", "50", "--dataset", "synthetic",
-                            "--epochs", "1", "--config", str(config), "--out", str(out), "--no-progress"], 2)
+    printed = run_and_kill(
+        [
+            "search",
+            "--controller",
+            "random",
+            "--budget",
+            "50",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        2,
+    )
     assert printed == 2 and not (out / "best.json").exists()
     assert main(["show", str(out), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)["run"]

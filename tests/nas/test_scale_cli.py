@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 
 import optuna
 import pytest
@@ -17,9 +16,27 @@ TINY = "evaluator_options:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_
 
 
 def scale_args(out, config, budget=3, *extra):
-    return ["scale", "--base", "mobilenetv3-small", "--dataset", "synthetic", "--epochs", "1", "--grid-step", "0.1",
-            "--phi-max", "2", "--budget", str(budget), "--out", str(out), "--config", str(config), "--no-progress",
-            *extra]
+    return [
+        "scale",
+        "--base",
+        "mobilenetv3-small",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--grid-step",
+        "0.1",
+        "--phi-max",
+        "2",
+        "--budget",
+        str(budget),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -29,21 +46,39 @@ def config(tmp_path):
     return path
 
 
+@pytest.fixture(scope="module")
+def scale_run(tmp_path_factory):
+    """One finished ``nas scale`` run (budget 3) and its config, for the module: the first test checks it and
+    goes on with a copy of it, the kill -9 test's killed run must end the same."""
+    folder = tmp_path_factory.mktemp("scale")
+    config = folder / "tiny.yaml"
+    config.write_text(TINY)
+    out = folder / "straight"
+    assert main(scale_args(out, config)) == 0
+    return out, config
+
+
 def records(out):
     study = optuna.load_study(study_name="nas-scale", storage=f"sqlite:///{out / 'study.db'}")
     trials = sorted(study.get_trials(), key=lambda t: t.user_attrs["trial_id"])
     return [(t.user_attrs["trial_id"], t.params, t.value) for t in trials], [t.user_attrs["metrics"] for t in trials]
 
 
-def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, capsys):
-    out = tmp_path / "run"
-    assert main(scale_args(out, config)) == 0
+def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, scale_run, capsys):
+    out = shutil.copytree(scale_run[0], tmp_path / "run", ignore=shutil.ignore_patterns(".lock"))  # goes on below
+    config = scale_run[1]
     family = json.loads((out / "scaling.json").read_text())
     assert (out / "scaling.md").read_text().startswith("# Compound scaling of mobilenetv3-small")
     assert (out / "scaling.png").stat().st_size > 10_000
     done, metrics = records(out)
-    assert len(done) == 3 and family["grid"] == {"step": 0.1, "high": 2.0, "tolerance": 0.1, "constraint": "formula",
-                                                  "points": 21, "evaluated": 3}
+    assert len(done) == 3 and family["grid"] == {
+        "step": 0.1,
+        "high": 2.0,
+        "tolerance": 0.1,
+        "constraint": "formula",
+        "points": 21,
+        "evaluated": 3,
+    }
     best = max(done, key=lambda row: (row[2], -row[0]))
     assert family["best_trial"] == best[0] and family["accuracy"] == best[2]
     assert (family["alpha"], family["beta"], family["gamma"]) == (best[1]["alpha"], best[1]["beta"], best[1]["gamma"])
@@ -76,11 +111,13 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
     assert sum(p.numel() for p in module.parameters()) == nas.summarize(models[1]["genotype"], num_classes=10)["params"]
     capsys.readouterr()
 
-    for argv, message in ((["materialize", str(out), "--out", str(tmp_path / "x.pt")], "--phi K"),
-                          (["materialize", str(out), "--phi", "7", "--out", str(tmp_path / "x.pt")], "valid: [0, 1, 2]"),
-                          (["show", "mobilenetv3-small", "--phi", "1"], "needs a nas scale run directory"),
-                          (scale_args(out, config, 3, "--tolerance", "0.2"), "other settings"),
-                          (["search", "--out", str(out), "--dataset", "synthetic"], "another kind of run (nas scale)")):
+    for argv, message in (
+        (["materialize", str(out), "--out", str(tmp_path / "x.pt")], "--phi K"),
+        (["materialize", str(out), "--phi", "7", "--out", str(tmp_path / "x.pt")], "valid: [0, 1, 2]"),
+        (["show", "mobilenetv3-small", "--phi", "1"], "needs a nas scale run directory"),
+        (scale_args(out, config, 3, "--tolerance", "0.2"), "other settings"),
+        (["search", "--out", str(out), "--dataset", "synthetic"], "another kind of run (nas scale)"),
+    ):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "x.pt").exists() and records(out)[0] == done  # nothing written, nothing lost
@@ -95,8 +132,10 @@ def test_scale_writes_the_family_shows_and_materializes_it(tmp_path, config, cap
     assert main(scale_args(tmp_path / "rescued", config, 5, "--phi-max", "1")) == 0
     assert "trial " not in capsys.readouterr().err  # every point replayed from the journal, none trained
     assert records(tmp_path / "rescued")[0] == records(out)[0]
-    assert json.loads((tmp_path / "rescued" / "scaling.json").read_text())["models"] == \
-        json.loads((out / "scaling.json").read_text())["models"]
+    assert (
+        json.loads((tmp_path / "rescued" / "scaling.json").read_text())["models"]
+        == json.loads((out / "scaling.json").read_text())["models"]
+    )
     # members beyond the space's bounds (at most 64 blocks) are listed with the reason, not built
     assert main(scale_args(out, config, 5, "--phi-max", "16")) == 0
     models = json.loads((out / "scaling.json").read_text())["models"]
@@ -119,8 +158,11 @@ def test_an_unfinished_or_damaged_scale_run_is_named_as_such(tmp_path, config, c
     assert main(["show", str(out)]) == 2
     assert "not a scaling.json written by nas scale" in capsys.readouterr().err
     (out / "scaling.json").unlink()  # as if killed before the family was written
-    for argv in (["show", str(out)], ["materialize", str(out), "--out", str(tmp_path / "x.pt")],
-                 ["materialize", str(out), "--phi", "1", "--out", str(tmp_path / "x.pt")]):
+    for argv in (
+        ["show", str(out)],
+        ["materialize", str(out), "--out", str(tmp_path / "x.pt")],
+        ["materialize", str(out), "--phi", "1", "--out", str(tmp_path / "x.pt")],
+    ):
         assert main(argv) == 2
         assert "has not finished; rerun the same nas scale command" in capsys.readouterr().err
 
@@ -131,8 +173,27 @@ def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
     assert not search.exists()
     nasnet = tmp_path / "nasnet.yaml"
     nasnet.write_text("evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n")
-    assert main(["search", "--controller", "random", "--budget", "1", "--dataset", "synthetic", "--epochs", "1",
-                 "--out", str(search), "--config", str(nasnet), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--controller",
+                "random",
+                "--budget",
+                "1",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--out",
+                str(search),
+                "--config",
+                str(nasnet),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(scale_args(search, config, 1)) == 2
     assert "another kind of run" in capsys.readouterr().err
@@ -142,8 +203,29 @@ def test_a_search_directory_is_not_a_scale_directory(tmp_path, config, capsys):
 
 def test_the_base_may_be_a_genotype_file_or_a_search_run(tmp_path, config):
     chain = tmp_path / "chain"  # a MobileNetV3 search run: its best.json is the base
-    assert main(["search", "--space", "mobilenetv3", "--controller", "random", "--budget", "1", "--dataset",
-                 "synthetic", "--epochs", "1", "--out", str(chain), "--config", str(config), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--space",
+                "mobilenetv3",
+                "--controller",
+                "random",
+                "--budget",
+                "1",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--out",
+                str(chain),
+                "--config",
+                str(config),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     searched = json.loads((chain / "best.json").read_text())
     assert main([*scale_args(tmp_path / "from-run", config, 1), "--base", str(chain)]) == 0
     family = json.loads((tmp_path / "from-run" / "scaling.json").read_text())
@@ -151,19 +233,24 @@ def test_the_base_may_be_a_genotype_file_or_a_search_run(tmp_path, config):
     genotype_file = tmp_path / "small.json"
     genotype_file.write_text(json.dumps(nas.resolve("mobilenetv3-small").to_json()))
     assert main([*scale_args(tmp_path / "from-file", config, 1), "--base", str(genotype_file)]) == 0
-    assert json.loads((tmp_path / "from-file" / "scaling.json").read_text())["base"]["genotype"] == \
-        nas.resolve("mobilenetv3-small").to_json()
+    assert (
+        json.loads((tmp_path / "from-file" / "scaling.json").read_text())["base"]["genotype"]
+        == nas.resolve("mobilenetv3-small").to_json()
+    )
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--base", "nasnet-a-mobile"], "cannot be compound-scaled"),
-    (["--base", "no-such-net"], "base: no-such-net: neither a preset nor a file"),
-    (["--grid-step", "0"], "grid_step: must be a positive number"),
-    (["--grid-step", "0.3", "--grid-high", "1.9", "--tolerance", "0.01"], "no grid point"),
-    (["--phi-max", "0"], "phi_max: must be a positive integer"),
-    (["--tolerance", "-1"], "tolerance"),
-    (["--constraint", "flops"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--base", "nasnet-a-mobile"], "cannot be compound-scaled"),
+        (["--base", "no-such-net"], "base: no-such-net: neither a preset nor a file"),
+        (["--grid-step", "0"], "grid_step: must be a positive number"),
+        (["--grid-step", "0.3", "--grid-high", "1.9", "--tolerance", "0.01"], "no grid point"),
+        (["--phi-max", "0"], "phi_max: must be a positive integer"),
+        (["--tolerance", "-1"], "tolerance"),
+        (["--constraint", "flops"], "invalid choice"),
+    ],
+)
 def test_mistakes_are_one_line_and_exit_2_before_anything_is_written(tmp_path, config, capsys, extra, message):
     out = tmp_path / "run"
     assert main([*scale_args(out, config, 1), *extra]) == 2
@@ -172,11 +259,14 @@ def test_mistakes_are_one_line_and_exit_2_before_anything_is_written(tmp_path, c
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
-    ("tolerance: '0.1'\n", "tolerance: expected a number, got '0.1'"),
-    ("repeats: true\n", "repeats: expected int, got True"),
-    ("space: nasnet\n", "unknown setting 'space'"),
-])
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("tolerance: '0.1'\n", "tolerance: expected a number, got '0.1'"),
+        ("repeats: true\n", "repeats: expected int, got True"),
+        ("space: nasnet\n", "unknown setting 'space'"),
+    ],
+)
 def test_a_wrong_config_file_is_one_line(tmp_path, capsys, yaml, message):
     config = tmp_path / "bad.yaml"
     config.write_text(yaml)
@@ -193,25 +283,28 @@ def test_macs_constraint_records_the_formula_and_the_measured_ratio(tmp_path, co
     assert main(args) == 0
     _, metrics = records(out)
     assert abs(metrics[0]["macs_ratio"] - 2) <= 0.3 + 1e-9  # held on the measured ratio ...
-    assert metrics[0]["constraint"] == pytest.approx(metrics[0]["alpha"] * metrics[0]["beta"] ** 2
-                                                     * metrics[0]["gamma"] ** 2)  # ... and the formula reported
+    assert metrics[0]["constraint"] == pytest.approx(
+        metrics[0]["alpha"] * metrics[0]["beta"] ** 2 * metrics[0]["gamma"] ** 2
+    )  # ... and the formula reported
 
 
-def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, config, run_and_kill):
-    budget = 2
-    straight = tmp_path / "straight"
-    subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(straight, config, budget)], check=True,
-                   capture_output=True, timeout=300)
+def test_kill_9_and_resume_gives_the_uninterrupted_grid(tmp_path, scale_run, run_and_kill, capsys):
+    """A ``nas scale`` process killed with SIGKILL after its first point, then the same command run to the end
+    (here, as the uninterrupted run was: ``main`` is what ``python -m nas.cli`` runs, and only the journal on
+    disk carries over from the killed process)."""
+    straight, config = scale_run
+    budget = 3
     killed = tmp_path / "killed"
     assert run_and_kill(scale_args(killed, config, budget), after_lines=1) == 1
     before, _ = records(killed)
     assert 1 <= len(before) < budget
-    result = subprocess.run([sys.executable, "-m", "nas.cli", *scale_args(killed, config, budget)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    rerun = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    capsys.readouterr()
+    assert main(scale_args(killed, config, budget)) == 0
+    rerun = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
     assert len(rerun) == budget - len(before)  # only the unfinished points were evaluated
     assert records(killed)[0] == records(straight)[0]  # same points, same order, same accuracies
-    assert json.loads((killed / "scaling.json").read_text())["models"] == \
-        json.loads((straight / "scaling.json").read_text())["models"]
+    assert (
+        json.loads((killed / "scaling.json").read_text())["models"]
+        == json.loads((straight / "scaling.json").read_text())["models"]
+    )
     assert torch.load(killed / "controller.pt", weights_only=True)["num_told"] == budget

@@ -27,13 +27,16 @@ def test_make_divisible_lives_in_the_core_and_the_spaces_share_it():
     assert [make_divisible(v) for v in (35.2, 35.9, 36.0, 9.0, 8.5)] == [32, 40, 40, 16, 8]
 
 
-@pytest.mark.parametrize(("repeats", "depth", "expected"), [
-    ([1, 1, 2], 1.2, [1, 2, 2]),  # V3-Large's 80-channel stage: 4 -> 5, the middle row grows (timm)
-    ([1, 1, 2], 2.0, [2, 2, 4]),
-    ([3], 1.4, [5]),  # one row: ceil(3 x 1.4)
-    ([1, 1], 0.5, [1, 1]),  # every row keeps a block
-    ([2, 2], 1.0, [2, 2]),
-])
+@pytest.mark.parametrize(
+    ("repeats", "depth", "expected"),
+    [
+        ([1, 1, 2], 1.2, [1, 2, 2]),  # V3-Large's 80-channel stage: 4 -> 5, the middle row grows (timm)
+        ([1, 1, 2], 2.0, [2, 2, 4]),
+        ([3], 1.4, [5]),  # one row: ceil(3 x 1.4)
+        ([1, 1], 0.5, [1, 1]),  # every row keeps a block
+        ([2, 2], 1.0, [2, 2]),
+    ],
+)
 def test_distribute_repeats_is_timms_rule(repeats, depth, expected):
     assert distribute_repeats(repeats, depth) == expected
 
@@ -42,8 +45,13 @@ def test_grid_values_and_their_limits():
     assert grid_values(0.25, 2.0) == (1.0, 1.25, 1.5, 1.75, 2.0)
     assert grid_values(0.1, 1.35) == (1.0, 1.1, 1.2, 1.3)  # floats land on 10 decimals, the end is kept
     assert len(grid_values(0.05, 2.0)) == 21 and grid_values(0.05, 2.0)[-1] == 2.0
-    for step, high, message in ((0, 2, "grid_step"), (-0.1, 2, "grid_step"), (0.1, 0.5, "grid_high"),
-                                (0.005, 2, "coarser step"), (float("nan"), 2, "grid_step")):
+    for step, high, message in (
+        (0, 2, "grid_step"),
+        (-0.1, 2, "grid_step"),
+        (0.1, 0.5, "grid_high"),
+        (0.005, 2, "coarser step"),
+        (float("nan"), 2, "grid_step"),
+    ):
         with pytest.raises(ValueError, match=message):
             grid_values(step, high)
 
@@ -60,10 +68,17 @@ def test_efficientnet_scaling_composes_over_b0_and_rounds_once():
     scaled = scale_genotype(EFFICIENTNET, b0, width=1.2, depth=1.4, resolution=300 / 224)
     assert (scaled.width, scaled.depth, scaled.resolution) == (1.2, 1.4, 300)
     b3 = nas.presets()["efficientnet-b3"]  # same multipliers as B3: the same network (rates aside)
-    assert EFFICIENTNET.lower(scaled) == EFFICIENTNET.lower(b3.__class__(**{**b3.__dict__, "dropout": 0.2,
-                                                                             "stochastic_depth": 0.2,
-                                                                             "bn_eps": b0.bn_eps,
-                                                                             "bn_momentum": b0.bn_momentum}))
+    assert EFFICIENTNET.lower(scaled) == EFFICIENTNET.lower(
+        b3.__class__(
+            **{
+                **b3.__dict__,
+                "dropout": 0.2,
+                "stochastic_depth": 0.2,
+                "bn_eps": b0.bn_eps,
+                "bn_momentum": b0.bn_momentum,
+            }
+        )
+    )
     twice = scale_genotype(EFFICIENTNET, scale_genotype(EFFICIENTNET, b0, width=1.1), width=1.1)
     assert twice.width == 1.21  # multipliers compose; rounding happens once, on B0's table
     with pytest.raises(ValueError, match="depth: must be in"):
@@ -94,13 +109,17 @@ def test_published_coefficients_measured_macs_per_phi():
     point = CompoundPoint(1.2, 1.1, 1.15)
     base = full_cost(EFFICIENTNET, b0)["macs"]
     ratios = {phi: full_cost(EFFICIENTNET, space.scaled(point, phi))["macs"] / base for phi in range(1, 5)}
-    print("measured MACs ratios of B0 scaled by (1.2, 1.1, 1.15):",
-          {phi: round(ratio, 4) for phi, ratio in ratios.items()}, "formula", compound_constraint(1.2, 1.1, 1.15))
+    print(
+        "measured MACs ratios of B0 scaled by (1.2, 1.1, 1.15):",
+        {phi: round(ratio, 4) for phi, ratio in ratios.items()},
+        "formula",
+        compound_constraint(1.2, 1.1, 1.15),
+    )
     assert [round(ratios[phi], 4) for phi in range(1, 5)] == [2.5728, 4.6927, 8.4261, 16.3802]
     for phi in (3, 4):
-        assert abs(ratios[phi] / 2 ** phi - 1) <= 0.15, (phi, ratios[phi])
+        assert abs(ratios[phi] / 2**phi - 1) <= 0.15, (phi, ratios[phi])
     for phi in (1, 2):  # the shortfall, stated: ceil on depth adds more than 15%
-        assert 0.15 < ratios[phi] / 2 ** phi - 1 < 0.30, (phi, ratios[phi])
+        assert 0.15 < ratios[phi] / 2**phi - 1 < 0.30, (phi, ratios[phi])
     assert [len(stage) for stage in EFFICIENTNET.lower(space.scaled(point, 1)).stages] == [2, 3, 3, 4, 4, 5, 2]
 
 
@@ -120,12 +139,17 @@ def test_mobilenetv3_scaling_keeps_the_network_at_one_and_rounds_like_the_refere
     doubled = [b for b in scale_depth(LARGE, 2.0).blocks if b.out_channels == 80]
     assert (doubled[1].expand_channels, doubled[1].stride) == (480, 1)  # the stride-2 row repeats at ratio 6
     scaled = scale_genotype(MOBILENET, LARGE, width=1.1, depth=1.2, resolution=1.15)
-    assert (scaled.stem_channels, scaled.head_channels, scaled.classifier_hidden, scaled.resolution) == \
-        (16, 1056, 1408, 258)
+    assert (scaled.stem_channels, scaled.head_channels, scaled.classifier_hidden, scaled.resolution) == (
+        16,
+        1056,
+        1408,
+        258,
+    )
     assert all(b.out_channels % 8 == 0 and b.expand_channels % 8 == 0 for b in scaled.blocks)
     narrow = scale_genotype(MOBILENET, LARGE, width=0.75)
     assert narrow.classifier_hidden == 1280  # the paper's 0.75 models keep the classifier
-    assert MOBILENET.genotype_from_dict(json.loads(json.dumps(genotype_json("mobilenetv3", scaled)))["genotype"]) \
-        == scaled
+    assert (
+        MOBILENET.genotype_from_dict(json.loads(json.dumps(genotype_json("mobilenetv3", scaled)))["genotype"]) == scaled
+    )
     model = compile_ir(MOBILENET.lower(scaled, num_classes=10, resolution=32))  # an ordinary module that runs
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -1,8 +1,7 @@
 """``nas search`` end to end: outputs, ``nas show``/``materialize`` of a run, and kill -9 + resume."""
 
 import json
-import subprocess
-import sys
+import shutil
 
 import optuna
 import pytest
@@ -15,15 +14,36 @@ TINY = "evaluator_options:\n  num_cells: 1\n  penultimate_filters: 24\n  batch_s
 
 
 def search_args(out, config, budget=6, controller="evolution"):
-    return ["search", "--space", "nasnet", "--controller", controller, "--budget", str(budget), "--dataset",
-            "synthetic", "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress"]
+    return [
+        "search",
+        "--space",
+        "nasnet",
+        "--controller",
+        controller,
+        "--budget",
+        str(budget),
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--no-progress",
+    ]
 
 
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY + "controller_options:\n  population_size: 3\n  sample_size: 2\n")
-    return path
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted ``nas search`` (evolution, budget 6) and its config, for the module: the first test
+    checks its outputs (on a copy), the kill -9 test's killed run must end the same."""
+    folder = tmp_path_factory.mktemp("search")
+    config = folder / "tiny.yaml"
+    config.write_text(TINY + "controller_options:\n  population_size: 3\n  sample_size: 2\n")
+    out = folder / "straight"
+    assert main(search_args(out, config)) == 0
+    return out, config
 
 
 def genotypes(out):
@@ -32,42 +52,43 @@ def genotypes(out):
     return [t.user_attrs["trial_id"] for t in trials], [t.user_attrs["genotype"] for t in trials]
 
 
-def test_search_writes_its_outputs_and_materializes(tmp_path, config, capsys):
-    out = tmp_path / "run"
-    assert main(search_args(out, config, budget=4)) == 0
+def test_search_writes_its_outputs_and_materializes(tmp_path, finished, capsys):
+    out = shutil.copytree(finished[0], tmp_path / "run", ignore=shutil.ignore_patterns(".lock"))  # reruns below
+    config, budget = finished[1], 6
     for name in ("best.json", "report.md", "history.png", "normal.png", "reduction.png", "study.db", "controller.pt"):
         assert (out / name).is_file(), name
     best = nas.load_genotype(out / "best.json")
     ids, documents = genotypes(out)
-    assert ids == [0, 1, 2, 3] and json.loads((out / "best.json").read_text()) in documents
+    assert ids == list(range(budget)) and json.loads((out / "best.json").read_text()) in documents
     report = (out / "report.md").read_text()
-    assert "## Top 10" in report and "finished evaluations: 4" in report and "loop overhead" in report
+    assert "## Top 10" in report and f"finished evaluations: {budget}" in report and "loop overhead" in report
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
     shown = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal's width
-    assert "finished; evolution on nasnet" in shown and "4 trials started, 4 finished (0 failed)" in shown
+    assert "finished; evolution on nasnet" in shown
+    assert f"{budget} trials started, {budget} finished (0 failed)" in shown
     model_path = tmp_path / "best.pt"
     assert main(["materialize", str(out), "--out", str(model_path), "--num-classes", "10"]) == 0
     model = nas.load_model(model_path)
     assert sum(p.numel() for p in model.parameters()) == nas.summarize(best, num_classes=10)["params"]
     assert best.num_cells == 6 and best.penultimate_filters == 768  # the full-size network, not the proxy
     # the same command again: nothing left to do, nothing re-run
-    assert main(search_args(out, config, budget=4)) == 0
-    assert genotypes(out)[0] == [0, 1, 2, 3]
+    assert main(search_args(out, config, budget)) == 0
+    assert genotypes(out)[0] == list(range(budget))
     # other settings on the same run directory: a clear refusal
-    assert main([*search_args(out, config, budget=4), "--seed", "7"]) == 2
+    assert main([*search_args(out, config, budget), "--seed", "7"]) == 2
     assert "other settings" in capsys.readouterr().err
     # options a controller does not take: one clear line, exit 2, the run untouched
-    assert main(search_args(tmp_path / "other", config, budget=4, controller="random")) == 2
+    assert main(search_args(tmp_path / "other", config, budget, controller="random")) == 2
     assert "takes no option" in capsys.readouterr().err and not (tmp_path / "other").exists()
-    assert genotypes(out)[0] == [0, 1, 2, 3]
+    assert genotypes(out)[0] == list(range(budget))
 
 
-def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config, run_and_kill):
-    budget = 6
-    straight = tmp_path / "straight"
-    subprocess.run([sys.executable, "-m", "nas.cli", *search_args(straight, config, budget)], check=True,
-                   capture_output=True, timeout=300)
+def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, finished, run_and_kill, capsys):
+    """Two ``nas search`` processes killed with SIGKILL mid-run, then the same command run to the end (here,
+    as the uninterrupted run was: ``main`` is what ``python -m nas.cli`` runs, and only the journal on disk
+    carries over from the killed processes)."""
+    (straight, config), budget = finished, 6
     killed = tmp_path / "killed"
     assert run_and_kill(search_args(killed, config, budget), after_lines=1) == 1
     finished_before = genotypes(killed)[1]
@@ -75,10 +96,9 @@ def test_kill_9_and_resume_gives_the_uninterrupted_sequence(tmp_path, config, ru
     assert run_and_kill(search_args(killed, config, budget), after_lines=2) == 2
     kept = genotypes(killed)[1]
     assert kept[: len(finished_before)] == finished_before  # nothing finished was lost
-    result = subprocess.run([sys.executable, "-m", "nas.cli", *search_args(killed, config, budget)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    rerun = [line for line in result.stderr.splitlines() if line.startswith("trial ")]
+    capsys.readouterr()
+    assert main(search_args(killed, config, budget)) == 0
+    rerun = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
     assert len(rerun) == budget - len(kept)  # only the unfinished trials were evaluated
     assert genotypes(killed) == genotypes(straight)  # same trials, same order, exactly the budget
     assert torch.load(killed / "controller.pt", weights_only=True)["num_told"] == budget
@@ -102,8 +122,24 @@ def test_help_lists_what_is_registered_including_run_time_additions(capsys):
 def test_a_chain_space_run_draws_its_architecture(tmp_path):
     out, config = tmp_path / "run", tmp_path / "small.yaml"
     config.write_text("evaluator_options:\n  width_multiplier: 0.25\n  resolution: 16\n  batch_size: 128\n")
-    args = ["search", "--space", "efficientnet", "--controller", "random", "--budget", "1", "--dataset", "synthetic",
-            "--epochs", "1", "--out", str(out), "--config", str(config), "--no-progress"]
+    args = [
+        "search",
+        "--space",
+        "efficientnet",
+        "--controller",
+        "random",
+        "--budget",
+        "1",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert (out / "architecture.png").stat().st_size > 0 and not (out / "normal.png").exists()
 

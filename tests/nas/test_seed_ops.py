@@ -79,16 +79,22 @@ def test_se_bottleneck_gates_the_residual_branch_before_the_sum():
 
 def test_dual_path_block_adds_the_residual_path_and_appends_the_dense_path():
     torch.manual_seed(0)
-    first = build_op("dual_path_block", 10, 64 + 3 * 16, 1, {"residual_channels": 64, "bottleneck_channels": 64,
-                                                               "groups": 32, "projection": True}).eval()
+    first = build_op(
+        "dual_path_block",
+        10,
+        64 + 3 * 16,
+        1,
+        {"residual_channels": 64, "bottleneck_channels": 64, "groups": 32, "projection": True},
+    ).eval()
     x = torch.randn(1, 10, 6, 6)
     out = first(x)
     assert out.shape == (1, 112, 6, 6)
     paths, new = first.projection(x), first.conv_c(first.conv_b(first.conv_a(x)))
     assert torch.allclose(out[:, :64], paths[:, :64] + new[:, :64])
     assert torch.equal(out[:, 64:96], paths[:, 64:]) and torch.equal(out[:, 96:], new[:, 64:])
-    second = build_op("dual_path_block", 112, 128, 1, {"residual_channels": 64, "bottleneck_channels": 64,
-                                                         "groups": 32}).eval()
+    second = build_op(
+        "dual_path_block", 112, 128, 1, {"residual_channels": 64, "bottleneck_channels": 64, "groups": 32}
+    ).eval()
     assert second.projection is None
     assert torch.equal(second(out)[:, 64:112], out[:, 64:])  # the dense path is kept and grows by 16
     with pytest.raises(ValueError, match="multiple of 3"):
@@ -152,8 +158,12 @@ def test_condensed_weights_load_into_the_deployment_preset_with_identical_output
             with torch.no_grad():
                 layer.conv.weight.normal_()
     set_training_progress(model, 1.0)
-    kept = [inputs.tolist() for layer in model.modules() if isinstance(layer, LearnedGroupConv)
-            for inputs in layer.kept_inputs()]
+    kept = [
+        inputs.tolist()
+        for layer in model.modules()
+        if isinstance(layer, LearnedGroupConv)
+        for inputs in layer.kept_inputs()
+    ]
     assert len({tuple(k) for k in kept}) > len(kept) // 2  # the groups read different inputs
     model.eval()
     x = torch.randn(2, 3, 32, 32)
@@ -217,5 +227,7 @@ def test_presets_of_equal_macs_differ_in_memory_access():
     cost = {g: nas.summarize(f"shufflenet-v1-g{g}-x1.0") for g in (3, 8)}
     assert abs(cost[3]["macs"] / cost[8]["macs"] - 1) < 0.01
     assert cost[8]["memory_access"] > 1.4 * cost[3]["memory_access"]
-    assert count_memory_access(build_on_meta(lambda: nas.materialize("shufflenet-v2-x1.0")), 224) == \
-        nas.summarize("shufflenet-v2-x1.0")["memory_access"]
+    assert (
+        count_memory_access(build_on_meta(lambda: nas.materialize("shufflenet-v2-x1.0")), 224)
+        == nas.summarize("shufflenet-v2-x1.0")["memory_access"]
+    )

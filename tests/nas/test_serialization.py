@@ -46,31 +46,76 @@ def _mutated(preset, edit):
 
 
 MALFORMED = [
-    ("unknown op", "nasnet-a-cifar",
-     lambda g: g["normal"]["blocks"][2].update(op_a="sep_conv_9x9"), r"genotype\.normal\.blocks\[2\]\.op_a: unknown op"),
+    (
+        "unknown op",
+        "nasnet-a-cifar",
+        lambda g: g["normal"]["blocks"][2].update(op_a="sep_conv_9x9"),
+        r"genotype\.normal\.blocks\[2\]\.op_a: unknown op",
+    ),
     ("wrong type", "nasnet-a-cifar", lambda g: g.update(num_cells="six"), r"genotype\.num_cells: expected an integer"),
-    ("bool is not an int", "mobilenetv3-large",
-     lambda g: g["blocks"][0].update(stride=True), r"genotype\.blocks\[0\]\.stride: expected an integer"),
+    (
+        "bool is not an int",
+        "mobilenetv3-large",
+        lambda g: g["blocks"][0].update(stride=True),
+        r"genotype\.blocks\[0\]\.stride: expected an integer",
+    ),
     ("missing field", "nasnet-a-cifar", lambda g: g.pop("reduction"), r"genotype\.reduction: missing field"),
-    ("missing nested field", "mobilenetv3-small",
-     lambda g: g["blocks"][3].pop("se"), r"genotype\.blocks\[3\]\.se: missing field"),
+    (
+        "missing nested field",
+        "mobilenetv3-small",
+        lambda g: g["blocks"][3].pop("se"),
+        r"genotype\.blocks\[3\]\.se: missing field",
+    ),
     ("unknown field", "efficientnet-b0", lambda g: g.update(widht=1.0), r"genotype\.widht: unknown field"),
-    ("input out of range", "nasnet-a-mobile",
-     lambda g: g["reduction"]["blocks"][0].update(input_b=4), r"genotype\.reduction\.blocks\[0\]\.input_b: index 4 out of range"),
-    ("negative input", "nasnet-a-mobile",
-     lambda g: g["normal"]["blocks"][1].update(input_a=-1), r"genotype\.normal\.blocks\[1\]\.input_a: must be a non-negative"),
-    ("negative channels", "mobilenetv3-large",
-     lambda g: g["blocks"][4].update(out_channels=-40), r"genotype\.blocks\[4\]\.out_channels: must be in \[1, 8192\], got -40"),
-    ("bad literal", "mobilenetv3-large",
-     lambda g: g["blocks"][0].update(activation="hs"), r"genotype\.blocks\[0\]\.activation: 'hs' is not valid"),
-    ("bad combine", "nasnet-a-cifar",
-     lambda g: g["normal"]["blocks"][0].update(combine="mul"), r"genotype\.normal\.blocks\[0\]\.combine: 'mul' is not valid"),
-    ("concat out of range", "nasnet-a-cifar",
-     lambda g: g["normal"].update(concat=[1, 9]), r"genotype\.normal\.concat\[1\]: index 9 out of range"),
-    ("list expected", "nasnet-a-cifar", lambda g: g["normal"].update(blocks="none"), r"genotype\.normal\.blocks: expected a list"),
+    (
+        "input out of range",
+        "nasnet-a-mobile",
+        lambda g: g["reduction"]["blocks"][0].update(input_b=4),
+        r"genotype\.reduction\.blocks\[0\]\.input_b: index 4 out of range",
+    ),
+    (
+        "negative input",
+        "nasnet-a-mobile",
+        lambda g: g["normal"]["blocks"][1].update(input_a=-1),
+        r"genotype\.normal\.blocks\[1\]\.input_a: must be a non-negative",
+    ),
+    (
+        "negative channels",
+        "mobilenetv3-large",
+        lambda g: g["blocks"][4].update(out_channels=-40),
+        r"genotype\.blocks\[4\]\.out_channels: must be in \[1, 8192\], got -40",
+    ),
+    (
+        "bad literal",
+        "mobilenetv3-large",
+        lambda g: g["blocks"][0].update(activation="hs"),
+        r"genotype\.blocks\[0\]\.activation: 'hs' is not valid",
+    ),
+    (
+        "bad combine",
+        "nasnet-a-cifar",
+        lambda g: g["normal"]["blocks"][0].update(combine="mul"),
+        r"genotype\.normal\.blocks\[0\]\.combine: 'mul' is not valid",
+    ),
+    (
+        "concat out of range",
+        "nasnet-a-cifar",
+        lambda g: g["normal"].update(concat=[1, 9]),
+        r"genotype\.normal\.concat\[1\]: index 9 out of range",
+    ),
+    (
+        "list expected",
+        "nasnet-a-cifar",
+        lambda g: g["normal"].update(blocks="none"),
+        r"genotype\.normal\.blocks: expected a list",
+    ),
     ("bad width", "efficientnet-b0", lambda g: g.update(width=-1.0), r"genotype\.width: must be in"),
-    ("F not a multiple of 24", "nasnet-a-cifar",
-     lambda g: g.update(penultimate_filters=100), r"genotype\.penultimate_filters: must be a multiple of 24 in \[24, 24576\], got 100"),
+    (
+        "F not a multiple of 24",
+        "nasnet-a-cifar",
+        lambda g: g.update(penultimate_filters=100),
+        r"genotype\.penultimate_filters: must be a multiple of 24 in \[24, 24576\], got 100",
+    ),
 ]
 
 
@@ -80,13 +125,16 @@ def test_malformed_genotype_names_the_field(label, preset, edit, message):
         nas.load_genotype(_mutated(preset, edit))
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda d: d.pop("space"), r"^space: missing field"),
-    (lambda d: d.update(space="resnet"), r"^space: unknown search space 'resnet'"),
-    (lambda d: d.update(version=7), r"^version: unsupported"),
-    (lambda d: d.update(extra=1), r"^extra: unknown field"),
-    (lambda d: d.update(genotype=[1, 2]), r"^genotype: expected an object"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d.pop("space"), r"^space: missing field"),
+        (lambda d: d.update(space="resnet"), r"^space: unknown search space 'resnet'"),
+        (lambda d: d.update(version=7), r"^version: unsupported"),
+        (lambda d: d.update(extra=1), r"^extra: unknown field"),
+        (lambda d: d.update(genotype=[1, 2]), r"^genotype: expected an object"),
+    ],
+)
 def test_malformed_envelope(edit, message):
     document = _document("efficientnet-b0")
     edit(document)

@@ -18,10 +18,28 @@ from nas.cli.app import main
 from nas.train.fit import resolve_network
 from nas.train.run import TrainSettings, run_train
 
-TINY = ["nasnet-a-cifar", "--set", "num_cells=1", "--set", "penultimate_filters=24", "--dataset", "synthetic",
-        "--precise-bn", "64", "--batch-size", "32", "--no-progress"]
-TINY_SETTINGS = {"spec": "nasnet-a-cifar", "lowering": {"num_cells": 1, "penultimate_filters": 24},
-                 "dataset": "synthetic", "precise_bn": 64, "batch_size": 32, "progress": False}
+TINY = [
+    "nasnet-a-cifar",
+    "--set",
+    "num_cells=1",
+    "--set",
+    "penultimate_filters=24",
+    "--dataset",
+    "synthetic",
+    "--precise-bn",
+    "64",
+    "--batch-size",
+    "32",
+    "--no-progress",
+]
+TINY_SETTINGS = {
+    "spec": "nasnet-a-cifar",
+    "lowering": {"num_cells": 1, "penultimate_filters": 24},
+    "dataset": "synthetic",
+    "precise_bn": 64,
+    "batch_size": 32,
+    "progress": False,
+}
 RESUMED = ["--epochs", "3", "--ema", "0.9", "--fixres", "12"]
 
 
@@ -38,8 +56,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_killed_training_resumes_to_the_same_weights(uninterrupted: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "train", *TINY, *RESUMED, "--out", str(out)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "train", *TINY, *RESUMED, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stdout:  # the checkpoint of epoch 1 is written before its line
         if line.startswith("epoch 1/3"):
             break
@@ -54,14 +75,12 @@ def test_killed_training_resumes_to_the_same_weights(uninterrupted: Path, tmp_pa
         mine, straight = _state(out / name), _state(uninterrupted / name)
         assert mine.keys() == straight.keys()
         assert all(torch.equal(mine[key], straight[key]) for key in mine), name
-    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(out / "log.csv"))]
-    assert rows == [{k: v for k, v in row.items() if k != "seconds"}
-                    for row in csv.DictReader(open(uninterrupted / "log.csv"))]
+    assert _rows(out / "log.csv", drop="seconds") == _rows(uninterrupted / "log.csv", drop="seconds")
 
 
 def test_outputs_of_a_training(uninterrupted: Path, capsys: pytest.CaptureFixture) -> None:
     results = json.loads((uninterrupted / "train.json").read_text())["results"]
-    rows = list(csv.DictReader(open(uninterrupted / "log.csv")))
+    rows = _rows(uninterrupted / "log.csv")
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3] and (uninterrupted / "curves.png").stat().st_size > 0
     assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])  # cosine decay
     assert results["validation_accuracy"] > 0.4  # 4 classes: chance is 0.25
@@ -89,8 +108,17 @@ def test_outputs_of_a_training(uninterrupted: Path, capsys: pytest.CaptureFixtur
 
 def test_noisy_student_with_hidden_labels(tmp_path: Path) -> None:
     lines: list[str] = []
-    results = run_train(TrainSettings(out=str(tmp_path / "ns"), epochs=2, noisy_student=True, unlabeled_fraction=0.75,
-                                      iterations=1, **TINY_SETTINGS), lines.append)
+    results = run_train(
+        TrainSettings(
+            out=str(tmp_path / "ns"),
+            epochs=2,
+            noisy_student=True,
+            unlabeled_fraction=0.75,
+            iterations=1,
+            **TINY_SETTINGS,
+        ),
+        lines.append,
+    )
     document = json.loads((tmp_path / "ns" / "noisy_student.json").read_text())
     teacher, student = document["iterations"]
     assert (teacher["role"], student["role"]) == ("teacher", "student")
@@ -102,7 +130,7 @@ def test_noisy_student_with_hidden_labels(tmp_path: Path) -> None:
     assert results["noisy_student"] == document["iterations"]
     assert (tmp_path / "ns" / "student-1" / "model.pt").exists() and (tmp_path / "ns" / "model.pt").exists()
     assert any(line.startswith("Noisy Student iteration 1 (student") for line in lines)
-    assert len(list(csv.DictReader(open(tmp_path / "ns" / "log.csv")))) == 2
+    assert len(_rows(tmp_path / "ns" / "log.csv")) == 2
 
 
 def test_unlabeled_folder_is_read_like_the_data(tmp_path: Path) -> None:
@@ -137,39 +165,66 @@ def test_a_materialized_file_is_the_start(tmp_path: Path) -> None:
     assert same and all(torch.equal(loaded[k], saved[k]) for k in same)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["no-such-preset"], "neither a preset nor a file"),
-    (["nasnet-a-cifar", "--set", "depth=3"], "--set depth: not a setting of space 'nasnet'"),
-    (["nasnet-a-cifar", "--unlabeled-fraction", "0.5"], "belong to --noisy-student"),
-    (["nasnet-a-cifar", "--noisy-student"], "exactly one of --unlabeled DIR and --unlabeled-fraction"),
-    (["nasnet-a-cifar", "--noisy-student", "--unlabeled-fraction", "1.5"], "--unlabeled-fraction: must be in (0, 1)"),
-    (["nasnet-a-cifar", "--fixres", "0"], "--fixres: test resolutions must be in [1, 4096]"),
-    (["nasnet-a-cifar", "--label-smoothing", "1"], "label_smoothing: must be in [0, 1)"),
-    (["nasnet-a-cifar", "--epochs", "0"], "--epochs: must be an integer >= 1"),
-    (["nasnet-a-cifar", "--optimizer", "lamb"], "invalid choice"),
-    (["nasnet-a-mobile", "--noisy-student", "--unlabeled-fraction", "0.5", "--student", "nasnet-a-cifar"],
-     "fewer than the teacher's"),
-    (["nasnet-a-cifar", "--noisy-student", "--unlabeled", "MISSING"], "is not a directory of images"),
-    (["nasnet-a-cifar", "--set", "num_cells=1", "--dataset", "nope"], "unknown"),
-    (["nasnet-a-cifar", "--randaugment-magnitude", "31"], "magnitude in [0, 30]"),
-    (["nasnet-a-cifar", "--gradient-clip", "-1"], "--gradient-clip: must be >= 0"),
-    (["nasnet-a-cifar", "--fixres-learning-rate", "-1"], "--fixres-learning-rate: must be a positive number"),
-])
-def test_bad_input_is_one_line_and_exit_2(arguments: list[str], message: str, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["no-such-preset"], "neither a preset nor a file"),
+        (["nasnet-a-cifar", "--set", "depth=3"], "--set depth: not a setting of space 'nasnet'"),
+        (["nasnet-a-cifar", "--unlabeled-fraction", "0.5"], "belong to --noisy-student"),
+        (["nasnet-a-cifar", "--noisy-student"], "exactly one of --unlabeled DIR and --unlabeled-fraction"),
+        (
+            ["nasnet-a-cifar", "--noisy-student", "--unlabeled-fraction", "1.5"],
+            "--unlabeled-fraction: must be in (0, 1)",
+        ),
+        (["nasnet-a-cifar", "--fixres", "0"], "--fixres: test resolutions must be in [1, 4096]"),
+        (["nasnet-a-cifar", "--label-smoothing", "1"], "label_smoothing: must be in [0, 1)"),
+        (["nasnet-a-cifar", "--epochs", "0"], "--epochs: must be an integer >= 1"),
+        (["nasnet-a-cifar", "--optimizer", "lamb"], "invalid choice"),
+        (
+            ["nasnet-a-mobile", "--noisy-student", "--unlabeled-fraction", "0.5", "--student", "nasnet-a-cifar"],
+            "fewer than the teacher's",
+        ),
+        (["nasnet-a-cifar", "--noisy-student", "--unlabeled", "MISSING"], "is not a directory of images"),
+        (["nasnet-a-cifar", "--set", "num_cells=1", "--dataset", "nope"], "unknown"),
+        (["nasnet-a-cifar", "--randaugment-magnitude", "31"], "magnitude in [0, 30]"),
+        (["nasnet-a-cifar", "--gradient-clip", "-1"], "--gradient-clip: must be >= 0"),
+        (["nasnet-a-cifar", "--fixres-learning-rate", "-1"], "--fixres-learning-rate: must be a positive number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     arguments = [a.replace("MISSING", str(tmp_path / "missing")) for a in arguments]
-    assert main(["train", *arguments, "--dataset" if "--dataset" not in arguments else "--seed",
-                 "synthetic" if "--dataset" not in arguments else "0", "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *arguments,
+                "--dataset" if "--dataset" not in arguments else "--seed",
+                "synthetic" if "--dataset" not in arguments else "0",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error, error
     assert not (tmp_path / "run").exists()  # refused before anything is written: the same --out works once fixed
 
 
-def test_a_directory_with_other_settings_or_other_files_is_refused(uninterrupted: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_a_directory_with_other_settings_or_other_files_is_refused(
+    uninterrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["train", *TINY, *RESUMED, "--epochs", "4", "--out", str(uninterrupted)]) == 2
     assert "holds a nas train run with other settings (epochs: 3 -> 4)" in capsys.readouterr().err
     (tmp_path / "mine.txt").write_text("a user's file")
     assert main(["train", *TINY, "--out", str(tmp_path)]) == 2
     assert "is not a nas train directory" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "a user's file"
+
+
+def _rows(path: Path, drop: str | None = None) -> list[dict[str, str]]:
+    """The rows of a ``log.csv``, without the column ``drop`` (timings differ between two runs)."""
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != drop} for row in csv.DictReader(handle)]

@@ -1,6 +1,7 @@
 """The shared training loop (nas.training), the batch transforms (nas.train.augment), FixRes's parts and
 Noisy Student's pseudo-label balancing, on small tensors."""
 
+import itertools
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ from nas.training import Trainer, WeightAverage, learning_rate_factor, parameter
 def test_warmup_then_cosine() -> None:
     factors = [learning_rate_factor(step, 100, 10) for step in range(100)]
     assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # linear warm-up to the peak
-    assert factors[10] == 1.0 and all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[10] == 1.0 and all(a >= b for a, b in itertools.pairwise(factors[10:]))
     assert factors[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert learning_rate_factor(0, 100, 0) == 1.0 and learning_rate_factor(100, 100, 0) == pytest.approx(0.0)
 
@@ -85,10 +86,17 @@ def test_weight_average_and_trainer_state_round_trip() -> None:
     torch.testing.assert_close(other.evaluation_model[1].weight, trainer.evaluation_model[1].weight)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"label_smoothing": 1.0}, "label_smoothing"), ({"ema_decay": 1.0}, "ema_decay"),
-    ({"warmup_epochs": 3.0}, "warmup_epochs"), ({"optimizer": "lamb"}, "optimizer"),
-    ({"learning_rate": 0.0}, "learning_rate"), ({"drop_path": "sometimes"}, "drop_path")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"warmup_epochs": 3.0}, "warmup_epochs"),
+        ({"optimizer": "lamb"}, "optimizer"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"drop_path": "sometimes"}, "drop_path"),
+    ],
+)
 def test_recipe_refuses_bad_settings(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Recipe(epochs=2, batch_size=4, **settings)
@@ -110,11 +118,14 @@ def test_train_augment_and_test_view() -> None:
         TrainAugment(12)
 
 
-@pytest.mark.parametrize("preset, family, adapting", [
-    ("seresnet50", "ResNet rule", ("stages.3.2.bn3",)),  # the reference's layer4[2].bn3
-    ("efficientnet-b0", "EfficientNet rule", ("head.1",)),  # conv_head's bn2
-    ("nasnet-a-mobile", "PNASNet rule", ("cells.13", "cells.14", "cells.15", "dropout")),
-])
+@pytest.mark.parametrize(
+    "preset, family, adapting",
+    [
+        ("seresnet50", "ResNet rule", ("stages.3.2.bn3",)),  # the reference's layer4[2].bn3
+        ("efficientnet-b0", "EfficientNet rule", ("head.1",)),  # conv_head's bn2
+        ("nasnet-a-mobile", "PNASNet rule", ("cells.13", "cells.14", "cells.15", "dropout")),
+    ],
+)
 def test_fixres_parts_per_family(preset: str, family: str, adapting: tuple) -> None:
     model = build_on_meta(lambda: nas.materialize(preset, num_classes=10))
     parts = fixres_parts(model)
@@ -139,8 +150,9 @@ def test_fixres_changes_only_its_parameters_and_statistics() -> None:
     batches = [(torch.randn(8, 3, 16, 16), torch.randint(0, 4, (8,))) for _ in range(3)]
     trainer.train_epoch(batches, transform=EvalView(20), set_mode=FixResMode(parts))
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
-    adapting_buffers = {f"{m}.{b}" for m in parts.adapting for b in ("running_mean", "running_var",
-                                                                     "num_batches_tracked")}
+    adapting_buffers = {
+        f"{m}.{b}" for m in parts.adapting for b in ("running_mean", "running_var", "num_batches_tracked")
+    }
     assert set(parts.trained) <= changed  # everything it trains moved
     assert changed <= set(parts.trained) | adapting_buffers  # and nothing else did
     assert adapting_buffers <= changed  # the last BatchNorm's statistics adapted to the new resolution

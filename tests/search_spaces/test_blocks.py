@@ -57,8 +57,12 @@ def test_genotype_json_names_the_family_and_the_bad_field():
     for family in (["dense"], None):  # not a name, or no name at all: one line, never a TypeError
         bad = json.loads(json.dumps(document))
         bad["genotype"]["stages"][0]["family"] = family
-        with pytest.raises(ValueError, match=r"genotype.stages\[0\].family: \['dense'\] is not valid"
-                                             if family else r"genotype.stages\[0\].family: None is not valid"):
+        with pytest.raises(
+            ValueError,
+            match=r"genotype.stages\[0\].family: \['dense'\] is not valid"
+            if family
+            else r"genotype.stages\[0\].family: None is not valid",
+        ):
             nas.load_genotype(bad)
     bad = json.loads(json.dumps(document))
     del bad["genotype"]["stages"][0]["family"]
@@ -72,7 +76,9 @@ def test_genotype_json_names_the_family_and_the_bad_field():
 
 def test_a_stage_that_cannot_be_built_is_named_when_lowered():
     genotype = BlocksGenotype((ShuffleNetV2Stage(48, 2), ShuffleNetV1Stage(100, 2, groups=3)))
-    with pytest.raises(ValueError, match=r"stages\[1\]\[0\]: shufflenet_v1_unit: mid_channels 25 is not divisible by groups 3"):
+    with pytest.raises(
+        ValueError, match=r"stages\[1\]\[0\]: shufflenet_v1_unit: mid_channels 25 is not divisible by groups 3"
+    ):
         nas.summarize(genotype)
     with pytest.raises(ValueError, match="out_channels: must be even"):
         ShuffleNetV2Stage(47, 2)
@@ -84,14 +90,16 @@ def test_presets_are_outside_the_searched_decisions_but_lower():
     ir = SPACE.lower(SPACE.presets()["seresnet50"], num_classes=10)
     assert [len(stage) for stage in ir.stages] == [3, 4, 6, 3] and ir.out_channels == 2048
     genotype = SPACE.decode(sample_choices(SPACE.decisions(), np.random.default_rng(0)))
-    assert SPACE.encode(genotype) == SPACE.encode(SPACE.genotype_from_dict(genotype_json("blocks", genotype)["genotype"]))
+    assert SPACE.encode(genotype) == SPACE.encode(
+        SPACE.genotype_from_dict(genotype_json("blocks", genotype)["genotype"])
+    )
 
 
 def test_a_candidate_of_every_family_trains_and_condenses_in_the_proxy(monkeypatch):
     progress = []
     original = LearnedGroupConv.set_training_progress
 
-    def spy(self, value):  # noqa: ANN001
+    def spy(self, value):
         progress.append(value)
         original(self, value)
 
@@ -99,8 +107,11 @@ def test_a_candidate_of_every_family_trains_and_condenses_in_the_proxy(monkeypat
     torch.manual_seed(0)
     evaluator = ProxyEvaluator(SPACE, dataset="synthetic", epochs=2, full_cost=True)
     for families in (("mbconv", "shufflenet_v2", "dense"), ("bottleneck", "dual_path", "dense")):
-        choices = {f"stage{i}.{name}": value for i, family in enumerate(families)
-                   for name, value in (("family", family), ("width", 0.75), ("depth", 2))}
+        choices = {
+            f"stage{i}.{name}": value
+            for i, family in enumerate(families)
+            for name, value in (("family", family), ("width", 0.75), ("depth", 2))
+        }
         metrics = evaluator.evaluate(SPACE.decode(choices), trial_id=0)
         assert "error" not in metrics, metrics.get("error")
         assert 0 <= metrics["accuracy"] <= 1
@@ -110,8 +121,9 @@ def test_a_candidate_of_every_family_trains_and_condenses_in_the_proxy(monkeypat
 
 
 def test_dense_stage_grows_by_its_growth_rate():
-    genotype = BlocksGenotype((DenseStage(growth=8, depth=3, stride=1),), stem_pool=False, stem_norm=False,
-                              head_norm="relu")
+    genotype = BlocksGenotype(
+        (DenseStage(growth=8, depth=3, stride=1),), stem_pool=False, stem_norm=False, head_norm="relu"
+    )
     ir = SPACE.lower(genotype, num_classes=10, resolution=32)
     assert [b.out_channels for b in ir.stages[0]] == [32, 40, 48]
     assert [b.op for b in ir.head] == ["bn_act"]

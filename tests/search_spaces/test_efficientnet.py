@@ -60,13 +60,19 @@ def test_se_squeezes_a_quarter_of_the_block_input():
     ir = nas.lower("efficientnet-b0")
     for _, block in ir.named_blocks():
         assert block.option("se_channels") == max(1, block.in_channels // 4)
-        assert block.option("activation") == block.option("se_activation") == "silu" and block.option("se_gate") == "sigmoid"
+        assert (
+            block.option("activation") == block.option("se_activation") == "silu"
+            and block.option("se_gate") == "sigmoid"
+        )
 
 
 def test_compound_multipliers_eq3():
     multipliers = compound_multipliers(1.2, 1.1, 1.15, 1.0)
-    assert (multipliers.width, multipliers.depth, scale_resolution(224, multipliers.resolution)) == \
-        (pytest.approx(1.1), pytest.approx(1.2), 258)
+    assert (multipliers.width, multipliers.depth, scale_resolution(224, multipliers.resolution)) == (
+        pytest.approx(1.1),
+        pytest.approx(1.2),
+        258,
+    )
     assert compound_constraint(1.2, 1.1, 1.15) == pytest.approx(1.92, abs=0.005)  # ~2: FLOPS double per phi
     multipliers = compound_multipliers(1.2, 1.1, 1.15, 3.0)
     assert multipliers.width == pytest.approx(1.1**3) and multipliers.depth == pytest.approx(1.2**3)

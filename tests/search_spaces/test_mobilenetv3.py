@@ -12,7 +12,23 @@ SPACE = nas.space.get("mobilenetv3")
 
 def test_large_and_small_follow_the_paper_tables():
     large, small = nas.presets()["mobilenetv3-large"], nas.presets()["mobilenetv3-small"]
-    assert [b.expand_channels for b in large.blocks] == [16, 64, 72, 72, 120, 120, 240, 200, 184, 184, 480, 672, 672, 960, 960]
+    assert [b.expand_channels for b in large.blocks] == [
+        16,
+        64,
+        72,
+        72,
+        120,
+        120,
+        240,
+        200,
+        184,
+        184,
+        480,
+        672,
+        672,
+        960,
+        960,
+    ]
     assert [b.out_channels for b in small.blocks] == [16, 24, 24, 40, 40, 40, 48, 48, 96, 96, 96]
     assert (large.head_channels, large.classifier_hidden) == (960, 1280)
     assert (small.head_channels, small.classifier_hidden) == (576, 1024)
@@ -35,10 +51,13 @@ def test_h_swish_in_the_second_half_and_the_stem():
     assert activations == ["relu"] * 6 + ["hardswish"] * 9
 
 
-@pytest.mark.parametrize("preset,params,macs", [
-    ("mobilenetv3-large-075", 3_993_528, 154.6e6),  # timm tf_mobilenetv3_large_075; paper 4.0M / 155M
-    ("mobilenetv3-small-075", 2_041_872, 43.4e6),   # timm tf_mobilenetv3_small_075; paper 2.0M / 44M
-])
+@pytest.mark.parametrize(
+    "preset,params,macs",
+    [
+        ("mobilenetv3-large-075", 3_993_528, 154.6e6),  # timm tf_mobilenetv3_large_075; paper 4.0M / 155M
+        ("mobilenetv3-small-075", 2_041_872, 43.4e6),  # timm tf_mobilenetv3_small_075; paper 2.0M / 44M
+    ],
+)
 def test_075_models_with_fixed_head(preset, params, macs):
     summary = nas.summarize(preset)
     assert summary["params"] == params
@@ -93,8 +112,9 @@ def test_prunable_widths_name_expansions_shared_bottlenecks_and_the_head():
 def test_with_widths_narrows_every_block_that_shares_a_width():
     space = nas.space.get("mobilenetv3")
     small = space.presets()["mobilenetv3-small"]
-    narrowed = space.with_widths(small, {**space.prunable_widths(small), "blocks.3.out_channels": 24,
-                                         "stem_channels": 8})
+    narrowed = space.with_widths(
+        small, {**space.prunable_widths(small), "blocks.3.out_channels": 24, "stem_channels": 8}
+    )
     assert [b.out_channels for b in narrowed.blocks[3:6]] == [24, 24, 24]
     assert narrowed.blocks[6].out_channels == 48 and narrowed.stem_channels == 8
     assert narrowed.blocks[0].expand_channels == 8  # no expansion layer: it follows its input
@@ -102,11 +122,14 @@ def test_with_widths_narrows_every_block_that_shares_a_width():
     assert ir.stages[2][1].in_channels == 24
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"blocks.4.expand_channels": 40}, "expansion layer would vanish"),
-    ({"blocks.6.out_channels": 40}, "residual connection would appear"),
-    ({"head_channels": 0}, "head_channels"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"blocks.4.expand_channels": 40}, "expansion layer would vanish"),
+        ({"blocks.6.out_channels": 40}, "residual connection would appear"),
+        ({"head_channels": 0}, "head_channels"),
+    ],
+)
 def test_with_widths_refuses_a_change_of_structure_or_range(change, message):
     space = nas.space.get("mobilenetv3")
     small = space.presets()["mobilenetv3-small"]

@@ -14,11 +14,14 @@ from search_spaces.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCTION, NASNET_OPS
 SPACE = nas.space.get("nasnet")
 
 
-@pytest.mark.parametrize("preset,classes,params,tolerance,macs,macs_tolerance,resolution", [
-    ("nasnet-a-large", 1000, 88_753_150, 0.01, 23_783e6, 0.02, 331),   # timm nasnetalarge; paper 23.8B
-    ("nasnet-a-mobile", 1000, 5_289_978, 0.01, 564e6, 0.03, 224),      # paper 5.3M / 564M
-    ("nasnet-a-cifar", 10, 3.3e6, 0.05, None, None, 32),              # paper 3.3M
-])
+@pytest.mark.parametrize(
+    "preset,classes,params,tolerance,macs,macs_tolerance,resolution",
+    [
+        ("nasnet-a-large", 1000, 88_753_150, 0.01, 23_783e6, 0.02, 331),  # timm nasnetalarge; paper 23.8B
+        ("nasnet-a-mobile", 1000, 5_289_978, 0.01, 564e6, 0.03, 224),  # paper 5.3M / 564M
+        ("nasnet-a-cifar", 10, 3.3e6, 0.05, None, None, 32),  # paper 3.3M
+    ],
+)
 def test_published_counts(preset, classes, params, tolerance, macs, macs_tolerance, resolution):
     summary = nas.summarize(preset, num_classes=classes)
     assert summary["resolution"] == resolution
@@ -70,8 +73,9 @@ def test_macro_layout_of_the_reference():
 
 
 def test_aux_head_and_forward_with_aux():
-    model = nas.materialize("nasnet-a-cifar", num_classes=10, num_cells=1, penultimate_filters=96,
-                            aux_head=True).train()
+    model = nas.materialize(
+        "nasnet-a-cifar", num_classes=10, num_cells=1, penultimate_filters=96, aux_head=True
+    ).train()
     logits, aux = model.forward_with_aux(torch.randn(2, 3, 32, 32))
     assert logits.shape == aux.shape == (2, 10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -37,11 +37,18 @@ def _sampled(seed: int) -> Any:
 
 def _inputs_in_output() -> Any:
     """Cell inputs in both cells' concatenated outputs, concat-combine blocks, an input of the normal cell unread."""
-    normal = CellTopology((CellBlock(1, "sep_conv_3x3", 1, "identity", "concat"),
-                           CellBlock(2, "avg_pool_3x3", 1, "conv_1x1"),
-                           CellBlock(3, "max_pool_3x3", 2, "dil_conv_3x3")), (0, 1, 4))
-    reduction = CellTopology((CellBlock(0, "sep_conv_5x5", 1, "identity"),
-                              CellBlock(2, "conv_1x3_3x1", 0, "max_pool_5x5", "concat")), (0, 1, 3))
+    normal = CellTopology(
+        (
+            CellBlock(1, "sep_conv_3x3", 1, "identity", "concat"),
+            CellBlock(2, "avg_pool_3x3", 1, "conv_1x1"),
+            CellBlock(3, "max_pool_3x3", 2, "dil_conv_3x3"),
+        ),
+        (0, 1, 4),
+    )
+    reduction = CellTopology(
+        (CellBlock(0, "sep_conv_5x5", 1, "identity"), CellBlock(2, "conv_1x3_3x1", 0, "max_pool_5x5", "concat")),
+        (0, 1, 3),
+    )
     return replace(nas.presets()["nasnet-a-cifar"], normal=normal, reduction=reduction)
 
 
@@ -58,10 +65,13 @@ def cases() -> dict[str, tuple[Any, dict[str, Any]]]:
         "sampled-28-dead-cell": (sampled[28], SMALL),
         "sampled-28-imagenet-skip": (
             replace(sampled[28], stem="imagenet", skip_reduction_layer_input=True, stem_multiplier=1.0),
-            {**SMALL, "penultimate_filters": 96, "resolution": 64}),
+            {**SMALL, "penultimate_filters": 96, "resolution": 64},
+        ),
         "inputs-in-output": (_inputs_in_output(), SMALL),
-        "inputs-in-output-imagenet": (replace(_inputs_in_output(), stem="imagenet"),
-                                      {**SMALL, "penultimate_filters": 96, "resolution": 96, "aux_head": True}),
+        "inputs-in-output-imagenet": (
+            replace(_inputs_in_output(), stem="imagenet"),
+            {**SMALL, "penultimate_filters": 96, "resolution": 96, "aux_head": True},
+        ),
     }
 
 
@@ -71,8 +81,12 @@ def fingerprint(spec: Any, lowering: dict[str, Any]) -> dict[str, Any]:
     layout = [[key, list(tensor.shape)] for key, tensor in model.state_dict().items()]
     macro = {k: v for k, v in lowering.items() if k != "aux_head"}
     summary = nas.summarize(spec, **macro) if "aux_head" not in lowering else {}
-    return {"keys": len(layout), "layout": hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16],
-            "params": sum(t.numel() for t in model.parameters()), "macs": summary.get("macs")}
+    return {
+        "keys": len(layout),
+        "layout": hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:16],
+        "params": sum(t.numel() for t in model.parameters()),
+        "macs": summary.get("macs"),
+    }
 
 
 # Outputs: eval mode, ``nas.compile(ir, seed=0)``, on ``torch.randn(2, 3, r, r)`` drawn after ``manual_seed(0)``.
@@ -89,52 +103,94 @@ def output(name: str) -> list[list[float]]:
 
 
 GOLDEN: dict[str, dict[str, Any]] = {
-    'nasnet-a-cifar': {'keys': 1668, 'layout': '94a866aed6cc0f8b', 'params': 3346538, 'macs': 544333312},
-    'nasnet-a-mobile': {'keys': 1318, 'layout': '19eba918d17ff643', 'params': 5289978, 'macs': 563638816},
-    'nasnet-a-large': {'keys': 1810, 'layout': '938daa66cf3800bd', 'params': 88753150, 'macs': 23783414658},
-    'cifar-aux': {'keys': 1682, 'layout': '9486dc9b9469bce3', 'params': 4978036, 'macs': None},
-    'sampled-0': {'keys': 492, 'layout': 'a93ec8f16da7b75a', 'params': 12960, 'macs': 459248},
-    'sampled-11-unread-inputs': {'keys': 642, 'layout': 'f30194a02593c473', 'params': 18860, 'macs': 795248},
-    'sampled-28-dead-cell': {'keys': 611, 'layout': '05cc57b19661cd51', 'params': 14952, 'macs': 874304},
-    'sampled-28-imagenet-skip': {'keys': 747, 'layout': '18a4ab31f71f9391', 'params': 45434, 'macs': 1621520},
-    'inputs-in-output': {'keys': 386, 'layout': '9e2fc356a4d9d7c6', 'params': 8212, 'macs': 335856},
-    'inputs-in-output-imagenet': {'keys': 496, 'layout': '1e3e8253b1b2b9bd', 'params': 142309, 'macs': None},
+    "nasnet-a-cifar": {"keys": 1668, "layout": "94a866aed6cc0f8b", "params": 3346538, "macs": 544333312},
+    "nasnet-a-mobile": {"keys": 1318, "layout": "19eba918d17ff643", "params": 5289978, "macs": 563638816},
+    "nasnet-a-large": {"keys": 1810, "layout": "938daa66cf3800bd", "params": 88753150, "macs": 23783414658},
+    "cifar-aux": {"keys": 1682, "layout": "9486dc9b9469bce3", "params": 4978036, "macs": None},
+    "sampled-0": {"keys": 492, "layout": "a93ec8f16da7b75a", "params": 12960, "macs": 459248},
+    "sampled-11-unread-inputs": {"keys": 642, "layout": "f30194a02593c473", "params": 18860, "macs": 795248},
+    "sampled-28-dead-cell": {"keys": 611, "layout": "05cc57b19661cd51", "params": 14952, "macs": 874304},
+    "sampled-28-imagenet-skip": {"keys": 747, "layout": "18a4ab31f71f9391", "params": 45434, "macs": 1621520},
+    "inputs-in-output": {"keys": 386, "layout": "9e2fc356a4d9d7c6", "params": 8212, "macs": 335856},
+    "inputs-in-output-imagenet": {"keys": 496, "layout": "1e3e8253b1b2b9bd", "params": 142309, "macs": None},
 }
 GOLDEN_OUTPUTS: dict[str, list[list[float]]] = {
-    'nasnet-a-cifar': [
+    "nasnet-a-cifar": [
         [
-            3011.7294921875, -1904.041015625, 3717.19189453125, -2027.08154296875,
-            14420.78125, -3500.78515625, 10192.302734375, -4970.6875,
-            8523.41015625, 2369.2275390625,
+            3011.7294921875,
+            -1904.041015625,
+            3717.19189453125,
+            -2027.08154296875,
+            14420.78125,
+            -3500.78515625,
+            10192.302734375,
+            -4970.6875,
+            8523.41015625,
+            2369.2275390625,
         ],
         [
-            2645.21826171875, -1747.6474609375, 3498.129638671875, -1681.263427734375,
-            13808.1767578125, -3476.22705078125, 9605.2685546875, -4735.69140625,
-            8244.6064453125, 2200.375732421875,
+            2645.21826171875,
+            -1747.6474609375,
+            3498.129638671875,
+            -1681.263427734375,
+            13808.1767578125,
+            -3476.22705078125,
+            9605.2685546875,
+            -4735.69140625,
+            8244.6064453125,
+            2200.375732421875,
         ],
     ],
-    'sampled-28-dead-cell': [
+    "sampled-28-dead-cell": [
         [
-            -0.05140522122383118, 0.7936129570007324, 0.6941876411437988, 0.13827618956565857,
-            0.7277407646179199, -0.13863179087638855, 0.6915960311889648, -0.1824195384979248,
-            -0.660207986831665, 0.5124801397323608,
+            -0.05140522122383118,
+            0.7936129570007324,
+            0.6941876411437988,
+            0.13827618956565857,
+            0.7277407646179199,
+            -0.13863179087638855,
+            0.6915960311889648,
+            -0.1824195384979248,
+            -0.660207986831665,
+            0.5124801397323608,
         ],
         [
-            -0.026394575834274292, 0.7099887132644653, 0.6284258365631104, 0.1308162808418274,
-            0.6200118064880371, -0.09419804811477661, 0.6251848936080933, -0.1760435551404953,
-            -0.5947588682174683, 0.4459573030471802,
+            -0.026394575834274292,
+            0.7099887132644653,
+            0.6284258365631104,
+            0.1308162808418274,
+            0.6200118064880371,
+            -0.09419804811477661,
+            0.6251848936080933,
+            -0.1760435551404953,
+            -0.5947588682174683,
+            0.4459573030471802,
         ],
     ],
-    'inputs-in-output': [
+    "inputs-in-output": [
         [
-            2.0254642963409424, 0.19691550731658936, -9.7058744430542, -4.578217029571533,
-            0.18231415748596191, 0.483966588973999, 2.851973533630371, -6.404628753662109,
-            2.737978935241699, 1.2471890449523926,
+            2.0254642963409424,
+            0.19691550731658936,
+            -9.7058744430542,
+            -4.578217029571533,
+            0.18231415748596191,
+            0.483966588973999,
+            2.851973533630371,
+            -6.404628753662109,
+            2.737978935241699,
+            1.2471890449523926,
         ],
         [
-            1.3177483081817627, -0.2010561227798462, -7.6855788230896, -4.273517608642578,
-            -0.46034765243530273, 0.6455643177032471, 2.1369333267211914, -5.445655345916748,
-            2.0433146953582764, 1.3851287364959717,
+            1.3177483081817627,
+            -0.2010561227798462,
+            -7.6855788230896,
+            -4.273517608642578,
+            -0.46034765243530273,
+            0.6455643177032471,
+            2.1369333267211914,
+            -5.445655345916748,
+            2.0433146953582764,
+            1.3851287364959717,
         ],
     ],
 }
@@ -159,7 +215,8 @@ GENOTYPE_FILE = """{"space": "nasnet", "version": 1, "genotype": {
   {"input_a": 3, "op_a": "max_pool_3x3", "input_b": 2, "op_b": "dil_conv_3x3", "combine": "add"}], "concat": [0, 1, 4]},
  "reduction": {"blocks": [
   {"input_a": 0, "op_a": "sep_conv_5x5", "input_b": 1, "op_b": "identity", "combine": "add"},
-  {"input_a": 2, "op_a": "conv_1x3_3x1", "input_b": 0, "op_b": "max_pool_5x5", "combine": "concat"}], "concat": [0, 1, 3]},
+  {"input_a": 2, "op_a": "conv_1x3_3x1", "input_b": 0, "op_b": "max_pool_5x5", "combine": "concat"}],
+  "concat": [0, 1, 3]},
  "num_cells": 6, "penultimate_filters": 768, "stem": "cifar", "stem_multiplier": 3.0, "resolution": 32, "dropout": 0.0,
  "drop_path_keep_prob": 0.6, "skip_reduction_layer_input": false, "bn_eps": 1e-05}}"""
 
