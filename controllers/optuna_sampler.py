@@ -29,12 +29,10 @@ controller takes that as "exhausted" (``finished``, and ``ask()`` returns ``None
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,6 +42,13 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState, create_trial
 
+from controllers.optuna_samplers import (
+    DEFAULT_SAMPLER,
+    check_sampler,
+    is_stop_outside_optimize,
+    plain,
+    quiet_optuna,
+)
 from nas.controller import Result
 from nas.controller_base import ControllerBase
 from nas.seeds import trial_seed
@@ -51,15 +56,6 @@ from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SAMPLER = "TPESampler"
-REFUSED = {
-    "CmaEsSampler": "it samples numeric parameters only, and every decision is categorical: it would be "
-    "random search (use RandomSampler for that)",
-    "QMCSampler": "it samples numeric parameters only, and every decision is categorical: it would be "
-    "random search (use RandomSampler for that)",
-    "GridSampler": "it needs the whole grid as its search_space (use BruteForceSampler to enumerate)",
-    "PartialFixedSampler": "it wraps another sampler; fix a decision in the space instead",
-}
 _STATES = {"COMPLETE": TrialState.COMPLETE, "FAIL": TrialState.FAIL, "RUNNING": TrialState.RUNNING}
 # Trials of the construction-time dry run (``OptunaSampler._dry_run``): the random start (``n_startup_trials``)
 # or first generation (``population_size``) plus 2, at least 3 and at most DRY_RUN_TRIALS; DRY_RUN_TRIALS_GP for
@@ -68,144 +64,86 @@ _STATES = {"COMPLETE": TrialState.COMPLETE, "FAIL": TrialState.FAIL, "RUNNING": 
 # random start (3 trials, about 20 ms) unless ``n_startup_trials`` < 3.
 DRY_RUN_TRIALS = 52  # Optuna's default population_size (50) + 2
 DRY_RUN_TRIALS_GP = 3
-# What ``Study.stop`` raises outside ``study.optimize`` (BruteForceSampler's ``after_trial`` calls it).
-_STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside an objective function or a callback"
-
-
-def sampler_names() -> list[str]:
-    """The ``optuna.samplers`` classes this controller runs: concrete, seeded, and not in ``REFUSED``."""
-    return sorted(name for name in optuna.samplers.__all__ if name not in REFUSED and _seeded_class(name))
-
-
-def _seeded_class(name: str) -> type[optuna.samplers.BaseSampler] | None:
-    cls = getattr(optuna.samplers, name, None)
-    if (
-        not isinstance(cls, type)
-        or not issubclass(cls, optuna.samplers.BaseSampler)
-        or inspect.isabstract(cls)
-        or "seed" not in inspect.signature(cls).parameters
-    ):
-        return None
-    return cls
-
-
-def check_sampler(name: object) -> type[optuna.samplers.BaseSampler]:
-    """The sampler class called ``name``; ``ValueError`` naming it and the valid ones otherwise."""
-    cls = _seeded_class(name) if isinstance(name, str) and name in optuna.samplers.__all__ else None
-    if cls is None or name in REFUSED:
-        why = (
-            f"{name} cannot search the engine's decisions: {REFUSED[name]}"
-            if name in REFUSED
-            else f"unknown Optuna sampler {name!r}"
-        )
-        raise ValueError(f"{why}; valid: {sampler_names()}")
-    return cls
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Drop the "new study created in memory" INFO line and experimental warnings, here only."""
-    study_logger = logging.getLogger("optuna.storages._in_memory")
-
-    def quiet(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-    study_logger.addFilter(quiet)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        study_logger.removeFilter(quiet)
-
-
-def _is_stop_outside_optimize(error: BaseException) -> bool:
-    return type(error) is RuntimeError and str(error).startswith(_STOP_OUTSIDE_OPTIMIZE)
-
-
-def _plain(value: Any, path: str) -> Any:
-    """``value`` as plain data (tuples become lists, as Optuna's RDB storages return them)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
-        return {key: _plain(item, f"{path}[{key!r}]") for key, item in value.items()}
-    raise ValueError(
-        f"{path}: must be plain data (None, bool, int, float, str, lists and dicts of them), got {type(value).__name__}"
-    )
 
 
 class OptunaSampler(ControllerBase):
     """Any seeded Optuna sampler over the decisions of ``space``, through one in-memory study.
 
-    Args:
-        space: any ``nas.space.SearchSpace``.
-        seed: root of the per-trial sampler seeds.
-        sampler: name of a class in ``optuna.samplers`` (``sampler_names()``); default ``TPESampler``.
-        sampler_options: keyword arguments of that class, plain data only (no ``seed``: it comes
-            from ``seed`` and the trial id). Options this controller derives from the budget (below)
-            are filled only where not given here.
-        budget: trials after which ``finished`` is true; ``None`` never finishes (and keeps
-            Optuna's defaults).
-        derived_options: the budget-derived options, as the state's ``config`` recorded them when
-            the search began; ``None`` derives them from ``budget``. A resumed search is rebuilt
-            from that ``config``, so it keeps them whatever its new budget.
-        variant: the ``optuna:<SamplerName>`` form of ``sampler`` (``nas.controller.make_controller``);
-            giving both with different values is a ``ValueError``.
+        Args:
+            space: any ``nas.space.SearchSpace``.
+            seed: root of the per-trial sampler seeds.
+            sampler: name of a class in ``optuna.samplers`` (``sampler_names()``); default ``TPESampler``.
+            sampler_options: keyword arguments of that class, plain data only (no ``seed``: it comes
+                from ``seed`` and the trial id). Options this controller derives from the budget (below)
+                are filled only where not given here.
+            budget: trials after which ``finished`` is true; ``None`` never finishes (and keeps
+                Optuna's defaults).
+            derived_options: the budget-derived options, as the state's ``config`` recorded them when
+                the search began; ``None`` derives them from ``budget``. A resumed search is rebuilt
+                from that ``config``, so it keeps them whatever its new budget.
+            variant: the ``optuna:<SamplerName>`` form of ``sampler`` (``nas.controller.make_controller``);
+                giving both with different values is a ``ValueError``.
 
-    Budget-derived defaults ("controllers receive the budget and choose defaults that learn at it"):
+        Budget-derived defaults ("controllers receive the budget and choose defaults that learn at it"):
 
-    - ``n_startup_trials`` (TPE, GP): Optuna's 10, but at most ``budget // 3`` (at least 1), so that
-      at a budget of 30 two thirds of the trials are still model-guided; from a budget of 30 on
-      this is Optuna's 10.
-    - ``population_size`` (NSGA-II, NSGA-III): ``clamp(budget // 15, 10, 50)``, about fifteen
-      generations, at least 10 individuals and at most Optuna's 50 (reached at a budget of 750).
-      Optuna's fixed 50 leaves two generations at a budget of 100. Measured (NSGA-II, additive
-      objective over the 50 NASNet decisions: a uniform [0, 1) score per choice, reward = sum / best
-      sum; mean best of 2 seeds; random search .688 / .702 / .720 at budgets 100 / 300 / 1,000):
+        - ``n_startup_trials`` (TPE, GP): Optuna's 10, but at most ``budget // 3`` (at least 1), so that
+          at a budget of 30 two thirds of the trials are still model-guided; from a budget of 30 on
+          this is Optuna's 10.
+        - ``population_size`` (NSGA-II, NSGA-III): ``clamp(budget // 15, 10, 50)``, about fifteen
+          generations, at least 10 individuals and at most Optuna's 50 (reached at a budget of 750).
+          Optuna's fixed 50 leaves two generations at a budget of 100. Measured (NSGA-II, additive
+          objective over the 50 NASNet decisions: a uniform [0, 1) score per choice, reward = sum / best
+          sum; mean best of 2 seeds; random search .688 / .702 / .720 at budgets 100 / 300 / 1,000):
 
-      ==========  ===================================  ===================================
-      population  exact reward, budget 100 / 300 / 1k  reward + N(0, .02) noise, 300 / 1k
-      ==========  ===================================  ===================================
-      10          .780 / .879 / .975                   .785 / .868
-      20          .761 / .875 / .967                   .826 / .882
-      30 (33)     .733 / .822 / .966                   .797 / .914
-      50          .717 / .803 / .942                   .798 / .918
-      ==========  ===================================  ===================================
+          ==========  ===================================  ===================================
+          population  exact reward, budget 100 / 300 / 1k  reward + N(0, .02) noise, 300 / 1k
+          ==========  ===================================  ===================================
+          10          .780 / .879 / .975                   .785 / .868
+          20          .761 / .875 / .967                   .826 / .882
+          30 (33)     .733 / .822 / .966                   .797 / .914
+          50          .717 / .803 / .942                   .798 / .918
+          ==========  ===================================  ===================================
 
-      Small populations win on the exact objective, but with a noisy reward (as proxy training
-      gives) a population of 10 keeps lucky evaluations and stalls, and 50 is best at 1,000;
-      ``budget // 15`` gives 10, 20 and 50 at these budgets.
+          Small populations win on the exact objective, but with a noisy reward (as proxy training
+          gives) a population of 10 keeps lucky evaluations and stalls, and 50 is best at 1,000;
+          ``budget // 15`` gives 10, 20 and 50 at these budgets.
 
-    A setting that makes the sampler random search for the whole budget (a first generation or a
-    startup phase as long as the budget) logs one warning at construction. Options the sampler
-    rejects only once it runs (``{"gamma": 3}`` for TPE: not callable) are caught at construction
-    by a dry run on a scratch study (``_dry_run``): ``ValueError`` naming ``sampler_options``.
+        A setting that makes the sampler random search for the whole budget (a first generation or a
+        startup phase as long as the budget) logs one warning at construction. Options the sampler
+        rejects only once it runs (``{"gamma": 3}`` for TPE: not callable) are caught at construction
+        by a dry run on a scratch study (``_dry_run``): ``ValueError`` naming ``sampler_options``.
 
-    A sampler that has tried every combination (``BruteForceSampler``) exhausts the controller:
-    ``ask()`` returns ``None`` and ``finished`` is true once no trial is pending, whatever the
-    budget; the state keeps ``exhausted``. ``ask()`` also waits (``None``) while every combination
-    has been issued and some are still pending, rather than propose a duplicate.
+        A sampler that has tried every combination (``BruteForceSampler``) exhausts the controller:
+        ``ask()`` returns ``None`` and ``finished`` is true once no trial is pending, whatever the
+        budget; the state keeps ``exhausted``. ``ask()`` also waits (``None``) while every combination
+        has been issued and some are still pending, rather than propose a duplicate.
 
-    ``state_dict()`` adds ``exhausted`` and ``study``: ``{"trials": [...], "system_attrs": {...}}``, every trial in
-    number order as ``{"id", "choices", "state", "value", "system_attrs"}`` (``choices`` as
-    ``space.encode`` gives them; ``state`` one of ``COMPLETE``, ``FAIL``, ``RUNNING`` for a pending
-    trial; the sampler's trial system attrs, e.g. NSGA-II's generation and TPE's constant-liar
-    parameters) and the study's system attrs (the GA samplers' cached parent populations). The
-    ``config`` holds ``sampler``, ``sampler_options`` (as given) and ``derived_options`` (from the
-    budget, without those given), so that the runner, which rebuilds a resumed controller from the
-    config and lays the user's unchanged options over it, gets the same sampler at any new budget.
+        ``state_dict()`` adds ``exhausted`` and ``study``: ``{"trials": [...], "system_attrs": {...}}``, every trial in
+        number order as ``{"id", "choices", "state", "value", "system_attrs"}`` (``choices`` as
+        ``space.encode`` gives them; ``state`` one of ``COMPLETE``, ``FAIL``, ``RUNNING`` for a pending
+        trial; the sampler's trial system attrs, e.g. NSGA-II's generation and TPE's constant-liar
+        parameters) and the study's system attrs (the GA samplers' cached parent populations). The
+        ``config`` holds ``sampler``, ``sampler_options`` (as given) and ``derived_options`` (from the
+        budget, without those given), so that the runner, which rebuilds a resumed controller from the
+        config and lays the user's unchanged options over it, gets the same sampler at any new budget.
 
-    Example:
-        >>> from nas.space import get
-        >>> from nas.controller import Result
-        >>> controller = OptunaSampler(get("efficientnet"), seed=0, sampler="NSGAIISampler", budget=12)
-        >>> while not controller.finished:
-        ...     trial = controller.ask()
-        ...     controller.tell(trial.id, Result(reward=float(trial.genotype.width)))
-        >>> controller.state_dict()["config"]
-        {'sampler': 'NSGAIISampler', 'sampler_options': {}, 'derived_options': {'population_size': 10}}
+        Example:
+            >>> from nas.space import get
+            >>> from controllers.optuna_samplers import (
+        DEFAULT_SAMPLER,
+        check_sampler,
+        is_stop_outside_optimize,
+        plain,
+        quiet_optuna,
+        sampler_names,
+    )
+    from nas.controller import Result
+            >>> controller = OptunaSampler(get("efficientnet"), seed=0, sampler="NSGAIISampler", budget=12)
+            >>> while not controller.finished:
+            ...     trial = controller.ask()
+            ...     controller.tell(trial.id, Result(reward=float(trial.genotype.width)))
+            >>> controller.state_dict()["config"]
+            {'sampler': 'NSGAIISampler', 'sampler_options': {}, 'derived_options': {'population_size': 10}}
     """
 
     def __init__(
@@ -233,7 +171,7 @@ class OptunaSampler(ControllerBase):
         derived = self._check_options("derived_options", derived_options, parameters)
         self.derived_options = {k: v for k, v in derived.items() if k not in self.sampler_options}
         self.options = {**self.derived_options, **self.sampler_options}  # what the sampler is built with
-        with _quiet_optuna():
+        with quiet_optuna():
             try:
                 probe = self._sampler_class(seed=0, **self.options)
             except (TypeError, ValueError) as error:
@@ -259,7 +197,7 @@ class OptunaSampler(ControllerBase):
     ) -> dict[str, Any]:
         if given is not None and not isinstance(given, Mapping):
             raise ValueError(f"{path}: expected a dict, got {type(given).__name__}")
-        options = _plain(dict(given or {}), path)
+        options = plain(dict(given or {}), path)
         valid = sorted(name for name in parameters if name != "seed")
         unknown = sorted(set(options) - set(valid))
         if unknown:
@@ -312,7 +250,7 @@ class OptunaSampler(ControllerBase):
                 count = max(count, value + 2)
         count = min(count, DRY_RUN_TRIALS_GP if self.sampler == "GPSampler" else DRY_RUN_TRIALS)
         rewards = np.random.default_rng(0).random(count)
-        with _quiet_optuna():
+        with quiet_optuna():
             try:
                 study = optuna.create_study(storage=InMemoryStorage(), direction="maximize", sampler=sampler)
                 for reward in rewards:
@@ -320,7 +258,7 @@ class OptunaSampler(ControllerBase):
                     try:
                         study.tell(trial.number, float(reward))
                     except RuntimeError as error:
-                        if _is_stop_outside_optimize(error):  # BruteForceSampler: fewer combinations than trials
+                        if is_stop_outside_optimize(error):  # BruteForceSampler: fewer combinations than trials
                             break
                         raise
             except Exception as error:
@@ -349,7 +287,7 @@ class OptunaSampler(ControllerBase):
     def _new_study(self) -> None:
         self._storage = InMemoryStorage()
         self._search_space_caches: dict[str, IntersectionSearchSpace] = {}
-        with _quiet_optuna():
+        with quiet_optuna():
             self._study = optuna.create_study(
                 storage=self._storage, direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
             )
@@ -375,7 +313,7 @@ class OptunaSampler(ControllerBase):
     def _propose(self, trial_id: int) -> dict[str, Any] | None:
         if self._exhausted or (self.sampler == "BruteForceSampler" and self._all_issued()):
             return None  # exhausted, or waiting for the pending trials that exhaust it
-        with _quiet_optuna():
+        with quiet_optuna():
             self._study.sampler = self._sampler(trial_id, 0)
             trial = self._study.ask(self._distributions)
         if trial.number != trial_id:  # ids and numbers are issued in step; anything else is a bug
@@ -384,7 +322,7 @@ class OptunaSampler(ControllerBase):
         return {d.name: d.choices[params[d.name]] for d in self.decisions}
 
     def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
-        with _quiet_optuna():
+        with quiet_optuna():
             self._study.sampler = self._sampler(trial_id, 1)
             try:
                 if result.failed:
@@ -392,7 +330,7 @@ class OptunaSampler(ControllerBase):
                 else:
                     self._study.tell(trial_id, float(result.reward))  # type: ignore[arg-type]
             except RuntimeError as error:
-                if not _is_stop_outside_optimize(error):
+                if not is_stop_outside_optimize(error):
                     raise
                 self._stop(trial_id, result)
 
@@ -438,13 +376,13 @@ class OptunaSampler(ControllerBase):
                     "state": trial.state.name,
                     "value": trial.value,
                     "choices": {d.name: d.choices[trial.params[d.name]] for d in self.decisions},
-                    "system_attrs": _plain(trial.system_attrs, f"trial {trial.number} system_attrs"),
+                    "system_attrs": plain(trial.system_attrs, f"trial {trial.number} system_attrs"),
                 }
             )
         attrs = self._storage.get_study_system_attrs(self._study_id)
         return {
             "exhausted": self._exhausted,
-            "study": {"trials": trials, "system_attrs": _plain(attrs, "study system_attrs")},
+            "study": {"trials": trials, "system_attrs": plain(attrs, "study system_attrs")},
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:

@@ -24,21 +24,19 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import os
 import pickle
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from evaluators.dataset_checks import DEFAULT_DATA_DIR, check_class_folders
 from evaluators.dataset_checks import cifar10 as check_cifar10
 from evaluators.dataset_checks import imagefolder as check_imagefolder
+from evaluators.images import grey_statistics, load_image, native_settings, read_image
 from nas.data import (  # noqa: F401  (re-exported: they were defined here)
     DEFAULT_VALIDATION_FRACTION,
     DatasetSplits,
@@ -57,10 +55,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_RESOLUTION: dict[str, int] = {"digits": 8, "cifar10": 32, "synthetic": 8}
 # imagefolder's default is the images' own size, but at most 224 px (ImageNet's training size, and
 # MnasNet's proxy size): training a proxy on 3,000-px photos at full size would take hours an epoch.
-NATIVE_RESOLUTION_CAP = 224
-GREY_BANDS = ("1", "L", "I", "F")  # first band of PIL's grey modes: 1, L, LA, I, I;16*, F
-COLOUR_TOLERANCE = 0.01  # a folder is grey if at most this share of its training images is in colour
-GREY_STATISTICS_IMAGES = 256  # training images sampled for a grey folder's mean and std
 TEST_FRACTION = 0.2  # digits, synthetic and single-folder ImageFolder: carved once, seed-independent
 TEST_SPLIT_SEED = 1707_07012  # fixed, so every search seed sees the same untouched test split
 SYNTHETIC_CLASSES, SYNTHETIC_EXAMPLES, SYNTHETIC_NOISE = 4, 640, 1.0
@@ -321,12 +315,12 @@ def imagefolder(
     else:
         dataset = _image_folder(root)
         pool, test_index = _check_split_sizes(root, dataset, fraction, seed, carve_test=True)
-    resolution, grey = _native_settings(dataset, pool, resolution)
+    resolution, grey = native_settings(dataset, pool, resolution)
     for folder in (dataset, test_set):
         if folder is not None:
-            folder.loader = functools.partial(_load_image, mode="L" if grey else "RGB", resolution=resolution)
+            folder.loader = functools.partial(load_image, mode="L" if grey else "RGB", resolution=resolution)
     geometry = [T.Resize(resolution, antialias=True), T.CenterCrop(resolution)]
-    mean, std = _grey_statistics(dataset, pool, geometry) if grey else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = grey_statistics(dataset, pool, geometry) if grey else (IMAGENET_MEAN, IMAGENET_STD)
     transforms = _transforms(geometry, mean, std, augment, grey=grey)
     test = (
         _with_transform(test_set, transforms[1])
@@ -350,105 +344,6 @@ def imagefolder(
     )
 
 
-def _native_settings(dataset: Any, pool: np.ndarray, resolution: int | None) -> tuple[int, bool]:
-    """``(resolution, grey)`` from the headers of ``dataset``'s images ``pool`` (see ``imagefolder``)."""
-    headers = [dataset.image_headers[dataset.samples[i][0]] for i in pool]
-    colour = sum(not is_grey for _, _, is_grey in headers)
-    grey = colour <= COLOUR_TOLERANCE * len(headers)
-    sizes = Counter((width, height) for width, height, _ in headers)
-    (width, height), _ = min(sizes.items(), key=lambda item: (-item[1], min(item[0]), item[0]))
-    native = min(width, height)
-    if resolution is not None:
-        how = "the resolution asked for"
-    elif native > NATIVE_RESOLUTION_CAP:
-        resolution, how = NATIVE_RESOLUTION_CAP, f"capped at {NATIVE_RESOLUTION_CAP}; pass a resolution for more"
-    else:
-        resolution, how = native, "native" if width == height else "the shorter side, center-cropped"
-    logger.info(
-        "imagefolder: %d images, most common size %dx%d; training at %d px (%s), read as %s",
-        len(headers),
-        width,
-        height,
-        resolution,
-        how,
-        "grey" if grey else f"RGB ({colour} of {len(headers)} in colour)",
-    )
-    return resolution, grey
-
-
-def _grey_statistics(dataset: Any, pool: np.ndarray, geometry: list[Any]) -> tuple[tuple[float], tuple[float]]:
-    """Mean and std of the pixels of up to ``GREY_STATISTICS_IMAGES`` images of ``pool`` (a fixed sample),
-    as the networks see them (after ``geometry``)."""
-    from torchvision import transforms as T  # lazy: torchvision only for the image data sets
-
-    rng = np.random.default_rng(TEST_SPLIT_SEED)
-    sample = np.sort(rng.choice(pool, size=min(len(pool), GREY_STATISTICS_IMAGES), replace=False))
-    to_tensor = T.Compose([*geometry, T.ToTensor()])
-    moments = np.zeros(3)  # pixels, their sum, the sum of their squares
-    for index in sample:
-        pixels = to_tensor(dataset.loader(dataset.samples[index][0])).double()
-        moments += (pixels.numel(), float(pixels.sum()), float(pixels.square().sum()))
-    mean = moments[1] / moments[0]
-    std = max(moments[2] / moments[0] - mean**2, 0.0) ** 0.5
-    return (float(mean),), (max(float(std), 1e-6),)
-
-
-def _load_image(path: str, mode: str, resolution: int) -> Any:
-    """``ImageFolder``'s loader: the file as an 8-bit ``mode`` ("L" or "RGB") image.
-
-    JPEGs are decoded at the smallest DCT scale that keeps both sides at least ``resolution``
-    (``draft``), so large photos cost a fraction of a full decode. 16-bit grey (modes I;16, I) is
-    scaled to 8 bits, where PIL's ``convert`` would clip everything above 255 to white.
-    """
-    with open(path, "rb") as file, Image.open(file) as image:
-        image.draft(mode, (resolution, resolution))
-        if image.mode == "I" or image.mode.startswith("I;16"):
-            image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-        return image.convert(mode)
-
-
-def skipped_files(splits: DatasetSplits) -> tuple[str, ...]:
-    """The image files an ``imagefolder`` load left out as unreadable (train, validation and test)."""
-    found: dict[str, None] = {}
-    for split in (splits.train, splits.validation, splits.test):
-        dataset = split.dataset if isinstance(split, Subset) else split
-        found.update(dict.fromkeys(getattr(dataset, "skipped_files", ())))
-    return tuple(found)
-
-
-def image_problem(path: str | Path) -> str | None:
-    """Why the image file ``path`` cannot be read, or ``None`` if it can.
-
-    PNG: every chunk's CRC (``verify``), then a full decode, since a data stream with valid CRCs
-    can still be broken. JPEG: the header, and the end-of-image marker that a truncated file
-    lacks; without one, a decode at 1/8 scale decides. Other formats: a full decode.
-    """
-    return _read_image(path)[0]
-
-
-def _read_image(path: str | Path) -> tuple[str | None, tuple[int, int, bool] | None]:
-    """``(image_problem(path), None)``, or ``(None, (width, height, grey))`` from the header."""
-    try:
-        with Image.open(path) as image:
-            header = (*image.size, image.getbands()[0] in GREY_BANDS)
-            if image.format == "PNG":
-                image.verify()
-        with Image.open(path) as image:
-            if image.format != "JPEG" or not _ends_with_jpeg_eoi(path):
-                image.draft("RGB", (1, 1))  # JPEG: DCT scaling; a no-op for other formats
-                image.load()
-    except Exception as error:
-        return f"{type(error).__name__}: {first_line(error)}", None
-    return None, header
-
-
-def _ends_with_jpeg_eoi(path: str | Path) -> bool:
-    with open(path, "rb") as file:
-        file.seek(0, os.SEEK_END)
-        file.seek(max(file.tell() - 2, 0))
-        return file.read() == b"\xff\xd9"
-
-
 def _image_folder(folder: Path, like: Any = None) -> Any:
     """torchvision's ``ImageFolder`` of ``folder`` without its unreadable images; ``ValueError`` if unusable.
 
@@ -466,7 +361,7 @@ def _image_folder(folder: Path, like: Any = None) -> Any:
     except OSError as error:
         raise ValueError(f"imagefolder: cannot read {where} ({first_line(error)})") from None
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
-    checked = {path: _read_image(path) for path, _ in dataset.samples}
+    checked = {path: read_image(path) for path, _ in dataset.samples}
     reasons = {path: why for path, (why, _) in checked.items() if why is not None}
     dataset.image_headers = {path: header for path, (_, header) in checked.items() if header is not None}
     dataset.skipped_files = tuple(reasons)

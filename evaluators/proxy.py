@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluators.datasets import iterate_batches, skipped_files
+from evaluators.datasets import iterate_batches
+from evaluators.images import skipped_files
 from evaluators.proxy_options import ProxyOptions, proxy_reduction
 from nas import registry
 from nas import space as space_registry

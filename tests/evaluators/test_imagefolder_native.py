@@ -17,7 +17,8 @@ from PIL import Image
 
 import nas
 from evaluators import ProxyEvaluator
-from evaluators.datasets import NATIVE_RESOLUTION_CAP, iterate_batches, load_dataset
+from evaluators.datasets import iterate_batches, load_dataset
+from evaluators.images import NATIVE_RESOLUTION_CAP
 from nas.data import DatasetSplits
 
 RNG = np.random.default_rng(0)
@@ -40,7 +41,7 @@ def _write(
 
 def _load(data_dir: Path, caplog: pytest.LogCaptureFixture, **options: object) -> tuple[DatasetSplits, str]:
     """The splits and the one INFO line that says what size and colour the folder is read at."""
-    with caplog.at_level(logging.INFO, logger="evaluators.datasets"):
+    with caplog.at_level(logging.INFO, logger="evaluators.images"):
         splits = load_dataset("imagefolder", data_dir=data_dir, **options)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("imagefolder: ")]
     assert len(lines) == 1, lines

@@ -17,7 +17,8 @@ from PIL import Image
 import nas
 import nas.cli.app
 from evaluators import ProxyEvaluator
-from evaluators.datasets import image_problem, images_needed, skipped_files
+from evaluators.datasets import images_needed
+from evaluators.images import image_problem, skipped_files
 from nas.data import load_dataset
 
 

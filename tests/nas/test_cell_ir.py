@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from nas.cell_ir import CellEdge, CellGraph, CellInput, CellNet, CellNode, CellSpec
+from nas.cell_ops import FactorizedReduce
 from nas.compile import Cell, CellModule
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_macs, count_params
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, conv_output_size
-from nas.ops import FactorizedReduce, build_op
+from nas.ops import build_op
 from nas.plotting import cell_graph, cell_types, plot_architecture
 
 # |nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|nor_conv_1x1~0|nor_conv_3x3~1|skip_connect~2|
