@@ -29,7 +29,8 @@ __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: {message}")
+        # a sub-command names itself ("nas search: ..."); the top level is already "nas: error:"
+        raise UsageError(message if self.prog == "nas" else f"{self.prog}: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -88,6 +88,8 @@ def test_materialize_onnx(tmp_path):
         (["search", "--out", "{tmp}/run", "--controller", "bayes"], "unknown controller 'bayes'; valid: ["),
         (["search", "--out", "{tmp}/run", "--config", "{tmp}/bad.yaml"], "unknown setting 'budgett'"),
         (["frobnicate"], "invalid choice"),
+        (["search", "--budgett", "3"], "nas: error: unrecognized arguments: --budgett 3"),
+        (["search", "--budget", "x"], "nas: error: nas search: argument --budget: invalid"),
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(tmp_path, args, message, capsys):
