@@ -26,6 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from nas.bulk_trials import insert_trials
 from nas.controller import Result
 from nas.errors import first_line
 from nas.files import atomic_torch_save
@@ -69,8 +70,9 @@ class Journal:
             check_journal_file(out)  # a damaged journal stops here, untouched
         self.storage = storage or f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
         try:
+            self._rdb = optuna.storages.RDBStorage(self.storage)
             self.study = optuna.create_study(
-                storage=self.storage, study_name=study_name, direction="maximize", load_if_exists=True
+                storage=self._rdb, study_name=study_name, direction="maximize", load_if_exists=True
             )
         except (SQLAlchemyError, OSError, ValueError, ImportError) as error:
             raise ValueError(
@@ -84,6 +86,7 @@ class Journal:
         else:
             check_identity(out, recorded, settings, defaults, renamed)
         self.records: dict[int, Record] = {}
+        self._unwritten: list[optuna.trial.FrozenTrial] = []  # added, not yet flushed
         damaged = (
             f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
             "is readable and can export it"
@@ -110,11 +113,14 @@ class Journal:
         genotype_json: dict[str, Any],
         result: Result,
         asked: int | None = None,
+        write: bool = True,
     ) -> Record:
         """Append one finished evaluation as a finished Optuna trial.
 
         ``asked``: how many trials the controller had handed out when this one was told (a replay
         repeats the asks and tells of a parallel search in that order, ``nas.loop.Driver``).
+        ``write=False`` keeps it in memory (``records``, ``len``) until the next ``flush``: a search
+        of cheap evaluations writes its trials in batches (``nas.loop.Driver``).
         """
         choices = space.encode(genotype)
         distributions: dict[str, BaseDistribution] = {}
@@ -135,16 +141,33 @@ class Journal:
                 **({} if asked is None else {"asked": int(asked)}),
             },
         )
-        try:
-            self.study.add_trial(frozen)
-        except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
-            raise ValueError(
-                f"{self.storage}: cannot record trial {trial_id} ({_storage_reason(error)}); the "
-                "trials recorded before it are kept, and rerunning the command resumes"
-            ) from None
+        self._unwritten.append(frozen)
         record = Record(trial_id, choices, genotype_json, result, asked)
         self.records[trial_id] = record
+        if write:
+            self.flush()
         return record
+
+    @property
+    def unwritten(self) -> int:
+        """Trials added but not yet written (lost if the process is killed now)."""
+        return len(self._unwritten)
+
+    def flush(self) -> None:
+        """Write every trial added since the last flush, in one transaction (``nas.bulk_trials``)."""
+        if not self._unwritten:
+            return
+        batch, self._unwritten = self._unwritten, []
+        try:
+            insert_trials(self._rdb, self.study, batch)
+        except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:
+            first = batch[0].user_attrs["trial_id"]
+            for trial in batch:  # not written: not recorded, so a rerun evaluates them again
+                self.records.pop(trial.user_attrs["trial_id"], None)
+            raise ValueError(
+                f"{self.storage}: cannot record trial {first} ({_storage_reason(error)}); the "
+                "trials recorded before it are kept, and rerunning the command resumes"
+            ) from None
 
     def save_controller(self, state: dict[str, Any]) -> None:
         """Write the controller state atomically (temporary file, fsync, rename)."""

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 Evaluate = Callable[[Any, int], Mapping[str, Any]]
 Reward = Callable[[Mapping[str, Any]], float]
 ACCURACY = MetricObjective("accuracy")
+# How long finished trials may wait in memory before they and the controller state are written. An
+# evaluation that takes longer is written as soon as it is told (as every one was before batching);
+# table lookups are written a few hundred at a time, so a kill -9 costs at most this much work.
+FLUSH_SECONDS = 0.5
 
 
 def accuracy_reward(metrics: Mapping[str, Any]) -> float:
@@ -121,14 +125,19 @@ class Driver:
     when it hands the trial out (NetAdapt: the network to inherit weights from, which the
     controller knows); a backend passes ``keywords[trial_id]`` on.
 
-    Resume: the controller restarts from its state saved after the last tell; its pending trials
-    (in flight at the crash) are asked again, and those recorded after the state was saved are
-    told at once, in journal order. Without a readable state it is rebuilt by replay: a journal
-    recorded in order (a sequential run's) replays as its trials are asked again, a missing
-    record evaluated in its place; otherwise each record's ``asked`` (how many trials had been
-    handed out when it was told) lets the asks and tells happen again in their original
-    interleaving, which a controller that learns from the order of completions (evolution, TPE)
-    needs to propose the same trials again.
+    Writes: finished trials and the controller state are written together, at every tell by
+    default; with ``flush_seconds`` (runs use ``FLUSH_SECONDS``) at most that long after a trial is
+    told (at once after an evaluation slower than that), and by ``flush()``: a kill -9 loses only
+    the trials told since, which a resume evaluates again.
+
+    Resume: the controller restarts from its last saved state; its pending trials (in flight at the
+    crash) are asked again, and those recorded after the state was saved are told at once, in
+    journal order, each after the asks that preceded it (its ``asked``). Without a readable state
+    it is rebuilt by replay: a journal recorded in order (a sequential run's) replays as its trials
+    are asked again, a missing record evaluated in its place; otherwise each record's ``asked``
+    (how many trials had been handed out when it was told) lets the asks and tells happen again in
+    their original interleaving, which a controller that learns from the order of completions
+    (evolution, TPE) needs to propose the same trials again.
     """
 
     def __init__(
@@ -141,8 +150,10 @@ class Driver:
         on_record: Callable[[Record, bool], None] | None = None,
         annotate: Callable[[Any, int], Mapping[str, Any]] | None = None,
         inputs: Callable[[Any, int], Mapping[str, Any]] | None = None,
+        flush_seconds: float = 0.0,
     ) -> None:
         self.space, self.controller, self.journal, self.budget = space, controller, journal, budget
+        self.flush_seconds = flush_seconds
         self.reward, self.on_record, self.annotate, self.inputs = reward, on_record, annotate, inputs
         self.context: dict[int, dict[str, Any]] = {}  # the annotations of the trials in flight
         self.keywords: dict[int, dict[str, Any]] = {}  # the evaluation inputs of the trials in flight
@@ -150,7 +161,7 @@ class Driver:
         self.in_flight: dict[int, Trial[Any]] = {}
         self._asked = 0  # trials handed out by the controller so far (ids issued)
         self._queue: list[Trial[Any]] = []  # asked during a replay, not finished: evaluate these first
-        self._started = time.perf_counter()
+        self._started = self._flushed = time.perf_counter()
         began = time.perf_counter()
         state = journal.load_controller()
         if state is not None:
@@ -190,7 +201,7 @@ class Driver:
                     self._record(trial.id, {}, None)  # the driver's own metrics failed it: nothing to evaluate
                     continue
                 self._tell(trial, record)  # finished before a crash: tell the recorded result
-                self.journal.save_controller(self.controller.state_dict())
+                self._flush_if_due()
             return None
         finally:
             self.stats.loop_seconds += time.perf_counter() - began
@@ -220,15 +231,29 @@ class Driver:
             genotype_json(self.space.name, trial.genotype),
             to_result(metrics, self.reward),
             asked=self._asked,
+            write=False,
         )
         self.controller.tell(trial.id, record.result)
-        self.journal.save_controller(self.controller.state_dict())
+        self._flush_if_due()
         if self.on_record is not None:
             self.on_record(record, False)
         return record
 
+    def flush(self) -> None:
+        """Write the trials told since the last flush, then the controller state that follows them."""
+        began = time.perf_counter()
+        self.journal.flush()
+        self.journal.save_controller(self.controller.state_dict())
+        self._flushed = time.perf_counter()
+        self.stats.loop_seconds += self._flushed - began
+
+    def _flush_if_due(self) -> None:
+        if time.perf_counter() - self._flushed >= self.flush_seconds:
+            self.flush()
+
     def finish(self) -> SearchStats:
-        """The timing of this session, with its wall time set."""
+        """Everything written; the timing of this session, with its wall time set."""
+        self.flush()
         self.stats.wall_seconds = time.perf_counter() - self._started
         return self.stats
 
@@ -249,12 +274,15 @@ class Driver:
 
     def _tell_recorded_pending(self) -> None:
         """Tell a restored controller the trials recorded after its state was saved (before a crash), in the
-        order they were recorded, as they were then.
+        order they were recorded, each after the asks that preceded it then.
 
-        Those are trials pending in the state, and trials asked after it was saved: between two saves
-        there are only asks, so asking again from the saved state proposes them again. The others
-        asked on the way are handed out first by ``next_trial``. Needs a ``ControllerBase`` state
-        (``next_id``, ``pending_ids``); another controller's are told as they are asked again.
+        Those are trials pending in the state, and trials asked after it was saved. The pending ones
+        are asked again first (the resume contract); then, record by record, the controller is asked
+        until it has handed out as many trials as when the record was told (``asked``; a record
+        without it: its own id + 1), so a controller that learns from every tell (evolution, TPE)
+        proposes the same trials again. The others asked on the way are handed out first by
+        ``next_trial``. Needs a ``ControllerBase`` state (``next_id``, ``pending_ids``); another
+        controller's are told as they are asked again.
         """
         if not isinstance(self.controller, ControllerBase):
             return
@@ -267,11 +295,11 @@ class Driver:
         if not untold:
             return
         asked = {trial.id: trial for trial in (self.controller.ask() for _ in pending) if trial is not None}
-        target = max(record.trial_id for record in untold) + 1
-        while self._asked < target and (trial := self.controller.ask()) is not None:
-            asked[trial.id] = trial
-            self._asked = max(self._asked, trial.id + 1)
         for record in untold:  # in journal order
+            target = record.asked if record.asked is not None else record.trial_id + 1
+            while self._asked < target and (trial := self.controller.ask()) is not None:
+                asked[trial.id] = trial
+                self._asked = max(self._asked, trial.id + 1)
             if record.trial_id in asked:
                 self._tell(asked.pop(record.trial_id), record)
         self._queue = sorted(asked.values(), key=lambda trial: trial.id)
@@ -322,7 +350,7 @@ def search(
     The sequential runner: one evaluation at a time, in this process. ``on_record(record,
     replayed)`` is called after every tell (progress bars use it).
     """
-    driver = Driver(space, controller, journal, budget, reward, on_record)
+    driver = Driver(space, controller, journal, budget, reward, on_record, flush_seconds=FLUSH_SECONDS)
     run_sequential(driver, evaluate)
     return driver.finish()
 

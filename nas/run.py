@@ -32,7 +32,7 @@ from nas.controller import Controller
 from nas.files import atomic_write_text
 from nas.journal import Journal, Record, check_identity, check_recorded_settings
 from nas.lock import RunLock, StudyGuard
-from nas.loop import Driver, ReplayMismatch, SearchStats
+from nas.loop import FLUSH_SECONDS, Driver, ReplayMismatch, SearchStats
 from nas.objective import Objective
 from nas.settings import RunSettings
 from nas.space import SearchSpace
@@ -170,6 +170,7 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
                     _progress(loop, journal, on_record),
                     annotate=loop.annotate,
                     inputs=loop.inputs,
+                    flush_seconds=FLUSH_SECONDS,
                 )
                 try:
                     backend.run(driver, job)
@@ -177,6 +178,9 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
                     if loop.mismatch_hint is None:
                         raise
                     raise ValueError(f"{error}; {loop.mismatch_hint}") from None
+                finally:  # trials told before an error or Ctrl-C are kept
+                    if journal.unwritten:
+                        driver.flush()
                 stats = driver.finish()
             return kind.finish(run, stats)
 

@@ -117,6 +117,39 @@ class Describable(Protocol[G_in]):
     def describe(self, genotype: G_in) -> str: ...
 
 
+@runtime_checkable
+class Notated(Protocol[G]):
+    """A space whose architectures a benchmark's own notation names in one string.
+
+    ``to_string(genotype)`` writes it (NAS-Bench-201: ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|``,
+    arXiv 2001.00326 §2.1) and ``from_string(text)`` reads it back (``ValueError`` naming what is
+    wrong): tabular evaluators look rows up by it, and a genotype file may hold it instead of JSON.
+    """
+
+    def to_string(self, genotype: G) -> str: ...
+
+    def from_string(self, text: str) -> G: ...
+
+
+@runtime_checkable
+class Canonical(Protocol[G_in]):
+    """A space that knows when two genotypes compute the same function (isomorphic cells, dead edges).
+
+    ``canonical(genotype)`` is a string equal for exactly the genotypes of one class (NAS-Bench-201:
+    6,466 classes over its 15,625 cells), so controllers need not evaluate a class twice and
+    reports can group equal networks. A space without it: every genotype is its own class.
+    """
+
+    def canonical(self, genotype: G_in) -> str: ...
+
+
+def canonical_key(space: SearchSpace[Any], genotype: Any) -> Hashable:
+    """The class of ``genotype``: the space's ``canonical`` form if it declares one, else its choices."""
+    if isinstance(space, Canonical):
+        return space.canonical(genotype)
+    return tuple(sorted(space.encode(genotype).items(), key=lambda item: item[0]))
+
+
 def check_choices(decisions: Sequence[Decision], choices: Mapping[str, Choice]) -> None:
     """Validate a full choice mapping against ``decisions``; the error names the bad key."""
     names = [decision.name for decision in decisions]
