@@ -1,7 +1,10 @@
 """The public entry points: resolve a spec, materialize it, summarize it, save and load it.
 
 A *spec* is a preset name (``nas.presets()``), a genotype object, a genotype JSON dict, the path
-of a genotype JSON file, or a search run directory (its ``best.json``).
+of a genotype JSON file, or a search run directory (its ``best.json``). Where a space has a
+benchmark's notation (``nas.space.Notated``: NAS-Bench-201's ``|nor_conv_3x3~0|+|...|``), the
+string itself, or a text file holding it, is a spec too; the string's form says which space it
+names, and one that two spaces read alike is refused.
 
 A user's genotype is refused with one ``ValueError`` naming the bad field before anything is
 built: the file's size and nesting (``nas.serialization``), every field's type and range (each
@@ -20,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from nas import space as space_registry
 from nas.cell_ir import Network
-from nas.serialization import FORMAT_VERSION, check_depth, genotype_json, read_json_file
-from nas.space import SearchSpace
+from nas.serialization import FORMAT_VERSION, MAX_FILE_BYTES, check_depth, genotype_json, loads
+from nas.space import Notated, SearchSpace
 
 if TYPE_CHECKING:  # torch is imported where a network is built: resolving and checking a spec needs none
     import torch  # lazy: specs resolve and check without torch
@@ -63,9 +66,21 @@ def space_of(genotype: Any) -> SearchSpace[Any]:
 
 
 def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
-    """A genotype from its JSON form (a dict, or a file path); ``ValueError`` names the bad field."""
+    """A genotype from its JSON form (a dict, or a file path), or from an architecture string in a space's
+    notation (the string itself, or a text file holding it); ``ValueError`` names the bad field."""
+    if isinstance(data, str) and not Path(data).exists():
+        read, _ = _read_notation(data)
+        if read:
+            return parse_notation(data)[1]  # one space reads it (two: refused as ambiguous)
     if isinstance(data, (str, Path)):
-        data = read_json_file(data)  # size and nesting limits, see ``nas.serialization``
+        raw = _read_file(data)
+        text = _text(raw)
+        if text is not None and text[:1] not in ("{", "[") and _notated_spaces():  # not JSON: a string?
+            read, reasons = _read_notation(text)
+            if not read:
+                raise ValueError(f"{data}: neither genotype JSON nor an architecture string ({reasons})")
+            return parse_notation(text, str(data))[1]
+        data = loads(raw, str(data))  # size and nesting limits, see ``nas.serialization``
     elif isinstance(data, Mapping):
         check_depth(data, "genotype JSON")  # a dict built in Python gets the file's nesting limit too
     if not isinstance(data, Mapping):
@@ -90,6 +105,60 @@ def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
     return space.genotype_from_dict(data["genotype"])
 
 
+def _read_file(path: str | Path) -> bytes:
+    """A genotype file's bytes: a missing, unreadable or oversized file is a ``ValueError`` naming it."""
+    try:
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError) as error:
+        raise ValueError(f"{path}: cannot read ({error.__class__.__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a genotype file (a few KB)")
+    return data
+
+
+def _text(raw: bytes) -> str | None:
+    """The file's text without surrounding white space; None if it is not UTF-8 (the JSON reader says so)."""
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def _notated_spaces() -> list[SearchSpace[Any]]:
+    """The registered spaces with a notation of their own (``nas.space.Notated``)."""
+    return [space for name in space_registry.names() if isinstance(space := space_registry.get(name), Notated)]
+
+
+def _read_notation(text: str) -> tuple[list[tuple[SearchSpace[Any], Any]], str]:
+    """``(space, genotype)`` for every space whose notation reads ``text``, and why the others do not."""
+    read, reasons = [], []
+    for space in _notated_spaces():
+        try:
+            read.append((space, space.from_string(text)))  # type: ignore[attr-defined]  # Notated, checked
+        except ValueError as error:
+            reasons.append(f"{space.name}: {error}")
+    return read, "; ".join(reasons) or "no registered space has an architecture notation"
+
+
+def parse_notation(text: str, where: str | None = None) -> tuple[SearchSpace[Any], Any]:
+    """The space and genotype an architecture string names in its space's notation (``nas.space.Notated``).
+
+    Every registered space with a notation tries ``text``: ``ValueError`` if none reads it (with each
+    one's reason) or if several do (the string alone would not say which network is meant).
+    """
+    read, reasons = _read_notation(text)
+    label = where or (repr(text) if len(text) <= 80 else repr(text[:80]) + "...")
+    if len(read) > 1:
+        names = " and ".join(repr(space.name) for space, _ in read)
+        raise ValueError(f"{label}: an architecture string of spaces {names} alike; use a genotype JSON file")
+    if not read:
+        raise ValueError(f"{label}: not an architecture string ({reasons})")
+    return read[0]
+
+
 def resolve(spec: Any) -> Resolved:
     """Resolve any accepted spec (see the module docstring)."""
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
@@ -112,6 +181,14 @@ def resolve(spec: Any) -> Resolved:
                 raise ValueError(f"{path}: a directory without best.json is not a search run")
             path = path / "best.json"
         elif not path.exists():
+            read, reasons = _read_notation(str(spec)) if isinstance(spec, str) else ([], "")
+            if read:
+                return Resolved(*parse_notation(str(spec)))  # one space reads it (two: refused as ambiguous)
+            if reasons and _notated_spaces():
+                raise ValueError(
+                    f"{spec}: neither a preset nor a file nor an architecture string ({reasons}); "
+                    f"presets: {', '.join(known)}"
+                )
             raise ValueError(f"{spec}: neither a preset nor a file; presets: {', '.join(known)}")
         genotype = load_genotype(path)
         return Resolved(space_of(genotype), genotype)

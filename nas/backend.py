@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -211,8 +212,10 @@ class LocalBackend:
         """Nothing to let go of."""
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:
+        began = time.perf_counter()
         evaluate = job.evaluation()
         with intra_op_threads(job.threads):
+            driver.stats.startup_seconds += time.perf_counter() - began  # torch's import, the first time
             run_sequential(driver, evaluate)
 
 

@@ -13,25 +13,53 @@ a schema change in a future Optuna fails a test rather than a run. A storage tha
 
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.distributions import distribution_to_json
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models  # Optuna's own table definitions: the rows add_trial writes
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, insert, select
 
 
-def insert_trials(storage: BaseStorage, study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
-    """Append finished ``trials`` (``optuna.trial.create_trial`` objects) to ``study``, all or none."""
+@dataclass(frozen=True)
+class FinishedTrial:
+    """A finished trial as ``optuna.trial.create_trial`` takes it, without its per-trial validation.
+
+    ``params`` are the values as the user sees them; ``distributions`` may be shared by every trial
+    of a study (built once per space). Started and completed when it is made.
+    """
+
+    state: TrialState
+    value: float | None
+    params: Mapping[str, Any]
+    distributions: Mapping[str, BaseDistribution]
+    user_attrs: Mapping[str, Any]
+    datetime_complete: datetime.datetime = field(default_factory=datetime.datetime.now)
+
+    def frozen(self) -> FrozenTrial:
+        """The same trial as Optuna's ``FrozenTrial`` (validated): what ``Study.add_trial`` takes."""
+        return optuna.trial.create_trial(
+            params=dict(self.params),
+            distributions=dict(self.distributions),
+            state=self.state,
+            value=self.value,
+            user_attrs=dict(self.user_attrs),
+        )
+
+
+def insert_trials(storage: BaseStorage, study: optuna.Study, trials: Sequence[FinishedTrial]) -> None:
+    """Append finished ``trials`` to ``study``, all or none."""
     if not trials:
         return
     if not isinstance(storage, RDBStorage):
         for trial in trials:
-            study.add_trial(trial)
+            study.add_trial(trial.frozen())
         return
     study_id = storage.get_study_id_from_name(study.study_name)
     session = storage.scoped_session()
@@ -43,15 +71,24 @@ def insert_trials(storage: BaseStorage, study: optuna.Study, trials: Sequence[Fr
         first = session.execute(
             select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
         ).scalar_one()
-        ids = _insert_trial_rows(session, study_id, first, trials)
-        values, params, attributes = _child_rows(ids, trials)
-        for model, rows in (
-            (models.TrialValueModel, values),
-            (models.TrialParamModel, params),
-            (models.TrialUserAttributeModel, attributes),
+        table = models.TrialModel.__table__
+        rows = [
+            {
+                "study_id": study_id,
+                "number": first + offset,
+                "state": trial.state,
+                "datetime_start": _naive_utc(trial.datetime_complete),  # create_trial starts it when it ends
+                "datetime_complete": _naive_utc(trial.datetime_complete),
+            }
+            for offset, trial in enumerate(trials)
+        ]
+        inserted = session.execute(insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows)
+        ids = [row[0] for row in inserted]
+        for model, children in zip(
+            (models.TrialValueModel, models.TrialParamModel, models.TrialUserAttributeModel), _child_rows(ids, trials)
         ):
-            if rows:
-                session.execute(insert(model.__table__), rows)
+            if children:
+                session.execute(insert(model.__table__), children)  # type: ignore[attr-defined]
         session.commit()
     except BaseException:
         session.rollback()
@@ -60,37 +97,32 @@ def insert_trials(storage: BaseStorage, study: optuna.Study, trials: Sequence[Fr
         session.close()
 
 
-def _insert_trial_rows(session: Any, study_id: int, first: int, trials: Sequence[FrozenTrial]) -> list[int]:
-    """Insert the ``trials`` rows numbered from ``first``; their database ids, in order."""
-    ids = []
-    for offset, trial in enumerate(trials):
-        row = models.TrialModel(study_id=study_id, number=first + offset, state=trial.state)
-        row.datetime_start = trial.datetime_start  # the model's setters store naive UTC, as Optuna does
-        row.datetime_complete = trial.datetime_complete
-        session.add(row)
-        ids.append(row)
-    session.flush()  # one INSERT ... RETURNING per batch (SQLAlchemy's insertmanyvalues)
-    return [row.trial_id for row in ids]
+def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
+    """How Optuna's RDB storage keeps a datetime (``TrialModel.datetime_start``'s setter)."""
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def _child_rows(
-    ids: Sequence[int], trials: Sequence[FrozenTrial]
+    ids: Sequence[int], trials: Sequence[FinishedTrial]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The value, param and user-attribute rows of ``trials`` (database ids ``ids``)."""
     values, params, attributes = [], [], []
+    as_json: dict[int, str] = {}  # a distribution shared by every trial is written to JSON once
     for trial_id, trial in zip(ids, trials):
-        if trial.values is not None:
-            for objective, value in enumerate(trial.values):
-                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                values.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
+        if trial.value is not None:
+            stored, kind = models.TrialValueModel.value_to_stored_repr(trial.value)
+            values.append({"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
         for name, value in trial.params.items():
             distribution = trial.distributions[name]
+            text = as_json.get(id(distribution))
+            if text is None:
+                text = as_json[id(distribution)] = distribution_to_json(distribution)
             params.append(
                 {
                     "trial_id": trial_id,
                     "param_name": name,
                     "param_value": distribution.to_internal_repr(value),
-                    "distribution_json": distribution_to_json(distribution),
+                    "distribution_json": text,
                 }
             )
         for key, value in trial.user_attrs.items():

@@ -1,5 +1,6 @@
 """The ops of cell networks: NASNet's 13 (TF ``nasnet_utils.py``, arXiv 1707.07012 App. A.4), the
-preprocessing of a cell's inputs, and NAS-Bench-201's residual block between its cells.
+preprocessing of a cell's inputs, NAS-Bench-201's residual block between its cells and its ``none`` edge
+(``zero``, arXiv 2001.00326 §2.1).
 
 ReLU -> conv -> BN, NASNet's order; a separable conv is applied twice with no BN or ReLU between its
 depthwise and pointwise parts; identity and pooling get a 1x1 conv when the channel count must
@@ -150,6 +151,32 @@ def identity(in_channels: int, out_channels: int, stride: int, *, bn_eps: float,
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     return ReluConvBn(in_channels, out_channels, stride, ((1, 1),), bn_eps=bn_eps, bn_momentum=bn_momentum)
+
+
+class Zero(nn.Module):
+    """Zeros of the output's shape: NAS-Bench-201's ``none`` edge (``Zero`` of its ``cell_operations.py``).
+
+    As the reference, ``x * 0`` where the width is kept (so the graph reaches every layer, and a node
+    whose every edge is ``none`` sums to zeros of its shape), a new zero tensor where it changes.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == self.out_channels:
+            return (x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]).mul(0.0)
+        size = (-(-x.shape[2] // self.stride), -(-x.shape[3] // self.stride))  # 'same' padding: ceil
+        return x.new_zeros((x.shape[0], self.out_channels, *size))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
+def zero(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """NAS-Bench-201's ``none``: an edge that contributes nothing (``Zero``)."""
+    return Zero(in_channels, out_channels, stride)
 
 
 def factorized_reduce(

@@ -22,7 +22,9 @@ What an evaluator can do beyond ``evaluate`` is declared, not discovered (``Eval
   or those genotypes, will need, so that it fails before the first trial;
 - ``describe()``: facts for the run's report (data sizes, files skipped);
 - ``metrics()``: the names ``evaluate`` returns, so that an objective that reads another one is
-  refused before the first trial.
+  refused before the first trial;
+- ``optima()``: the best value of metrics (higher is better) over every candidate, where the
+  evaluator knows them all (a benchmark table does): reports give the regret to it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Evaluator(Protocol[G_in]):
 
     def metrics(self) -> tuple[str, ...] | None: ...
 
+    def optima(self) -> dict[str, float]: ...
+
     def evaluate(self, genotype: G_in, trial_id: int) -> dict[str, Any]: ...
 
 
@@ -95,6 +99,10 @@ class EvaluatorBase(Generic[G]):
     def metrics(self) -> tuple[str, ...] | None:
         """The metric names ``evaluate`` returns; None: not declared (an objective is checked on the first trial)."""
         return None
+
+    def optima(self) -> dict[str, float]:
+        """Not known: the candidates are measured, not looked up."""
+        return {}
 
     def evaluate(self, genotype: G, trial_id: int) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__}.evaluate")
@@ -134,6 +142,7 @@ def make_evaluator(
                 "prepare_inputs",
                 "describe",
                 "metrics",
+                "optima",
                 "evaluate",
             )
             if not hasattr(evaluator, hook)

@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from nas.bulk_trials import insert_trials
+from nas.bulk_trials import FinishedTrial, insert_trials
 from nas.controller import Result
 from nas.errors import first_line
 from nas.files import atomic_torch_save
@@ -86,7 +86,8 @@ class Journal:
         else:
             check_identity(out, recorded, settings, defaults, renamed)
         self.records: dict[int, Record] = {}
-        self._unwritten: list[optuna.trial.FrozenTrial] = []  # added, not yet flushed
+        self._unwritten: list[FinishedTrial] = []  # added, not yet flushed
+        self._spaces: dict[str, dict[str, BaseDistribution]] = {}  # each space's distributions, built once
         damaged = (
             f"{self.storage}: a finished trial's record cannot be read; `nas doctor {out}` reports what "
             "is readable and can export it"
@@ -123,15 +124,12 @@ class Journal:
         of cheap evaluations writes its trials in batches (``nas.loop.Driver``).
         """
         choices = space.encode(genotype)
-        distributions: dict[str, BaseDistribution] = {}
-        for decision in space.decisions():  # choices are hashable values Optuna stores as they are
-            distributions[decision.name] = CategoricalDistribution(list(decision.choices))  # type: ignore[arg-type]
         state = TrialState.FAIL if result.failed else TrialState.COMPLETE
-        frozen = optuna.trial.create_trial(
-            params=choices,
-            distributions=distributions,
+        frozen = FinishedTrial(
             state=state,
             value=None if result.reward is None else float(result.reward),
+            params=choices,
+            distributions=self._distributions(space),
             user_attrs={
                 "trial_id": trial_id,
                 "genotype": genotype_json,
@@ -147,6 +145,15 @@ class Journal:
         if write:
             self.flush()
         return record
+
+    def _distributions(self, space: SearchSpace[Any]) -> dict[str, BaseDistribution]:
+        """Optuna's distribution of each decision (choices are hashable values Optuna stores as they are)."""
+        if space.name not in self._spaces:
+            self._spaces[space.name] = {
+                decision.name: CategoricalDistribution(list(decision.choices))  # type: ignore[arg-type]
+                for decision in space.decisions()
+            }
+        return self._spaces[space.name]
 
     @property
     def unwritten(self) -> int:
@@ -249,6 +256,12 @@ def _storage_reason(error: BaseException) -> str:
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as JSON keeps them: a non-finite number as its string, anything else JSON cannot hold as ``str``."""
+    try:
+        json.dumps(metrics, allow_nan=False)
+        return dict(metrics)  # the common case, checked at once
+    except (TypeError, ValueError):
+        pass
     clean = {}
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):

@@ -198,8 +198,11 @@ _PICTURES: dict[IRKind, tuple[Any, Any]] = {
 }
 
 
-def plot_history(rewards: Sequence[float | None], path: str | Path, title: str = "search") -> None:
-    """Reward per trial (failed trials marked) and the best reward so far."""
+def plot_history(
+    rewards: Sequence[float | None], path: str | Path, title: str = "search", optimum: float | None = None
+) -> None:
+    """Reward per trial (failed trials marked), the best reward so far and, where a benchmark table
+    knows it, the best reward any candidate gets (the gap to it is the regret)."""
     figure = Figure(figsize=(7, 4))
     axis = figure.subplots()
     best, running = [], float("-inf")
@@ -216,6 +219,9 @@ def plot_history(rewards: Sequence[float | None], path: str | Path, title: str =
     if failed:
         low = min((r for _, r in done), default=0.0)
         axis.scatter(failed, [low] * len(failed), marker="x", color="#999999", label="failed")
+    if optimum is not None:
+        axis.axhline(optimum, color="#31a354", linestyle="--", label=f"known optimum {optimum:.4f}")
+        axis.set_ylim(top=optimum + 0.05 * (optimum - min((r for _, r in done), default=optimum - 1)))
     axis.set_xlabel("trial")
     axis.set_ylabel("reward")
     axis.set_title(title)

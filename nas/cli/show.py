@@ -31,7 +31,9 @@ def add_show_commands(commands: Any) -> None:
 
     show = commands.add_parser("show", help="parameters, MACs and a per-stage table of a spec, or a run's status")
     show.add_argument(
-        "spec", help="preset name, genotype JSON file, or a run directory (search, scale, netadapt, train)"
+        "spec",
+        help="preset name, genotype JSON file, architecture string (or a file of it: nb201), or a run directory "
+        "(search, scale, netadapt, train)",
     )
     show.add_argument("--json", action="store_true", help="print the summary as JSON")
     show.add_argument("--plot", metavar="FILE.png", help="draw the cells (or block widths) to a PNG")
@@ -41,7 +43,9 @@ def add_show_commands(commands: Any) -> None:
 
     materialize = commands.add_parser("materialize", help="build a spec and write it to a file")
     materialize.add_argument(
-        "spec", help="preset name, genotype JSON file, search run directory, or a scale run directory with --phi"
+        "spec",
+        help="preset name, genotype JSON file, architecture string (or a file of it: nb201), search run directory, "
+        "or a scale run directory with --phi",
     )
     materialize.add_argument("--out", required=True, metavar="FILE", help="output: .pt, .pt2 or .onnx")
     materialize.add_argument("--num-classes", type=positive_int, default=1000)

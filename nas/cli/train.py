@@ -28,7 +28,8 @@ def add_train_command(commands: Any) -> None:
     )
     train.add_argument(
         "spec",
-        help="preset name, genotype JSON file, search run directory, or a .pt from "
+        help="preset name, genotype JSON file, architecture string (or a file of it: nb201), search run directory, "
+        "or a .pt from "
         "nas materialize (its weights are the start)",
     )
     train.add_argument("--out", required=True, metavar="DIR", help="run directory; the same command resumes it")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nas.files import atomic_write_text
 from nas.journal import Journal, Record
 from nas.loop import SearchStats
-from nas.objective import Objective
+from nas.objective import MetricObjective, Objective
 from nas.plotting import architecture_pictures, plot_history, plot_pareto
 from nas.search.final import Pair, final_best
 from nas.space import Describable, SearchSpace
@@ -33,6 +34,7 @@ def write_outputs(
     final: list[Pair] | None = None,
     controller: dict[str, Any] | None = None,
     objective: Objective | None = None,
+    optima: Mapping[str, float] | None = None,
 ) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record
     (with a final stage, that stage's record of the chosen candidate).
@@ -42,7 +44,9 @@ def write_outputs(
     ``evaluation`` holds what the evaluator reports of itself (``describe()``: data sizes, skipped files);
     ``final`` the final selection stage (``nas.search.final``), which then decides best.json;
     ``controller`` the options the controller resolved (its defaults for this budget included);
-    ``objective`` what the reward is (its metrics get a column beside the accuracy).
+    ``objective`` what the reward is (its metrics get a column beside the accuracy); ``optima`` the best
+    value of metrics over every candidate where the evaluator knows it (``Evaluator.optima``): the report
+    gives the best candidate's regret to it, and the history plot the reward's optimum.
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
@@ -50,6 +54,7 @@ def write_outputs(
         [None if r.result.failed else r.result.reward for r in records],
         out / "history.png",
         title=f"{settings['controller']} on {settings['space']} / {settings['dataset']}",
+        optimum=_reward_optimum(objective, optima or {}),
     )
     chosen = final_best(final) if final is not None else None
     best = chosen[0] if chosen is not None else (ranked[0] if ranked else None)
@@ -62,6 +67,8 @@ def write_outputs(
     text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space), extra)
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
+    if optima and best is not None:
+        text += _regret_section(best, optima)
     if final is not None:
         text += _final_section(final, chosen)
     atomic_write_text(out / "report.md", text)
@@ -203,9 +210,12 @@ def _report(
         "",
         "## Top 10",
         "",
+        "Params, MACs and memory access are those of the network the evaluator measured (the proxy "
+        "evaluator's reduced network; a benchmark table's full-size one).",
+        "",
         "| rank | trial | reward | accuracy |"
         + "".join(f" {metric} |" for metric in extra)
-        + " proxy params | proxy MACs | proxy memory access | seconds |"
+        + " params | MACs | memory access | seconds |"
         + (" architecture |" if describe else ""),
         "|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|" + ("---|" if describe else ""),
     ]
@@ -227,7 +237,7 @@ def _report(
             "",
             "## Timing (this invocation)",
             "",
-            f"- wall time: {stats.wall_seconds:.1f} s",
+            f"- wall time: {stats.wall_seconds:.1f} s" + _rate(stats),
             f"- evaluations run: {stats.evaluated}, replayed from the journal: {stats.replayed}"
             + (f", stopped early: {stats.early_stopped}" if stats.early_stopped else ""),
             *(
@@ -237,8 +247,48 @@ def _report(
             ),
             f"- evaluation time: {stats.evaluation_seconds:.1f} s"
             + (" summed over the workers" if stats.workers > 1 else "")
-            + (f" (mean {stats.evaluation_seconds / stats.evaluated:.2f} s per trial)" if stats.evaluated else ""),
+            + (f" (mean {_duration(stats.evaluation_seconds / stats.evaluated)} per trial)" if stats.evaluated else ""),
             f"- loop overhead (ask, tell, journal, state): {stats.overhead_seconds:.2f} s "
-            f"({100 * stats.overhead_fraction:.2f}% of the wall time)",
+            f"({100 * stats.overhead_fraction:.2f}% of the wall time"
+            + (f"; {_duration(stats.overhead_seconds / stats.evaluated)} per trial)" if stats.evaluated else ")"),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a person reads them: ``2.31 s`` for a training, ``0.41 ms`` for a table lookup."""
+    return f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds * 1000:.2f} ms"
+
+
+def _reward_optimum(objective: Objective | None, optima: Mapping[str, float]) -> float | None:
+    """The best reward any candidate can get, when the objective maximises one metric whose optimum is known."""
+    if isinstance(objective, MetricObjective) and objective.direction == "max":
+        return optima.get(objective.metric)
+    return None
+
+
+def _regret_section(best: Record, optima: Mapping[str, float]) -> str:
+    """The best-by-reward candidate against the best value of each metric over every candidate."""
+    lines = [
+        "",
+        "## Against the known optimum",
+        "",
+        "The evaluator knows every candidate (a benchmark table): the best candidate by reward against the",
+        "best value any candidate reaches in each column (regret = optimum - found).",
+        "",
+        "| metric | found | optimum | regret |",
+        "|---|---:|---:|---:|",
+    ]
+    for metric, optimum in optima.items():
+        found = best.result.metrics.get(metric)
+        if isinstance(found, (int, float)) and not isinstance(found, bool):
+            lines.append(f"| {metric} | {found:.4f} | {optimum:.4f} | {optimum - found:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _rate(stats: SearchStats) -> str:
+    """`` (N trials/s after a start-up of S s)``: the trials evaluated per second once the backend had started."""
+    running = stats.wall_seconds - stats.startup_seconds
+    if running <= 0 or not stats.evaluated:
+        return ""
+    return f" ({stats.evaluated / running:.0f} trials/s after a start-up of {stats.startup_seconds:.1f} s)"

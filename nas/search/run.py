@@ -77,7 +77,8 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         objective = settings.make_objective()
         latency = build_latency_evaluator(settings, space, evaluator, objective)
         check_objective_metrics(objective, evaluator, latency, settings.evaluator)
-        for name, repeats in (("repeats", settings.repeats), ("final_top", settings.final_top)):
+        # The final stage evaluates its candidates again with new seeds: any --final-top needs a repeatable evaluator.
+        for name, repeats in (("repeats", settings.repeats), ("final_top", settings.final_top + 1)):
             if repeats > 1 and not evaluator.repeatable:
                 raise ValueError(
                     f"{name}: evaluator {settings.evaluator!r} cannot evaluate a candidate again with "
@@ -153,6 +154,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
             final=pairs,
             controller=_controller_config(parts.controller),
             objective=parts.objective,
+            optima=parts.evaluator.optima(),
         )
         return best, stats
 

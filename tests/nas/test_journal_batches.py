@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 import nas.space
-from nas.bulk_trials import insert_trials
+from nas.bulk_trials import FinishedTrial, insert_trials
 from nas.controller import make_controller
 from nas.journal import Journal
 from nas.loop import Driver, run_sequential
@@ -21,17 +21,17 @@ from nas.loop import Driver, run_sequential
 SPACE = nas.space.get("nasnet")
 SETTINGS = {"space": "nasnet", "controller": "evolution", "seed": 0}
 COMPARED = ("number", "state", "value", "params", "distributions", "user_attrs", "system_attrs")
+DISTRIBUTIONS = {
+    "op": CategoricalDistribution(["conv", "pool", None]),
+    "width": CategoricalDistribution([8, 16]),
+    "rate": CategoricalDistribution([0.25, 0.5]),
+}
 
 
-def frozen(number, state=TrialState.COMPLETE, value=0.5):
-    start = datetime.datetime(2026, 12, 6, 18, 0, number)
-    return optuna.trial.create_trial(
+def finished(number, state=TrialState.COMPLETE, value=0.5):
+    return FinishedTrial(
         params={"op": ["conv", "pool", None][number % 3], "width": [8, 16][number % 2], "rate": 0.25},
-        distributions={
-            "op": CategoricalDistribution(["conv", "pool", None]),
-            "width": CategoricalDistribution([8, 16]),
-            "rate": CategoricalDistribution([0.25, 0.5]),
-        },
+        distributions=DISTRIBUTIONS,
         state=state,
         value=value if state == TrialState.COMPLETE else None,
         user_attrs={"trial_id": number, "metrics": {"accuracy": value, "nested": [1, {"a": None}]}, "error": None},
@@ -44,20 +44,20 @@ def study(path):
 
 
 def test_the_rows_written_in_one_batch_are_the_rows_add_trial_writes(tmp_path):
-    trials = [frozen(0), frozen(1, TrialState.FAIL), frozen(2, value=float("inf")), frozen(3, value=-1e-300)]
+    trials = [finished(0), finished(1, TrialState.FAIL), finished(2, value=float("inf")), finished(3, value=-1e-300)]
     _, one_by_one = study(tmp_path / "a.db")
-    one_by_one.add_trial(trials[0])  # a study that already holds a trial: numbers continue after it
-    for trial in trials[1:]:
-        one_by_one.add_trial(trial)
+    for trial in trials:
+        one_by_one.add_trial(trial.frozen())
     storage, batched = study(tmp_path / "b.db")
-    batched.add_trial(trials[0])
+    batched.add_trial(trials[0].frozen())  # a study that already holds a trial: numbers continue after it
     insert_trials(storage, batched, trials[1:])
     expected = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a.db'}").trials
     read = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'b.db'}").trials
     assert len(read) == len(expected) == 4
     for got, want in zip(read, expected):
         assert {k: getattr(got, k) for k in COMPARED} == {k: getattr(want, k) for k in COMPARED}
-        assert (got.datetime_start, got.datetime_complete) == (want.datetime_start, want.datetime_complete)
+        assert got.datetime_start == got.datetime_complete and want.datetime_start == want.datetime_complete
+        assert abs(got.datetime_complete - want.datetime_complete) < datetime.timedelta(seconds=60)
     assert [t.number for t in batched.trials] == [0, 1, 2, 3]  # the open study's cache sees them too
 
 
@@ -124,3 +124,30 @@ def test_a_crash_between_flushes_resumes_to_the_uninterrupted_sequence(tmp_path,
     resumed.finish()
     assert stored(tmp_path / "run") == stored(tmp_path / "reference")
     assert len(calls) == (30 if written else 42) and sorted(set(calls)) == list(range(30))
+
+
+def test_a_killed_table_search_resumes_to_the_uninterrupted_journal(tmp_path, run_and_kill, capsys):
+    """``nas search`` on a benchmark table (~1,000 trials/s, written every FLUSH_SECONDS) killed with SIGKILL
+    after 1,200 trials: what was written is kept, the rest is evaluated again, and the journal ends as an
+    uninterrupted run's, trial for trial (the in-process tests above resume evolution, which learns from
+    every tell, across a lost batch)."""
+    from nas.cli.app import main  # lazy: the CLI's imports are not needed by the other tests
+
+    def args(out):
+        return ["search", "--space", "nb201", "--evaluator", "tabular", "--controller", "random"] + [
+            "--budget",
+            "2500",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+
+    assert main(args(tmp_path / "straight")) == 0
+    assert run_and_kill(args(tmp_path / "killed"), after_lines=1200) == 1200
+    kept = stored(tmp_path / "killed")
+    assert 0 < len(kept) < 2500 and [trial_id for trial_id, _ in kept] == list(range(len(kept)))
+    capsys.readouterr()
+    assert main(args(tmp_path / "killed")) == 0
+    rerun = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
+    assert len(rerun) == 2500 - len(kept)  # only what was not written is evaluated again
+    assert stored(tmp_path / "killed") == stored(tmp_path / "straight")

@@ -21,6 +21,7 @@ class TestRegisteredOps(OpContract):
         **dict.fromkeys(("shufflenet_v1_unit", "dense_layer", "dual_path_block"), ((12, 24),)),
     }
     stride_one_only = frozenset({"channel_shuffle", "bn_act", "activation"})
+    zero_ops = frozenset({"zero"})
     option_examples: ClassVar[dict[str, dict[str, object]]] = {
         "dual_path_block": {"residual_channels": 6, "bottleneck_channels": 8, "groups": 2},
         "channel_shuffle": {"groups": 3},
