@@ -6,9 +6,10 @@ genotype JSON, the metrics and the status. The study's user attributes hold the 
 so a different command on the same run is refused. ``optuna-dashboard sqlite:///RUN/study.db``
 opens any run.
 
-Crash safety: SQLite commits each trial atomically, and the controller state is written to a
+Crash safety: a batch of trials (``add(..., write=False)`` then ``flush()``; one trial with
+``add``) is one SQLite transaction, all or none, and the controller state is written to a
 temporary file and renamed. A resumed search replays recorded results for any trial the
-controller proposes again, so nothing finished is lost or evaluated twice (``nas.loop``).
+controller proposes again, so nothing written is lost or evaluated twice (``nas.loop``).
 """
 
 from __future__ import annotations
