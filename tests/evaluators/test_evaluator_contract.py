@@ -20,6 +20,7 @@ torch.set_num_threads(1)
 OPTIONS: dict[str, dict[str, Any]] = {
     "proxy": {"epochs": 1, "batch_size": 64},
     "latency": {"resolution": 32, "min_repetitions": 3, "max_seconds": 0.01, "warmup": 1, "rounds": 1},
+    "zero-cost": {"batch_size": 16},
 }
 # ``finetune`` inherits weights from a parent network of a width space: its contract is in test_finetune.py.
 NAMES = [name for name in registry.evaluators.names() if name != "finetune"]
@@ -27,7 +28,11 @@ SMALLER: dict[str, dict[str, Any]] = {
     "proxy": {
         "mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
         "efficientnet": {"width_multiplier": 0.25, "resolution": 16},
-    }
+    },
+    "zero-cost": {
+        "mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
+        "efficientnet": {"width_multiplier": 0.25, "resolution": 16},
+    },
 }
 
 
