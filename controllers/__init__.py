@@ -1,5 +1,5 @@
-"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution, Optuna's samplers,
-and the compound-scaling grid of ``nas scale``.
+"""The built-in controllers: random search, REINFORCE/PPO RNN, regularized evolution, local search,
+Optuna's samplers, and the compound-scaling grid of ``nas scale``.
 
 Each works on any space through ``decisions()`` and the ask/tell protocol. They are registered
 through the ``nas.controllers`` entry points of ``pyproject.toml``, the path a plug-in's take, and
@@ -20,6 +20,8 @@ from nas.lazy import exports
 
 _EXPORTS: dict[str, str] = {
     "CompoundGrid": "controllers.compound_grid",
+    "KnownClasses": "controllers.known",
+    "LocalSearch": "controllers.local_search",
     "Member": "controllers.evolution",
     "RegularizedEvolution": "controllers.evolution",
     "OptunaNSGAII": "controllers.optuna_sampler",

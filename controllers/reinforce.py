@@ -50,16 +50,19 @@ import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from controllers.known import KnownClasses
 from nas.controller import Result
 from nas.controller_base import ControllerBase, Preset, check_preset
-from nas.seeds import trial_seed
-from nas.space import SearchSpace
+from nas.seeds import trial_rng, trial_seed
+from nas.space import SearchSpace, sample_choices
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,15 @@ UPDATE_RULES: tuple[str, ...] = ("reinforce", "ppo")
 Advantage = Literal["normalized", "baseline"]
 ADVANTAGES: tuple[str, ...] = ("normalized", "baseline")
 # NASNet App. A.2/A.3: minibatches of 20, lr 0.00035, entropy weight 0.00001, raw advantages.
-PAPER: dict[str, Any] = {"batch_size": 20, "learning_rate": 0.00035, "entropy_weight": 1e-5, "advantage": "baseline"}
+PAPER: dict[str, Any] = {
+    "batch_size": 20,
+    "learning_rate": 0.00035,
+    "entropy_weight": 1e-5,
+    "advantage": "baseline",
+    "dedup": False,
+    "elite_weight": 0.0,
+}
+ATTEMPTS = 64  # policy samples of known classes before a trial is drawn at random instead
 
 
 def budget_defaults(budget: int | None) -> dict[str, Any]:
@@ -86,7 +97,14 @@ def budget_defaults(budget: int | None) -> dict[str, Any]:
     budget = 1000 if budget is None else budget
     batch_size = min(20, max(5, round(budget / 20))) if budget >= 30 else max(2, budget // 6)
     learning_rate = round(min(0.025, max(0.002, 0.3 * batch_size / budget)), 5)
-    return {"batch_size": batch_size, "learning_rate": learning_rate, "entropy_weight": 0.01, "advantage": "normalized"}
+    return {
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "entropy_weight": 0.01,
+        "advantage": "normalized",
+        "dedup": True,
+        "elite_weight": 1.0,
+    }
 
 
 _INIT_STREAM = 1  # stream of trial_seed used for the weight init, apart from the sampling streams
@@ -139,6 +157,24 @@ class ControllerPolicy(nn.Module):
                 inputs = self.embeddings[step].weight[index : index + 1]
         return indices
 
+    @torch.no_grad()
+    def sample_many(self, count: int, generator: torch.Generator) -> list[list[int]]:
+        """``count`` architectures drawn at once (one batched pass): a choice index per decision each."""
+        uniforms = torch.rand(count, len(self.sizes), generator=generator)
+        inputs, state, columns = self.start.expand(count, -1), None, []
+        for step, size in enumerate(self.sizes):
+            state = self.lstm(inputs, state)
+            cumulative = torch.softmax(self._logits(state[0], step), dim=-1).cumsum(1)
+            index = (
+                torch.searchsorted(cumulative, uniforms[:, step : step + 1].contiguous())
+                .clamp_(max=size - 1)
+                .squeeze(1)
+            )
+            columns.append(index)
+            if step + 1 < len(self.sizes):
+                inputs = self.embeddings[step](index)
+        return torch.stack(columns, dim=1).tolist()
+
     def forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability and entropy (summed over the decisions) of each row of ``indices``."""
         batch, widest = indices.shape[0], max(self.sizes)
@@ -187,7 +223,13 @@ class Reinforce(ControllerBase):
     failed).
     """
 
-    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {"advantage": "baseline"}  # states saved before normalised advantages
+    # Options added after states were first saved, with the values those states were made with.
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {
+        "advantage": "baseline",
+        "dedup": False,
+        "elite_size": 10,
+        "elite_weight": 0.0,
+    }
 
     def __init__(
         self,
@@ -208,10 +250,24 @@ class Reinforce(ControllerBase):
         budget: int | None = None,
         advantage: Advantage | None = None,
         preset: Preset = "budget",
+        dedup: bool | None = None,
+        elite_size: int = 10,
+        elite_weight: float | None = None,
     ) -> None:
         super().__init__(space, seed=seed, budget=budget)
         check_preset(preset)
         defaults = PAPER if preset == "paper" else budget_defaults(self.budget)
+        dedup = defaults["dedup"] if dedup is None else dedup
+        if not isinstance(dedup, bool):
+            raise ValueError(f"dedup: must be true or false, got {dedup!r}")
+        self.dedup = dedup
+        elite_weight = defaults["elite_weight"] if elite_weight is None else elite_weight
+        if not isinstance(elite_size, int) or isinstance(elite_size, bool) or elite_size < 1:
+            raise ValueError(f"elite_size: must be a positive integer, got {elite_size!r}")
+        if not isinstance(elite_weight, (int, float)) or not 0 <= elite_weight < math.inf:
+            raise ValueError(f"elite_weight: must be a finite number >= 0, got {elite_weight!r}")
+        self.elite_size, self.elite_weight = elite_size, float(elite_weight)
+        self._known = KnownClasses(space, self.decisions)  # every trial told: the classes to skip, the elite
         batch_size = defaults["batch_size"] if batch_size is None else batch_size
         learning_rate = defaults["learning_rate"] if learning_rate is None else learning_rate
         entropy_weight = defaults["entropy_weight"] if entropy_weight is None else entropy_weight
@@ -273,11 +329,35 @@ class Reinforce(ControllerBase):
     def _propose(self, trial_id: int) -> dict[str, Any] | None:
         if trial_id >= (self.num_batches + 1) * self.batch_size:
             return None  # the rest of this batch is still being evaluated
-        indices = self.policy.sample(torch.Generator().manual_seed(trial_seed(self.seed, trial_id)))
+        generator = torch.Generator().manual_seed(trial_seed(self.seed, trial_id))
+        if not self.dedup:
+            return self._choices(self.policy.sample(generator))
+        # The policy's draws first, then uniform ones, the first of a class not yet tried; if every one is known
+        # (a small space exhausted), the policy's first draw again.
+        # Drawn in chunks of 1, 7 and 56: most trials take the policy's first draw.
+        drawn = (
+            self._choices(indices)
+            for count in (1, 7, ATTEMPTS - 8)
+            for indices in self.policy.sample_many(count, generator)
+        )
+        rng = trial_rng(self.seed, trial_id, 1)
+        choices, key, new = self._known.first_new(
+            chain(drawn, (sample_choices(self.decisions, rng) for _ in range(ATTEMPTS)))
+        )
+        if not new:  # the policy's first draw again
+            first = self._choices(
+                self.policy.sample_many(1, torch.Generator().manual_seed(trial_seed(self.seed, trial_id)))[0]
+            )
+            choices, key = first, self._known.key(first)
+        self._known.issue(trial_id, key)
+        return choices
+
+    def _choices(self, indices: Sequence[int]) -> dict[str, Any]:
         return {d.name: d.choices[i] for d, i in zip(self.decisions, indices)}
 
     def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
         reward = None if result.failed else float(result.reward)  # type: ignore[arg-type]
+        self._known.tell(trial_id, choices, reward)
         indices = [d.index(choices[d.name]) for d in self.decisions]
         self._batch.append({"id": trial_id, "indices": indices, "reward": reward})
         if len(self._batch) == self.batch_size:
@@ -328,10 +408,19 @@ class Reinforce(ControllerBase):
             clipped = torch.clamp(ratio, 1 - self.ppo_clip, 1 + self.ppo_clip)
             objective = torch.minimum(ratio * advantages, clipped * advantages)
         loss = -objective.mean() - self.entropy_weight * entropy.mean()
+        if self.elite_weight:  # priority-queue training: the best architectures so far made more likely
+            loss = loss - self.elite_weight * self.policy(self._elite())[0].mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         return float(entropy.detach().mean())
+
+    def _elite(self) -> torch.Tensor:
+        """Choice indices of the ``elite_size`` best trials told so far (ties: the earlier trial)."""
+        indices, rewards = self._known.history()
+        told = np.flatnonzero(~np.isnan(rewards))
+        best = told[np.argsort(-rewards[told], kind="stable")[: self.elite_size]]
+        return torch.from_numpy(indices[best].astype(np.int64))
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -350,6 +439,9 @@ class Reinforce(ControllerBase):
             "tanh_constant": self.tanh_constant,
             "failure_reward": self.failure_reward,
             "advantage": self.advantage,
+            "dedup": self.dedup,
+            "elite_size": self.elite_size,
+            "elite_weight": self.elite_weight,
             "decisions": [len(d.choices) for d in self.decisions],
         }
 
@@ -361,6 +453,7 @@ class Reinforce(ControllerBase):
             "baseline": self.baseline,
             "num_batches": self.num_batches,
             "batch": copy.deepcopy(self._batch),
+            "known": self._known.state_dict(),
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
@@ -369,6 +462,8 @@ class Reinforce(ControllerBase):
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.num_batches = int(state["num_batches"])
         self._batch = copy.deepcopy(list(state["batch"]))
+        if "known" in state:  # absent from states saved before classes were kept (no dedup, no elite)
+            self._known.load_state_dict(state["known"], self._pending)
 
 
 def _check_positive(**values: float | None) -> None:
