@@ -44,9 +44,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="1000,10000")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}; CPUs: {os.cpu_count()}; one intra-op thread (--threads 1)")
-    print(
-        "| controller | budget | wall (s) | end to end (trials/s) | loop (trials/s) | driver per trial (ms) |"
-    )
+    print("| controller | budget | wall (s) | end to end (trials/s) | loop (trials/s) | driver per trial (ms) |")
     print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         for controller in args.controllers.split(","):
