@@ -3,15 +3,16 @@
 Two genotypes of one class compute the same function (``nas.space.canonical_key``: a space's
 ``Canonical`` form, isomorphic cells and dead edges, or the choices themselves on a space without
 one), so evaluating the second one teaches a search nothing. On NAS-Bench-201 15,625 cells are
-6,466 classes (arXiv 2001.00326 §2.1); NAS-Bench-101's authors already deduplicated by graph hash,
-and White et al., "Local Search is State of the Art for NAS Benchmarks" (arXiv 2005.02960, §3)
-and BANANAS (arXiv 1910.11858, §5) never query an architecture twice. Every controller of ours
-that skips known classes keeps them here, in one place:
+6,466 classes (arXiv 2001.00326 §2.1); NAS-Bench-101 stores one entry per graph hash, and the
+local search and BANANAS of White et al. (arXiv 2005.02960, 1910.11858) discard candidates already
+evaluated. Every controller of ours that skips known classes keeps them here, in one place:
 
 - ``issue`` marks the class of a trial handed out (still pending), ``tell`` records its reward
   (``None`` for a failure: its class is known and is not tried again either);
 - ``first_new`` picks, from candidates drawn by the controller, the first of a class neither told
   nor pending; when none is new (a small space exhausted) the controller decides what to do;
+- ``marginals`` turns the history into a first-order surrogate of the reward (each choice's mean
+  standardized reward), which local search uses to order a neighbourhood;
 - the state is the told history as plain lists (choice indices, rewards in trial order), which
   ``torch.load(weights_only=True)`` reads back; classes are recomputed from it on load.
 """
