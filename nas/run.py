@@ -59,6 +59,9 @@ class Loop:
     inputs: Callable[[Any, int], Mapping[str, Any]] | None = None
     on_record: Callable[[Record, bool], None] | None = None
     mismatch_hint: str | None = None  # what to say when a replay meets another trial than the journal holds
+    # How long told trials may wait to be written (``nas.loop.Driver``): 0 writes every tell, for a kind whose
+    # ``on_record`` acts on files beside the journal or whose every trial is a training anyway.
+    flush_seconds: float = FLUSH_SECONDS
 
 
 @dataclass
@@ -170,7 +173,7 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
                     _progress(loop, journal, on_record),
                     annotate=loop.annotate,
                     inputs=loop.inputs,
-                    flush_seconds=FLUSH_SECONDS,
+                    flush_seconds=loop.flush_seconds,
                 )
                 try:
                     backend.run(driver, job)

@@ -132,6 +132,7 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
             annotate=parts.latency.evaluate,
             inputs=parent,
             on_record=lambda record, replayed: _drop_unchosen(weights_dir, controller),
+            flush_seconds=0.0,  # its on_record deletes weight files: the journal must hold what they were for
             mismatch_hint="was the lookup table of this run changed or replaced? Give it back (--table) or "
             "start a new run",
         )

@@ -188,7 +188,10 @@ class ScaleRun(RunKind[ScaleSettings, ScaleParts]):
         budget = min(run.settings.budget or parts.grid_points, parts.grid_points)
         if self.on_grid is not None:
             self.on_grid(parts.grid_points, budget)
-        return Loop(parts.space, parts.controller, run.settings.budget or parts.grid_points, ACCURACY)
+        # Every grid point is a proxy training: written as soon as it is told.
+        return Loop(
+            parts.space, parts.controller, run.settings.budget or parts.grid_points, ACCURACY, flush_seconds=0.0
+        )
 
     def finish(self, run: Run[ScaleSettings, ScaleParts], stats: SearchStats | None) -> Any:
         assert run.journal is not None
