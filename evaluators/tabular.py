@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evaluators.tabular_options import MACS, TableFile, TabularSchema, table_columns
+from nas.errors import first_line
 from nas.evaluator import EvaluatorBase, Report
 from nas.space import SearchSpace
 
@@ -165,7 +166,7 @@ class TabularEvaluator(EvaluatorBase[Any]):
         try:
             text = self._to_string(genotype)
         except Exception as error:  # a genotype the space cannot write down is a failed trial, not a crash
-            return {"error": f"no {self.space.name} notation for this genotype: {_first_line(error)}"}
+            return {"error": f"no {self.space.name} notation for this genotype: {first_line(error, with_type=True)}"}
         entry = self._entries.get(text)
         if entry is None:
             self.prepare()
@@ -202,7 +203,8 @@ class TabularEvaluator(EvaluatorBase[Any]):
                 try:
                     counted, params = self._count(genotype)
                 except Exception as error:  # a network that cannot be built is a failed trial
-                    return {**metrics, "error": f"cannot count the MACs of {text}: {_first_line(error)}"}, ()
+                    reason = first_line(error, with_type=True)
+                    return {**metrics, "error": f"cannot count the MACs of {text}: {reason}"}, ()
                 metrics[MACS] = float(counted)
                 metrics.setdefault("params", float(params))
             macs = metrics.get(MACS)
@@ -249,7 +251,7 @@ class TabularEvaluator(EvaluatorBase[Any]):
         except ValueError as error:
             raise ValueError(
                 f"table: {table.label}'s {self.schema.key} {first!r} is not in space {self.space.name!r}'s "
-                f"notation ({_first_line(error)})"
+                f"notation ({first_line(error, with_type=True)})"
             ) from None
         if again != first:
             raise ValueError(
@@ -299,7 +301,7 @@ def _load(table: TableFile, key: str) -> dict[str, tuple[str, ...]]:
                 raise ValueError(f"table: {table.label} has {key} {name!r} twice (line {line})")
             rows[name] = tuple(row)
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"table: {table.label} cannot be read ({_first_line(error)})") from None
+        raise ValueError(f"table: {table.label} cannot be read ({first_line(error, with_type=True)})") from None
     _LOADED[cache_key] = rows
     return rows
 
@@ -311,8 +313,3 @@ def _value(text: str) -> float | str | None:
     except ValueError:
         return text if text else None
     return number if math.isfinite(number) else None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
