@@ -25,13 +25,14 @@ import copy
 import functools
 import logging
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from evaluators.dataset_checks import DEFAULT_DATA_DIR, check_class_folders
 from evaluators.dataset_checks import cifar10 as check_cifar10
@@ -40,6 +41,7 @@ from evaluators.images import grey_statistics, load_image, native_settings, read
 from nas.data import (  # noqa: F401  (re-exported: they were defined here)
     DEFAULT_VALIDATION_FRACTION,
     DatasetSplits,
+    ImageTensors,
     iterate_batches,
     load_dataset,
     stratified_split,
@@ -60,6 +62,10 @@ TEST_SPLIT_SEED = 1707_07012  # fixed, so every search seed sees the same untouc
 SYNTHETIC_CLASSES, SYNTHETIC_EXAMPLES, SYNTHETIC_NOISE = 4, 640, 1.0
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Image files are decoded once into memory when all of them, as float32, fit in this (per process):
+# CIFAR-10 at 32 px takes 0.7 GB; beyond it (ImageNet-sized folders) every epoch reads the files.
+IN_MEMORY_BYTES = 2 * 2**30
+DECODE_BATCH = 256
 SKIPPED_SHOWN = 10  # unreadable image files named in the warning; all are in ``skipped_files``
 
 
@@ -181,15 +187,16 @@ def _transforms(
     augment: bool,
     crop: int | None = None,
     grey: bool = False,
-) -> tuple[object, object]:
-    """``(train, evaluation)``: ``geometry`` (the resizing), for training a random ``crop`` (padded
-    by 1/8) and a flip, then a tensor normalised with ``mean`` and ``std`` (grey: repeated to 3 channels)."""
+) -> tuple[object, object, object]:
+    """``(train, evaluation, pixels)``: ``geometry`` (the resizing), for training a random ``crop`` (padded
+    by 1/8) and a flip, then a tensor normalised with ``mean`` and ``std`` (grey: repeated to 3 channels);
+    ``pixels`` is the geometry alone, as 8-bit tensors (``_decoded`` normalises them a batch at a time)."""
     from torchvision import transforms as T  # lazy: torchvision only for the image data sets
 
     tail = [T.ToTensor(), T.Normalize(mean, std)] + ([T.Lambda(_three_channels)] if grey else [])
     random = [T.RandomCrop(crop, padding=crop // 8)] if crop else []
     train = geometry + (random + [T.RandomHorizontalFlip()] if augment else []) + tail
-    return T.Compose(train), T.Compose(geometry + tail)
+    return T.Compose(train), T.Compose(geometry + tail), T.Compose([*geometry, T.PILToTensor()])
 
 
 def _three_channels(image: torch.Tensor) -> torch.Tensor:
@@ -208,13 +215,70 @@ def _splits_from(
     test: Dataset | None,
     normalization: tuple[tuple[float, ...], tuple[float, ...]],
     pool: np.ndarray | None = None,
+    flip: bool = False,
+    pad: int = 0,
 ) -> DatasetSplits:
-    """Split ``dataset[pool]`` (default: all of it) into train and validation with their transforms."""
+    """Split ``dataset[pool]`` (default: all of it) into train and validation with their transforms.
+
+    When the decoded images fit in ``IN_MEMORY_BYTES`` they are decoded once, here, into
+    ``ImageTensors`` (the training split flipped with ``flip`` and cropped with padding ``pad`` per
+    batch, as the file transform did per image); otherwise every epoch reads the files again.
+    """
     pool = np.arange(len(targets)) if pool is None else pool
     kept, held = stratified_split(np.asarray(targets)[pool], fraction, seed)
-    train = Subset(_with_transform(dataset, transforms[0]), pool[kept].tolist())
-    validation = Subset(_with_transform(dataset, transforms[1]), pool[held].tolist())
+    train: Dataset = Subset(_with_transform(dataset, transforms[0]), pool[kept].tolist())
+    validation: Dataset = Subset(_with_transform(dataset, transforms[1]), pool[held].tolist())
+    count = len(pool) + (len(test) if test is not None else 0)  # type: ignore[arg-type]
+    if count * 3 * resolution * resolution * 4 <= IN_MEMORY_BYTES:
+        started = time.perf_counter()
+        pixels = transforms[2]
+        train = _decoded(_retransformed(train, pixels), normalization, flip, pad)
+        validation = _decoded(_retransformed(validation, pixels), normalization)
+        if test is not None:
+            test = _decoded(_retransformed(test, pixels), normalization)
+        logger.info(
+            "%s: %d images decoded into memory (%.0f MB) in %.1f s",
+            name,
+            count,
+            count * 3 * resolution * resolution * 4 / 2**20,
+            time.perf_counter() - started,
+        )
     return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes), normalization)
+
+
+def _retransformed(split: Dataset, transform: object) -> Dataset:
+    """``split`` (a file data set or a ``Subset`` of one) reading its files through ``transform``."""
+    if isinstance(split, Subset):
+        return Subset(_with_transform(split.dataset, transform), split.indices)
+    return _with_transform(split, transform)
+
+
+def _decoded(
+    dataset: Dataset,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]],
+    flip: bool = False,
+    pad: int = 0,
+) -> ImageTensors:
+    """Every example of ``dataset`` (8-bit pixels, or a ``Subset`` of them) decoded, normalised with
+    ``normalization`` as ``ToTensor`` + ``Normalize`` would, grey repeated to 3 channels; the result
+    names its source files as the ``Subset`` it replaces did (``dataset``, ``indices``)."""
+    mean = torch.as_tensor(normalization[0]).view(1, -1, 1, 1)
+    std = torch.as_tensor(normalization[1]).view(1, -1, 1, 1)
+    images, labels = [], []
+    for pixels, label in DataLoader(dataset, batch_size=DECODE_BATCH, num_workers=0):
+        batch = pixels.float().div(255)
+        if batch.shape[1] == 1:
+            batch = batch.expand(-1, 3, -1, -1)
+        images.append((batch - mean) / std)
+        labels.append(label)
+    targets = torch.cat(labels)
+    if isinstance(dataset, Subset):
+        source, positions = dataset.dataset, list(dataset.indices)
+    else:
+        source, positions = dataset, list(range(len(targets)))
+    skipped = tuple(getattr(source, "skipped_files", ()))
+    fill = (-mean / std).flatten()  # black, normalised: RandomCrop pads with 0 before normalising
+    return ImageTensors(torch.cat(images).contiguous(), targets, flip, pad, fill, skipped, source, positions)
 
 
 def cifar10(
@@ -266,6 +330,8 @@ def cifar10(
         transforms,
         _with_transform(test_set, transforms[1]),
         (CIFAR10_MEAN, CIFAR10_STD),
+        flip=augment,
+        pad=resolution // 8 if augment else 0,
     )
 
 
@@ -341,6 +407,7 @@ def imagefolder(
         test,
         (tuple(mean) * (3 if grey else 1), tuple(std) * (3 if grey else 1)),
         pool=pool,
+        flip=augment,
     )
 
 

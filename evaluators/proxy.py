@@ -18,6 +18,7 @@ the same machine, thread count and library versions.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +35,7 @@ from nas import registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
-from nas.data import DatasetSplits, load_dataset
+from nas.data import DatasetSplits, cap_per_class, load_dataset
 from nas.errors import first_line
 from nas.evaluator import EvaluatorBase
 from nas.recipe import Recipe
@@ -97,7 +98,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         self.drop_path, self.calibration_examples = self.options.drop_path, self.options.calibration_examples
         self.reduction = {**reduction, **self.options.reduction}
         # Repeat r of a trial validates on the split seeded by ``split_seed(seed, r)`` (loaded once
-        # each); splits given as ``dataset`` serve every repeat.
+        # each); splits given as ``dataset`` serve every repeat (key (-1, None)).
         self._splits: dict[tuple[int, int | None], DatasetSplits] = {}
 
     repeatable = True  # repeat r: other seeds and another validation split (``prepare_repeats``)
@@ -144,19 +145,22 @@ class ProxyEvaluator(EvaluatorBase[Any]):
                     f"resolution: the network asks for {resolution} px images, and the evaluator was "
                     f"given ready splits of {self.dataset.resolution} px; give it a dataset name instead"
                 )
-            return self.dataset
+            if (-1, None) not in self._splits:
+                self._splits[(-1, None)] = self._budgeted(self.dataset, self.seed)
+            return self._splits[(-1, None)]
         key = (repeat, resolution)
         if key not in self._splits:
             size = self.reduction.get("resolution") if resolution is None else resolution
-            self._splits[key] = load_dataset(
-                self.dataset,
-                self.data_dir,
-                self.download,
-                size,
-                split_seed(self.seed, repeat),
-                self.validation_fraction,
-            )
+            seed = split_seed(self.seed, repeat)
+            splits = load_dataset(self.dataset, self.data_dir, self.download, size, seed, self.validation_fraction)
+            self._splits[key] = self._budgeted(splits, seed)
         return self._splits[key]
+
+    def _budgeted(self, splits: DatasetSplits, seed: int) -> DatasetSplits:
+        """``splits`` with the training images capped at ``images_per_class`` (drawn by ``seed``)."""
+        if self.options.images_per_class is None:
+            return splits
+        return dataclasses.replace(splits, train=cap_per_class(splits.train, self.options.images_per_class, seed))
 
     def prepare_inputs(self, genotypes: Iterable[Any], repeats: int = 1) -> None:
         """Load now the images every one of ``genotypes`` will train on, for repeats 0 ... ``repeats - 1``.

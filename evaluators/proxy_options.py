@@ -35,7 +35,9 @@ class ProxyOptions:
     ``time_limit`` is in seconds per candidate; ``"auto"`` scales it with the candidate's proxy
     cost (``evaluators.proxy.auto_time_limit``), ``None`` sets none. ``learning_rate`` and
     ``weight_decay`` ``None``: the optimizer's default. ``gradient_clip`` 0 or ``None``: no clipping.
-    ``reduction``: ``lower`` overrides on top of ``space.proxy_reduction``.
+    ``images_per_class``: train on at most this many images of every class (seeded, stratified, the
+    same ones for every candidate: the image budget, one of EcoNAS's fidelity dimensions, arXiv
+    2001.01431); ``None`` trains on all. ``reduction``: ``lower`` overrides on top of ``space.proxy_reduction``.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -50,6 +52,7 @@ class ProxyOptions:
     drop_path: bool = False
     calibration_examples: int = CALIBRATION_EXAMPLES
     full_cost: bool = False
+    images_per_class: int | None = None
     reduction: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +74,9 @@ class ProxyOptions:
         for name in ("drop_path", "full_cost"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        cap = self.images_per_class
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"images_per_class: must be a positive integer or null (every image), got {cap!r}")
         count = self.calibration_examples
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"calibration_examples: must be a non-negative integer, got {count!r}")

@@ -9,14 +9,14 @@ the training data, seeded by ``seed``; the *test* split is never touched by a se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from nas import registry
 from nas.settings import DEFAULT_VALIDATION_FRACTION
@@ -100,6 +100,105 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+class ImageTensors(TensorDataset):
+    """Decoded, normalised images kept in memory, augmented a batch at a time.
+
+    A data set read from image files is decoded once (``evaluators.datasets``) instead of once per
+    epoch: a CIFAR-10 proxy then spends its time in the network, not in JPEG decoding and PIL.
+    ``flip`` mirrors each training image with probability 1/2 and ``pad`` > 0 takes a random crop
+    of the image padded by ``pad`` pixels of black (``fill``: black after normalisation), the
+    torchvision ``RandomHorizontalFlip`` and ``RandomCrop(padding=pad)`` of the file loaders, drawn
+    from the global torch generator as theirs are. Still a ``TensorDataset``: code that reads
+    ``tensors`` gets the images unaugmented.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        flip: bool = False,
+        pad: int = 0,
+        fill: torch.Tensor | None = None,
+        skipped_files: tuple[str, ...] = (),
+        dataset: Dataset[Any] | None = None,
+        indices: Sequence[int] = (),
+    ) -> None:
+        super().__init__(images, labels)
+        self.flip, self.pad, self.skipped_files = flip, pad, skipped_files
+        self.fill = torch.zeros(images.shape[1]) if fill is None else fill
+        # Where the examples came from, as a ``Subset`` says: example i is ``dataset[indices[i]]`` decoded.
+        self.dataset, self.indices = dataset, list(indices)
+
+    def subset(self, index: torch.Tensor | np.ndarray) -> ImageTensors:
+        """The examples at ``index``, augmented alike."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        images, labels = self.tensors
+        indices = [self.indices[int(i)] for i in index] if self.indices else []
+        return ImageTensors(
+            images[index], labels[index], self.flip, self.pad, self.fill, self.skipped_files, self.dataset, indices
+        )
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of this data set's images with the training transforms applied per image."""
+        count, channels, height, width = images.shape
+        if self.pad:
+            pad = self.pad
+            size = (count, channels, height + 2 * pad, width + 2 * pad)
+            padded = self.fill.to(images).view(1, channels, 1, 1).expand(size).clone()
+            padded[:, :, pad : pad + height, pad : pad + width] = images
+            rows = torch.randint(0, 2 * pad + 1, (count, 1)) + torch.arange(height)
+            cols = torch.randint(0, 2 * pad + 1, (count, 1)) + torch.arange(width)
+            images = padded[
+                torch.arange(count)[:, None, None, None],
+                torch.arange(channels)[None, :, None, None],
+                rows[:, None, :, None].to(images.device),
+                cols[:, None, None, :].to(images.device),
+            ]
+        if self.flip:
+            mirrored = torch.rand(count) < 0.5
+            images = torch.where(mirrored.view(-1, 1, 1, 1).to(images.device), images.flip(-1), images)
+        return images
+
+
+def cap_per_class(dataset: Dataset[Any], per_class: int, seed: int) -> Dataset[Any]:
+    """At most ``per_class`` examples of every class of ``dataset``, drawn by ``seed`` (stratified).
+
+    The image budget of a proxy (EcoNAS, arXiv 2001.01431, trains on a fraction of the images): the
+    same examples for every candidate of a search, so they are ranked on one task.
+    """
+    labels = labels_of(dataset)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)])
+    )
+    if len(keep) == len(labels):
+        return dataset
+    if isinstance(dataset, ImageTensors):
+        return dataset.subset(keep)
+    if isinstance(dataset, TensorDataset):
+        index = torch.as_tensor(keep)
+        return TensorDataset(*(tensor[index] for tensor in dataset.tensors))
+    if isinstance(dataset, Subset):
+        return Subset(dataset.dataset, [dataset.indices[int(i)] for i in keep])
+    return Subset(dataset, keep.tolist())
+
+
+def labels_of(dataset: Dataset[Any]) -> np.ndarray:
+    """The class index of every example of ``dataset``, without decoding images where it can."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy()
+    if isinstance(dataset, Subset):
+        inner = dataset.dataset
+        targets = getattr(inner, "targets", None)
+        if targets is not None:
+            return np.asarray(targets)[np.asarray(dataset.indices, dtype=np.int64)]
+        return labels_of(inner)[np.asarray(dataset.indices, dtype=np.int64)]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return np.asarray(targets)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))])  # type: ignore[arg-type]
+
+
 def iterate_batches(
     dataset: Dataset[Any],
     batch_size: int,
@@ -120,7 +219,10 @@ def iterate_batches(
         stop = count - count % batch_size if drop_last else count
         for start in range(0, stop, batch_size):
             index = order[start : start + batch_size].to(images.device)
-            yield images[index], labels[index]
+            if isinstance(dataset, ImageTensors):  # a training split augments, as its file loader's transform did
+                yield dataset.augment(images[index]), labels[index]
+            else:
+                yield images[index], labels[index]
         return
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last, num_workers=0
