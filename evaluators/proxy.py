@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch import nn
 from evaluators.datasets import iterate_batches
 from evaluators.images import skipped_files
 from evaluators.proxy_options import ProxyOptions, proxy_reduction
-from nas import registry
+from nas import progress, registry
 from nas import space as space_registry
 from nas.compile import compile as compile_ir
 from nas.cost import build_on_meta, count_cost, count_params
@@ -118,6 +119,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             "train_seconds",
             "time_limit",
             "seconds",
+            "cpu_seconds",
             *full,
         )
 
@@ -157,10 +159,13 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         return self._splits[key]
 
     def _budgeted(self, splits: DatasetSplits, seed: int) -> DatasetSplits:
-        """``splits`` with the training images capped at ``images_per_class`` (drawn by ``seed``)."""
-        if self.options.images_per_class is None:
-            return splits
-        return dataclasses.replace(splits, train=cap_per_class(splits.train, self.options.images_per_class, seed))
+        """``splits`` with the training and validation images capped per class (drawn by ``seed``)."""
+        train, validation = self.options.images_per_class, self.options.validation_images_per_class
+        return dataclasses.replace(
+            splits,
+            train=splits.train if train is None else cap_per_class(splits.train, train, seed),
+            validation=splits.validation if validation is None else cap_per_class(splits.validation, validation, seed),
+        )
 
     def prepare_inputs(self, genotypes: Iterable[Any], repeats: int = 1) -> None:
         """Load now the images every one of ``genotypes`` will train on, for repeats 0 ... ``repeats - 1``.
@@ -212,6 +217,27 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             facts["unreadable images skipped"] = f"{len(skipped)}: {shown}"
         return facts
 
+    def cheaper(self, metrics: Mapping[str, Any], factor: float) -> dict[str, Any] | None:
+        """Image budgets that make a candidate like the measured one about ``factor`` times cheaper.
+
+        Training time grows with the training images (``train_seconds``); the rest of ``seconds`` is
+        mostly validation, which grows with the validation images. When the rest alone is more than
+        half the target, the validation images are capped too (to half the target), else only the
+        training images. None when ``metrics`` lack the timings or nothing needs to shrink.
+        """
+        total, train = metrics.get("seconds"), metrics.get("train_seconds")
+        if not isinstance(total, (int, float)) or not isinstance(train, (int, float)) or train <= 0 or factor <= 1:
+            return None
+        splits, target, rest = self.splits, total / factor, max(0.0, total - train)
+        classes = splits.num_classes
+        capped = rest > target / 2  # validation is too slow by itself: half the target each
+        train_target = target / 2 if capped else target - rest
+        options = {"images_per_class": max(1, math.floor(len(splits.train) / classes * train_target / train))}  # type: ignore[arg-type]
+        if capped:
+            per_class = len(splits.validation) / classes  # type: ignore[arg-type]
+            options["validation_images_per_class"] = max(10, math.floor(per_class * target / 2 / rest))
+        return options
+
     def macro(self) -> dict[str, Any]:
         """The keyword arguments given to ``space.lower`` for the proxy network."""
         macro, keywords = dict(self.reduction), lower_keywords(self.space)
@@ -232,7 +258,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         """
         splits = self.splits_of(repeat)  # a missing dataset is the user's mistake and raises
         seeds = trial_seeds(self.seed, trial_id, repeat)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         metrics: dict[str, Any] = {"epochs": 0}
         interim = 0.0  # seconds of per-epoch validation for ``report``: outside the time limit and train_seconds
         try:
@@ -254,7 +280,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             ):
                 torch.manual_seed(seeds.other)
                 model = compile_ir(ir, seed=seeds.init).to(self.device)
-                interim = self._train(model, splits, seeds, started, metrics, report)
+                interim = self._train(model, splits, seeds, started, metrics, report, trial_id)
                 recalibrate_batchnorm(
                     model,
                     splits.train,
@@ -273,6 +299,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             logger.debug("trial %d failed", trial_id, exc_info=True)
             metrics["error"] = f"{type(error).__name__}: {first_line(error)}"
         metrics["seconds"] = time.perf_counter() - started
+        metrics["cpu_seconds"] = time.process_time() - cpu_started  # the cost on a busy machine, where seconds grow
         if "error" in metrics:
             metrics.pop("accuracy", None)
             logger.warning("trial %d failed after %.1f s: %s", trial_id, metrics["seconds"], metrics["error"])
@@ -319,22 +346,38 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         started: float,
         metrics: dict[str, Any],
         report: Callable[[dict[str, Any]], None] | None = None,
+        trial_id: int = 0,
     ) -> float:
-        """Train ``model`` in place; the seconds spent validating for ``report`` (0 without one)."""
+        """Train ``model`` in place; the seconds spent validating for ``report`` (0 without one).
+
+        A display that listens (``nas.progress``) is told the epoch and the images per second every
+        ``PROGRESS_SECONDS`` once the training has run ``PROGRESS_AFTER`` seconds."""
         count = len(splits.train)  # type: ignore[arg-type]
         steps_per_epoch = count // self.batch_size if count >= self.batch_size else 1
         # Single-period cosine decay over all steps (NASNet App. A.6; Loshchilov & Hutter, SGDR).
         trainer = Trainer(model, self.recipe(), self.epochs * steps_per_epoch, self.device)
         generator = torch.Generator().manual_seed(seeds.data_order)
         train_started, interim = time.perf_counter(), 0.0
+        shown = [train_started]  # when progress was last told (``nas.progress``: a display on a terminal)
+        total_steps = self.epochs * steps_per_epoch
         for epoch in range(self.epochs):
             where = f"at epoch {epoch + 1} of {self.epochs}"
+
+            def after_step(interim: float = interim, where: str = where, epoch: int = epoch) -> None:
+                now = time.perf_counter()
+                self._check_time(started + interim, metrics.get("time_limit"), where)
+                if now - train_started >= PROGRESS_AFTER and now - shown[0] >= PROGRESS_SECONDS and progress.listened():
+                    shown[0] = now
+                    rate = trainer.step * self.batch_size / max(1e-9, now - train_started - interim)
+                    progress.tell(
+                        f"trial {trial_id}: epoch {epoch + 1}/{self.epochs}, {rate:,.0f} images/s",
+                        trainer.step / total_steps,
+                    )
+
             try:
                 stats = trainer.train_epoch(
                     iterate_batches(splits.train, self.batch_size, True, generator, drop_last=True),
-                    after_step=lambda interim=interim, where=where: self._check_time(
-                        started + interim, metrics.get("time_limit"), where
-                    ),
+                    after_step=after_step,
                     label=f"epoch {epoch + 1}",
                 )
             except Diverged as error:
@@ -385,6 +428,8 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         )
 
 
+PROGRESS_AFTER = 2.0  # seconds of training before a listening display is told (a quick candidate: never)
+PROGRESS_SECONDS = 0.5  # how often, after that, it is told how far the candidate's training is
 AUTO_LIMIT_FLOOR = 120.0  # seconds: start-up, data loading and a tiny network's whole training
 AUTO_LIMIT_FACTOR = 20.0  # how many times its expected time a candidate may take
 AUTO_LIMIT_THROUGHPUT = 1e9  # MACs per second assumed: a slow single CPU thread, so no GPU run is cut short

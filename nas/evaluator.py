@@ -69,6 +69,8 @@ class Evaluator(Protocol[G_in]):
 
     def optima(self) -> dict[str, float]: ...
 
+    def cheaper(self, metrics: Mapping[str, Any], factor: float) -> dict[str, Any] | None: ...
+
     def evaluate(self, genotype: G_in, trial_id: int) -> dict[str, Any]: ...
 
 
@@ -103,6 +105,11 @@ class EvaluatorBase(Generic[G]):
     def optima(self) -> dict[str, float]:
         """Not known: the candidates are measured, not looked up."""
         return {}
+
+    def cheaper(self, metrics: Mapping[str, Any], factor: float) -> dict[str, Any] | None:
+        """Options that would make a candidate like the one that gave ``metrics`` about ``factor`` times
+        cheaper (the search's cost estimate suggests them); None: no such knob."""
+        return None
 
     def evaluate(self, genotype: G, trial_id: int) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__}.evaluate")

@@ -120,6 +120,13 @@ class TrialProgress:
             )
             self.bar.start()
             self.task = self.bar.add_task("search", total=total, completed=0, best="-")
+            # The candidate being evaluated, shown while it tells its progress (``nas.progress``).
+            self.candidate = self.bar.add_task("candidate", total=1.0, completed=0, best="", visible=False)
+
+    def candidate_progress(self, text: str, fraction: float) -> None:
+        """Show how far the candidate being evaluated is (a ``nas.progress`` listener)."""
+        if self.bar is not None:
+            self.bar.update(self.candidate, description=text, completed=fraction, visible=True)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -133,6 +140,7 @@ class TrialProgress:
         best = "-" if self.best is None else f"{self.best:.4f}"
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, best=best)
+            self.bar.update(self.candidate, completed=0, visible=False)
         elif not replayed:
             outcome = (
                 f"failed ({record.result.error})" if record.result.failed else f"reward {record.result.reward:.4f}"

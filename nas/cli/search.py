@@ -19,6 +19,7 @@ from typing import Any
 from nas import registry
 from nas.cli.common import EXECUTION_FLAGS, TrialProgress, add_execution_flags, listed, settings_from_args
 from nas.journal import Record
+from nas.progress import listening
 from nas.search.run import run_search
 from nas.search.settings import SearchSettings
 
@@ -101,8 +102,11 @@ def add_search_command(commands: Any) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     settings = settings_from_args(args, SearchSettings, FLAGS)
-    with TrialProgress(settings.budget, False if args.no_progress else None) as progress:
-        best, stats = run_search(settings, on_record=progress.update, on_final=_print_final)
+    with (
+        TrialProgress(settings.budget, False if args.no_progress else None) as progress,
+        listening(progress.candidate_progress if progress.interactive else None),
+    ):
+        best, stats = run_search(settings, on_record=progress.update, on_final=_print_final, on_estimate=_print_line)
     out = Path(settings.out)
     if best is None:
         print(f"no successful evaluation in {out}; see {out / 'report.md'}")
@@ -114,6 +118,10 @@ def cmd_search(args: argparse.Namespace) -> None:
         f"{out / 'report.md'}; loop overhead {100 * stats.overhead_fraction:.2f}% of {stats.wall_seconds:.1f} s"
         f"{startup}"
     )
+
+
+def _print_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _print_final(pair: tuple[Record, Record], replayed: bool, done: int, total: int) -> None:

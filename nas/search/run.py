@@ -19,7 +19,7 @@ from nas.backend import EvaluationJob, intra_op_threads
 from nas.controller import Controller, controller_factory, make_controller
 from nas.controller_base import ControllerBase
 from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, repeated
-from nas.journal import Journal
+from nas.journal import Journal, Record
 from nas.loop import SearchStats
 from nas.objective import TABLE_LATENCY, Objective
 from nas.run import Loop, Run, RunKind, execute
@@ -57,8 +57,8 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
     outputs = ("best.json", "report.md")
     owns_other_studies = True
 
-    def __init__(self, on_final: FinalProgress | None = None) -> None:
-        self.on_final = on_final
+    def __init__(self, on_final: FinalProgress | None = None, on_estimate: Callable[[str], None] | None = None) -> None:
+        self.on_final, self.on_estimate = on_final, on_estimate
 
     def study(self, settings: SearchSettings) -> str:
         return settings.study_name or self.study_name
@@ -114,6 +114,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
             settings.budget,
             parts.objective,
             annotate=None if parts.latency is None else parts.latency.evaluate,
+            on_record=None if self.on_estimate is None else cost_estimate(run, self.on_estimate),
         )
 
     def finish(self, run: Run[SearchSettings, SearchParts], stats: SearchStats | None) -> Any:
@@ -169,16 +170,68 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
 
 
 def run_search(
-    settings: SearchSettings, on_record: Any = None, on_final: FinalProgress | None = None
+    settings: SearchSettings,
+    on_record: Any = None,
+    on_final: FinalProgress | None = None,
+    on_estimate: Callable[[str], None] | None = None,
 ) -> tuple[Any, SearchStats]:
     """Run (or resume) the search of ``settings``; return the best record and the timing.
 
     ``on_record(record, replayed, finished)`` is called after every trial told; ``on_final(pair,
-    replayed, done, total)`` after every candidate of the final stage. With a final stage the best
-    record is the final stage's record of the chosen candidate.
+    replayed, done, total)`` after every candidate of the final stage; ``on_estimate(line)`` once, with
+    the cost estimate after the first candidate evaluated by this session (``cost_estimate``). With a
+    final stage the best record is the final stage's record of the chosen candidate.
     """
-    best, stats = execute(SearchRun(on_final), settings, on_record)
+    best, stats = execute(SearchRun(on_final, on_estimate), settings, on_record)
     return best, stats
+
+
+ESTIMATE_AFTER_SECONDS = 5.0  # a first candidate quicker than this: the whole search is quick, say nothing
+WITHIN_SECONDS = 3600.0  # a search estimated longer is told the evaluator options that fit it in an hour
+
+
+def cost_estimate(run: Run[SearchSettings, SearchParts], say: Callable[[str], None]) -> Callable[[Record, bool], None]:
+    """The hook that tells, after the first candidate this session evaluates, what the rest will take.
+
+    The first candidate's ``seconds`` times the trials still to run, over the workers (the proxy's
+    cost varies between candidates, so this is an order of magnitude, and says so). Over an hour, the
+    evaluator's ``cheaper`` options that would bring it within one are named (for the proxy: an image
+    budget), as the ``evaluator_options`` of a ``--config`` file.
+    """
+    told = False
+
+    def on_record(record: Record, replayed: bool) -> None:
+        nonlocal told
+        if told or replayed or record.result.failed:
+            return
+        told = True
+        seconds = record.result.metrics.get("seconds")
+        if not isinstance(seconds, (int, float)) or seconds < ESTIMATE_AFTER_SECONDS or run.journal is None:
+            return
+        settings = run.settings
+        remaining = max(0, settings.budget - len(run.journal))
+        total = seconds * remaining / settings.workers
+        line = (
+            f"the first candidate took {_duration(seconds)}: the {remaining} still to run take about "
+            f"{_duration(total)} with {settings.workers} worker(s), more or less as candidates differ in size"
+        )
+        evaluator = run.parts.evaluator
+        if total > WITHIN_SECONDS and evaluator is not None:
+            options = evaluator.cheaper(record.result.metrics, total / WITHIN_SECONDS)
+            if options:
+                shown = ", ".join(f"{key}: {value}" for key, value in options.items())
+                line += f"; to finish within an hour, set evaluator_options {{{shown}}} in a --config file"
+        say(line)
+
+    return on_record
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def build_controller(

@@ -112,3 +112,8 @@ def test_images_per_class_caps_the_proxy_training_split_only() -> None:
     assert np.bincount(labels_of(budget.splits.train)).tolist() == [7] * 10
     assert len(budget.splits.validation) == len(full.splits.validation)
     assert "70 train" in budget.describe()["images"]
+    both = ProxyEvaluator(space, dataset="digits", seed=0, images_per_class=7, validation_images_per_class=3)
+    assert np.bincount(labels_of(both.splits.validation)).tolist() == [3] * 10
+    assert torch.equal(both.splits.train.tensors[0], budget.splits.train.tensors[0])  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="validation_images_per_class"):
+        ProxyOptions(validation_images_per_class=True)
