@@ -211,7 +211,7 @@ def _splits_from(
     resolution: int,
     seed: int,
     fraction: float,
-    transforms: tuple[object, object],
+    transforms: tuple[object, object, object],
     test: Dataset | None,
     normalization: tuple[tuple[float, ...], tuple[float, ...]],
     pool: np.ndarray | None = None,
