@@ -45,6 +45,7 @@ import math
 import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -399,8 +400,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
-    with context.Pool(args.workers, initializer=_init_worker) as pool:
-        for number, run in enumerate(pool.imap_unordered(run_search, tasks), start=1):
+    # An executor, not a multiprocessing.Pool: a worker whose initializer fails (no table, a broken install)
+    # ends the run with BrokenProcessPool instead of being respawned forever.
+    with ProcessPoolExecutor(args.workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(run_search, task) for task in tasks]
+        for number, future in enumerate(as_completed(futures), start=1):
+            run = future.result()
             runs.append(run)
             print(
                 f"[{number}/{len(tasks)} {time.perf_counter() - started:6.0f}s] {run['label']} "
