@@ -106,7 +106,14 @@ class ProxyEvaluator(EvaluatorBase[Any]):
     reports_epochs = True  # early stopping: the validation accuracy after every epoch
 
     def metrics(self) -> tuple[str, ...]:
-        """The metrics a successful evaluation returns (the ``full_*`` costs with ``full_cost``)."""
+        """The metrics a successful evaluation returns (the ``full_*`` costs with ``full_cost``).
+
+        Besides the validation ``accuracy``, two estimators from the training trajectory (Ru et al.,
+        "Speedy Performance Estimation for NAS", arXiv 2006.04492): ``final_train_loss``, the mean
+        training loss of the last epoch (their SoTL-E with E = 1, up to the step count every
+        candidate shares), and ``sotl``, the sum of every epoch's mean training loss (SoTL); a search
+        ranks by one with ``--objective metric:sotl:min``.
+        """
         full = ("full_params", "full_macs", "full_memory_access") if self.full_cost else ()
         return (
             "accuracy",
@@ -116,6 +123,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             "resolution",
             "epochs",
             "final_train_loss",
+            "sotl",
             "train_seconds",
             "time_limit",
             "seconds",
@@ -387,6 +395,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             metrics.update(
                 epochs=epoch + 1,
                 final_train_loss=stats.loss,
+                sotl=metrics.get("sotl", 0.0) + stats.loss,
                 train_seconds=time.perf_counter() - train_started - interim,
             )
             logger.debug("epoch %d: train loss %.4f", epoch + 1, metrics["final_train_loss"])

@@ -246,3 +246,14 @@ def test_per_epoch_reports_leave_the_final_metrics_unchanged():
     assert timeless(with_reports) == timeless(plain)
     assert [r["epochs"] for r in reports] == [1, 2] and all(0 <= r["accuracy"] <= 1 for r in reports)
     assert reports[0]["params"] == plain["params"]
+
+
+def test_sotl_sums_every_epochs_mean_training_loss() -> None:
+    """SoTL (Ru et al., arXiv 2006.04492): the per-epoch mean losses summed; the last one is final_train_loss."""
+    torch.set_num_threads(1)
+    evaluator = ProxyEvaluator("nb201", dataset="synthetic", seed=0, epochs=3, C=4, N=1)
+    interim: list[dict] = []
+    metrics = evaluator.evaluate(evaluator.space.presets()["nb201-resnet"], 2, report=interim.append)
+    losses = [report["final_train_loss"] for report in interim] + [metrics["final_train_loss"]]
+    assert len(losses) == 3 and metrics["sotl"] == pytest.approx(sum(losses), rel=1e-12)
+    assert [report["sotl"] for report in interim] == pytest.approx([losses[0], losses[0] + losses[1]], rel=1e-12)

@@ -39,6 +39,7 @@ def test_the_proxy_tells_its_epochs_without_changing_its_result(monkeypatch: pyt
     with progress.listening(lambda text, fraction: heard.append((text, fraction))):
         told = evaluator.evaluate(genotype, 5)
     assert told["accuracy"] == quiet["accuracy"] and told["final_train_loss"] == quiet["final_train_loss"]
+    assert told["sotl"] > told["final_train_loss"] > 0  # two epochs' mean losses summed
     steps = 2 * (len(evaluator.splits.train) // 64)  # type: ignore[arg-type]
     assert len(heard) == steps
     assert heard[0][0].startswith("trial 5: epoch 1/2, ") and heard[-1][0].startswith("trial 5: epoch 2/2, ")
