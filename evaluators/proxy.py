@@ -128,6 +128,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             "time_limit",
             "seconds",
             "cpu_seconds",
+            "validation_images",
             *full,
         )
 
@@ -300,6 +301,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
                     torch.Generator().manual_seed(seeds.data_order),
                 )
                 metrics["accuracy"] = accuracy(model, splits.validation, self.device)
+                metrics["validation_images"] = len(splits.validation)  # type: ignore[arg-type]  (the reward's noise)
             self._check_time(started + interim, limit, "after validation")
         except CandidateFailure as failure:
             metrics["error"] = str(failure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ def write_outputs(
     text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space), extra)
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
+    text += _certainty_section(ranked)
     if optima and best is not None:
         text += _regret_section(best, optima)
     if final is not None:
@@ -292,3 +294,72 @@ def _rate(stats: SearchStats) -> str:
     if running <= 0 or not stats.evaluated:
         return ""
     return f" ({stats.evaluated / running:.0f} trials/s after a start-up of {stats.startup_seconds:.1f} s)"
+
+
+TIE_Z = 2.0  # rewards closer than this many standard errors of their difference are shown as tied (about 95%)
+
+
+def accuracy_noise(metrics: Mapping[str, Any]) -> tuple[float, str] | None:
+    """The standard error of one candidate's accuracy, and where it comes from; None if nothing says.
+
+    Measured where the candidate was evaluated more than once (``--repeats``: other seeds and another
+    validation split; the standard deviation over the repeats divided by their root), else the
+    sampling error of its validation images alone (binomial, sqrt(p (1 - p) / n)): a lower bound,
+    since training from another seed moves a proxy's accuracy too.
+    """
+    accuracy, repeats, spread = metrics.get("accuracy"), metrics.get("repeats", 1), metrics.get("accuracy_std")
+    if not isinstance(accuracy, (int, float)):
+        return None
+    if isinstance(repeats, int) and repeats > 1 and isinstance(spread, (int, float)):
+        return float(spread) / math.sqrt(repeats), f"measured over {repeats} repeats"
+    images = metrics.get("validation_images")
+    if isinstance(images, int) and images > 0:
+        return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / images), f"binomial, {images:,} validation images"
+    return None
+
+
+def _certainty_section(ranked: list[Record]) -> str:
+    """Which of the best candidates are tied with the best within the evaluator's noise.
+
+    Only where the reward is the accuracy itself, and each of the top 10 carries its noise
+    (``accuracy_noise``); a difference counts when it exceeds ``TIE_Z`` standard errors of it.
+    """
+    top = ranked[:10]
+    if len(top) < 2 or any(r.result.reward != r.result.metrics.get("accuracy") for r in top):
+        return ""
+    noises = [accuracy_noise(r.result.metrics) for r in top]
+    if any(noise is None for noise in noises):
+        return ""
+    errors = [noise[0] for noise in noises if noise is not None]
+    best = top[0].result.reward
+    assert best is not None
+    tied = [
+        r
+        for r, error in zip(top, errors)
+        if best - float(r.result.reward or 0.0) <= TIE_Z * math.hypot(errors[0], error)
+    ]
+    sources = sorted({noise[1] for noise in noises if noise is not None})
+    lines = [
+        "",
+        "## How sure",
+        "",
+        f"- the top {len(top)} rewards span {_number(best - float(top[-1].result.reward or 0.0))} "
+        f"({_number(top[-1].result.reward)} to {_number(best)})",
+        f"- the noise of one candidate's accuracy: ±{_number(errors[0])} for the best "
+        f"(standard error; {', '.join(sources)})",
+    ]
+    if len(tied) == 1:
+        lines.append(f"- the best (trial {top[0].trial_id}) is ahead of the others by more than the noise")
+    else:
+        trials = ", ".join(str(r.trial_id) for r in tied)
+        lines.append(
+            f"- **tied within the noise**: the best {len(tied)} (trials {trials}) differ by less than "
+            f"{TIE_Z:g} standard errors of their difference; a final stage (`--final-top {len(tied)}` "
+            "with `--final-repeats`) tells them apart"
+        )
+    if any("binomial" in source for source in sources):
+        lines.append(
+            "- the binomial error counts the validation images only: another training seed moves a "
+            "proxy's accuracy too, so the true noise is larger (measure it with `--repeats`)"
+        )
+    return "\n".join(lines) + "\n"
