@@ -37,6 +37,7 @@ each run of a query budget stopped at the matching cost); each controller's own 
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import itertools
 import json
@@ -109,6 +110,27 @@ def _world() -> dict[str, Any]:
     return _WORLD
 
 
+def warm_start(space: Any, options: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
+    """``options["top"]`` of ``options["candidates"]`` random cells by the rank mean of ``options["scores"]``
+    (NASLib's zero-cost columns, read from the shipped table; a cell it lacks ranks last)."""
+    from evaluators.tabular_options import shipped_tables
+    from nas.search.warm_start import DEFAULT_SCORES, select
+
+    if "zero_cost" not in _WORLD:
+        with gzip.open(shipped_tables()["zero-cost-cifar10-naslib"].open("rb"), "rt", newline="") as text:
+            _WORLD["zero_cost"] = {row.pop("arch"): row for row in csv.DictReader(text)}
+    table = _WORLD["zero_cost"]
+    chosen, _ = select(
+        space,
+        lambda genotype, index: table.get(space.to_string(genotype), {}),
+        int(options["candidates"]),
+        int(options["top"]),
+        seed,
+        tuple(options.get("scores", DEFAULT_SCORES)),
+    )
+    return chosen
+
+
 def _init_worker() -> None:
     import torch
 
@@ -125,7 +147,11 @@ def run_search(task: Mapping[str, Any]) -> dict[str, Any]:
     world = _world()
     space, evaluator, objective = world["space"], world["evaluator"], world["objective"]
     start = time.perf_counter()
-    controller = make_controller(task["controller"], space, seed=task["seed"], budget=task["budget"], **task["options"])
+    options = dict(task["options"])
+    warm = options.pop("warm_start", None)
+    controller = make_controller(task["controller"], space, seed=task["seed"], budget=task["budget"], **options)
+    if warm:  # the best of many cells by NASLib's zero-cost scores first (nas.search.warm_start)
+        controller.enqueue(warm_start(space, warm, task["seed"]))
     best_reward, best_test = -math.inf, math.nan
     tests: list[float] = []  # test accuracy of the best-by-reward cell after each query
     costs: list[float] = []  # summed simulated cost after each query

@@ -321,6 +321,15 @@ class OptunaSampler(ControllerBase):
         params = trial.params  # a copy per access
         return {d.name: d.choices[params[d.name]] for d in self.decisions}
 
+    def _given(self, trial_id: int, choices: dict[str, Any]) -> dict[str, Any]:
+        """An enqueued architecture becomes the study's next trial (Optuna's ``enqueue_trial``)."""
+        with quiet_optuna():
+            self._study.enqueue_trial({d.name: d.index(choices[d.name]) for d in self.decisions})
+            trial = self._study.ask(self._distributions)
+        if trial.number != trial_id:
+            raise AssertionError(f"Optuna trial number {trial.number} != engine trial id {trial_id}")
+        return choices
+
     def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
         with quiet_optuna():
             self._study.sampler = self._sampler(trial_id, 1)

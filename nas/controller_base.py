@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
 from nas.controller import Result, Trial
 from nas.seeds import trial_rng, trial_seed  # noqa: F401  (re-exported for subclasses)
-from nas.space import Decision, SearchSpace
+from nas.space import Decision, SearchSpace, check_choices
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class ControllerBase(abc.ABC, Generic[G]):
         self._num_told = 0
         self._pending: dict[int, dict[str, Any]] = {}  # asked, not told: id -> encoded choices
         self._reissue: list[int] = []  # pending ids a restored controller hands out again
+        self._queue: list[dict[str, Any]] = []  # enqueued choices, handed out before anything proposed
 
     # ---- what a subclass provides -------------------------------------------------------------
 
@@ -93,6 +94,11 @@ class ControllerBase(abc.ABC, Generic[G]):
     @abc.abstractmethod
     def _observe(self, trial_id: int, choices: dict[str, Any], result: Result) -> None:
         """Learn from the result of ``trial_id`` (called once per trial, failures included)."""
+
+    def _given(self, trial_id: int, choices: dict[str, Any]) -> dict[str, Any]:
+        """Trial ``trial_id`` is the enqueued ``choices``: a controller that keeps its own record of
+        what it asked (Optuna's study) records them here; most have nothing to do."""
+        return choices
 
     def _config(self) -> dict[str, Any]:
         """Hyper-parameters a saved state must agree with (compared on ``load_state_dict``)."""
@@ -118,6 +124,23 @@ class ControllerBase(abc.ABC, Generic[G]):
         return self._num_told
 
     @property
+    def issued(self) -> int:
+        """Trials handed out so far (the next trial's id)."""
+        return self._next_id
+
+    def enqueue(self, choices: Iterable[Mapping[str, Any]]) -> None:
+        """Hand out these architectures (as ``space.encode`` choices) first, in order, before anything the
+        controller proposes: a warm start (``nas search --warm-start``; Optuna's ``enqueue_trial``).
+
+        Each is an ordinary trial of the controller: it gets the next id, is told its result and learns
+        from it as from its own proposals (evolution's population, REINFORCE's batches, TPE's history).
+        Kept in the state until handed out, so a resumed search hands out the rest.
+        """
+        for item in choices:
+            check_choices(self.decisions, item)
+            self._queue.append(dict(item))
+
+    @property
     def pending_ids(self) -> tuple[int, ...]:
         """Ids asked but not yet told, in the order they were issued."""
         return tuple(sorted(self._pending))
@@ -134,7 +157,7 @@ class ControllerBase(abc.ABC, Generic[G]):
                 return Trial(trial_id, self.space.decode(self._pending[trial_id]))
         if self.finished or (self.budget is not None and self._next_id >= self.budget):
             return None
-        choices = self._propose(self._next_id)
+        choices = self._given(self._next_id, self._queue.pop(0)) if self._queue else self._propose(self._next_id)
         if choices is None:
             return None
         trial_id, self._next_id = self._next_id, self._next_id + 1
@@ -165,6 +188,7 @@ class ControllerBase(abc.ABC, Generic[G]):
             "next_id": self._next_id,
             "num_told": self._num_told,
             "pending": [{"id": i, "choices": dict(self._pending[i])} for i in sorted(self._pending)],
+            **({"queue": [dict(item) for item in self._queue]} if self._queue else {}),
             **self._extra_state(),
         }
 
@@ -196,6 +220,7 @@ class ControllerBase(abc.ABC, Generic[G]):
         self._num_told = int(state["num_told"])
         self._pending = {int(item["id"]): dict(item["choices"]) for item in state["pending"]}
         self._reissue = sorted(self._pending)
+        self._queue = [dict(item) for item in state.get("queue", [])]
         self._load_extra_state(state)
 
 

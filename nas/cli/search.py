@@ -44,6 +44,9 @@ FLAGS = (
     "latency_target_ms",
     "latency_weight",
     "latency_metric",
+    "warm_start",
+    "warm_start_top",
+    "warm_start_scores",
 ) + EXECUTION_FLAGS
 
 
@@ -91,6 +94,22 @@ def add_search_command(commands: Any) -> None:
         metavar="NAME",
         help="the metric mnas reads the latency from (default "
         "latency_ms: the lookup table's latency of the full-size network)",
+    )
+    search.add_argument(
+        "--warm-start",
+        type=int,
+        metavar="N",
+        help="score N random architectures with zero-cost proxies first and evaluate the best of them "
+        "before the controller's own proposals (default 0: no warm start)",
+    )
+    search.add_argument(
+        "--warm-start-top", type=int, metavar="K", help="how many of them are evaluated first (default budget / 10)"
+    )
+    search.add_argument(
+        "--warm-start-scores",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="A,B",
+        help="zero-cost scores whose rank mean orders them (default jacov,params)",
     )
     add_execution_flags(search)
     search.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db)")

@@ -9,6 +9,8 @@ controller, evaluator or dataset by name: all of them come from ``nas.registry``
 from __future__ import annotations
 
 import functools
+import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,15 @@ from nas.backend import EvaluationJob, intra_op_threads
 from nas.controller import Controller, controller_factory, make_controller
 from nas.controller_base import ControllerBase
 from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, repeated
+from nas.files import atomic_write_text
 from nas.journal import Journal, Record
 from nas.loop import SearchStats
 from nas.objective import TABLE_LATENCY, Objective
 from nas.run import Loop, Run, RunKind, execute
 from nas.search.final import FINAL_STUDY_SUFFIX, Pair, run_final_stage
-from nas.search.settings import SearchSettings
+from nas.search.settings import WARM_START_EVALUATOR, SearchSettings
 from nas.search.status import BUDGET_KEY, run_status
+from nas.search.warm_start import select as select_warm_start
 from nas.settings import check_data
 from nas.space import SearchSpace
 from nas.storage import study_names
@@ -87,6 +91,11 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         parts = SearchParts(
             space, build_controller(settings, space), evaluator, objective, latency, _final_evaluator(settings, space)
         )
+        if settings.warm_start and not callable(getattr(parts.controller, "enqueue", None)):
+            raise ValueError(
+                f"warm_start: controller {settings.controller!r} cannot be handed architectures to evaluate "
+                "first (it has no enqueue; subclass nas.controller_base.ControllerBase)"
+            )
         evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
         evaluator.prepare_repeats(settings.repeats + (settings.final_repeats if settings.final_top else 0))
         return parts
@@ -108,6 +117,10 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         run.state = _open_final(run.out, settings, run.journal, self.study(settings) + FINAL_STUDY_SUFFIX)
         run.journal.study.set_user_attr(BUDGET_KEY, settings.budget)  # where it stands: ``nas show``
         parts.controller = _resume_controller(settings, parts.space, parts.controller, run.journal)
+        if settings.warm_start and not run.journal.records and not parts.controller.pending_ids:
+            controller: Any = parts.controller
+            if controller.issued == 0:  # a new search (a resumed one kept its queue in its state)
+                controller.enqueue(warm_start(settings, parts.space, run.out, self.on_estimate))
         return Loop(
             parts.space,
             parts.controller,
@@ -186,6 +199,40 @@ def run_search(
     return best, stats
 
 
+def warm_start(
+    settings: SearchSettings, space: SearchSpace[Any], out: Path, say: Callable[[str], None] | None
+) -> list[dict[str, Any]]:
+    """The architectures a ``--warm-start`` search evaluates first (``nas.search.warm_start``), scored by
+    the ``zero-cost`` evaluator on the search's data; every candidate and its scores go to
+    ``warm_start.json`` in the run directory."""
+    scores = settings.warm_start_score_names()
+    evaluator = make_evaluator(
+        WARM_START_EVALUATOR,
+        space,
+        seed=settings.seed,
+        dataset=settings.dataset,
+        data_dir=settings.data_dir,
+        download=settings.download,
+        scores=scores,
+    )
+    began = time.perf_counter()
+    with intra_op_threads(settings.threads):
+        evaluator.prepare()
+        chosen, scored = select_warm_start(
+            space, evaluator.evaluate, settings.warm_start, settings.warm_start_size(), settings.seed, scores
+        )
+    seconds = time.perf_counter() - began
+    record = {"candidates": len(scored), "top": len(chosen), "scores": scores, "seconds": seconds}
+    atomic_write_text(out / WARM_START_FILE, json.dumps({**record, "chosen": chosen, "scored": scored}, indent=1))
+    if say is not None:
+        say(
+            f"warm start: {len(scored)} candidates scored by {' + '.join(scores)} in {seconds:.0f} s; "
+            f"the best {len(chosen)} are evaluated first ({out / WARM_START_FILE})"
+        )
+    return chosen
+
+
+WARM_START_FILE = "warm_start.json"
 ESTIMATE_AFTER_SECONDS = 5.0  # a first candidate quicker than this: the whole search is quick, say nothing
 WITHIN_SECONDS = 3600.0  # a search estimated longer is told the evaluator options that fit it in an hour
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from nas import registry
 from nas.backend import BACKEND_TYPES, BackendSettings, check_backend_settings
 from nas.controller import check_controller_name
+from nas.evaluator import check_evaluator_options
 from nas.objective import DEFAULT_LATENCY_WEIGHT, TABLE_LATENCY, Objective, check_objective_name, make_objective
 from nas.settings import (
     MAX_REPEATS,
@@ -20,6 +21,8 @@ from nas.settings import (
 from nas.storage import check_storage
 
 DEFAULT_FINAL_REPEATS = 3
+WARM_START_EVALUATOR = "zero-cost"  # the cheap estimator of --warm-start (nas.search.warm_start)
+WARM_START_SCORES = ("jacov", "params")  # = nas.search.warm_start.DEFAULT_SCORES (kept torch- and numpy-free here)
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_INT = (int, type(None))
 
@@ -68,6 +71,9 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
         "latency_weight": (float, int),
         "latency_metric": str,
         "latency": dict,
+        "warm_start": int,
+        "warm_start_top": _OPTIONAL_INT,
+        "warm_start_scores": (list, type(None)),
         **BACKEND_TYPES,
         **EvaluationSettings.EVALUATION_TYPES,
     }
@@ -90,6 +96,9 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
         "latency",
         "early_stop",
         "early_stop_options",
+        "warm_start",
+        "warm_start_top",
+        "warm_start_scores",
     )
     IDENTITY_DEFAULTS: ClassVar[dict[str, Any]] = {
         "evaluator": "proxy",
@@ -101,6 +110,9 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
         "latency": {},
         "early_stop": None,
         "early_stop_options": {},
+        "warm_start": 0,
+        "warm_start_top": None,
+        "warm_start_scores": None,
     }
     RENAMED: ClassVar[dict[str, str]] = {"proxy": "evaluator_options"}
 
@@ -120,6 +132,9 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
     latency_weight: float = DEFAULT_LATENCY_WEIGHT
     latency_metric: str = TABLE_LATENCY
     latency: dict[str, Any] = field(default_factory=dict)
+    warm_start: int = 0
+    warm_start_top: int | None = None
+    warm_start_scores: list[str] | None = None
 
     def check(self) -> None:
         """``ValueError`` naming the first bad setting; registered names are checked against the registries."""
@@ -142,6 +157,34 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
                 "to stop early; use repeats 1"
             )
         self.make_objective()  # its name and options, checked now
+        self.check_warm_start()
+
+    def check_warm_start(self) -> None:
+        """The warm start's counts, and its scores as options of the ``zero-cost`` evaluator (torch-free)."""
+        if self.warm_start < 0:
+            raise ValueError(f"warm_start: must be 0 (none) or a number of candidates to score, got {self.warm_start}")
+        if not self.warm_start:
+            if self.warm_start_top is not None or self.warm_start_scores is not None:
+                raise ValueError("warm_start_top / warm_start_scores: they set the warm start; add --warm-start N")
+            return
+        top = self.warm_start_size()
+        if not 1 <= top <= min(self.warm_start, self.budget):
+            raise ValueError(
+                f"warm_start_top: {top} must be between 1 and the smaller of --warm-start ({self.warm_start}) "
+                f"and --budget ({self.budget})"
+            )
+        scores = self.warm_start_scores
+        if scores is not None and (not scores or not all(isinstance(name, str) for name in scores)):
+            raise ValueError(f"warm_start_scores: a list of zero-cost score names, got {scores!r}")
+        space = registry.spaces.get(self.space)
+        check_evaluator_options(WARM_START_EVALUATOR, space, {"scores": self.warm_start_score_names()})
+
+    def warm_start_size(self) -> int:
+        """How many of the warm start's candidates the search evaluates first (default: a tenth of the budget)."""
+        return self.warm_start_top if self.warm_start_top is not None else max(1, self.budget // 10)
+
+    def warm_start_score_names(self) -> list[str]:
+        return list(self.warm_start_scores) if self.warm_start_scores is not None else list(WARM_START_SCORES)
 
     def make_objective(self) -> Objective:
         """The objective the settings name, with the latency settings as the options of ``mnas``."""
