@@ -21,7 +21,6 @@ stem takes RGB, so grey data (digits, a grey folder) is normalised as one channe
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import pickle
@@ -32,12 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from evaluators.dataset_checks import DEFAULT_DATA_DIR, check_class_folders
 from evaluators.dataset_checks import cifar10 as check_cifar10
 from evaluators.dataset_checks import imagefolder as check_imagefolder
-from evaluators.images import grey_statistics, load_image, native_settings, read_image
+from evaluators.images import (
+    decoded,
+    grey_statistics,
+    load_image,
+    native_settings,
+    read_image,
+    retransformed,
+    with_transform,
+)
 from nas.data import (  # noqa: F401  (re-exported: they were defined here)
     DEFAULT_VALIDATION_FRACTION,
     DatasetSplits,
@@ -65,7 +72,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Image files are decoded once into memory when all of them, as float32, fit in this (per process):
 # CIFAR-10 at 32 px takes 0.7 GB; beyond it (ImageNet-sized folders) every epoch reads the files.
 IN_MEMORY_BYTES = 2 * 2**30
-DECODE_BATCH = 256
 SKIPPED_SHOWN = 10  # unreadable image files named in the warning; all are in ``skipped_files``
 
 
@@ -173,13 +179,6 @@ def _in_memory(
     )
 
 
-def _with_transform(dataset: Dataset, transform: object) -> Dataset:
-    """A shallow copy sharing the decoded data, with another transform (train vs. evaluation)."""
-    clone = copy.copy(dataset)
-    clone.transform = transform  # type: ignore[attr-defined]
-    return clone
-
-
 def _transforms(
     geometry: list[Any],
     mean: tuple[float, ...],
@@ -226,16 +225,16 @@ def _splits_from(
     """
     pool = np.arange(len(targets)) if pool is None else pool
     kept, held = stratified_split(np.asarray(targets)[pool], fraction, seed)
-    train: Dataset = Subset(_with_transform(dataset, transforms[0]), pool[kept].tolist())
-    validation: Dataset = Subset(_with_transform(dataset, transforms[1]), pool[held].tolist())
+    train: Dataset = Subset(with_transform(dataset, transforms[0]), pool[kept].tolist())
+    validation: Dataset = Subset(with_transform(dataset, transforms[1]), pool[held].tolist())
     count = len(pool) + (len(test) if test is not None else 0)  # type: ignore[arg-type]
     if count * 3 * resolution * resolution * 4 <= IN_MEMORY_BYTES:
         started = time.perf_counter()
         pixels = transforms[2]
-        train = _decoded(_retransformed(train, pixels), normalization, flip, pad)
-        validation = _decoded(_retransformed(validation, pixels), normalization)
+        train = decoded(retransformed(train, pixels), normalization, flip, pad)
+        validation = decoded(retransformed(validation, pixels), normalization)
         if test is not None:
-            test = _decoded(_retransformed(test, pixels), normalization)
+            test = decoded(retransformed(test, pixels), normalization)
         logger.info(
             "%s: %d images decoded into memory (%.0f MB) in %.1f s",
             name,
@@ -244,41 +243,6 @@ def _splits_from(
             time.perf_counter() - started,
         )
     return DatasetSplits(name, train, validation, test, len(classes), resolution, 3, tuple(classes), normalization)
-
-
-def _retransformed(split: Dataset, transform: object) -> Dataset:
-    """``split`` (a file data set or a ``Subset`` of one) reading its files through ``transform``."""
-    if isinstance(split, Subset):
-        return Subset(_with_transform(split.dataset, transform), split.indices)
-    return _with_transform(split, transform)
-
-
-def _decoded(
-    dataset: Dataset,
-    normalization: tuple[tuple[float, ...], tuple[float, ...]],
-    flip: bool = False,
-    pad: int = 0,
-) -> ImageTensors:
-    """Every example of ``dataset`` (8-bit pixels, or a ``Subset`` of them) decoded, normalised with
-    ``normalization`` as ``ToTensor`` + ``Normalize`` would, grey repeated to 3 channels; the result
-    names its source files as the ``Subset`` it replaces did (``dataset``, ``indices``)."""
-    mean = torch.as_tensor(normalization[0]).view(1, -1, 1, 1)
-    std = torch.as_tensor(normalization[1]).view(1, -1, 1, 1)
-    images, labels = [], []
-    for pixels, label in DataLoader(dataset, batch_size=DECODE_BATCH, num_workers=0):
-        batch = pixels.float().div(255)
-        if batch.shape[1] == 1:
-            batch = batch.expand(-1, 3, -1, -1)
-        images.append((batch - mean) / std)
-        labels.append(label)
-    targets = torch.cat(labels)
-    if isinstance(dataset, Subset):
-        source, positions = dataset.dataset, list(dataset.indices)
-    else:
-        source, positions = dataset, list(range(len(targets)))
-    skipped = tuple(getattr(source, "skipped_files", ()))
-    fill = (-mean / std).flatten()  # black, normalised: RandomCrop pads with 0 before normalising
-    return ImageTensors(torch.cat(images).contiguous(), targets, flip, pad, fill, skipped, source, positions)
 
 
 def cifar10(
@@ -328,7 +292,7 @@ def cifar10(
         seed,
         fraction,
         transforms,
-        _with_transform(test_set, transforms[1]),
+        with_transform(test_set, transforms[1]),
         (CIFAR10_MEAN, CIFAR10_STD),
         flip=augment,
         pad=resolution // 8 if augment else 0,
@@ -389,11 +353,11 @@ def imagefolder(
     mean, std = grey_statistics(dataset, pool, geometry) if grey else (IMAGENET_MEAN, IMAGENET_STD)
     transforms = _transforms(geometry, mean, std, augment, grey=grey)
     test = (
-        _with_transform(test_set, transforms[1])
+        with_transform(test_set, transforms[1])
         if test_set is not None
         else None
         if test_index is None
-        else Subset(_with_transform(dataset, transforms[1]), test_index.tolist())
+        else Subset(with_transform(dataset, transforms[1]), test_index.tolist())
     )
     return _splits_from(
         "imagefolder",

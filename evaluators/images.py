@@ -1,9 +1,10 @@
 """Image files as a search reads them: each checked once from its header (unreadable ones are left
-out and named), a folder's native size and colour, grey folders' statistics, and a loader that
-decodes large JPEGs at a reduced DCT scale."""
+out and named), a folder's native size and colour, grey folders' statistics, a loader that
+decodes large JPEGs at a reduced DCT scale, and whole splits decoded once into memory (``decoded``)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import Counter
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from nas.data import DatasetSplits
+from nas.data import DatasetSplits, ImageTensors
 from nas.errors import first_line
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ NATIVE_RESOLUTION_CAP = 224
 GREY_BANDS = ("1", "L", "I", "F")  # first band of PIL's grey modes: 1, L, LA, I, I;16*, F
 COLOUR_TOLERANCE = 0.01  # a folder is grey if at most this share of its training images is in colour
 GREY_STATISTICS_IMAGES = 256  # training images sampled for a grey folder's mean and std
+DECODE_BATCH = 256  # images decoded into memory a batch at a time
 GREY_SAMPLE_SEED = 1707_07012  # the fixed sample of a grey folder's statistics (no search seed changes them)
 
 
@@ -123,3 +126,45 @@ def _ends_with_jpeg_eoi(path: str | Path) -> bool:
         file.seek(0, os.SEEK_END)
         file.seek(max(file.tell() - 2, 0))
         return file.read() == b"\xff\xd9"
+
+
+def retransformed(split: Dataset, transform: object) -> Dataset:
+    """``split`` (a file data set or a ``Subset`` of one) reading its files through ``transform``."""
+    if isinstance(split, Subset):
+        return Subset(with_transform(split.dataset, transform), split.indices)
+    return with_transform(split, transform)
+
+
+def decoded(
+    dataset: Dataset,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]],
+    flip: bool = False,
+    pad: int = 0,
+) -> ImageTensors:
+    """Every example of ``dataset`` (8-bit pixels, or a ``Subset`` of them) decoded, normalised with
+    ``normalization`` as ``ToTensor`` + ``Normalize`` would, grey repeated to 3 channels; the result
+    names its source files as the ``Subset`` it replaces did (``dataset``, ``indices``)."""
+    mean = torch.as_tensor(normalization[0]).view(1, -1, 1, 1)
+    std = torch.as_tensor(normalization[1]).view(1, -1, 1, 1)
+    images, labels = [], []
+    for pixels, label in DataLoader(dataset, batch_size=DECODE_BATCH, num_workers=0):
+        batch = pixels.float().div(255)
+        if batch.shape[1] == 1:
+            batch = batch.expand(-1, 3, -1, -1)
+        images.append((batch - mean) / std)
+        labels.append(label)
+    targets = torch.cat(labels)
+    if isinstance(dataset, Subset):
+        source, positions = dataset.dataset, list(dataset.indices)
+    else:
+        source, positions = dataset, list(range(len(targets)))
+    skipped = tuple(getattr(source, "skipped_files", ()))
+    fill = (-mean / std).flatten()  # black, normalised: RandomCrop pads with 0 before normalising
+    return ImageTensors(torch.cat(images).contiguous(), targets, flip, pad, fill, skipped, source, positions)
+
+
+def with_transform(dataset: Dataset, transform: object) -> Dataset:
+    """A shallow copy sharing the decoded data, with another transform (train vs. evaluation)."""
+    clone = copy.copy(dataset)
+    clone.transform = transform  # type: ignore[attr-defined]
+    return clone

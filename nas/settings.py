@@ -92,14 +92,18 @@ class EvaluationSettings:
 
     def build_evaluator(self, space: SearchSpace[Any], epochs: int | None) -> Evaluator[Any]:
         """The registered evaluator of these settings for ``space`` (see ``options_with``)."""
+        return self.evaluator_on_data(self.evaluator, space, **self.options_with(epochs))
+
+    def evaluator_on_data(self, name: str, space: SearchSpace[Any], **options: Any) -> Evaluator[Any]:
+        """The registered evaluator ``name`` with ``options``, on these settings' data and seed."""
         return make_evaluator(
-            self.evaluator,
+            name,
             space,
             seed=self.seed,
             dataset=self.dataset,
             data_dir=self.data_dir,
             download=self.download,
-            **self.options_with(epochs),
+            **options,
         )
 
 

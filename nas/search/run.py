@@ -206,15 +206,7 @@ def warm_start(
     the ``zero-cost`` evaluator on the search's data; every candidate and its scores go to
     ``warm_start.json`` in the run directory."""
     scores = settings.warm_start_score_names()
-    evaluator = make_evaluator(
-        WARM_START_EVALUATOR,
-        space,
-        seed=settings.seed,
-        dataset=settings.dataset,
-        data_dir=settings.data_dir,
-        download=settings.download,
-        scores=scores,
-    )
+    evaluator = settings.evaluator_on_data(WARM_START_EVALUATOR, space, scores=scores)
     began = time.perf_counter()
     with intra_op_threads(settings.threads):
         evaluator.prepare()
