@@ -65,28 +65,9 @@ thread: on a shared machine the evaluator's wall-clock ``seconds``, also reporte
 load); the thread count and the load average. The anchors are also given over the
 whole pool, to show how far the sample's figures stray from the pool's.
 
-Combinations (computed from the tables and the log: no training). A combination of estimators scores a
-cell by the mean of its normalised ranks (rank / n, ties sharing their mean rank) under each member,
-ranked among the cells being scored (a half of the pool, the pool, the sample, or the cells a setting
-evaluated) -- as a search would rank the candidates it holds. Zero-cost combinations: every single
-NASLib column, every pair and every triple (``COMBINATION_SIZES``) of the columns, and the combinations
-the literature names (``NAMED_COMBINATIONS``: Abdelfattah et al.'s synflow + jacov + snip, as their
-pairwise majority vote -- each cell scored by the cells it beats on two of the three, its Copeland wins --
-and as a rank mean; and all the columns at once, an unweighted stand-in for NAS-Bench-Suite-Zero's use
-of all its scores). A column whose rho over the selection half is negative as stored (``plain``) is left
-out: turning it round would be a sign chosen on the truth. The choice is made over the pool, not the
-sample: picking the best of ~300 estimators over 60 cells would mostly pick noise (their intervals are
-±0.1 wide). The pool is split in two seeded halves (seed ``[--sample-seed, 2]``): every estimator is
-scored over the selection half and sorted by its rho there; the held-out half, which took no part in
-the choice, gives the figure without selection bias; the pool's and the sample's figures follow (the
-sample's cells lie in both halves, a negligible leak: ~30 of 3,142 cells). Reported: the
-``BEST_COMBINATIONS`` best pairs and triples (the first is *the chosen combination*), the named ones and
-the ``BEST_SINGLES`` best single columns, each with its cost class, that of its costliest member
-(``COST_ORDER``: free < one pass < one batch). Settings combined with zero-cost scores: each setting's
-accuracy with the chosen combination and with each of the best single columns, as the rank mean of the
-two (half the weight each), over the sampled cells the setting evaluated; these rows join the main table
-(``kind`` ``setting + zero-cost``; the CPU seconds are the setting's, the zero-cost scores are not timed),
-as does the chosen zero-cost combination over the sample.
+Combinations (computed from the tables and the log: no training): zero-cost columns and settings
+combined by their mean normalised rank, chosen over one half of the pool -- see ``fidelity_stats.py``,
+which holds the statistics, and ``fidelity_report.py``, which gathers the report and writes it.
 
 Output under ``--out``: ``evaluations.jsonl``, ``cells.json``, ``results.json`` (settings, cells,
 every number; ``zero_cost_combinations``: the split, the reported estimators and ``all`` of them) and
@@ -108,10 +89,8 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import itertools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import re
@@ -125,10 +104,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau, rankdata, spearmanr
 
-SPACE = "nb201"
-TEST, VALID = "test_200ep", "valid_200ep"
+# Siblings of this script: Python puts the script's folder first on sys.path (and spawned workers inherit it).
+from fidelity_report import analyse, markdown
+from fidelity_stats import SPACE, TEST, VALID, Record, Row
+
 NB201_TABLE, ZERO_COST_TABLE = "nb201-cifar10", "zero-cost-cifar10-naslib"
 JPEG_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar"  # ../shared of the repository
 MEMBER = re.compile(r"train/([a-z_]+)/(\d+)\.jpg")
@@ -136,7 +116,6 @@ MIN_TEST = 20.0  # % test_200ep: below it a cell computes nothing (10%, chance)
 TOP_FRACTION = 0.1  # the "top" cells: test_200ep at least the 90th percentile of all 15,625 cells
 EVAL_SEED = 0
 THREADS = 1
-BOOTSTRAP = 2000  # resamples of the cells for the rho intervals
 # The settings evaluated without --setting: the space's proxy network (C = 8, N = 1) on 500 of the
 # 5,000 training images of each class (the same seeded ones for every cell), validated on the 10% held
 # out of all of them (5,000 images), at 1, 4 and 12 epochs; at 4 epochs with NB201's width (C = 16);
@@ -151,52 +130,7 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "e4 C16 N1 500/class": {"epochs": 4, "C": 16, "N": 1, "images_per_class": 500, "validation_fraction": 0.1},
     "e1 C8 N1 all": {"epochs": 1, "C": 8, "N": 1, "validation_fraction": 0.1},
 }
-# The anchors of the NB201 table: label -> (column, cost).
-NB201_ANCHORS: dict[str, tuple[str, str]] = {
-    "NB201 12 epochs, one seed": ("test_12ep_one_seed", "12 epochs, full network (C=16, N=5), 50,000 images (table)"),
-    "NB201 200 epochs, one seed": (
-        "test_200ep_one_seed",
-        "200 epochs, full network, 50,000 images (table; noise ceiling)",
-    ),
-}
-# The cost of each of NASLib's zero-cost scores (full network, at initialisation): what it reads.
-FREE, ONE_PASS, ONE_BATCH = "free", "one pass", "one batch"
-ZERO_COST_COSTS: dict[str, str] = {
-    "params": f"{FREE} (counted)",
-    "flops": f"{FREE} (counted)",
-    "l2_norm": f"{FREE} (weights at init)",
-    "synflow": f"{ONE_PASS} (forward + backward, all-ones input, no data)",
-    "zen": f"{ONE_PASS} (forwards of Gaussian inputs, no data)",
-    "nwot": f"{ONE_BATCH} (forward)",
-    "jacov": f"{ONE_BATCH} (forward + backward)",
-    "snip": f"{ONE_BATCH} (forward + backward)",
-    "grad_norm": f"{ONE_BATCH} (forward + backward)",
-    "fisher": f"{ONE_BATCH} (forward + backward)",
-    "epe_nas": f"{ONE_BATCH} (forward + backward)",
-    "plain": f"{ONE_BATCH} (forward + backward)",
-    "grasp": f"{ONE_BATCH} (forward + 2 backward)",
-}
-# Cheapest first. A one-pass score feeds one input that is no data (synflow: an all-ones image; zen: Gaussian
-# noise); a one-batch score feeds a mini-batch of training images, forward and mostly backward.
-COST_ORDER = (FREE, ONE_PASS, ONE_BATCH)
-# Combinations of zero-cost scores: the mean of each cell's normalised rank (rank / n, among the cells ranked)
-# under each member, or a pairwise majority vote (a cell's score: how many cells it beats on most members).
-RANK_MEAN, VOTE = "rank mean", "vote"
-COMBINATION_SIZES = (2, 3)  # every pair and triple of the zero-cost columns is tried
-BEST_COMBINATIONS = 5  # reported: the best pairs/triples over the selection half of the pool ...
-ZERO_COST_GOAL = 0.85  # issue 24: a zero-cost combination with rho >= 0.85 (at <= 2 s per candidate)
-BEST_SINGLES = 3  # ... the best single columns there; these and the best combination are paired with each setting
-# Combinations used in the literature: (members, method) -> reference.
-NAMED_COMBINATIONS: dict[tuple[tuple[str, ...], str], str] = {
-    (("synflow", "jacov", "snip"), VOTE): "Abdelfattah et al. 2021 (arXiv 2101.08134): majority vote",
-    (("synflow", "jacov", "snip"), RANK_MEAN): "Abdelfattah et al. 2021's trio, as a rank mean",
-}
-ALL_COLUMNS_REFERENCE = (
-    "NAS-Bench-Suite-Zero (arXiv 2210.03230) feeds all its scores to a learned surrogate; here unweighted"
-)
 
-Row = dict[str, str]
-Record = dict[str, Any]
 
 # ------------------------------------------------------------------------------------------- tables
 
@@ -387,397 +321,6 @@ def run_setting(
             raise
 
 
-# -------------------------------------------------------------------------------------------- scores
-
-
-def setting_scores(record: Record) -> dict[str, float]:
-    """The estimators one evaluation gives (higher = better): accuracy and the training-loss trajectory."""
-    metrics = record["metrics"]
-    if "error" in metrics:
-        return {}
-    scores = {"accuracy": float(metrics["accuracy"]), "-train loss, last epoch (SoTL-E)": -metrics["final_train_loss"]}
-    reports = record.get("epoch_reports") or []
-    if "sotl" in metrics:  # the evaluator's own sum of every epoch's mean loss
-        scores["-train loss, all epochs (SoTL)"] = -float(metrics["sotl"])
-    elif record.get("per_epoch"):
-        losses = [r["final_train_loss"] for r in reports] + [metrics["final_train_loss"]]
-        scores["-train loss, all epochs (SoTL)"] = -float(sum(losses))
-    if record.get("per_epoch"):
-        for report in reports:
-            scores[f"accuracy after epoch {report['epochs']}"] = float(report["accuracy"])
-    return scores
-
-
-def bootstrap_rho(x: np.ndarray, y: np.ndarray, draws: int = BOOTSTRAP) -> list[float | None]:
-    """The 95% percentile-bootstrap interval of Spearman's rho (resampling the cells, seeded)."""
-    if len(x) < 4:
-        return [None, None]
-    index = np.random.default_rng(0).integers(0, len(x), (draws, len(x)))
-    rx, ry = rankdata(x[index], axis=1), rankdata(y[index], axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    rho = rho[np.isfinite(rho)]
-    return [finite(v) for v in np.percentile(rho, [2.5, 97.5])] if len(rho) else [None, None]
-
-
-def finite(value: Any) -> float | None:
-    """``value`` as a float, ``None`` for NaN (JSON has no NaN)."""
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def correlations(scores: Mapping[str, float], cells: Sequence[Record], intervals: bool = True) -> dict[str, Any]:
-    """Spearman and Kendall of ``scores`` (arch -> score) against test and valid, all cells and the top ones;
-    with ``intervals``, the bootstrap interval of rho against test."""
-    result: dict[str, Any] = {}
-    for subset in ("all", "top"):
-        chosen = [cell for cell in cells if cell["arch"] in scores and (subset == "all" or cell["top"])]
-        result[f"n_{subset}"] = len(chosen)
-        x = np.array([scores[cell["arch"]] for cell in chosen], dtype=float)
-        for truth, name in ((TEST, "test"), (VALID, "valid")):
-            y = np.array([cell[truth] for cell in chosen], dtype=float)
-            enough = len(chosen) >= 3 and np.ptp(x) > 0
-            result[f"rho_{name}_{subset}"] = finite(spearmanr(x, y).statistic) if enough else None
-            result[f"tau_{name}_{subset}"] = finite(kendalltau(x, y).statistic) if enough else None
-            if name == "test" and intervals:
-                result[f"rho_{name}_{subset}_ci"] = bootstrap_rho(x, y) if enough else [None, None]
-    return result
-
-
-def anchor_scores(cells: Sequence[Record], nb201: Mapping[str, Row], zero_cost: Mapping[str, Row]) -> list[Record]:
-    """The tables' anchors over ``cells``: NB201's one-seed columns and every NASLib zero-cost column."""
-    rows: list[Record] = []
-    for label, (column, cost) in NB201_ANCHORS.items():
-        scores = {cell["arch"]: float(nb201[cell["arch"]][column]) for cell in cells}
-        rows.append({"estimator": label, "kind": "anchor", "column": column, "cost": cost, "scores": scores})
-    columns = [column for column in next(iter(zero_cost.values())) if column != "arch"]
-    for column in columns:
-        scores = {cell["arch"]: float(zero_cost[cell["arch"]][column]) for cell in cells}
-        cost = ZERO_COST_COSTS.get(column, "see NASLib (NAS-Bench-Suite-Zero)")
-        rows.append(
-            {"estimator": f"NASLib {column}", "kind": "anchor", "column": column, "cost": cost, "scores": scores}
-        )
-    return rows
-
-
-# ---------------------------------------------------------------------------------- combinations
-
-
-def zero_cost_table(zero_cost: Mapping[str, Row]) -> dict[str, dict[str, float]]:
-    """NASLib's zero-cost scores by column, then cell: ``{column: {arch: score}}`` (as stored)."""
-    columns = [column for column in next(iter(zero_cost.values())) if column != "arch"]
-    return {column: {arch: float(row[column]) for arch, row in zero_cost.items()} for column in columns}
-
-
-def cost_class(column: str) -> str:
-    """The cost class of a zero-cost column (``COST_ORDER``); an unknown one counts as ``ONE_BATCH``."""
-    cost = ZERO_COST_COSTS.get(column, ONE_BATCH)
-    return next((kind for kind in COST_ORDER if cost.startswith(kind)), ONE_BATCH)
-
-
-def combination_cost(members: Sequence[str]) -> str:
-    """The cost of computing every member: that of the costliest, naming the members in that class."""
-    if len(members) == 1:
-        return ZERO_COST_COSTS.get(members[0], ONE_BATCH)
-    costliest = max((cost_class(member) for member in members), key=COST_ORDER.index)
-    return f"{costliest} ({', '.join(m for m in members if cost_class(m) == costliest)})"
-
-
-def normalised_ranks(values: np.ndarray) -> np.ndarray:
-    """Each value's rank among ``values`` (ties: their mean rank) over their number: in (0, 1], higher = better."""
-    return np.asarray(rankdata(values), dtype=float) / len(values)
-
-
-def majority_wins(values: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """A pairwise majority vote turned into a score: for each cell (column of ``values``, one row per score),
-    the number of cells that more than half of the scores rank strictly below it (its Copeland wins)."""
-    count, cells = values.shape
-    wins = np.empty(cells)
-    for start in range(0, cells, chunk):
-        ahead = (values[:, start : start + chunk, None] > values[:, None, :]).sum(axis=0)
-        wins[start : start + chunk] = (2 * ahead > count).sum(axis=1)
-    return wins
-
-
-def combined_scores(
-    members: Sequence[Mapping[str, float]], archs: Sequence[str], method: str = RANK_MEAN
-) -> dict[str, float]:
-    """One score per cell of ``archs`` from several (each ``{arch: score}``, higher = better): the mean of the
-    cells' normalised ranks among ``archs`` (``RANK_MEAN``), or ``VOTE``'s majority wins; one member as it is."""
-    values = np.array([[member[arch] for arch in archs] for member in members], dtype=float)
-    if method == VOTE:
-        combined = majority_wins(values)
-    elif len(members) == 1:
-        combined = values[0]
-    else:
-        combined = np.mean([normalised_ranks(row) for row in values], axis=0)
-    return dict(zip(archs, combined.tolist(), strict=True))
-
-
-def zero_cost_scores(
-    estimator: Mapping[str, Any], table: Mapping[str, Mapping[str, float]], archs: Sequence[str]
-) -> dict[str, float]:
-    """The scores of a zero-cost estimator (a column, a rank mean or a vote of columns) over ``archs``."""
-    return combined_scores([table[m] for m in estimator["members"]], archs, estimator["method"])
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    return finite(spearmanr(x, y).statistic) if len(x) >= 3 and np.ptp(x) > 0 else None
-
-
-def search_combinations(
-    pool_cells: Sequence[Record], table: Mapping[str, Mapping[str, float]], seed: int
-) -> dict[str, Any]:
-    """Every zero-cost column, pair and triple (as ``RANK_MEAN``) and the ``NAMED_COMBINATIONS``, scored over a
-    seeded half of the pool (selection), the other half (held out) and the whole pool; sorted by the selection
-    half's rho against ``test_200ep``. A column whose rho over the selection half is negative is left out."""
-    order = np.random.default_rng([seed, 2]).permutation(len(pool_cells))
-    half = len(pool_cells) // 2
-    subsets = {
-        "selection": [pool_cells[i] for i in sorted(order[:half])],
-        "held_out": [pool_cells[i] for i in sorted(order[half:])],
-        "pool": list(pool_cells),
-    }
-    truth = {name: np.array([cell[TEST] for cell in cells]) for name, cells in subsets.items()}
-    top = {name: np.array([bool(cell["top"]) for cell in cells]) for name, cells in subsets.items()}
-    archs = {name: [cell["arch"] for cell in cells] for name, cells in subsets.items()}
-    ranks = {
-        name: {column: normalised_ranks(np.array([scores[a] for a in archs[name]])) for column, scores in table.items()}
-        for name in subsets
-    }
-    selection_rho = {column: spearman(ranks["selection"][column], truth["selection"]) for column in table}
-    excluded = {column: rho for column, rho in selection_rho.items() if rho is None or rho < 0}
-    columns = [column for column in table if column not in excluded]
-    estimators: dict[tuple[frozenset[str], str], Record] = {
-        (frozenset(members), RANK_MEAN): {"members": list(members), "method": RANK_MEAN, "named": None}
-        for size in (1, *COMBINATION_SIZES)
-        for members in itertools.combinations(columns, size)
-    }
-    named = {**NAMED_COMBINATIONS, (tuple(columns), RANK_MEAN): ALL_COLUMNS_REFERENCE}
-    for (members, method), reference in named.items():
-        if all(member in columns for member in members):
-            key = (frozenset(members), method)
-            estimators.setdefault(key, {"members": list(members), "method": method})["named"] = reference
-    rows: list[Record] = []
-    for estimator in estimators.values():
-        members, method = estimator["members"], estimator["method"]
-        row: Record = {
-            "estimator": combination_name(members, method),
-            **estimator,
-            "cost": combination_cost(members),
-            "cost_class": max((cost_class(m) for m in members), key=COST_ORDER.index),
-        }
-        for name in subsets:
-            if method == VOTE:
-                values = np.array([[table[m][a] for a in archs[name]] for m in members], dtype=float)
-                x = majority_wins(values)
-            else:
-                x = np.mean([ranks[name][m] for m in members], axis=0)
-            row[f"rho_{name}"] = spearman(x, truth[name])
-            row[f"rho_{name}_top"] = spearman(x[top[name]], truth[name][top[name]])
-        rows.append(row)
-    rows.sort(key=lambda row: -(row["rho_selection"] if row["rho_selection"] is not None else -2.0))
-    return {
-        "seed": [seed, 2],
-        "sizes": {name: len(cells) for name, cells in subsets.items()},
-        "top": {name: int(mask.sum()) for name, mask in top.items()},
-        "columns": columns,
-        "excluded": excluded,
-        "rows": rows,
-    }
-
-
-def reported_combinations(rows: Sequence[Record]) -> list[Record]:
-    """Of ``search_combinations``' rows (best first): the ``BEST_COMBINATIONS`` best pairs and triples (the first:
-    the chosen combination), the named ones, and the ``BEST_SINGLES`` best single columns; each with its role."""
-    combinations = [r for r in rows if r["method"] == RANK_MEAN and len(r["members"]) in COMBINATION_SIZES]
-    singles = [r for r in rows if len(r["members"]) == 1]
-    reported = [
-        {**r, "role": "chosen" if i == 0 else f"#{i + 1}"} for i, r in enumerate(combinations[:BEST_COMBINATIONS])
-    ]
-    best = {r["estimator"] for r in reported}
-    reported += [{**r, "role": "named"} for r in rows if r.get("named") and r["estimator"] not in best]
-    reported += [{**r, "role": f"single #{i + 1}"} for i, r in enumerate(singles[:BEST_SINGLES])]
-    return reported
-
-
-def combination_name(members: Sequence[str], method: str = RANK_MEAN) -> str:
-    """``a + b`` for a rank mean (``all N scores`` past ``COMBINATION_SIZES``), ``vote of a, b, c`` for a vote."""
-    if method == VOTE:
-        return f"vote of {', '.join(members)}"
-    return " + ".join(members) if len(members) <= max(COMBINATION_SIZES) else f"all {len(members)} scores"
-
-
-def setting_cost(options: Mapping[str, Any], records: Sequence[Record]) -> str:
-    """The setting's training in words: epochs, images, network and input size."""
-    from evaluators.proxy_options import DEFAULT_EPOCHS
-    from nas.space import get
-
-    reduction = {**get(SPACE).proxy_reduction, **{k: v for k, v in options.items() if k in ("C", "N")}}
-    train = {r["train_images"] for r in records}
-    resolution = {r["metrics"].get("resolution") for r in records} - {None}
-    epochs = options.get("epochs", DEFAULT_EPOCHS)
-    return (
-        f"{epochs} epoch{'' if epochs == 1 else 's'} × "
-        + "/".join(f"{n:,}" for n in sorted(train))
-        + f" images, C={reduction['C']} N={reduction['N']}"
-        + (f", {'/'.join(str(r) for r in sorted(resolution))} px" if resolution else "")
-    )
-
-
-def mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
-# -------------------------------------------------------------------------------------------- report
-
-
-def text(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def with_interval(row: Mapping[str, Any], key: str) -> str:
-    low, high = row.get(f"{key}_ci", [None, None])
-    interval = f" ({text(low, 2)}, {text(high, 2)})" if low is not None and high is not None else ""
-    return text(row.get(key)) + interval
-
-
-def markdown(report: Mapping[str, Any]) -> str:
-    sample, machine = report["sample"], report["machine"]
-    lines = [
-        "# NAS-Bench-201 (CIFAR-10): proxy settings and anchors against the 200-epoch accuracy",
-        "",
-        f"`{report['command']}`",
-        "",
-        f"{sample['cells']} cells ({sample['spread']} stratified by `test_200ep` quantiles, {sample['top_drawn']} "
-        f"more from the best 10%; {sample['top']} of all are top-10%: `test_200ep` ≥ {sample['threshold']:.2f}), "
-        f"one per isomorphism class, `test_200ep` ≥ {MIN_TEST:.0f}%, from a pool of {sample['pool']} cells "
-        f"(sample seed {sample['seed']}). Data: {report['data']['images']:,} CIFAR-10 training images "
-        f"(JPEG re-encoding) extracted to `{report['data']['scratch']}`. "
-        f"{machine['workers']} worker(s), {machine['threads']} torch thread each; load average at the start "
-        f"{' / '.join(f'{v:.2f}' for v in machine['loadavg_start'])}, at the end "
-        f"{' / '.join(f'{v:.2f}' for v in machine['loadavg_end'])} (1 / 5 / 15 min; 2 cores).",
-        "",
-        "ρ: Spearman, τ: Kendall, against `test_200ep` unless marked valid (`valid_200ep`); in parentheses "
-        f"the 95% bootstrap interval ({BOOTSTRAP} resamples of the cells). CPU s per candidate: mean CPU time "
-        "of the worker around `evaluate` (one thread); the wall-clock `seconds` are in the settings table. "
-        "`setting: accuracy + X`: the setting's accuracy and the zero-cost estimator X as a mean of ranks; "
-        "`zero-cost ...`: the zero-cost combination chosen over half the pool (both: see the last sections).",
-        "",
-        "| estimator | cost | ρ test all | ρ test top 10% | τ all | τ top 10% | ρ valid all | CPU s per candidate "
-        "| n cells (top) |",
-        "|---|---|---|---|---|---|---|---:|---|",
-    ]
-    for row in report["estimators"]:
-        seconds = text(row.get("cpu_seconds"), 1)
-        lines.append(
-            f"| {row['estimator']} | {row['cost']} | {with_interval(row, 'rho_test_all')} "
-            f"| {with_interval(row, 'rho_test_top')} | {text(row['tau_test_all'])} | {text(row['tau_test_top'])} "
-            f"| {text(row['rho_valid_all'])} | {seconds} | {row['n_all']} ({row['n_top']}) |"
-        )
-    lines += [
-        "",
-        "## Settings",
-        "",
-        "| setting | options | evaluated | failed | CPU s | wall s (`seconds`) | train s | mean load (1 min) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, setting in report["settings"].items():
-        lines.append(
-            f"| {label} | `{json.dumps(setting['options'])}` | {setting['evaluated']} | {setting['failed']} "
-            f"| {text(setting['cpu_seconds'], 1)} | {text(setting['seconds'], 1)} "
-            f"| {text(setting['train_seconds'], 1)} | {text(setting['loadavg'], 2)} |"
-        )
-    failures = [f"{label}: {e}" for label, s in report["settings"].items() for e in s["errors"][:3]]
-    if failures:
-        lines += ["", "Failures (first 3 per setting): " + "; ".join(failures)]
-    lines += [
-        "",
-        f"## Anchors over the whole pool ({sample['pool']} cells, {report['pool_top']} of them top-10%)",
-        "",
-        "| estimator | ρ test all | ρ test top 10% | τ all | ρ valid all |",
-        "|---|---|---|---|---|",
-    ]
-    for row in report["pool_anchors"]:
-        lines.append(
-            f"| {row['estimator']} | {text(row['rho_test_all'])} | {text(row['rho_test_top'])} "
-            f"| {text(row['tau_test_all'])} | {text(row['rho_valid_all'])} |"
-        )
-    return "\n".join(lines + combination_sections(report)) + "\n"
-
-
-def combination_sections(report: Mapping[str, Any]) -> list[str]:
-    """The markdown of the zero-cost combinations and of the settings combined with zero-cost scores."""
-    search, sample = report["zero_cost_combinations"], report["sample"]
-    sizes, tops = search["sizes"], search["top"]
-    excluded = ", ".join(f"`{c}` (ρ {text(rho, 2)})" for c, rho in search["excluded"].items()) or "none"
-    chosen = search["reported"][0]
-    goal = [r for r in search["all"] if (r["rho_held_out"] or -1) >= ZERO_COST_GOAL]
-    lines = [
-        "",
-        "## Zero-cost combinations: chosen over one half of the pool, checked on the other half and on the sample",
-        "",
-        f"A combination scores a cell by the mean of its normalised ranks (rank / n, ties sharing their mean rank, "
-        f"among the cells being ranked: a half, the pool or the sample) under its members, NASLib's scores as "
-        f"stored. Every single column, pair and triple of the {len(search['columns'])} columns "
-        f"({', '.join(f'`{c}`' for c in search['columns'])}) and the named combinations -- {len(search['all'])} "
-        f"estimators -- were scored over a seeded half of the pool (selection: {sizes['selection']} cells, "
-        f"{tops['selection']} top-10%, seed {search['split_seed']}) and sorted by ρ there. The other half (held "
-        f"out: {sizes['held_out']} cells, {tops['held_out']} top-10%) played no part in the choice: its ρ is the "
-        f"figure without selection bias (the best of {len(search['all'])} over the selection half is optimistic "
-        f"by construction, and more so over the {sample['cells']} sampled cells, whose intervals are ±0.1). Left "
-        f"out: columns whose ρ over the selection half is negative, {excluded}: as stored they rank backwards, "
-        "and turning one round would be a choice made on the truth. The vote is Abdelfattah et al.'s pairwise "
-        "majority of three scores, scored by each cell's wins (Copeland). Cost: that of the costliest member "
-        f"({' < '.join(COST_ORDER)}); NASLib scored the full network (C=16, N=5) -- the seconds are not measured "
-        "here. Shown: the best pairs and triples (the first is the chosen one), the named ones, the best single "
-        "columns; `all` in `results.json` holds every estimator.",
-        "",
-        "| zero-cost estimator | role | cost | ρ selection half | ρ held-out half | ρ held-out top 10% | ρ pool "
-        "| ρ pool top 10% | ρ sample | ρ sample top 10% | τ sample |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in search["reported"]:
-        role = row["role"] + (f": {row['named']}" if row.get("named") else "")
-        ranked = row["sample"]
-        lines.append(
-            f"| {row['estimator']} | {role} | {row['cost']} | {text(row['rho_selection'])} "
-            f"| {text(row['rho_held_out'])} | {text(row['rho_held_out_top'])} | {text(row['rho_pool'])} "
-            f"| {text(row['rho_pool_top'])} | {with_interval(ranked, 'rho_test_all')} "
-            f"| {with_interval(ranked, 'rho_test_top')} | {text(ranked['tau_test_all'])} |"
-        )
-    lines += [
-        "",
-        f"The chosen combination, {chosen['estimator']}, ranks the held-out half at ρ {text(chosen['rho_held_out'])} "
-        f"(ρ ≥ {ZERO_COST_GOAL} asked by issue 24: {len(goal)} of the {len(search['all'])} estimators reach it "
-        "there, a count, not a choice).",
-        "",
-        "## Settings combined with zero-cost scores",
-        "",
-        "A setting's accuracy and a zero-cost estimator (the chosen combination and the best single columns, "
-        "chosen over the selection half of the pool, not over the sample), each ranked among the sampled cells "
-        "the setting evaluated, as the mean of the two normalised ranks (half the weight each). Alone: the "
-        "accuracy and the zero-cost estimator over the same cells. These rows are also in the main table.",
-        "",
-        "| setting | + zero-cost | cost | ρ test all | ρ test top 10% | accuracy alone: ρ all, top "
-        "| zero-cost alone: ρ all, top | n cells (top) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["estimators"]:
-        if row["kind"] == "setting + zero-cost":
-            accuracy, partner = row["accuracy_alone"], row["partner_alone"]
-            lines.append(
-                f"| {row['setting']} | {row['partner']} | {row['cost']} | {with_interval(row, 'rho_test_all')} "
-                f"| {with_interval(row, 'rho_test_top')} "
-                f"| {text(accuracy['rho_test_all'])}, {text(accuracy['rho_test_top'])} "
-                f"| {text(partner['rho_test_all'])}, {text(partner['rho_test_top'])} "
-                f"| {row['n_all']} ({row['n_top']}) |"
-            )
-    return lines
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -887,95 +430,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         {"arch": row["arch"], TEST: float(row[TEST]), VALID: float(row[VALID]), "top": float(row[TEST]) >= threshold}
         for row in pool
     ]
-    table = zero_cost_table(zero_cost)
-    search = search_combinations(pool_cells, table, args.sample_seed)
-    reported = reported_combinations(search["rows"])
-    sample_archs = [cell["arch"] for cell in cells]
-    for row in reported:
-        row["sample"] = correlations(zero_cost_scores(row, table, sample_archs), cells)
-    chosen = reported[0]
-    partners = [chosen] + [row for row in reported if row["role"].startswith("single")]
-    estimators: list[Record] = []
-    setting_facts: dict[str, Any] = {}
-    per_cell: dict[str, dict[str, Any]] = {
-        cell["arch"]: {"arch": cell["arch"], "index": cell["index"]} for cell in cells
-    }
+    evaluated: dict[str, list[Record]] = {}
     for label, options in settings.items():
         keys = {record_key(label, options, cell["arch"], data, args.per_epoch): cell["arch"] for cell in cells}
-        records = [done[key] for key in keys if key in done]
-        good = [r for r in records if "error" not in r["metrics"]]
-        setting_facts[label] = {
-            "options": options,
-            "evaluated": len(records),
-            "failed": len(records) - len(good),
-            "errors": [f"#{r['index']}: {r['metrics']['error']}" for r in records if "error" in r["metrics"]],
-            "seconds": mean([r["metrics"]["seconds"] for r in records]),
-            "cpu_seconds": mean([r["cpu_seconds"] for r in records]),
-            "train_seconds": mean([r["metrics"]["train_seconds"] for r in good]),
-            "threads": sorted({r["threads"] for r in records}),
-            "train_images": sorted({r["train_images"] for r in records}),
-            "validation_images": sorted({r["validation_images"] for r in records}),
-            "loadavg": mean([r["loadavg"] for r in records]),
-        }
-        if not records:
-            continue
-        scored: dict[str, dict[str, float]] = {}
-        for record in good:
-            for name, value in setting_scores(record).items():
-                scored.setdefault(name, {})[record["arch"]] = value
-                per_cell[record["arch"]][f"{label}: {name}"] = value
-        for name, scores in scored.items():
-            estimators.append(
-                {
-                    "estimator": f"{label}: {name}",
-                    "kind": "setting",
-                    "setting": label,
-                    "cost": setting_cost(options, records),
-                    "seconds": setting_facts[label]["seconds"],
-                    "cpu_seconds": setting_facts[label]["cpu_seconds"],
-                    **correlations(scores, cells),
-                }
-            )
-        accuracy = scored.get("accuracy", {})
-        archs = [arch for arch in sample_archs if arch in accuracy]
-        for partner in partners if archs else []:
-            name = f"{label}: accuracy + {partner['estimator']}"
-            alone = zero_cost_scores(partner, table, archs)
-            scores = combined_scores([accuracy, alone], archs)
-            for arch, value in scores.items():
-                per_cell[arch][name] = value
-            estimators.append(
-                {
-                    "estimator": name,
-                    "kind": "setting + zero-cost",
-                    "setting": label,
-                    "partner": partner["estimator"],
-                    "partner_alone": correlations(alone, cells, intervals=False),
-                    "accuracy_alone": correlations(accuracy, cells, intervals=False),
-                    "cost": f"{setting_cost(options, records)} + {partner['cost']}",
-                    "seconds": setting_facts[label]["seconds"],
-                    "cpu_seconds": setting_facts[label]["cpu_seconds"],
-                    **correlations(scores, cells),
-                }
-            )
-    anchors = anchor_scores(cells, nb201, zero_cost)
-    for anchor in anchors:
-        estimators.append(
-            {**{k: v for k, v in anchor.items() if k != "scores"}, **correlations(anchor["scores"], cells)}
-        )
-    name = f"zero-cost {chosen['estimator']} ({RANK_MEAN}, chosen over half the pool)"
-    estimators.append(
-        {"estimator": name, "kind": "zero-cost combination", "members": chosen["members"], "cost": chosen["cost"]}
-        | chosen["sample"]
-    )
-    for arch, value in zero_cost_scores(chosen, table, sample_archs).items():
-        per_cell[arch][name] = value
-    pool_anchors = [
-        {"estimator": a["estimator"], **correlations(a["scores"], pool_cells, intervals=False)}
-        for a in anchor_scores(pool_cells, nb201, zero_cost)
-    ]
-    for cell in cells:
-        per_cell[cell["arch"]].update({TEST: cell[TEST], VALID: cell[VALID], "group": cell["group"]})
+        evaluated[label] = [done[key] for key in keys if key in done]
+    analysis = analyse(settings, evaluated, cells, pool_cells, nb201, zero_cost, args.sample_seed)
     report = {
         "command": command,
         "machine": {
@@ -998,22 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "min_test": MIN_TEST,
             "list": cells,
         },
-        "settings": setting_facts,
-        "estimators": estimators,
-        "pool_top": sum(cell["top"] for cell in pool_cells),
-        "pool_anchors": pool_anchors,
-        "zero_cost_combinations": {
-            "method": f"{RANK_MEAN} of the members' normalised ranks (rank / n) among the cells ranked",
-            "split_seed": search["seed"],
-            "sizes": search["sizes"],
-            "top": search["top"],
-            "columns": search["columns"],
-            "excluded": search["excluded"],
-            "selected_by": f"rho against {TEST} over the selection half",
-            "reported": reported,
-            "all": search["rows"],
-        },
-        "per_cell": list(per_cell.values()),
+        **analysis,
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     (args.out / "results.md").write_text(markdown(report))
