@@ -68,11 +68,17 @@ def write_outputs(
     text = _report(settings, journal, ranked, stats, evaluation or {}, controller, _describer(space), extra)
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
-    text += _certainty_section(ranked)
+    finals = [record for _, record in final or [] if not record.result.failed]
+    metric = objective.metric if isinstance(objective, MetricObjective) else "accuracy"
+    spread = single_noise(finals, metric)
+    measured = None if spread is None else (spread, len(finals))
+    text += _certainty_section(ranked, objective, measured)
     if optima and best is not None:
         text += _regret_section(best, optima)
     if final is not None:
         text += _final_section(final, chosen)
+        final_ranked = sorted(finals, key=lambda r: -float(r.result.reward or 0.0))
+        text += _certainty_section(final_ranked, objective, measured, final=True)
     atomic_write_text(out / "report.md", text)
     return chosen[1] if chosen is not None else best
 
@@ -299,35 +305,73 @@ def _rate(stats: SearchStats) -> str:
 TIE_Z = 2.0  # rewards closer than this many standard errors of their difference are shown as tied (about 95%)
 
 
-def accuracy_noise(metrics: Mapping[str, Any]) -> tuple[float, str] | None:
-    """The standard error of one candidate's accuracy, and where it comes from; None if nothing says.
+def reward_noise(metrics: Mapping[str, Any], metric: str = "accuracy") -> tuple[float, str] | None:
+    """The standard error of one candidate's ``metric``, and where it comes from; None if nothing says.
 
-    Measured where the candidate was evaluated more than once (``--repeats``: other seeds and another
-    validation split; the standard deviation over the repeats divided by their root), else the
-    sampling error of its validation images alone (binomial, sqrt(p (1 - p) / n)): a lower bound,
-    since training from another seed moves a proxy's accuracy too.
+    Measured where the candidate was evaluated more than once (``--repeats``, a final stage: other
+    seeds and another validation split; the standard deviation over the repeats divided by their
+    root), else, for the accuracy, the sampling error of its validation images alone (binomial,
+    sqrt(p (1 - p) / n)): a lower bound, since training from another seed moves a proxy's accuracy too.
     """
-    accuracy, repeats, spread = metrics.get("accuracy"), metrics.get("repeats", 1), metrics.get("accuracy_std")
-    if not isinstance(accuracy, (int, float)):
+    value, repeats, spread = metrics.get(metric), metrics.get("repeats", 1), metrics.get(f"{metric}_std")
+    if not isinstance(value, (int, float)):
         return None
     if isinstance(repeats, int) and repeats > 1 and isinstance(spread, (int, float)):
         return float(spread) / math.sqrt(repeats), f"measured over {repeats} repeats"
     images = metrics.get("validation_images")
-    if isinstance(images, int) and images > 0:
-        return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / images), f"binomial, {images:,} validation images"
+    if metric == "accuracy" and isinstance(images, int) and images > 0:
+        return math.sqrt(max(value * (1 - value), 0.0) / images), f"binomial, {images:,} validation images"
     return None
 
 
-def _certainty_section(ranked: list[Record]) -> str:
+def _repeats(record: Record) -> int:
+    repeats = record.result.metrics.get("repeats", 1)
+    return repeats if isinstance(repeats, int) and repeats > 0 else 1
+
+
+def single_noise(records: list[Record], metric: str) -> float | None:
+    """The standard deviation of one evaluation's ``metric``, pooled over ``records`` evaluated more than
+    once (root mean of their variances); None without any."""
+    variances = [
+        float(r.result.metrics[f"{metric}_std"]) ** 2
+        for r in records
+        if not r.result.failed
+        and isinstance(r.result.metrics.get("repeats"), int)
+        and r.result.metrics["repeats"] > 1
+        and isinstance(r.result.metrics.get(f"{metric}_std"), (int, float))
+    ]
+    return math.sqrt(sum(variances) / len(variances)) if variances else None
+
+
+def _certainty_section(
+    ranked: list[Record],
+    objective: Objective | None = None,
+    measured: tuple[float, int] | None = None,
+    final: bool = False,
+) -> str:
     """Which of the best candidates are tied with the best within the evaluator's noise.
 
-    Only where the reward is the accuracy itself, and each of the top 10 carries its noise
-    (``accuracy_noise``); a difference counts when it exceeds ``TIE_Z`` standard errors of it.
+    Only where the reward is one metric (``MetricObjective``; default the accuracy) and either
+    ``measured`` gives one evaluation's noise (standard deviation, and the number of candidates it was
+    pooled over: a final stage's repeats, ``single_noise``), or each of the top 10 carries its own
+    (``reward_noise``); a difference counts when it exceeds ``TIE_Z`` standard errors of it.
+    ``final``: the records are a final stage's.
     """
+    objective = objective if objective is not None else MetricObjective("accuracy")
     top = ranked[:10]
-    if len(top) < 2 or any(r.result.reward != r.result.metrics.get("accuracy") for r in top):
+    if len(top) < 2 or not isinstance(objective, MetricObjective):
         return ""
-    noises = [accuracy_noise(r.result.metrics) for r in top]
+    metric = objective.metric
+    if any(r.result.reward is None or metric not in r.result.metrics for r in top):
+        return ""
+    if any(r.result.reward != objective.reward(r.result.metrics) for r in top):
+        return ""
+    if measured is None:
+        noises = [reward_noise(r.result.metrics, metric) for r in top]
+    else:  # one evaluation's spread, pooled, divided by the root of each candidate's repeats
+        count = f"{measured[1]} final-stage candidate" + ("s" if measured[1] != 1 else "")
+        pooled = f"one evaluation's spread, pooled over the repeats of {count}"
+        noises = [(measured[0] / math.sqrt(_repeats(r)), pooled) for r in top]
     if any(noise is None for noise in noises):
         return ""
     errors = [noise[0] for noise in noises if noise is not None]
@@ -341,21 +385,25 @@ def _certainty_section(ranked: list[Record]) -> str:
     sources = sorted({noise[1] for noise in noises if noise is not None})
     lines = [
         "",
-        "## How sure",
+        "## How sure: the final stage" if final else "## How sure",
         "",
         f"- the top {len(top)} rewards span {_number(best - float(top[-1].result.reward or 0.0))} "
-        f"({_number(top[-1].result.reward)} to {_number(best)})",
-        f"- the noise of one candidate's accuracy: ±{_number(errors[0])} for the best "
+        f"({_number(top[-1].result.reward)} to {_number(best)}; reward: {objective.name})",
+        f"- the noise of one candidate's {metric}: ±{_number(errors[0])} for the best "
         f"(standard error; {', '.join(sources)})",
     ]
     if len(tied) == 1:
         lines.append(f"- the best (trial {top[0].trial_id}) is ahead of the others by more than the noise")
     else:
         trials = ", ".join(str(r.trial_id) for r in tied)
+        remedy = (
+            "more `--final-repeats` tell them apart"
+            if final
+            else f"a final stage (`--final-top {len(tied)}` with `--final-repeats`) tells them apart"
+        )
         lines.append(
             f"- **tied within the noise**: the best {len(tied)} (trials {trials}) differ by less than "
-            f"{TIE_Z:g} standard errors of their difference; a final stage (`--final-top {len(tied)}` "
-            "with `--final-repeats`) tells them apart"
+            f"{TIE_Z:g} standard errors of their difference; {remedy}"
         )
     if any("binomial" in source for source in sources):
         lines.append(

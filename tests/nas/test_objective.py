@@ -201,3 +201,14 @@ def test_a_run_recorded_with_proxy_resumes_under_evaluator_options(tmp_path: Pat
     best, stats = run_search(SearchSettings(**{**settings.__dict__, "budget": 2}))
     assert stats.evaluated == 1 and len(optuna.load_study(study_name="nas-search", storage=storage).trials) == 2
     assert json.loads((out / "best.json").read_text())["space"] == "efficientnet"
+
+
+def test_an_unnamed_objective_is_the_evaluators_default(tmp_path: Path, table_evaluator: str) -> None:
+    # The proxy's short trainings rank by the last epoch's training loss (SoTL-E); a table, any other
+    # evaluator, by the accuracy; a named objective always wins, and the resolved name is the identity.
+    proxy = SearchSettings(out=str(tmp_path / "p"), space="nb201")
+    assert proxy.objective == "metric:final_train_loss:min" and proxy.identity()["objective"] == proxy.objective
+    assert proxy.make_objective() == MetricObjective("final_train_loss", "min")
+    assert SearchSettings(out=str(tmp_path / "t"), evaluator="tabular").objective == "accuracy"
+    assert SearchSettings(out=str(tmp_path / "o"), evaluator=table_evaluator).objective == "accuracy"
+    assert SearchSettings(out=str(tmp_path / "n"), objective="accuracy").objective == "accuracy"

@@ -156,7 +156,7 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
     for trial in search_trials:
         metrics = trial.user_attrs["metrics"]
         assert metrics["repeats"] == 2 and len(metrics["accuracy_repeats"]) == 2
-        assert trial.value == pytest.approx(metrics["accuracy"])
+        assert trial.value == pytest.approx(-metrics["final_train_loss"])  # the proxy's default reward (SoTL-E)
     best_search = max(search_trials, key=lambda t: t.value)
     final_trials = _trials(out, "nas-search-final")
     assert len(final_trials) == 1 and final_trials[0].user_attrs["trial_id"] == best_search.user_attrs["trial_id"]
@@ -165,6 +165,9 @@ def test_repeats_and_the_final_stage_end_to_end_and_resume(tmp_path, monkeypatch
     assert sorted({(r, e) for _, r, e in calls}) == [(0, 1), (1, 1), (2, 2), (3, 2)]
     report = (out / "report.md").read_text()
     assert "## Final selection" in report and " ± " in report
+    # the final stage's repeats measure one evaluation's noise, which judges the search and the stage
+    assert "## How sure\n" in report and "pooled over the repeats of 1 final-stage candidate)" in report
+    assert "## How sure: the final stage" not in report  # one final candidate: nothing to compare
     assert json.loads((out / "best.json").read_text()) == best_search.user_attrs["genotype"]
     # a larger final stage on the same run: the search and the first final evaluation are not re-run
     calls.clear()

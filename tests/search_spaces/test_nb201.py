@@ -330,9 +330,9 @@ def test_same_outputs_as_the_reference_network_with_the_same_weights(text):
 
 
 def test_proxy_network_compiles_trains_and_all_none_cells_keep_their_shape():
-    assert dict(SPACE.proxy_reduction) == {"C": 8, "N": 1}
+    assert dict(SPACE.proxy_reduction) == {"C": 8, "N": 1, "resolution": 16}
     for text in (BEST, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"):
-        ir = SPACE.lower(SPACE.from_string(text), num_classes=3, resolution=16, **SPACE.proxy_reduction)
+        ir = SPACE.lower(SPACE.from_string(text), num_classes=3, **SPACE.proxy_reduction)
         model = nas.compile(ir, seed=0).train()
         logits = model(torch.randn(2, 3, 16, 16))
         assert logits.shape == (2, 3) and torch.isfinite(logits).all()
