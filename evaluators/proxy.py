@@ -80,7 +80,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
             raise ValueError(f"dataset: unknown dataset {dataset!r}; valid: {registry.datasets.names()}")
         reduction = proxy_reduction(self.space)
         trial_seeds(seed, 0)  # validates ``seed``
-        self.options = ProxyOptions.of(self.space, options)
+        self.options = self.OPTIONS.of(self.space, options)
         try:
             self.device = torch.device(self.options.device)
         except (RuntimeError, TypeError):
@@ -104,6 +104,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
 
     repeatable = True  # repeat r: other seeds and another validation split (``prepare_repeats``)
     reports_epochs = True  # early stopping: the validation accuracy after every epoch
+    OPTIONS: type[ProxyOptions] = ProxyOptions  # the options class (a subclass changes defaults: the supernet)
 
     def metrics(self) -> tuple[str, ...]:
         """The metrics a successful evaluation returns (the ``full_*`` costs with ``full_cost``).

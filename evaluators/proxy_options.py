@@ -126,16 +126,19 @@ class ProxyOptions:
         return cls(**{key: value for key, value in options.items() if key in names}, reduction=reduction)
 
 
-def check(space: SearchSpace[Any], options: Mapping[str, Any]) -> None:
-    """The torch-free check of a run's proxy options: every option, and the proxy network they lower."""
-    parsed = ProxyOptions.of(space, options)
+def check(
+    space: SearchSpace[Any], options: Mapping[str, Any], kind: type[ProxyOptions] | None = None, what: str = "proxy"
+) -> None:
+    """The torch-free check of a run's proxy options (or those of ``kind``, a subclass): every option,
+    and the network they lower."""
+    parsed = (kind or ProxyOptions).of(space, options)
     reduction = {**proxy_reduction(space), **parsed.reduction}
     sample = space.decode({d.name: d.choices[0] for d in space.decisions()})
     try:
         space.lower(sample, num_classes=2, **reduction)
     except (ValueError, TypeError) as error:
         lines = str(error).strip().splitlines()
-        raise ValueError(f"proxy settings {reduction}: {lines[0] if lines else type(error).__name__}") from None
+        raise ValueError(f"{what} settings {reduction}: {lines[0] if lines else type(error).__name__}") from None
 
 
 def proxy_reduction(space: SearchSpace[Any]) -> dict[str, Any]:

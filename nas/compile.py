@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import torch
@@ -17,6 +17,16 @@ from torch import nn
 from nas.cell_ir import CellNet, CellSpec, Network
 from nas.ir import BlockSpec, ChainNet, ClassifierSpec, IRKind
 from nas.ops import CondensedLinear, DropPath, activation, build_op
+
+# ``make(key, build)`` returns the module of one part of a network: ``build()`` by default; a weight bank
+# (``nas.supernet``) returns the module it already holds for ``key`` instead, so that candidates share it.
+# ``key`` is hashable and says everything that shapes the module: its place and its spec.
+Make = Callable[[Hashable, Callable[[], nn.Module]], nn.Module]
+
+
+def fresh(key: Hashable, build: Callable[[], nn.Module]) -> nn.Module:
+    """The default ``Make``: a new module for every part."""
+    return build()
 
 
 def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
@@ -40,19 +50,27 @@ def build_classifier(spec: ClassifierSpec) -> nn.Sequential:
 class ChainModule(nn.Module):
     """stem -> stages -> head -> global average pool -> classifier (stem and head: ``build_blocks``)."""
 
-    def __init__(self, ir: ChainNet) -> None:
+    def __init__(self, ir: ChainNet, make: Make = fresh) -> None:
         super().__init__()
         norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
-        self.stem = build_blocks("stem", ir.stem, norm)
+        self.stem = build_blocks("stem", ir.stem, norm, make)
         self.stages = nn.Sequential(
             *(
-                nn.Sequential(*(_build_spec(f"stages[{i}][{j}]", b, norm) for j, b in enumerate(stage)))
+                nn.Sequential(
+                    *(
+                        make(
+                            ("stage", i, j, b, *norm.values()),
+                            functools.partial(_build_spec, f"stages[{i}][{j}]", b, norm),
+                        )
+                        for j, b in enumerate(stage)
+                    )
+                )
                 for i, stage in enumerate(ir.stages)
             )
         )
-        self.head = build_blocks("head", ir.head, norm)
+        self.head = build_blocks("head", ir.head, norm, make)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = build_classifier(ir.classifier)
+        self.classifier = make(("classifier", ir.classifier), functools.partial(build_classifier, ir.classifier))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -74,18 +92,22 @@ class Cell(nn.Module):
     skips gets no layers (they would never train); ``ops`` holds one layer per edge, node by node.
     """
 
-    def __init__(self, spec: CellSpec, bn_eps: float, bn_momentum: float) -> None:
+    def __init__(self, spec: CellSpec, bn_eps: float, bn_momentum: float, make: Make = fresh, place: int = 0) -> None:
         super().__init__()
         norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         graph, read = spec.graph, spec.graph.read_states()
         self.num_inputs = graph.num_inputs
         for index, cell_input in enumerate(spec.inputs):
+            block = cell_input.preprocess
             layer = (
                 None
                 if index not in read
                 else nn.Identity()
-                if cell_input.preprocess is None
-                else _build_spec(f"inputs[{index}].preprocess", cell_input.preprocess, norm)
+                if block is None
+                else make(
+                    ("cell", place, "input", index, block, bn_eps, bn_momentum),
+                    functools.partial(_build_spec, f"inputs[{index}].preprocess", block, norm),
+                )
             )
             setattr(self, preprocess_name(index), layer)
         channels = spec.state_channels()
@@ -94,14 +116,13 @@ class Cell(nn.Module):
         self.ops = nn.ModuleList()
         for k, node in enumerate(graph.nodes):
             for j, edge in enumerate(node.inputs):
-                layer = _build_block(
-                    f"graph.nodes[{k}].inputs[{j}].op",
-                    edge.op,
-                    channels[edge.source],
-                    spec.filters,
-                    spec.edge_stride(edge.source),
-                    edge.op_options(),
-                    norm,
+                shape = (channels[edge.source], spec.filters, spec.edge_stride(edge.source))
+                # An edge's module is its op on its source state at its node (ENAS's sharing: not its slot).
+                layer = make(
+                    ("cell", place, "node", k, edge.source, edge.op, edge.options, *shape, bn_eps, bn_momentum),
+                    functools.partial(
+                        _build_block, f"graph.nodes[{k}].inputs[{j}].op", edge.op, *shape, edge.op_options(), norm
+                    ),
                 )
                 # Drop-path applies to every op but identity (TF ``_apply_conv_operation``).
                 if edge.op != "identity" and spec.drop_path > 0:
@@ -111,7 +132,12 @@ class Cell(nn.Module):
         self.output_combine = graph.output_combine
         matches = spec.output_match or (None,) * len(self.output)
         self.match = nn.ModuleList(
-            nn.Identity() if block is None else _build_spec(f"output_match[{j}]", block, norm)
+            nn.Identity()
+            if block is None
+            else make(
+                ("cell", place, "output", self.output[j], block, bn_eps, bn_momentum),
+                functools.partial(_build_spec, f"output_match[{j}]", block, norm),
+            )
             for j, block in enumerate(matches)
         )
 
@@ -159,28 +185,33 @@ class CellModule(nn.Module):
     A cell whose output nothing downstream reads is not built (``live`` is False; it could never train).
     """
 
-    def __init__(self, ir: CellNet) -> None:
+    def __init__(self, ir: CellNet, make: Make = fresh) -> None:
         super().__init__()
         norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
-        self.stem = build_blocks("stem", ir.stem, norm)
+        self.stem = build_blocks("stem", ir.stem, norm, make)
         self.input_states = [[cell_input.state for cell_input in spec.inputs] for spec in ir.cells]
         live = ir.live_states()
         self.cells = nn.ModuleList(
-            Cell(spec, ir.bn_eps, ir.bn_momentum) if i + 1 in live else nn.Identity() for i, spec in enumerate(ir.cells)
+            Cell(spec, ir.bn_eps, ir.bn_momentum, make, i) if i + 1 in live else nn.Identity()
+            for i, spec in enumerate(ir.cells)
         )
         self.live = [i + 1 in live for i in range(len(ir.cells))]
         self.aux_head_after = ir.aux_head_after
-        self.aux_head = None
+        self.aux_head: nn.Module | None = None
         if ir.aux_head_after is not None:
             cell = ir.cells[ir.aux_head_after]
-            self.aux_head = AuxHead(cell.out_channels, cell.output_size, ir.num_classes, ir.bn_eps, ir.bn_momentum)
-        self.head = build_blocks("head", ir.head, norm)
+            shape = (cell.out_channels, cell.output_size, ir.num_classes, ir.bn_eps, ir.bn_momentum)
+            self.aux_head = make(("aux", ir.aux_head_after, *shape), functools.partial(AuxHead, *shape))
+        self.head = build_blocks("head", ir.head, norm, make)
         self.pool = nn.AdaptiveAvgPool2d(1)
         # Dropout and one linear layer as attributes of their own (state-dict key ``classifier.weight``).
         hidden = ir.classifier.hidden_features
         self.dropout = nn.Dropout(ir.classifier.dropout) if not hidden else nn.Identity()
-        self.classifier = (
-            build_classifier(ir.classifier) if hidden else nn.Linear(ir.classifier.in_features, ir.num_classes)
+        self.classifier = make(
+            ("classifier", ir.classifier),
+            functools.partial(build_classifier, ir.classifier)
+            if hidden
+            else functools.partial(nn.Linear, ir.classifier.in_features, ir.num_classes),
         )
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -201,10 +232,13 @@ def _build_spec(path: str, block: BlockSpec, norm: dict[str, float]) -> nn.Modul
     return _build_block(path, block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), norm)
 
 
-def build_blocks(name: str, blocks: tuple[BlockSpec, ...], norm: dict[str, float]) -> nn.Module:
+def build_blocks(name: str, blocks: tuple[BlockSpec, ...], norm: dict[str, float], make: Make = fresh) -> nn.Module:
     """The module of a stem or head: one block is the block's module itself (state-dict keys ``stem.0...``, as
     before stems could have several blocks), several an ``nn.Sequential``, none identity."""
-    modules = [_build_spec(f"{name}[{i}]", block, norm) for i, block in enumerate(blocks)]
+    modules = [
+        make((name, i, block, *norm.values()), functools.partial(_build_spec, f"{name}[{i}]", block, norm))
+        for i, block in enumerate(blocks)
+    ]
     return modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
 
 

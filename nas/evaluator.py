@@ -84,9 +84,20 @@ class EvaluatorBase(Generic[G]):
     repeatable: ClassVar[bool] = False
     reports_epochs: ClassVar[bool] = False
     epochs: int | None = None
+    # The evaluator a final stage (``--final-top``) trains candidates with when this one does not train
+    # them on their own (a supernet: ``proxy``), so that best.json never rests on shared weights alone.
+    final_evaluator: ClassVar[str | None] = None
 
     def prepare(self) -> None:
         """Nothing to load or check."""
+
+    def attach(self, out: Path) -> None:
+        """Nothing kept in the run directory (a supernet trains and checkpoints itself in ``out`` here,
+        called once the run holds the directory, before the first trial, and in every worker)."""
+
+    def final_options(self) -> dict[str, Any]:
+        """The options of ``final_evaluator`` that follow this one's (the network's reduction, say)."""
+        return {}
 
     def prepare_repeats(self, repeats: int) -> None:
         """Nothing that depends on the repeat to check."""

@@ -36,6 +36,7 @@ def write_outputs(
     controller: dict[str, Any] | None = None,
     objective: Objective | None = None,
     optima: Mapping[str, float] | None = None,
+    final_objective: Objective | None = None,
 ) -> Record | None:
     """Write best.json, report.md, history.png and pictures of the best architecture; return the best record
     (with a final stage, that stage's record of the chosen candidate).
@@ -47,7 +48,8 @@ def write_outputs(
     ``controller`` the options the controller resolved (its defaults for this budget included);
     ``objective`` what the reward is (its metrics get a column beside the accuracy); ``optima`` the best
     value of metrics over every candidate where the evaluator knows it (``Evaluator.optima``): the report
-    gives the best candidate's regret to it, and the history plot the reward's optimum.
+    gives the best candidate's regret to it, and the history plot the reward's optimum;
+    ``final_objective`` the final stage's reward where it is not ``objective`` (another evaluator's).
     """
     ranked = journal.ranked()
     records = [journal.records[i] for i in sorted(journal.records)]
@@ -69,16 +71,17 @@ def write_outputs(
     if any("latency_ms" in record.result.metrics for record in ranked):
         text += _pareto_section(out, ranked, settings)
     finals = [record for _, record in final or [] if not record.result.failed]
-    metric = objective.metric if isinstance(objective, MetricObjective) else "accuracy"
+    judged = final_objective or objective  # the final stage's reward
+    metric = judged.metric if isinstance(judged, MetricObjective) else "accuracy"
     spread = single_noise(finals, metric)
     measured = None if spread is None else (spread, len(finals))
-    text += _certainty_section(ranked, objective, measured)
+    text += _certainty_section(ranked, objective, measured if final_objective is None else None)
     if optima and best is not None:
         text += _regret_section(best, optima)
     if final is not None:
         text += _final_section(final, chosen)
         final_ranked = sorted(finals, key=lambda r: -float(r.result.reward or 0.0))
-        text += _certainty_section(final_ranked, objective, measured, final=True)
+        text += _certainty_section(final_ranked, judged, measured, final=True)
     atomic_write_text(out / "report.md", text)
     return chosen[1] if chosen is not None else best
 

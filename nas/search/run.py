@@ -24,10 +24,10 @@ from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, re
 from nas.files import atomic_write_text
 from nas.journal import Journal, Record
 from nas.loop import SearchStats
-from nas.objective import TABLE_LATENCY, Objective
+from nas.objective import TABLE_LATENCY, Objective, make_objective
 from nas.run import Loop, Run, RunKind, execute
 from nas.search.final import FINAL_STUDY_SUFFIX, Pair, run_final_stage
-from nas.search.settings import WARM_START_EVALUATOR, SearchSettings
+from nas.search.settings import WARM_START_EVALUATOR, SearchSettings, default_objective
 from nas.search.status import BUDGET_KEY, run_status
 from nas.search.warm_start import select as select_warm_start
 from nas.settings import check_data
@@ -49,6 +49,7 @@ class SearchParts:
     objective: Objective
     latency: Evaluator[Any] | None = None
     final: Evaluator[Any] | None = None
+    final_objective: Objective | None = None  # the final stage's, where its evaluator is not the search's
 
 
 class SearchRun(RunKind[SearchSettings, SearchParts]):
@@ -89,7 +90,13 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
                     "independent seeds (it is not repeatable); drop --repeats / --final-top"
                 )
         parts = SearchParts(
-            space, build_controller(settings, space), evaluator, objective, latency, _final_evaluator(settings, space)
+            space,
+            build_controller(settings, space),
+            evaluator,
+            objective,
+            latency,
+            _final_evaluator(settings, space, evaluator),
+            _final_objective(settings, evaluator),
         )
         if settings.warm_start and not callable(getattr(parts.controller, "enqueue", None)):
             raise ValueError(
@@ -117,6 +124,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         run.state = _open_final(run.out, settings, run.journal, self.study(settings) + FINAL_STUDY_SUFFIX)
         run.journal.study.set_user_attr(BUDGET_KEY, settings.budget)  # where it stands: ``nas show``
         parts.controller = _resume_controller(settings, parts.space, parts.controller, run.journal)
+        attach(parts.evaluator, run.out)  # a supernet trains (or resumes) here, in the run directory
         if settings.warm_start and not run.journal.records and not parts.controller.pending_ids:
             controller: Any = parts.controller
             if controller.issued == 0:  # a new search (a resumed one kept its queue in its state)
@@ -146,7 +154,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
                     parts.space,
                     settings.final_top,
                     evaluate,
-                    reward=parts.objective.reward,
+                    reward=(parts.final_objective or parts.objective).reward,
                     on_final=self.on_final,
                 )
         from nas.search.report import write_outputs  # lazy: the kind is read (nas show, kind_of) without plotting
@@ -169,6 +177,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
             controller=_controller_config(parts.controller),
             objective=parts.objective,
             optima=parts.evaluator.optima(),
+            final_objective=parts.final_objective,
         )
         return best, stats
 
@@ -333,7 +342,15 @@ def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]
     """
     evaluator = settings.build_evaluator(registry.spaces.get(settings.space), settings.epochs)
     evaluator.prepare()
+    attach(evaluator, Path(settings.out))  # the driver trained the supernet before the first trial: loaded
     return repeated(evaluator, settings.repeats)
+
+
+def attach(evaluator: Evaluator[Any], out: Path) -> None:
+    """Give ``evaluator`` the run directory (``EvaluatorBase.attach``), if it takes one."""
+    hook = getattr(evaluator, "attach", None)
+    if callable(hook):
+        hook(out)
 
 
 def with_latency(
@@ -370,14 +387,33 @@ def _execution(settings: SearchSettings) -> dict[str, Any]:
     }
 
 
-def _final_evaluator(settings: SearchSettings, space: SearchSpace[Any]) -> Evaluator[Any] | None:
-    """The evaluator of the final stage (its own training length), or None without one."""
+def _final_evaluator(
+    settings: SearchSettings, space: SearchSpace[Any], evaluator: Evaluator[Any]
+) -> Evaluator[Any] | None:
+    """The evaluator of the final stage (its own training length), or None without one: the search's,
+    or the one the search's names to train candidates for real (a supernet's: the proxy)."""
     if not settings.final_top:
         return None
+    other = getattr(evaluator, "final_evaluator", None)
     try:
+        if other is not None:
+            options = dict(getattr(evaluator, "final_options", dict)())
+            if settings.final_epochs:
+                options["epochs"] = settings.final_epochs
+            return settings.evaluator_on_data(other, space, **options)
         return settings.build_evaluator(space, settings.final_epochs or settings.epochs)
     except ValueError as error:
         raise ValueError(f"final_epochs: {error}" if settings.final_epochs else str(error)) from None
+
+
+def _final_objective(settings: SearchSettings, evaluator: Evaluator[Any]) -> Objective | None:
+    """The final stage's objective where its evaluator is another (``final_evaluator``) and the search's
+    objective is its own evaluator's default: the final evaluator's default (the proxy's training loss);
+    None where the search's objective serves both (one named explicitly, say)."""
+    other = getattr(evaluator, "final_evaluator", None)
+    if not settings.final_top or other is None or settings.objective != default_objective(settings.evaluator):
+        return None
+    return make_objective(default_objective(other))
 
 
 def _open_final(out: Path, settings: SearchSettings, journal: Journal, name: str) -> Journal | None:

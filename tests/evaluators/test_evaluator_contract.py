@@ -21,11 +21,16 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "proxy": {"epochs": 1, "batch_size": 64},
     "latency": {"resolution": 32, "min_repetitions": 3, "max_seconds": 0.01, "warmup": 1, "rounds": 1},
     "zero-cost": {"batch_size": 16},
+    "supernet": {"epochs": 1, "batch_size": 64, "calibration_examples": 64},  # trained in memory on first use
 }
 # ``finetune`` inherits weights from a parent network of a width space: its contract is in test_finetune.py.
 NAMES = [name for name in registry.evaluators.names() if name != "finetune"]
 SMALLER: dict[str, dict[str, Any]] = {
     "proxy": {
+        "mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
+        "efficientnet": {"width_multiplier": 0.25, "resolution": 16},
+    },
+    "supernet": {
         "mobilenetv3": {"width_multiplier": 0.25, "resolution": 16},
         "efficientnet": {"width_multiplier": 0.25, "resolution": 16},
     },

@@ -1,0 +1,46 @@
+"""The supernet evaluator's options, declared and checked without torch.
+
+``SupernetOptions`` are the proxy's (``evaluators.proxy_options.ProxyOptions``: the reduced network,
+batch size, optimizer, image budgets, BatchNorm calibration) with the defaults of a network that is
+trained once for every candidate: ``epochs`` are the supernet's (SPOS trains its supernet for as
+long as a stand-alone network, arXiv 1904.00420 §4; here ``SUPERNET_EPOCHS`` over every training
+image), and each candidate is scored after ``finetune_steps`` steps of its own (0: none) with its
+BatchNorm statistics re-estimated on ``calibration_examples`` training images. ``check`` is
+registered in the entry-point group ``nas.evaluator_options``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators.proxy_options import ProxyOptions
+from evaluators.proxy_options import check as check_proxy
+from nas.space import SearchSpace
+
+SUPERNET_EPOCHS = 30
+SUPERNET_CALIBRATION = 2048  # SPOS re-estimates BatchNorm on 20,000 ImageNet images; CIFAR's proxies need fewer
+
+
+@dataclass(frozen=True)
+class SupernetOptions(ProxyOptions):
+    """The proxy's options with the supernet's defaults, and the per-candidate fine-tune."""
+
+    epochs: int = SUPERNET_EPOCHS
+    images_per_class: int | None = None
+    calibration_examples: int = SUPERNET_CALIBRATION
+    finetune_steps: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        steps = self.finetune_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"finetune_steps: must be a non-negative integer, got {steps!r}")
+        if self.drop_path:
+            raise ValueError("drop_path: a supernet trains one path a step; drop-path is not offered")
+
+
+def check(space: SearchSpace[Any], options: Mapping[str, Any]) -> None:
+    """The torch-free check of a run's supernet options, and of the network they lower."""
+    check_proxy(space, options, SupernetOptions, "supernet")
