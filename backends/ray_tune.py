@@ -84,6 +84,11 @@ class RayBackend:
         factor = self.asha["reduction_factor"]
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
             raise ValueError(f"early_stop_options: reduction_factor must be a number > 1, got {factor!r}")
+        if address is None and cpus_per_trial > (cores := _cores_here()):  # the local Ray is sized to the request
+            raise ValueError(
+                f"cpus_per_trial: a trial asks for {cpus_per_trial} CPUs and this machine has {cores}; a local "
+                "Ray would run none of them faster (give --address of a cluster whose nodes have them)"
+            )
         self.workers, self.address, self.retries = workers, address, retries
         self.cpus_per_trial, self.gpus_per_trial, self.early_stop = cpus_per_trial, gpus_per_trial, early_stop
         self._started_here, self._startup_seconds = False, 0.0
@@ -223,6 +228,14 @@ class RayBackend:
                 f"{largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)"
             )
         return started
+
+
+def _cores_here() -> int:
+    """The CPU cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def run_trial(config: dict[str, Any], job: EvaluationJob) -> None:

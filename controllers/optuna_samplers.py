@@ -16,6 +16,8 @@ from typing import Any
 
 import optuna
 
+from nas.errors import quoted
+
 DEFAULT_SAMPLER = "TPESampler"
 REFUSED = {
     "CmaEsSampler": "it samples numeric parameters only, and every decision is categorical: it would be "
@@ -48,7 +50,11 @@ def _seeded_class(name: str) -> type[optuna.samplers.BaseSampler] | None:
 
 def check_sampler(name: object) -> type[optuna.samplers.BaseSampler]:
     """The sampler class called ``name``; ``ValueError`` naming it and the valid ones otherwise."""
-    cls = _seeded_class(name) if isinstance(name, str) and name in optuna.samplers.__all__ else None
+    if not isinstance(name, str):
+        raise ValueError(
+            f"sampler: expected the name of an Optuna sampler, got {quoted(name)}; valid: {sampler_names()}"
+        )
+    cls = _seeded_class(name) if name in optuna.samplers.__all__ else None
     if cls is None or name in REFUSED:
         why = (
             f"{name} cannot search the engine's decisions: {REFUSED[name]}"

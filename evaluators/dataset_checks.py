@@ -78,7 +78,8 @@ def check_class_folders(folder: Path, like: Sequence[str] | None = None) -> list
                 f"imagefolder: {where} has only one class ({classes[0]!r}); a search needs at "
                 "least two class folders (with one, every candidate scores 100%)"
             )
-        empty = [name for name in classes if not _has_image(folder / name)]
+        seen = {os.path.realpath(folder): folder}  # the real path of every folder read so far, across classes
+        empty = [name for name in classes if not _has_image(folder / name, seen)]
     except OSError as error:
         lines = str(error).strip().splitlines()
         raise ValueError(f"imagefolder: cannot read {where} ({lines[0] if lines else type(error).__name__})") from None
@@ -106,9 +107,24 @@ def class_mismatch(folder: Path, classes: list[str], train: list[str]) -> str:
     )
 
 
-def _has_image(folder: Path) -> bool:
-    """Whether ``folder`` or a folder below it holds a file with an image extension (as ImageFolder walks it)."""
-    for _, _, files in os.walk(folder, followlinks=True):
-        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in files):
-            return True
-    return False
+def _has_image(folder: Path, seen: dict[str, Path]) -> bool:
+    """Whether ``folder`` or a folder below it holds a file with an image extension (ImageFolder walks it
+    following links). ``ValueError`` if a folder is reached twice (a link loop, or a link to another class's
+    folder): ImageFolder would read its images again and again, under whichever class led there."""
+    found = False
+    for path, folders, files in os.walk(folder, followlinks=True, onerror=_raise):
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(
+                f"imagefolder: {path!r} is {str(seen[real])!r} again (a symbolic link loop, or a link to a "
+                "folder already read): its images would be read more than once, some under the wrong class; "
+                "remove the link"
+            )
+        seen[real] = Path(path)
+        found = found or any(name.lower().endswith(IMAGE_EXTENSIONS) for name in files)
+        folders.sort()
+    return found
+
+
+def _raise(error: OSError) -> None:
+    raise error

@@ -43,8 +43,9 @@ from evaluators.latency import (
 from nas.cell_ir import CellNet, CellSpec, Network
 from nas.compile import Cell, build_blocks, build_classifier
 from nas.compile import compile as compile_ir
+from nas.errors import quoted
 from nas.evaluator import EvaluatorBase
-from nas.files import atomic_write_text
+from nas.files import atomic_write_text, read_user_file
 from nas.ir import BlockSpec, ChainNet, IRKind
 from nas.ops import build_op
 from nas.space import SearchSpace
@@ -56,6 +57,7 @@ NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the 
 # A table entry is a layer of well under a few ms: half a second of runs gives a median of dozens of
 # them, and a NetAdapt iteration measures a hundred or more new layers.
 ENTRY_MAX_SECONDS = 0.5
+MAX_TABLE_BYTES = 256 * 2**20  # a table entry is about 200 bytes
 
 
 def default_table_path() -> Path:
@@ -120,8 +122,8 @@ class LatencyTable:
         if not self.path.exists():
             return {"version": TABLE_VERSION, "tables": {}}
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            data = json.loads(read_user_file(self.path, MAX_TABLE_BYTES, "a latency table (JSON)"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise ValueError(
                 f"{self.path}: cannot read the latency table ({error}); move it away or give another --table"
             ) from None
@@ -146,6 +148,13 @@ class LatencyTable:
                 raise ValueError(
                     f"{self.path}: the table of this machine ({self.key}) is malformed; move the file away "
                     "or give another --table"
+                )
+            bad = next((key for key, entry in entries.items() if not _usable_ms(entry["mean_ms"])), None)
+            if bad is not None:  # a NaN or a negative time would be summed into every prediction
+                raise ValueError(
+                    f"{self.path}: the entry {quoted(bad)} of this machine's table has mean_ms "
+                    f"{quoted(entries[bad]['mean_ms'])}, not a positive number of milliseconds; move the file "
+                    "away or give another --table"
                 )
             self._entries = dict(entries)
         return self._entries
@@ -172,9 +181,12 @@ class LatencyTable:
         if not self._new:
             return
         data = self._read_file()
-        stored = data["tables"].setdefault(
-            self.key, {"fingerprint": self.fingerprint, "batch_size": self.batch_size, "entries": {}}
-        )
+        stored = data["tables"].get(self.key)
+        if not isinstance(stored, dict) or not isinstance(
+            stored.get("entries"), dict
+        ):  # none yet, or one without entries
+            stored = data["tables"][self.key] = {"fingerprint": self.fingerprint, "batch_size": self.batch_size}
+            stored["entries"] = {}
         stored["entries"].update(self._new)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(data, sort_keys=True) + "\n")
@@ -196,6 +208,11 @@ class LatencyTable:
 
     def images(self, channels: int, size: int) -> torch.Tensor:
         return torch.randn(self.batch_size, channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _usable_ms(value: Any) -> bool:
+    """True for a time a prediction can sum: a finite number of milliseconds > 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _entry(latency: Latency) -> dict[str, Any]:

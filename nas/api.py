@@ -19,10 +19,12 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nas import space as space_registry
 from nas.cell_ir import Network
+from nas.errors import first_line, quoted
+from nas.files import read_user_file
 from nas.serialization import FORMAT_VERSION, MAX_FILE_BYTES, check_depth, genotype_json, loads
 from nas.space import Notated, SearchSpace
 
@@ -107,16 +109,7 @@ def load_genotype(data: Mapping[str, Any] | str | Path) -> Any:
 
 def _read_file(path: str | Path) -> bytes:
     """A genotype file's bytes: a missing, unreadable or oversized file is a ``ValueError`` naming it."""
-    try:
-        with Path(path).open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError) as error:
-        raise ValueError(f"{path}: cannot read ({error.__class__.__name__})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a genotype file (a few KB)")
-    return data
+    return read_user_file(path, MAX_FILE_BYTES, f"a genotype file ({MAX_FILE_BYTES // 2**20} MiB at most; a few KB)")
 
 
 def _text(raw: bytes) -> str | None:
@@ -270,7 +263,11 @@ def _stage_rows(ir: Network, model: nn.Module, macs: dict[str, int]) -> list[dic
 
 
 def save_model(
-    module: nn.Module, spec: Any, path: str | Path, num_classes: int, lowering: Mapping[str, Any] | None = None
+    module: nn.Module,
+    spec: Any,
+    path: str | Path | BinaryIO,
+    num_classes: int,
+    lowering: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a ``.pt`` file: genotype JSON + state dict, loadable with ``weights_only=True``.
 
@@ -293,6 +290,22 @@ def save_model(
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """The module saved by ``save_model``/``nas materialize --out FILE.pt``, weights loaded."""
+    payload = read_model_file(path, map_location)
+    module = materialize(payload["genotype"], num_classes=payload["num_classes"], **payload["lowering"])
+    try:
+        module.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: its weights do not fit its network ({first_line(error)})") from None
+    return module
+
+
+def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A ``.pt`` written by ``save_model``, every field checked: ``ValueError`` naming the file and the field
+    (a file from elsewhere, or edited, can lack the genotype or say ``num_classes: 'ten'``).
+
+    Returns ``genotype`` (resolved and validated, as JSON), ``num_classes``, ``state_dict`` and ``lowering``
+    (``{}`` if the file has none).
+    """
     import torch  # lazy: specs resolve and check without torch
 
     try:
@@ -302,10 +315,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     except Exception as error:
         raise ValueError(f"{path}: not a model file ({error.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a {MODEL_FORMAT} file")
+        raise ValueError(f"{path}: not a {MODEL_FORMAT} file (nas materialize --out FILE.pt writes one)")
+    missing = [key for key in ("genotype", "num_classes", "state_dict") if key not in payload]
+    if missing:
+        raise ValueError(f"{path}: a {MODEL_FORMAT} file without its {missing[0]!r}")
+    try:
+        genotype = resolve(payload["genotype"]).to_json()
+    except ValueError as error:
+        raise ValueError(f"{path}: its genotype: {error}") from None
+    classes = payload["num_classes"]
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"{path}: num_classes must be a positive integer, got {quoted(classes)}")
+    state = payload["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError(f"{path}: its state_dict is not a mapping of tensors")
     lowering = payload.get("lowering") or {}
-    if not isinstance(lowering, dict):
-        raise ValueError(f"{path}: its lowering settings are not a mapping")
-    module = materialize(payload["genotype"], num_classes=payload["num_classes"], **lowering)
-    module.load_state_dict(payload["state_dict"])
-    return module
+    if not isinstance(lowering, dict) or not all(isinstance(key, str) for key in lowering):
+        raise ValueError(f"{path}: its lowering settings are not a mapping of names")
+    return {"genotype": genotype, "num_classes": classes, "state_dict": state, "lowering": lowering}

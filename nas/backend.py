@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 Evaluate = Callable[..., Mapping[str, Any]]
 EARLY_STOPPERS: tuple[str, ...] = ("asha",)
 MAX_WORKERS = 10_000
+MAX_CPUS_PER_TRIAL = 1024  # the threads of one evaluation, as --threads
 
 
 @dataclass
@@ -122,10 +123,10 @@ def check_backend_settings(settings: Any) -> None:
     registry.backends.check("backend", settings.backend)
     if not 1 <= settings.workers <= MAX_WORKERS:
         raise ValueError(f"workers: must be in [1, {MAX_WORKERS}], got {settings.workers}")
-    if settings.cpus_per_trial < 1:
+    if not 1 <= settings.cpus_per_trial <= MAX_CPUS_PER_TRIAL:
         raise ValueError(
-            f"cpus_per_trial: must be a positive integer (it is also the evaluation's thread count), "
-            f"got {settings.cpus_per_trial}"
+            f"cpus_per_trial: must be an integer in [1, {MAX_CPUS_PER_TRIAL}] (it is also the evaluation's "
+            f"thread count), got {settings.cpus_per_trial}"
         )
     if not (math.isfinite(settings.gpus_per_trial) and settings.gpus_per_trial >= 0):
         raise ValueError(f"gpus_per_trial: must be a number >= 0, got {settings.gpus_per_trial!r}")

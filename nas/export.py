@@ -1,18 +1,22 @@
 """Write a materialized network to disk: ``.pt`` (genotype + weights), ``.pt2`` (torch.export), ``.onnx``.
 
-Files are written to a temporary name beside the target and renamed into place, so a failure
-never leaves a partial file, and an existing file is only replaced when the caller says so.
+Every format is written to memory first, then to a temporary name beside the target, flushed and
+renamed into place (``nas.files.atomic_write_bytes``), so a failure never leaves a partial file and
+a full disk is one line naming it (torch's own file writer aborts the process on a full disk); an
+existing file is only replaced when the caller says so.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.api import save_model
+from nas.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # checking an output path must not wait for torch to import
     from torch import nn  # lazy: an output path is checked without torch
@@ -38,16 +42,6 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        write(str(partial))
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
-
-
 def write_model(
     module: nn.Module, spec: Any, path: str | Path, num_classes: int, resolution: int, overwrite: bool = False
 ) -> Path:
@@ -57,23 +51,33 @@ def write_model(
     path = check_output(path, overwrite)
     module.eval()
     example = (torch.randn(1, 3, resolution, resolution),)
+    buffer = io.BytesIO()
     if path.suffix == ".pt":
-        _atomic(path, lambda target: save_model(module, spec, target, num_classes))
+        save_model(module, spec, buffer, num_classes)
     elif path.suffix == ".pt2":
-        program = torch.export.export(module, example)
-        _atomic(path, lambda target: torch.export.save(program, target))
+        torch.export.save(torch.export.export(module, example), buffer)
     else:
-        # Weights embedded (external_data=False): one self-contained file, safe to rename.
-        def export_onnx(target: str) -> None:
+        buffer.write(_onnx_bytes(module, example))
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _onnx_bytes(module: nn.Module, example: tuple[Any, ...]) -> bytes:
+    """The ONNX file of ``module``, exported in a scratch folder (weights embedded: one self-contained file)."""
+    import torch  # lazy: an output path is checked without torch
+
+    with tempfile.TemporaryDirectory(prefix="nas-onnx-") as scratch:
+        target = Path(scratch) / "model.onnx"
+        try:
             torch.onnx.export(
                 module,
                 example,
-                target,
+                str(target),
                 input_names=["image"],
                 output_names=["logits"],
                 external_data=False,
                 verbose=False,
             )
-
-        _atomic(path, export_onnx)
-    return path
+            return target.read_bytes()
+        except OSError as error:
+            raise ValueError(f"{scratch}: cannot write the ONNX export ({error.strerror or error})") from None

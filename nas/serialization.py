@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from nas.files import read_user_file
+
 T = TypeVar("T")
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 4 * 2**20  # a genotype file is a few KB
@@ -183,15 +185,7 @@ def genotype_json(space: str, genotype: Any) -> dict[str, Any]:
 def read_json_file(path: str | Path) -> Any:
     """Parse a JSON file; a missing, malformed, oversized or too deeply nested file is a ``ValueError`` naming it."""
     path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError) as error:
-        raise ValueError(f"{path}: cannot read ({error.__class__.__name__})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a genotype file (a few KB)")
+    data = read_user_file(path, MAX_FILE_BYTES, f"a genotype file ({MAX_FILE_BYTES // 2**20} MiB at most; a few KB)")
     return loads(data, str(path))
 
 

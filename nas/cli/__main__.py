@@ -2,6 +2,6 @@
 
 import sys
 
-from nas.cli.app import main
+from nas.cli import main
 
 sys.exit(main())

@@ -23,6 +23,7 @@ from nas.cli.scale import add_scale_command
 from nas.cli.search import add_search_command
 from nas.cli.show import add_show_commands
 from nas.cli.train import add_train_command
+from nas.errors import one_line
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
 
@@ -57,12 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
         return int(getattr(args, "exit_code", 0))
     except (UsageError, ValueError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"nas: error: {message}", file=sys.stderr)
+        print(f"nas: error: {one_line(str(error)) or type(error).__name__}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # a path the user gave: unreadable, unwritable, full
         where = f"{error.filename}: " if error.filename else ""
-        print(f"nas: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"nas: error: {one_line(f'{where}{error.strerror or error}')}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nas import registry
+from nas.cli.config import read_config
+from nas.errors import MAX_QUOTED
 from nas.journal import Record
 from nas.settings import RunSettings
 
 EXECUTION_FLAGS = ("backend", "workers", "address", "cpus_per_trial", "gpus_per_trial", "early_stop")
 # Config keys that were renamed: old -> new (read with a one-line notice).
 RENAMED_KEYS = {"proxy": "evaluator_options"}
-MAX_QUOTED = 200  # characters of a user's value an error message quotes
 
 
 def listed(known: registry.Registry, default: str) -> str:
@@ -48,17 +47,13 @@ def add_execution_flags(parser: argparse.ArgumentParser, early_stop: bool = True
 
 
 def load_config(path: str, settings_class: type[RunSettings]) -> dict[str, Any]:
-    """Read a YAML file of ``settings_class`` fields; unknown keys and malformed files are ``ValueError``s.
+    """Read a YAML file of ``settings_class`` fields; unknown keys and malformed, oversized or ambiguous
+    files are ``ValueError``s (``nas.cli.config.read_config``).
 
     A key that was renamed (``proxy``, now ``evaluator_options``) is read under its new name, with a
     one-line notice on stderr.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: malformed YAML ({str(error).splitlines()[0][:MAX_QUOTED]})") from None
+    data = read_config(path)  # bounded: size, expanded values, depth, duplicate keys (``nas.cli.config``)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 from tqdm import tqdm
 
 import nas
-from nas.api import MODEL_FORMAT
+from nas.api import MODEL_FORMAT, read_model_file
 from nas.compile import CellModule
 from nas.cost import build_on_meta, count_params
 from nas.data import DatasetSplits, iterate_batches, load_dataset
@@ -70,14 +70,8 @@ def resolve_network(spec: str, lowering: Mapping[str, Any], resolution: int) -> 
     file_lowering: dict[str, Any] = {}
     path = Path(spec)
     if path.suffix == ".pt" and path.is_file():
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{spec}: not a model file ({type(error).__name__})") from None
-        if not isinstance(payload, dict) or payload.get("format") != nas.api.MODEL_FORMAT:
-            raise ValueError(f"{spec}: not a nas model file (nas materialize --out FILE.pt writes one)")
-        genotype = nas.resolve(payload["genotype"]).to_json()
-        start, file_lowering = payload["state_dict"], dict(payload.get("lowering") or {})
+        payload = read_model_file(path)  # every field checked, one line naming the bad one
+        genotype, start, file_lowering = payload["genotype"], dict(payload["state_dict"]), dict(payload["lowering"])
     else:
         genotype = nas.resolve(spec).to_json()
     space = nas.resolve(genotype).space

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nas.recipe import OPTIMIZERS, Recipe
-from nas.settings import DEFAULT_VALIDATION_FRACTION, RunSettings
+from nas.settings import DEFAULT_VALIDATION_FRACTION, MAX_THREADS, RunSettings
 
 DEFAULT_CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's area range: torchvision / Inception; EfficientNet the same
 BALANCES: tuple[str, ...] = (
@@ -22,6 +22,8 @@ DEFAULT_THRESHOLD = 0.3  # confidence a pseudo-label needs (Noisy Student, §3: 
 DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adamw": 2e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 DEFAULT_WARMUP_FRACTION = 0.05  # of the epochs (EfficientNet: 5 of 350; Goyal et al.: 5 of 90)
+MAX_ITERATIONS = 100  # Noisy Student iterations: the paper ran 3; each is a whole training
+MAX_OPS = 14  # RandAugment operations per image: its 14 kinds (the paper uses 1 to 3)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class TrainSettings(RunSettings):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"--{name.replace('_', '-')}: must be an integer >= {low}, got {value!r}")
+        for name, high in (("threads", MAX_THREADS), ("iterations", MAX_ITERATIONS), ("randaugment_ops", MAX_OPS)):
+            if getattr(self, name) > high:  # far past any use, and each unit costs a thread or a whole training
+                raise ValueError(f"--{name.replace('_', '-')}: must be at most {high}, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer: unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.resolution is not None and not 1 <= self.resolution <= 4096:
