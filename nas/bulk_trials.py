@@ -68,9 +68,12 @@ def insert_trials(storage: BaseStorage, study: optuna.Study, trials: Sequence[Fi
         session.execute(
             select(models.StudyModel.study_id).where(models.StudyModel.study_id == study_id).with_for_update()
         )
-        first = session.execute(
-            select(func.count(models.TrialModel.trial_id)).where(models.TrialModel.study_id == study_id)
+        # After the last number, not the count of rows: a row deleted by hand leaves a gap, and a count
+        # would number the next trial as one that exists (Optuna then lists only one of the two).
+        last = session.execute(
+            select(func.max(models.TrialModel.number)).where(models.TrialModel.study_id == study_id)
         ).scalar_one()
+        first = 0 if last is None else last + 1
         table = models.TrialModel.__table__
         rows = [
             {

@@ -73,6 +73,11 @@ def diagnose(out: Path, study_name: str | None = None) -> Diagnosis:
             diagnosis.studies = sorted(studies)
             searches = [s for s in diagnosis.studies if not s.endswith("-final")]  # a final stage is not the run
             name = study_name or (searches[0] if len(searches) == 1 else "nas-search")
+            if name not in studies and diagnosis.damage is None and studies:  # a readable journal without it
+                raise ValueError(
+                    f"{path}: holds no study {name!r}; its studies: {', '.join(diagnosis.studies)} "
+                    "(--study-name picks one)"
+                )
             if name not in studies:
                 return diagnosis
             diagnosis.study_name, study_id = name, studies[name]

@@ -32,7 +32,7 @@ from nas.controller import Result
 from nas.errors import first_line
 from nas.files import atomic_torch_save
 from nas.space import SearchSpace
-from nas.storage import JOURNAL_NAME, check_journal_file, study_names
+from nas.storage import JOURNAL_NAME, check_journal_file, discard_debris, study_names
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Journal:
         self.state_path = out / "controller.pt"
         if storage is None:
             check_journal_file(out)  # a damaged journal stops here, untouched
+            discard_debris(out)  # a journal that never held a trial (``nas.storage.is_debris``) is begun again
         self.storage = storage or f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
         try:
             self._rdb = optuna.storages.RDBStorage(self.storage)
@@ -76,9 +77,7 @@ class Journal:
                 storage=self._rdb, study_name=study_name, direction="maximize", load_if_exists=True
             )
         except (SQLAlchemyError, OSError, ValueError, ImportError) as error:
-            raise ValueError(
-                f"storage {self.storage}: cannot open the study ({first_line(error, with_type=True)})"
-            ) from None
+            raise ValueError(f"storage {self.storage}: cannot open the study ({_storage_reason(error)})") from None
         recorded = self.study.user_attrs.get(SETTINGS_KEY)
         if recorded is None:
             if self.study.trials:

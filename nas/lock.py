@@ -42,10 +42,7 @@ class RunLock:
         except OSError:
             holder = _read_holder(handle)
             os.close(handle)
-            raise ValueError(
-                f"{self.path.parent} is in use by another search ({holder}); wait for it to finish, "
-                "or stop it, then run the command again"
-            ) from None
+            raise _in_use(self.path.parent, holder) from None
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         os.ftruncate(handle, 0)
         os.pwrite(handle, record, 0)
@@ -57,6 +54,15 @@ class RunLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             os.close(self._handle)
             self._handle = None
+
+    @staticmethod
+    def check_free(out: str | Path) -> None:
+        """``ValueError`` naming the holder if another process holds the lock of ``out`` now: checked before a
+        run builds its parts, so that a second writer is refused in a second, not after minutes of set-up
+        (the lock itself is taken later, once there is something to write)."""
+        holder = RunLock.holder(out)
+        if holder is not None:
+            raise _in_use(Path(out), holder)
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -83,6 +89,12 @@ class RunLock:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.release()
+
+
+def _in_use(out: Path, holder: str) -> ValueError:
+    return ValueError(
+        f"{out} is in use by another run ({holder}); wait for it to finish, or stop it, then run the command again"
+    )
 
 
 def _read_holder(handle: int) -> str:

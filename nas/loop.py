@@ -164,6 +164,13 @@ class Driver:
         self._started = self._flushed = time.perf_counter()
         began = time.perf_counter()
         state = journal.load_controller()
+        if state is not None and (lost := _lost_records(state, journal)):
+            logger.warning(
+                "the journal lacks trial %s, which the controller's saved state was told; the state is set "
+                "aside and the controller rebuilt from the journal (the missing trial is evaluated again)",
+                lost,
+            )
+            state = None
         if state is not None:
             controller.load_state_dict(state)
             self._asked = int(state.get("next_id", 0)) if isinstance(state.get("next_id"), int) else 0
@@ -334,6 +341,19 @@ class Driver:
             self._tell(trial, record)
         self._queue = sorted(asked.values(), key=lambda trial: trial.id)  # in flight at the crash
         self.journal.save_controller(self.controller.state_dict())
+
+
+def _lost_records(state: Mapping[str, Any], journal: Journal) -> int | None:
+    """The first trial a ``ControllerBase`` state was told (issued, not pending) that the journal lacks, or None.
+
+    A journal row deleted by hand, or left out by a rescue, would otherwise leave the restored
+    controller believing that trial finished: the run would end short of its budget.
+    """
+    next_id, pending = state.get("next_id"), state.get("pending")
+    if not isinstance(next_id, int) or not isinstance(pending, list):
+        return None
+    waiting = {item.get("id") for item in pending if isinstance(item, Mapping)}
+    return next((i for i in range(next_id) if i not in waiting and i not in journal.records), None)
 
 
 def search(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,12 @@ from nas.backend import BackendSettings, EvaluationJob, make_backend, with_backe
 from nas.controller import Controller
 from nas.files import atomic_write_text
 from nas.journal import Journal, Record, check_identity, check_recorded_settings
-from nas.lock import RunLock, StudyGuard
+from nas.lock import LOCK_NAME, RunLock, StudyGuard
 from nas.loop import FLUSH_SECONDS, Driver, ReplayMismatch, SearchStats
 from nas.objective import Objective
 from nas.settings import RunSettings
 from nas.space import SearchSpace
-from nas.storage import study_names
+from nas.storage import JOURNAL_NAME, is_debris, study_names
 
 S = TypeVar("S", bound=RunSettings)
 P = TypeVar("P")
@@ -140,52 +141,103 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
     out = Path(settings.out)
     check_run_directory(out)
     storage, study = kind.storage(settings), kind.study(settings)
-    if storage is None:
-        check_kind(out, kind)
+    check_kind(out, kind)  # with a shared --storage too: OUT still receives this kind's outputs
     identity = kind.identity(settings)
     if storage is None:
         _check_recorded(out, kind, study, identity, settings)
+    RunLock.check_free(out)  # a second writer is refused now, not after the parts are built
     kind.check(settings)
     backend = make_backend(settings) if isinstance(settings, BackendSettings) else None  # options checked now
     parts = kind.build(settings)
     job = kind.job(settings, parts)
     with with_backend(backend, job):  # checked before anything is written, closed however this ends
         created = not out.exists()
+        fresh_journal = study is not None and storage is None and not (out / JOURNAL_NAME).exists()
+        fresh_lock = not (out / LOCK_NAME).exists()
         out.mkdir(parents=True, exist_ok=True)
-        with RunLock(out), contextlib.ExitStack() as stack:  # one writer: a second run here is refused
-            journal = None
-            if study is not None:
-                journal = open_journal(out, created, storage, study, identity, settings)
-                if storage is not None:  # a shared storage: other run directories may name the same study
-                    stack.enter_context(StudyGuard(journal.study))
-            else:
-                _record_identity(out / str(kind.identity_file), identity)
-            run = Run(settings, parts, out, journal, on_record)
-            loop = kind.begin(run)
-            stats = None
-            if loop is not None and journal is not None and backend is not None and job is not None:
-                driver = Driver(
-                    loop.space,
-                    loop.controller,
-                    journal,
-                    loop.budget,
-                    loop.objective.reward,
-                    _progress(loop, journal, on_record),
-                    annotate=loop.annotate,
-                    inputs=loop.inputs,
-                    flush_seconds=loop.flush_seconds,
-                )
-                try:
-                    backend.run(driver, job)
-                except ReplayMismatch as error:
-                    if loop.mismatch_hint is None:
-                        raise
-                    raise ValueError(f"{error}; {loop.mismatch_hint}") from None
-                finally:  # trials told before an error or Ctrl-C are kept
-                    if journal.unwritten:
-                        driver.flush()
-                stats = driver.finish()
-            return kind.finish(run, stats)
+        lock, began = RunLock(out), False
+        try:
+            lock.acquire()  # one writer: a second run here is refused
+        except ValueError:
+            _discard(out, created, fresh_journal=False, fresh_lock=False)
+            raise
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.callback(lock.release)
+                journal = None
+                if study is not None:
+                    journal = open_journal(out, storage, study, identity, settings)
+                    if storage is not None:  # a shared storage: other run directories may name the same study
+                        stack.enter_context(StudyGuard(journal.study))
+                else:
+                    _record_identity(out / str(kind.identity_file), identity)
+                run = Run(settings, parts, out, journal, on_record)
+                loop = kind.begin(run)
+                began = True
+                return _run_loop(kind, run, loop, backend, job, on_record)
+        except BaseException:
+            if not began:  # stopped before its first trial: what this run created is its own debris
+                _discard(out, created, fresh_journal, fresh_lock)
+            raise
+
+
+def _run_loop(
+    kind: RunKind[S, P], run: Run[S, P], loop: Loop | None, backend: Any, job: EvaluationJob | None, on_record: Any
+) -> Any:
+    """The kind's loop through the ``Driver`` on ``backend`` (if it has one), then its outputs."""
+    journal, stats = run.journal, None
+    if loop is not None and journal is not None and backend is not None and job is not None:
+        driver = Driver(
+            loop.space,
+            loop.controller,
+            journal,
+            loop.budget,
+            loop.objective.reward,
+            _progress(loop, journal, on_record),
+            annotate=loop.annotate,
+            inputs=loop.inputs,
+            flush_seconds=loop.flush_seconds,
+        )
+        try:
+            backend.run(driver, job)
+        except ReplayMismatch as error:
+            if loop.mismatch_hint is None:
+                raise
+            raise ValueError(f"{error}; {loop.mismatch_hint}") from None
+        finally:  # trials told before an error or Ctrl-C are kept
+            if journal.unwritten:
+                driver.flush()
+        stats = driver.finish()
+    return kind.finish(run, stats)
+
+
+def _discard(out: Path, created: bool, fresh_journal: bool, fresh_lock: bool) -> None:
+    """What a run may leave when it stops before its first trial: nothing it created. Its journal if
+    this run created it and it holds no trial, its lock file if this run created it, and ``out`` itself
+    if this run created it and nothing else is in it now. Files that were there before are never touched."""
+    if fresh_journal and not _holds_trials(out):
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            (out / f"{JOURNAL_NAME}{suffix}").unlink(missing_ok=True)
+    if fresh_lock:
+        (out / LOCK_NAME).unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if empty
+
+
+def _holds_trials(out: Path) -> bool:
+    """True unless ``out``'s journal is certainly without trials (absent, debris, or an empty trials table)."""
+    path = out / JOURNAL_NAME
+    if not path.is_file() or is_debris(path):
+        return False
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return bool(connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return True  # unreadable: keep it
 
 
 def _progress(loop: Loop, journal: Journal, progress: Progress | None) -> Callable[[Record, bool], None] | None:
@@ -234,6 +286,13 @@ def check_kind(out: Path, kind: RunKind[Any, Any]) -> None:
     found = kind_of(out)
     if found is not None and found.name != kind.name:
         raise ValueError(f"{out} holds another kind of run ({found.command}); use another --out")
+    if found is None and out.is_dir():  # another kind's outputs whose journal or identity file is gone
+        own = {*kind.outputs, kind.identity_file}
+        for other in kinds():
+            names = (*other.outputs, other.identity_file)
+            left = [name for name in names if name and name not in own and (out / name).exists()]
+            if other.name != kind.name and left:
+                raise ValueError(f"{out} holds the outputs of a {other.command} run ({left[0]}); use another --out")
     if found is None and kind.study_name is None and out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out}: exists and is not a {kind.command} directory; choose a new --out")
 
@@ -262,20 +321,10 @@ def _record_identity(path: Path, identity: dict[str, Any]) -> None:
 
 
 def open_journal(
-    out: Path, created: bool, storage: str | None, study_name: str, identity: dict[str, Any], settings: RunSettings
+    out: Path, storage: str | None, study_name: str, identity: dict[str, Any], settings: RunSettings
 ) -> Journal:
-    """The run's journal; if it is refused (a storage refused at the door, other settings) and ``out``
-    was created for this run, no empty run directory is left behind."""
-    try:
-        return Journal(
-            out, storage, study_name, identity, defaults=settings.IDENTITY_DEFAULTS, renamed=settings.RENAMED
-        )
-    except ValueError:
-        if created:
-            (out / ".lock").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
+    """The run's journal (a storage refused at the door, or other settings: ``ValueError``)."""
+    return Journal(out, storage, study_name, identity, defaults=settings.IDENTITY_DEFAULTS, renamed=settings.RENAMED)
 
 
 def check_run_directory(out: Path) -> None:

@@ -3,7 +3,10 @@ directory's ``study.db`` checked before Optuna opens it.
 
 A file that is not an intact Optuna SQLite database stops the command (exit 2) with the damage
 named, and nothing is written (``check_journal_file``); ``nas doctor`` reports and rescues it
-(``nas.doctor``). Importing this module imports no torch: settings are validated with it.
+(``nas.doctor``). One exception: a journal that never held a trial is a run's own debris, not a
+user's data (``is_debris``: empty, or Optuna's schema half created when the disk filled or the
+process died), so it reads as no journal and the next run replaces it. Importing this module
+imports no torch: settings are validated with it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from nas.errors import first_line
 JOURNAL_NAME = "study.db"
 SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "trial_values", "trial_params", "study_user_attributes"}
+# Every table Optuna's RDB storage creates: a database holding any other table is not a run's debris.
+OPTUNA_SCHEMA = OPTUNA_TABLES | {
+    "alembic_version",
+    "version_info",
+    "study_directions",
+    "study_system_attributes",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_intermediate_values",
+    "trial_heartbeats",
+}
 RUN_OUTPUTS = ("controller.pt", "best.json", "report.md")
 
 
@@ -87,6 +101,33 @@ def damage(path: Path) -> str | None:
     return None
 
 
+def is_debris(path: Path) -> bool:
+    """True if ``path`` is a journal a run began and never finished creating: an empty file, or an
+    SQLite database holding only Optuna's tables, not all of them, and no trial (a full disk at the
+    first write, a kill while Optuna created its schema). Anything else is left to ``damage``."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables <= OPTUNA_SCHEMA or tables >= OPTUNA_TABLES:
+                return False
+            return "trials" not in tables or connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        return False
+
+
+def discard_debris(out: Path) -> None:
+    """Remove ``out``'s journal if it is a run's debris (``is_debris``), with SQLite's side files."""
+    path = out / JOURNAL_NAME
+    if path.is_file() and is_debris(path):
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            (out / f"{JOURNAL_NAME}{suffix}").unlink(missing_ok=True)
+
+
 def check_journal_file(out: Path) -> None:
     """``ValueError`` (one line, exit 2) unless ``out`` may be searched into with its default journal."""
     path = out / JOURNAL_NAME
@@ -98,7 +139,7 @@ def check_journal_file(out: Path) -> None:
                 "refusing to start a new journal over them: use another --out"
             )
         return
-    reason = damage(path)
+    reason = None if is_debris(path) else damage(path)
     if reason is not None:
         raise ValueError(
             f"{path} is damaged ({reason}); it was left as it is: `nas doctor {out}` reports what "
@@ -108,7 +149,7 @@ def check_journal_file(out: Path) -> None:
 
 def study_names(out: Path) -> list[str]:
     """The studies in the journal of run directory ``out`` (none without ``study.db``)."""
-    if not (out / JOURNAL_NAME).is_file():
+    if not (out / JOURNAL_NAME).is_file() or is_debris(out / JOURNAL_NAME):
         return []
     check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
     return optuna.get_all_study_names(f"sqlite:///{(out / JOURNAL_NAME).resolve()}")

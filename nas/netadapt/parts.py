@@ -11,6 +11,7 @@ import torch
 from nas.api import Resolved
 from nas.backend import EvaluationJob
 from nas.compile import compile as compile_ir
+from nas.errors import first_line
 from nas.evaluator import Evaluator, make_evaluator
 from nas.files import atomic_torch_save
 from nas.netadapt.settings import NetAdaptSettings
@@ -94,7 +95,11 @@ class NetAdaptEvaluation:
             self._cache[trial] = (
                 self.start_state
                 if trial is None
-                else torch.load(self.weights_dir / f"trial-{trial}.pt", map_location="cpu", weights_only=True)
+                else read_state(
+                    self.weights_dir / f"trial-{trial}.pt",
+                    f"the fine-tuned weights of trial {trial}, which the run continues from, are lost: "
+                    "start a new run (another --out)",
+                )
             )
         return self._cache[trial]
 
@@ -115,8 +120,26 @@ def netadapt_evaluation(settings: NetAdaptSettings, out: Path) -> NetAdaptEvalua
     if settings.weights is not None:
         state = load_weights(settings.weights, start, finetune)
     else:
-        state = torch.load(out / "start.pt", map_location="cpu", weights_only=True)
+        state = read_state(out / "start.pt", START_HINT)
     return NetAdaptEvaluation(space, finetune, out / "weights", state)
+
+
+START_HINT = "delete it and the same command trains the start again (seeded: the same network)"
+
+
+def read_state(path: Path, hint: str) -> dict[str, Any]:
+    """A state dict the run wrote (``start.pt``, ``weights/trial-N.pt``), or a one-line ``ValueError`` naming
+    the file, why it cannot be read, and ``hint``: what the user can do."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing; {hint}") from None
+    except Exception as error:  # truncated, overwritten, not torch's format: torch raises many kinds
+        detail = first_line(error, with_type=True, limit=160).split(". ")[0]
+        raise ValueError(f"{path}: unreadable ({detail}); {hint}") from None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError(f"{path}: not a state dict of tensors; {hint}")
+    return state
 
 
 def load_weights(path: str, start: Resolved, finetune: Any) -> dict[str, Any]:
@@ -131,22 +154,29 @@ def load_weights(path: str, start: Resolved, finetune: Any) -> dict[str, Any]:
         if payload.get("genotype") != start.to_json():
             raise ValueError(f"weights: {path} holds another network than --from {start.name or 'the start'}")
         payload = payload["state_dict"]
+    check_fits(payload, start, finetune, f"weights: {path}")
+    return payload
+
+
+def check_fits(state: Any, start: Resolved, finetune: Any, where: str) -> None:
+    """``ValueError`` (``where`` first) unless ``state`` loads into the starting network."""
     try:
-        compile_ir(finetune.lower(start.genotype)).load_state_dict(payload)
+        compile_ir(finetune.lower(start.genotype)).load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__)[:200]
         raise ValueError(
-            f"weights: {path} does not fit the starting network with {finetune.splits.num_classes} classes ({detail})"
+            f"{where} does not fit the starting network with {finetune.splits.num_classes} classes ({detail})"
         ) from None
-    return payload
 
 
 def trained_start(out: Path, settings: NetAdaptSettings, parts: NetAdaptParts) -> dict[str, Any]:
     """The starting network trained for ``initial_steps`` from scratch, kept in ``OUT/start.pt``."""
     path = out / "start.pt"
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state(path, START_HINT)
+        check_fits(state, parts.start, parts.finetune, f"{path}: it")
+        return state
     seeds = trial_seeds(settings.seed, START_STREAM)  # a stream no trial uses
     model = compile_ir(parts.finetune.lower(parts.start.genotype), seed=seeds.init)
     parts.finetune.train(model, settings.initial_steps, seeds.data_order, learning_rate=settings.initial_learning_rate)

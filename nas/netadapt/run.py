@@ -120,6 +120,7 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
 
         def parent(genotype: Any, trial_id: int) -> dict[str, Any]:
             current, trial = controller.parent  # the iteration's network: every proposal in flight shares it
+            evaluation.state(trial)  # its weights read here, in the driver: a damaged file is one line, no failed trial
             return {"parent": parts.space.encode(current), "parent_trial": trial}
 
         # The latency (the table's prediction, the harness's measurement) is the driver's: it describes

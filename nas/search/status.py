@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from nas.journal import SETTINGS_KEY
 from nas.lock import RunLock
-from nas.storage import JOURNAL_NAME, check_journal_file
+from nas.storage import JOURNAL_NAME, study_names
 
 STATE_FILE = "controller.pt"
 BUDGET_KEY = "nas_budget"  # study attribute: the budget of the run's last invocation (it may grow)
@@ -25,10 +25,9 @@ def run_status(out: Path, study_name: str) -> dict[str, Any] | None:
     """Settings and progress of the search in ``out`` (study ``study_name``), or None if it has none."""
     if not (out / JOURNAL_NAME).is_file():
         return None
-    check_journal_file(out)  # a damaged journal is reported in one line, never opened by Optuna
-    storage = f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
-    if study_name not in optuna.get_all_study_names(storage):
+    if study_name not in study_names(out):  # a damaged journal is reported in one line, never opened by Optuna
         return None
+    storage = f"sqlite:///{(out / JOURNAL_NAME).resolve()}"
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]

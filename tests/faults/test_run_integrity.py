@@ -80,7 +80,7 @@ def test_a_second_search_on_a_locked_run_is_refused_naming_the_holder(tmp_path, 
     with RunLock(out):
         assert main(search(out, tmp_path)) == 2
     line = one_error_line(capsys)
-    assert f"pid {os.getpid()} on " in line and "in use by another search" in line
+    assert f"pid {os.getpid()} on " in line and "in use by another run" in line
     assert not (out / "study.db").exists()
 
 
@@ -178,10 +178,12 @@ def test_doctor_reports_and_rescues_a_damaged_journal(finished_run, tmp_path, ca
 )
 def test_a_bad_setting_is_one_line_and_creates_nothing(tmp_path, capsys, config, match) -> None:
     out, path = tmp_path / "run", tmp_path / "settings.yaml"
-    # YAML keeps the last of two equal keys: the bad line overrides the good base settings.
-    path.write_text(
-        f"space: nasnet\ncontroller: random\nbudget: 2\ndataset: synthetic\nepochs: 1\nout: {out}\n" + TINY + config
-    )
+    # The bad line replaces the good base setting of its key (a key given twice is refused on its own).
+    base = {"space": "nasnet", "controller": "random", "budget": "2", "dataset": "synthetic", "epochs": "1"}
+    key = config.split(":")[0]
+    lines = [f"{name}: {value}" for name, value in base.items() if name != key]
+    lines += [f"out: {out}"] if key != "out" else []
+    path.write_text("\n".join(lines) + "\n" + (TINY if key != "evaluator_options" else "") + config)
     args = ["search", "--config", str(path), "--no-progress"]
     started = time.perf_counter()
     assert main(args) == 2
