@@ -331,7 +331,12 @@ def check_run_directory(out: Path) -> None:
     """``ValueError`` unless ``out`` is, or can become, a writable run directory."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
-    existing = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
+    if out.is_symlink() and not out.exists():  # a loop, or a link to nothing: mkdir would fail after the set-up
+        raise ValueError(f"{out}: a symbolic link that leads to no directory (a loop, or a missing target)")
+    try:
+        existing = out if out.exists() else next((p for p in out.resolve().parents if p.exists()), None)
+    except (RuntimeError, OSError) as error:  # a loop further up the path
+        raise ValueError(f"{out}: cannot be resolved ({error})") from None
     if existing is None or not existing.is_dir():
         raise ValueError(f"{out}: no existing folder to create it in")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -84,16 +84,19 @@ def test_a_full_disk_at_the_first_write_leaves_no_journal_and_the_rerun_runs(tmp
     assert finished_trials(out) == [0, 1]
 
 
-@pytest.mark.parametrize("debris", ["half created", "empty file"])
-def test_a_journal_that_never_held_a_trial_is_replaced(tmp_path, capsys, debris) -> None:
+def test_a_journal_that_never_held_a_trial_is_replaced(tmp_path, capsys) -> None:
+    from nas.storage import is_debris
+
     out = tmp_path / "run"
     out.mkdir()
-    if debris == "half created":
-        half_created_journal(out / "study.db")  # left by an earlier version on a full disk
-    else:
-        (out / "study.db").write_bytes(b"")
+    (out / "study.db").write_bytes(b"")
+    assert is_debris(out / "study.db")  # an empty file: SQLite had not written its header yet
+    (out / "study.db").unlink()
+    half_created_journal(out / "study.db")  # left by an earlier version on a full disk: refused for good
+    assert is_debris(out / "study.db")
     assert main(search(out, tmp_path)) == 0, capsys.readouterr().err
     assert finished_trials(out) == [0, 1]
+    assert not is_debris(out / "study.db")
 
 
 def test_a_database_of_someone_else_is_still_refused(tmp_path, capsys) -> None:
@@ -107,6 +110,16 @@ def test_a_database_of_someone_else_is_still_refused(tmp_path, capsys) -> None:
     assert main(search(out, tmp_path)) == 2
     assert "is damaged" in one_error_line(capsys)
     assert (out / "study.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("target", ["itself", "missing"])
+def test_an_out_that_is_a_dangling_or_looping_link_is_one_line(tmp_path, capsys, target) -> None:
+    out = tmp_path / "run"
+    out.symlink_to(out if target == "itself" else tmp_path / "missing")
+    assert main(search(out, tmp_path)) == 2  # a loop was a RuntimeError traceback
+    assert "a symbolic link that leads to no directory" in one_error_line(capsys)
+    assert main(search(out / "inner", tmp_path)) == 2
+    one_error_line(capsys)
 
 
 def test_a_search_refused_on_a_shared_storage_leaves_no_out_directory(tmp_path, capsys) -> None:
