@@ -50,6 +50,7 @@ METRIC = "nas_reward"  # what ASHA compares: the search's reward of the metrics 
 EPOCH = "nas_epoch"  # ASHA's time attribute: epochs trained
 DEFAULT_RETRIES = 2
 ASHA_DEFAULTS: dict[str, Any] = {"grace_period": 1, "reduction_factor": 2, "brackets": 1}
+MAX_BRACKETS = 32  # ASHA's brackets (Hyperband's); Ray builds each up front
 _JOBS: dict[str, EvaluationJob] = {}  # in a worker process: the evaluations built so far, by job key
 
 
@@ -82,8 +83,12 @@ class RayBackend:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"early_stop_options: {key} must be an integer >= {low}, got {value!r}")
         factor = self.asha["reduction_factor"]
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
-            raise ValueError(f"early_stop_options: reduction_factor must be a number > 1, got {factor!r}")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1 < factor < math.inf:
+            raise ValueError(f"early_stop_options: reduction_factor must be a number > 1, and finite, got {factor!r}")
+        if self.asha["brackets"] > MAX_BRACKETS:  # Ray builds every bracket up front: 10**9 never starts
+            raise ValueError(
+                f"early_stop_options: brackets must be at most {MAX_BRACKETS}, got {self.asha['brackets']}"
+            )
         if address is None and cpus_per_trial > (cores := _cores_here()):  # the local Ray is sized to the request
             raise ValueError(
                 f"cpus_per_trial: a trial asks for {cpus_per_trial} CPUs and this machine has {cores}; a local "
@@ -130,6 +135,12 @@ class RayBackend:
             raise ValueError(
                 f"early_stop_options: grace_period {self.asha['grace_period']} must be below the "
                 f"evaluation's {job.epochs} epochs"
+            )
+        rungs = math.log(job.epochs / self.asha["grace_period"]) / math.log(self.asha["reduction_factor"])
+        if rungs > job.epochs:  # Ray builds every rung up front: a factor of 1.0000001 took 15 s and grew with it
+            raise ValueError(
+                f"early_stop_options: reduction_factor {self.asha['reduction_factor']!r} is so close to 1 that "
+                f"ASHA would compare at {rungs:,.0f} rungs within {job.epochs} epochs; use 2 or more"
             )
 
     def run(self, driver: Driver, job: EvaluationJob) -> None:

@@ -125,8 +125,8 @@ def check_backend_settings(settings: Any) -> None:
         raise ValueError(f"workers: must be in [1, {MAX_WORKERS}], got {settings.workers}")
     if not 1 <= settings.cpus_per_trial <= MAX_CPUS_PER_TRIAL:
         raise ValueError(
-            f"cpus_per_trial: must be an integer in [1, {MAX_CPUS_PER_TRIAL}] (it is also the evaluation's "
-            f"thread count), got {settings.cpus_per_trial}"
+            f"cpus_per_trial: must be a positive integer, at most {MAX_CPUS_PER_TRIAL} (it is also the "
+            f"evaluation's thread count), got {settings.cpus_per_trial}"
         )
     if not (math.isfinite(settings.gpus_per_trial) and settings.gpus_per_trial >= 0):
         raise ValueError(f"gpus_per_trial: must be a number >= 0, got {settings.gpus_per_trial!r}")

@@ -205,10 +205,27 @@ def test_train_counts_past_any_use_are_refused(tmp_path, capsys, flags, needle) 
 def test_a_ray_trial_larger_than_this_machine_is_refused_before_ray_starts(tmp_path, capsys) -> None:
     cores = len(os.sched_getaffinity(0))
     assert main(search(tmp_path, TINY, "--backend", "ray", "--cpus-per-trial", "4096")) == 2
-    assert "cpus_per_trial: must be an integer in [1, 1024]" in one_error_line(capsys)
+    assert "cpus_per_trial: must be a positive integer, at most 1024" in one_error_line(capsys)
     assert main(search(tmp_path, TINY, "--backend", "ray", "--cpus-per-trial", str(cores + 1))) == 2
     assert f"a trial asks for {cores + 1} CPUs and this machine has {cores}" in one_error_line(capsys)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        ({"reduction_factor": math.inf}, "reduction_factor must be a number > 1, and finite, got inf"),
+        ({"brackets": 10**9}, "brackets must be at most 32"),  # Ray built them all: it never started
+        ({"reduction_factor": 1.0000001}, "so close to 1 that ASHA would compare at"),  # 15 s to build, after Ray
+    ],
+)
+def test_asha_options_that_stall_ray_are_refused_before_it_starts(options, needle) -> None:
+    from backends.ray_tune import RayBackend
+    from nas.backend import EvaluationJob
+
+    job = EvaluationJob(build=dict, space=None, reward=float, epochs=10, reports=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=needle):
+        RayBackend(early_stop="asha", early_stop_options=options).check(job)
 
 
 # ------------------------------------------------------------------------------------ data files
