@@ -6,10 +6,13 @@ anything is written and lets a killed run resume exactly:
 1. the settings are validated and the directory checked: writable, and not another kind's run;
 2. the run's identity (the settings a resumed run must share) is compared with the one the
    directory records, before torch is imported: a wrong flag on a resume costs a second;
-3. the kind's torch-free checks (data folders, evaluator options), then its parts (data loaded,
+3. a second writer of the directory is refused (its lock is held), the backend's options checked,
+   then the kind's torch-free checks (data folders, evaluator options), its parts (data loaded,
    networks checked) and the backend (a cluster reached);
 4. holding the directory's lock: the journal (an Optuna study, or the kind's identity file), the
-   loop (controller and backend through ``nas.loop.Driver``), the outputs.
+   loop (controller and backend through ``nas.loop.Driver``), the outputs. A run that stops before
+   its loop begins removes what it created (``_discard``): a journal without trials, its lock file,
+   the directory if it made it.
 
 A kind (``RunKind``) declares the rest: its settings, study, parts, loop and outputs. Kinds are
 registered like plug-ins (entry-point group ``nas.runs``), so ``nas show``, ``nas doctor`` and the
@@ -146,8 +149,8 @@ def execute(kind: RunKind[S, P], settings: S, on_record: Progress | None = None)
     if storage is None:
         _check_recorded(out, kind, study, identity, settings)
     RunLock.check_free(out)  # a second writer is refused now, not after the parts are built
-    kind.check(settings)
     backend = make_backend(settings) if isinstance(settings, BackendSettings) else None  # options checked now
+    kind.check(settings)
     parts = kind.build(settings)
     job = kind.job(settings, parts)
     with with_backend(backend, job):  # checked before anything is written, closed however this ends
