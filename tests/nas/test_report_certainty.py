@@ -66,7 +66,9 @@ def test_the_final_stage_spread_judges_the_search_and_the_stage() -> None:
     assert spread == pytest.approx(math.sqrt((0.03**2 + 0.04**2) / 2))
     text = _certainty_section(ranked, objective, (spread, 2))
     assert "reward: metric:final_train_loss:min" in text and "final_train_loss: ±" in text
-    assert "the best 2 (trials 4, 9)" in text and "pooled over the repeats of 2 final-stage candidates" in text  # 0.01 apart, noise ~0.035
+    assert (
+        "the best 2 (trials 4, 9)" in text and "pooled over the repeats of 2 final-stage candidates" in text
+    )  # 0.01 apart, noise ~0.035
     assert "binomial" not in text
     stage = _certainty_section(sorted(finals, key=lambda r: -float(r.result.reward or 0)), objective, (spread, 2), True)
     assert "## How sure: the final stage" in stage and "more `--final-repeats`" in stage
