@@ -30,6 +30,7 @@ WARM_START_SCORES = ("jacov", "params")  # = nas.search.warm_start.DEFAULT_SCORE
 # training loss averages every training image where the accuracy counts a validation sample.
 DEFAULT_OBJECTIVE = "accuracy"
 EVALUATOR_OBJECTIVES: dict[str, str] = {"proxy": "metric:final_train_loss:min"}
+MAX_STUDY_NAME = 512  # Optuna's studies.study_name column
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_INT = (int, type(None))
 
@@ -162,6 +163,10 @@ class SearchSettings(BackendSettings, EvaluationSettings, RunSettings):
             raise ValueError("final_epochs / final_repeats: they set the final selection stage; add --final-top K")
         if self.storage is not None:
             check_storage(self.storage)
+        if self.study_name is not None and not 0 < len(self.study_name) <= MAX_STUDY_NAME:
+            raise ValueError(
+                f"study_name: 1 to {MAX_STUDY_NAME} characters (Optuna's column), got {len(self.study_name)}"
+            )
         check_backend_settings(self)
         if self.early_stop is not None and self.repeats > 1:
             raise ValueError(

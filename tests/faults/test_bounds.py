@@ -324,3 +324,10 @@ def test_the_documented_worst_cases_fit_in_max_parameters():
     widest = mobilenetv3.MobileNetV3Genotype((mobilenetv3.MobileNetV3Block(7, 8192, 8192, True, "relu", 1),) * 64)
     with pytest.raises(ValueError, match=r"^genotype: the network has [\d,]+ parameters, more than"):
         nas.api.check_size(nas.space.get("mobilenetv3").lower(widest))
+
+
+def test_a_study_name_longer_than_optunas_column_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "synthetic", "--budget", "1", "--out", str(out), "--study-name", "s" * 513])
+    line = _one_error_line(capsys, code)
+    assert "study_name: 1 to 512 characters (Optuna's column), got 513" in line and not out.exists()
