@@ -167,7 +167,8 @@ def test_a_killed_worker_is_retried_and_one_killed_every_time_is_recorded_as_fai
 def test_asha_stops_poor_candidates_early_and_the_controller_is_told(cluster, tmp_path):
     """Random NASNet cells differ widely after one epoch (0.34 to 0.55 on the synthetic task); with one
     worker the trials reach the rung (epoch 1 of 2) in id order, so which are stopped is fixed by the
-    seed. A stopped trial keeps the accuracy and the epochs it had when it was stopped."""
+    seed. A stopped trial keeps the metrics and the epochs it had when it was stopped, and its reward
+    is the default objective's of those metrics (the proxy's: minus the last epoch's training loss)."""
     out = tmp_path / "asha"
     _, stats = run_search(settings(out, budget=6, epochs=2, backend="ray", workers=1, early_stop="asha"))
     recorded = trials(out)
@@ -176,7 +177,7 @@ def test_asha_stops_poor_candidates_early_and_the_controller_is_told(cluster, tm
     assert stopped and stats.early_stopped == len(stopped)
     for trial in stopped:
         metrics = trial.user_attrs["metrics"]
-        assert metrics["epochs"] == 1 and trial.value == metrics["accuracy"] and 0 <= trial.value <= 1
+        assert metrics["epochs"] == 1 and trial.value == -metrics["final_train_loss"] and 0 <= metrics["accuracy"] <= 1
     assert len(stopped) < 6
     state = torch.load(out / "controller.pt", weights_only=True)
     assert state["num_told"] == 6 and not state["pending"]
