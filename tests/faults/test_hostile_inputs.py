@@ -359,9 +359,12 @@ def test_a_link_to_a_folder_outside_is_read_once(tmp_path) -> None:
 def test_ctrl_c_while_the_commands_load_is_one_line(tmp_path) -> None:
     """A real SIGINT, sent while ``nas.cli`` is still importing its commands: the process signals itself
     from an import hook when ``nas.cli.app`` is looked up, so the moment does not depend on the
-    machine's load (a timer thread starved on a busy machine fired only after the command ended)."""
+    machine's load (a timer thread starved on a busy machine fired only after the command ended). A
+    pytest-xdist worker ignores SIGINT and its children inherit that, so the script restores what a
+    terminal's process has: Python's own handler."""
     script = textwrap.dedent("""
         import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         class Interrupt:
             def find_spec(self, name, path=None, target=None):
