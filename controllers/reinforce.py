@@ -69,9 +69,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from controllers.known import KnownClasses
+from controllers.reinforce_options import check_numbers
 from nas.controller import Result
 from nas.controller_base import ControllerBase, Preset, check_preset
-from nas.errors import quoted
 from nas.seeds import trial_rng, trial_seed
 from nas.space import SearchSpace, sample_choices
 
@@ -291,23 +291,19 @@ class Reinforce(ControllerBase):
         self.advantage = advantage
         if update not in UPDATE_RULES:
             raise ValueError(f"update: {update!r} is not a valid update rule; valid: {list(UPDATE_RULES)}")
-        _check_counts(hidden_size=hidden_size, batch_size=batch_size, ppo_epochs=ppo_epochs)
-        _check_positive(
+        check_numbers(
+            hidden_size=hidden_size,
+            batch_size=batch_size,
+            ppo_epochs=ppo_epochs,
             learning_rate=learning_rate,
             init_range=init_range,
             ppo_clip=ppo_clip,
             temperature=temperature,
             tanh_constant=tanh_constant,
+            baseline_decay=baseline_decay,
+            entropy_weight=entropy_weight,
+            failure_reward=failure_reward,
         )
-        _check_numbers(baseline_decay=baseline_decay, entropy_weight=entropy_weight, failure_reward=failure_reward)
-        if not 0 <= baseline_decay < 1:
-            raise ValueError(f"baseline_decay: must be in [0, 1), got {baseline_decay!r}")
-        if not 0 <= entropy_weight < math.inf:
-            raise ValueError(f"entropy_weight: must be a finite number >= 0, got {entropy_weight!r}")
-        if init_range > 1e6:  # the policy's float32 weights are drawn from [-init_range, init_range]
-            raise ValueError(f"init_range: must be at most 1e6, got {init_range!r}")
-        if failure_reward is not None and not math.isfinite(failure_reward):
-            raise ValueError(f"failure_reward: must be a finite number or None, got {failure_reward!r}")
         self.hidden_size, self.batch_size, self.learning_rate = int(hidden_size), int(batch_size), float(learning_rate)
         self.entropy_weight, self.baseline_decay = float(entropy_weight), float(baseline_decay)
         self.init_range = float(init_range)
@@ -479,30 +475,3 @@ class Reinforce(ControllerBase):
         self._batch = copy.deepcopy(list(state["batch"]))
         if "known" in state:  # absent from states saved before classes were kept (no dedup, no elite)
             self._known.load_state_dict(state["known"], self._pending)
-
-
-MAX_COUNT = 1_000_000  # hidden units, trials per batch, PPO epochs: far above any useful setting
-
-
-def _check_counts(**values: object) -> None:
-    """``ValueError`` unless each value is an integer in [1, ``MAX_COUNT``] (a config can hold ``.inf`` or 2.5)."""
-    for name, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
-            raise ValueError(f"{name}: must be an integer in [1, {MAX_COUNT:,}], got {quoted(value)}")
-
-
-def _check_numbers(**values: object) -> None:
-    """``ValueError`` unless each value is None or a number (comparing a string would be a ``TypeError``)."""
-    for name, value in values.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{name}: must be a number, got {quoted(value)}")
-
-
-def _check_positive(**values: object) -> None:
-    """``ValueError`` unless each value is None or a finite number > 0."""
-    _check_numbers(**values)
-    for name, value in values.items():
-        if value is not None and not 0 < value < math.inf:  # type: ignore[operator]
-            raise ValueError(f"{name}: must be a finite number > 0, got {quoted(value)}")

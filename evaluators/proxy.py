@@ -47,6 +47,9 @@ from nas.training import Diverged, Trainer, recalibrate_batchnorm
 logger = logging.getLogger(__name__)
 
 
+COST_METRICS = ("params", "macs", "memory_access", "resolution")  # of the network evaluated (``_cost``)
+
+
 class CandidateFailure(Exception):
     """A candidate could not be evaluated (NaN loss, time limit); the message is the reason."""
 
@@ -118,10 +121,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         full = ("full_params", "full_macs", "full_memory_access") if self.full_cost else ()
         return (
             "accuracy",
-            "params",
-            "macs",
-            "memory_access",
-            "resolution",
+            *COST_METRICS,
             "epochs",
             "final_train_loss",
             "sotl",

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from evaluators.proxy import ProxyEvaluator, accuracy
+from evaluators.proxy import COST_METRICS, ProxyEvaluator, accuracy
 from evaluators.supernet_options import SupernetOptions
 from nas import progress
 from nas.data import iterate_batches
@@ -76,10 +76,7 @@ class SupernetEvaluator(ProxyEvaluator):
     def metrics(self) -> tuple[str, ...]:
         return (
             "accuracy",
-            "params",
-            "macs",
-            "memory_access",
-            "resolution",
+            *COST_METRICS,
             "seconds",
             "cpu_seconds",
             "validation_images",
