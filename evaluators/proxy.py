@@ -293,15 +293,7 @@ class ProxyEvaluator(EvaluatorBase[Any]):
                 if self.options.channels_last:
                     model = model.to(memory_format=torch.channels_last)  # oneDNN's faster CPU convolutions
                 interim = self._train(model, splits, seeds, started, metrics, report, trial_id)
-                recalibrate_batchnorm(
-                    model,
-                    splits.train,
-                    self.batch_size,
-                    self.calibration_examples,
-                    self.device,
-                    torch.Generator().manual_seed(seeds.data_order),
-                )
-                metrics["accuracy"] = accuracy(model, splits.validation, self.device)
+                metrics["accuracy"] = self.validated(model, splits, seeds.data_order)
                 metrics["validation_images"] = len(splits.validation)  # type: ignore[arg-type]  (the reward's noise)
             self._check_time(started + interim, limit, "after validation")
         except CandidateFailure as failure:
@@ -418,16 +410,14 @@ class ProxyEvaluator(EvaluatorBase[Any]):
         """
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, device_type=self.device.type if self.device.type != "cpu" else "cuda"):
-            snapshot = copy.deepcopy(model)
-            recalibrate_batchnorm(
-                snapshot,
-                splits.train,
-                self.batch_size,
-                self.calibration_examples,
-                self.device,
-                torch.Generator().manual_seed(seeds.data_order),
-            )
-            return accuracy(snapshot, splits.validation, self.device)
+            return self.validated(copy.deepcopy(model), splits, seeds.data_order)
+
+    def validated(self, model: nn.Module, splits: DatasetSplits, seed: int) -> float:
+        """The validation accuracy of ``model`` after its BatchNorm statistics are re-estimated on
+        ``calibration_examples`` training images drawn by ``seed``."""
+        generator = torch.Generator().manual_seed(seed)
+        recalibrate_batchnorm(model, splits.train, self.batch_size, self.calibration_examples, self.device, generator)
+        return accuracy(model, splits.validation, self.device)
 
     @staticmethod
     def _check_time(started: float, limit: float | None, where: str) -> None:

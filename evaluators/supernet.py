@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from evaluators.proxy import COST_METRICS, ProxyEvaluator, accuracy
+from evaluators.proxy import COST_METRICS, ProxyEvaluator
 from evaluators.supernet_options import SupernetOptions
 from nas import progress
 from nas.data import iterate_batches
@@ -41,7 +41,6 @@ from nas.files import atomic_torch_save
 from nas.seeds import trial_rng, trial_seed
 from nas.space import sample_choices
 from nas.supernet import WeightBank
-from nas.training import recalibrate_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -225,15 +224,7 @@ class SupernetEvaluator(ProxyEvaluator):
                 torch.manual_seed(seed)
                 if self.finetune_steps:
                     model = self._finetune(copy.deepcopy(model), splits, trial_seed(self.seed, trial_id, _SCORE_STREAM))
-                recalibrate_batchnorm(
-                    model,
-                    splits.train,
-                    self.batch_size,
-                    self.calibration_examples,
-                    self.device,
-                    torch.Generator().manual_seed(seed),
-                )
-                metrics["accuracy"] = accuracy(model, splits.validation, self.device)
+                metrics["accuracy"] = self.validated(model, splits, seed)
             metrics["validation_images"] = len(splits.validation)  # type: ignore[arg-type]
         except Exception as error:
             logger.debug("trial %d failed", trial_id, exc_info=True)
