@@ -363,6 +363,13 @@ class Reinforce(ControllerBase):
         self._known.issue(trial_id, key)
         return choices
 
+    def draw(self, seed: int) -> dict[str, Any]:
+        """An architecture drawn from the current policy by a generator seeded with ``seed`` (as
+        ``space.encode`` choices), without issuing a trial: ENAS trains its shared weights on such
+        draws between the controller's steps (arXiv 1802.03268 §2.2; ``--evaluator supernet`` with
+        ``training: enas``)."""
+        return self._choices(self.policy.sample(torch.Generator().manual_seed(seed)))
+
     def _choices(self, indices: Sequence[int]) -> dict[str, Any]:
         return {d.name: d.choices[i] for d, i in zip(self.decisions, indices)}
 

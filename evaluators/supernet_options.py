@@ -7,6 +7,12 @@ long as a stand-alone network, arXiv 1904.00420 §4; here ``SUPERNET_EPOCHS`` ov
 image), and each candidate is scored after ``finetune_steps`` steps of its own (0: none) with its
 BatchNorm statistics re-estimated on ``calibration_examples`` training images. ``check`` is
 registered in the entry-point group ``nas.evaluator_options``.
+
+``training`` picks how the supernet's paths are sampled: ``"spos"`` (uniformly, before the search:
+SPOS) or ``"enas"`` (from the search controller's policy, one epoch of shared-weight training
+before every ``enas_trials`` trials, which are the controller's own training steps: ENAS, Pham et
+al., arXiv 1802.03268 §2.2, which alternates an epoch of shared weights with controller steps
+rewarded on validation data).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from nas.space import SearchSpace
 
 SUPERNET_EPOCHS = 30
 SUPERNET_CALIBRATION = 2048  # SPOS re-estimates BatchNorm on 20,000 ImageNet images; CIFAR's proxies need fewer
+TRAININGS = ("spos", "enas")
+ENAS_TRIALS = 10  # controller samples between two epochs of shared weights (its REINFORCE batches learn from them)
+MAX_ENAS_TRIALS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -31,12 +40,24 @@ class SupernetOptions(ProxyOptions):
     images_per_class: int | None = None
     calibration_examples: int = SUPERNET_CALIBRATION
     finetune_steps: int = 0
+    training: str = "spos"
+    enas_trials: int = ENAS_TRIALS
 
     def __post_init__(self) -> None:
         super().__post_init__()
         steps = self.finetune_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"finetune_steps: must be a non-negative integer, got {steps!r}")
+        if not isinstance(self.training, str) or self.training not in TRAININGS:
+            raise ValueError(f"training: must be one of {list(TRAININGS)}, got {str(self.training)[:200]!r}")
+        trials = self.enas_trials
+        if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_ENAS_TRIALS:
+            raise ValueError(f"enas_trials: must be an integer from 1 to {MAX_ENAS_TRIALS:,}, got {trials!r}")
+
+    def enas_budget(self) -> int:
+        """The trials an ENAS search needs to train its supernet for every epoch: one epoch before each
+        ``enas_trials``, the last epoch's weights scoring at least ``enas_trials`` candidates."""
+        return self.epochs * self.enas_trials
         if self.drop_path:
             raise ValueError("drop_path: a supernet trains one path a step; drop-path is not offered")
 

@@ -95,6 +95,10 @@ class EvaluatorBase(Generic[G]):
         """Nothing kept in the run directory (a supernet trains and checkpoints itself in ``out`` here,
         called once the run holds the directory, before the first trial, and in every worker)."""
 
+    def follow(self, controller: Any, budget: int, sequential: bool) -> None:
+        """Nothing learnt from the controller (a supernet trained ENAS's way draws its paths from the
+        controller's policy: ``ValueError`` here for a search it cannot run)."""
+
     def final_options(self) -> dict[str, Any]:
         """The options of ``final_evaluator`` that follow this one's (the network's reduction, say)."""
         return {}

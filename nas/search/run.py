@@ -103,6 +103,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
                 f"warm_start: controller {settings.controller!r} cannot be handed architectures to evaluate "
                 "first (it has no enqueue; subclass nas.controller_base.ControllerBase)"
             )
+        follow(evaluator, parts.controller, settings)  # ENAS's mistakes fail here too
         evaluator.prepare()  # data and proxy mistakes fail here, before a run directory or a trial exists
         evaluator.prepare_repeats(settings.repeats + (settings.final_repeats if settings.final_top else 0))
         return parts
@@ -124,6 +125,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
         run.state = _open_final(run.out, settings, run.journal, self.study(settings) + FINAL_STUDY_SUFFIX)
         run.journal.study.set_user_attr(BUDGET_KEY, settings.budget)  # where it stands: ``nas show``
         parts.controller = _resume_controller(settings, parts.space, parts.controller, run.journal)
+        follow(parts.evaluator, parts.controller, settings)  # the resumed controller's policy (ENAS)
         attach(parts.evaluator, run.out)  # a supernet trains (or resumes) here, in the run directory
         if settings.warm_start and not run.journal.records and not parts.controller.pending_ids:
             controller: Any = parts.controller
@@ -351,6 +353,14 @@ def attach(evaluator: Evaluator[Any], out: Path) -> None:
     hook = getattr(evaluator, "attach", None)
     if callable(hook):
         hook(out)
+
+
+def follow(evaluator: Evaluator[Any], controller: Controller[Any], settings: SearchSettings) -> None:
+    """Give ``evaluator`` the controller whose policy trains it (``EvaluatorBase.follow``: ENAS), if it
+    takes one; its trials are evaluated one at a time only with one local worker."""
+    hook = getattr(evaluator, "follow", None)
+    if callable(hook):
+        hook(controller, settings.budget, settings.backend == "local" and settings.workers == 1)
 
 
 def with_latency(

@@ -109,3 +109,108 @@ def test_a_search_through_the_supernet_ends_with_a_final_stage_that_trains(tmp_p
     # The final stage trained each candidate on its own, ranked by the proxy's default reward (its training loss).
     assert "## How sure: the final stage" in report and "final_train_loss" in report
     assert main(arguments) == 0  # a finished run: nothing trained again
+
+
+# ------------------------------------------------------------------------------------------- ENAS
+
+
+def test_enas_trains_an_epoch_before_every_enas_trials_trials_on_the_policys_paths() -> None:
+    torch.set_num_threads(1)
+    evaluator = _evaluator(epochs=2, training="enas", enas_trials=2)
+    drawn: list[int] = []
+
+    class OnlyA:  # a policy that always draws cell A
+        def draw(self, seed: int) -> dict:
+            drawn.append(seed)
+            return SPACE.encode(SPACE.from_string(A))
+
+    evaluator.follow(OnlyA(), budget=4, sequential=True)
+    first = evaluator.evaluate(SPACE.from_string(A), trial_id=0)
+    assert first["supernet_epochs"] == 1 and first["supernet_training"] == "enas" and "error" not in first
+    steps = len(drawn)
+    assert steps > 0 and len(set(drawn)) == steps  # one draw a training step, each with its own seed
+    assert evaluator._training is not None and len(evaluator._training.history) == 1  # only A's parts exist
+    assert evaluator.evaluate(SPACE.from_string(A), trial_id=1)["supernet_epochs"] == 1 and len(drawn) == steps
+    # B's new parts (scored, untrained) join the history so that the next epoch trains them and a checkpoint keeps them.
+    assert evaluator.evaluate(SPACE.from_string(B), trial_id=1)["untrained_parts"] is True
+    assert len(evaluator._training.history) == 2
+    assert evaluator.evaluate(SPACE.from_string(A), trial_id=2)["supernet_epochs"] == 2 and len(drawn) == 2 * steps
+    assert evaluator.evaluate(SPACE.from_string(A), trial_id=9)["supernet_epochs"] == 2  # after the last epoch
+    # A trial from an earlier epoch needs weights this evaluator no longer has (it kept no checkpoint): refused.
+    assert "keeps no checkpoint of epoch 1" in _error(evaluator, 0)
+
+
+def _error(evaluator: SupernetEvaluator, trial_id: int) -> str:
+    with pytest.raises(ValueError) as caught:
+        evaluator.evaluate(SPACE.from_string(A), trial_id=trial_id)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "options, follow, match",
+    [
+        ({"training": "darts"}, None, "training: must be one of"),
+        ({"training": "enas", "enas_trials": 0}, None, "enas_trials: must be an integer from 1"),
+        ({"training": "enas"}, ("random", 400, True), "controller RandomSearch has none"),
+        ({"training": "enas"}, ("reinforce", 400, False), "workers: training 'enas'"),
+        ({"training": "enas", "epochs": 3, "enas_trials": 5}, ("reinforce", 14, True), "need --budget 15 or more"),
+    ],
+)
+def test_searches_enas_cannot_run_are_refused(options, follow, match) -> None:
+    from nas.controller import make_controller
+
+    with pytest.raises(ValueError, match=match):
+        evaluator = _evaluator(**options)
+        if follow is not None:
+            name, budget, sequential = follow
+            evaluator.follow(make_controller(name, SPACE, seed=0, budget=budget), budget, sequential)
+
+
+def _enas_search(out: Path, config: Path) -> list[str]:
+    arguments = ["search", "--space", "nb201", "--evaluator", "supernet", "--controller", "reinforce"]
+    arguments += ["--budget", "6", "--dataset", "synthetic", "--out", str(out), "--config", str(config)]
+    return [*arguments, "--no-progress"]
+
+
+def _rewards(out: Path) -> list[tuple[int, str, float]]:
+    import optuna
+
+    study = optuna.load_study(study_name="nas-search", storage=f"sqlite:///{out / 'study.db'}")
+    trials = sorted(study.get_trials(), key=lambda t: t.user_attrs["trial_id"])
+    return [(t.user_attrs["trial_id"], json.dumps(t.user_attrs["genotype"]), t.value) for t in trials]
+
+
+@pytest.mark.parametrize("killed_at", ["before", "after"])
+def test_an_enas_search_killed_at_an_epoch_resumes_to_the_same_trials(tmp_path: Path, monkeypatch, killed_at) -> None:
+    """Killed while training epoch 2 (before its checkpoint) or right after it (before the trial it was
+    trained for is recorded), the search resumes and records what the uninterrupted one does."""
+    torch.set_num_threads(1)
+    config = tmp_path / "enas.yaml"
+    config.write_text(json.dumps({"evaluator_options": {**TINY, "epochs": 2, "training": "enas", "enas_trials": 2}}))
+    whole = tmp_path / "whole"
+    assert main(_enas_search(whole, config)) == 0
+    assert sorted(path.name for path in (whole / "enas").iterdir()) == ["epoch-001.pt", "epoch-002.pt"]
+    report = (whole / "report.md").read_text()
+    assert "paths drawn from the controller's policy, one epoch before every 2 trials (ENAS)" in report
+    save = supernet_module._save
+
+    def killed(path, training):
+        if training.epoch == 2:
+            if killed_at == "after":
+                save(path, training)
+            raise KeyboardInterrupt
+        save(path, training)
+
+    monkeypatch.setattr(supernet_module, "_save", killed)
+    killed_out = tmp_path / "killed"
+    assert main(_enas_search(killed_out, config)) == 130
+    monkeypatch.setattr(supernet_module, "_save", save)
+    assert len(_rewards(killed_out)) == 2  # the trials of epoch 1
+    assert main(_enas_search(killed_out, config)) == 0
+    assert _rewards(killed_out) == _rewards(whole)
+    mine = torch.load(whole / "enas" / "epoch-002.pt", weights_only=True)
+    theirs = torch.load(killed_out / "enas" / "epoch-002.pt", weights_only=True)
+    assert mine["losses"] == theirs["losses"] and mine["bank"].keys() == theirs["bank"].keys()
+    # The weights are the same; BatchNorm's running statistics are not state (every score re-estimates them).
+    weights = [key for key in mine["bank"] if not key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert weights and all(torch.equal(mine["bank"][key], theirs["bank"][key]) for key in weights)
