@@ -214,3 +214,25 @@ def test_an_enas_search_killed_at_an_epoch_resumes_to_the_same_trials(tmp_path: 
     # The weights are the same; BatchNorm's running statistics are not state (every score re-estimates them).
     weights = [key for key in mine["bank"] if not key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert weights and all(torch.equal(mine["bank"][key], theirs["bank"][key]) for key in weights)
+
+
+def test_nasnet_candidates_share_each_nodes_op_on_the_input_it_reads() -> None:
+    """NASNet cells (ENAS's micro space) get a supernet from the same bank: two cells share the stem and
+    the op of every node where they agree, and nothing where they differ."""
+    from nas.seeds import trial_rng
+    from nas.space import sample_choices
+
+    nasnet = space_registry.get("nasnet")
+    decisions = list(nasnet.decisions())
+    first = sample_choices(decisions, trial_rng(0, 1))
+    second = dict(first)
+    changed = next(d for d in decisions if d.name.startswith("normal") and "op" in d.name)
+    second[changed.name] = next(c for c in changed.choices if c != first[changed.name])
+    options = {"num_classes": 4, "num_cells": 1, "penultimate_filters": 24}
+    bank = WeightBank(seed=0)
+    one = bank.assemble(nasnet.lower(nasnet.decode(first), **options))
+    created = len(bank.parts)
+    two = bank.assemble(nasnet.lower(nasnet.decode(second), **options))
+    shared = _parameters(one) & _parameters(two)
+    assert shared and shared != _parameters(one) and len(bank.parts) > created
+    assert bank.assemble(nasnet.lower(nasnet.decode(first), **options)).state_dict().keys() == one.state_dict().keys()
