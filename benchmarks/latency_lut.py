@@ -10,6 +10,10 @@ is the machine's drift within the window. Prints one line per network and the di
 |predicted - measured| / measured, with the thread count and the machine's load before and after.
 
     .venv/bin/python benchmarks/latency_lut.py [--networks 20] [--space mobilenetv3] [--threads 1] [--json FILE]
+
+For devices that are not here: ``--hw-nas-bench [--rows 100] [--seeds 10]`` fits the latency model of
+``nas latency --fit`` to a few NAS-Bench-201 cells of each HW-NAS-Bench device and predicts the rest
+(``benchmarks/hw_nas_bench_fit.py``, which it runs with the flags that follow).
 """
 
 from __future__ import annotations
@@ -40,7 +44,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", help="lookup table file (default: a fresh one, measured here)")
     parser.add_argument("--json", help="write the per-network figures here")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--hw-nas-bench", action="store_true", help="fit-and-predict per HW-NAS-Bench device (hw_nas_bench_fit.py)"
+    )
+    args, rest = parser.parse_known_args()
+    if args.hw_nas_bench:
+        from hw_nas_bench_fit import main as fit_and_predict  # the script's folder is on sys.path
+
+        fit_and_predict(rest)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     space = registry.spaces.get(args.space)
     table_path = Path(args.table) if args.table else Path(tempfile.mkdtemp()) / "latency.json"

@@ -47,6 +47,7 @@ from nas.errors import quoted
 from nas.evaluator import EvaluatorBase
 from nas.files import atomic_write_text, read_user_file
 from nas.ir import BlockSpec, ChainNet, IRKind
+from nas.latency_model import LatencyModel, load_model
 from nas.ops import build_op
 from nas.space import SearchSpace
 
@@ -321,7 +322,10 @@ class LatencyEvaluator(EvaluatorBase[Any]):
     latency`` and NetAdapt use it. ``resolution`` overrides the genotype's input size,
     ``num_classes`` its classifier (default 1000, ImageNet's, as ``nas materialize`` builds).
     ``measure`` also times the whole compiled network (metrics ``measured_ms``, ``measured_p10_ms``,
-    ``measured_p90_ms``); those are timings, not functions of the genotype. The data settings of
+    ``measured_p90_ms``); those are timings, not functions of the genotype. ``model`` (a file
+    written by ``nas latency --fit``, ``nas.latency_model``) predicts ``latency_ms`` on the device
+    it was fitted to instead of the table on this machine; it predicts only the networks it was
+    fitted on, so ``resolution`` and ``measure`` are refused with it. The data settings of
     ``make_evaluator`` (dataset, seed) are taken and ignored: latency needs no data.
     """
 
@@ -340,6 +344,7 @@ class LatencyEvaluator(EvaluatorBase[Any]):
         num_classes: int = 1000,
         measure: bool = False,
         device: str = "cpu",
+        model: str | Path | None = None,
         **measure_options: Any,
     ) -> None:
         for name, value in (("resolution", resolution), ("num_classes", num_classes)):
@@ -347,12 +352,25 @@ class LatencyEvaluator(EvaluatorBase[Any]):
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
         if not isinstance(measure, bool):
             raise ValueError(f"measure: expected true or false, got {measure!r}")
+        self.model: LatencyModel | None = None
+        if model is not None:
+            if not isinstance(model, (str, Path)) or not str(model):
+                raise ValueError(f"model: expected the path of a fitted latency model (JSON), got {model!r}")
+            for name, value in (("resolution", resolution), ("measure", measure or None)):
+                if value is not None:
+                    raise ValueError(
+                        f"{name}: a fitted latency model (model) predicts the device it was fitted to, at the "
+                        "networks it was fitted on; drop one of them"
+                    )
+            self.model = load_model(model, space)
         self.space, self.resolution, self.num_classes, self.measure = space, resolution, num_classes, measure
         self.table = LatencyTable(table, device=device, threads=threads, batch_size=batch_size, **measure_options)
         self.measure_options = measure_options  # the whole network: the harness's defaults unless given
 
     def prepare(self) -> None:
         """Check the device and read the table file now, so that either fails before the first trial."""
+        if self.model is not None:
+            return  # the fitted model was read and checked when the evaluator was made
         try:
             torch.empty(1, device=self.table.device)
             self.table.fingerprint  # noqa: B018  (names the device: fails for a GPU that is not there)
@@ -372,15 +390,23 @@ class LatencyEvaluator(EvaluatorBase[Any]):
         return self.space.lower(genotype, num_classes=self.num_classes, **macro)
 
     def predict_ms(self, genotype: Any) -> float:
-        """The table's latency of ``genotype``'s network (raises ``ValueError`` if it cannot be lowered)."""
-        return self.table.predict(self.lower(genotype)).total_ms
+        """The table's (or the fitted model's) latency of ``genotype``'s network (``ValueError`` if it
+        cannot be lowered or the model cannot predict it)."""
+        return self._predict(self.lower(genotype))
+
+    def _predict(self, ir: Network) -> float:
+        if self.model is not None:
+            if not isinstance(ir, CellNet):
+                raise ValueError(f"a fitted latency model predicts cell networks, not {type(ir).__name__}")
+            return self.model.predict_ir(ir)
+        return self.table.predict(ir).total_ms
 
     def evaluate(self, genotype: Any, trial_id: int = 0) -> dict[str, Any]:
         """``latency_ms`` (predicted) and ``latency_resolution``; with ``measure`` the measured figures."""
         try:
             ir = self.lower(genotype)
             metrics: dict[str, Any] = {
-                "latency_ms": self.table.predict(ir).total_ms,
+                "latency_ms": self._predict(ir),
                 "latency_resolution": ir.resolution,
             }
             if self.measure:
