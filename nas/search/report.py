@@ -99,6 +99,15 @@ def pareto_front(records: list[Record]) -> list[Record]:
     return front
 
 
+def latency_source(settings: Mapping[str, Any]) -> str:
+    """What the search's ``latency_ms`` is: a fitted model's prediction for its device, or this machine's table."""
+    latency = settings.get("latency")
+    model = latency.get("model") if isinstance(latency, Mapping) else None
+    if model:
+        return f"the latency the fitted model `{Path(str(model)).name}` predicts for its device"
+    return "lookup-table latency of the full-size network"
+
+
 def _pareto_section(out: Path, ranked: list[Record], settings: dict[str, Any]) -> str:
     """``pareto.png`` and the table of the accuracy-latency Pareto front."""
     front = pareto_front(ranked)
@@ -119,7 +128,7 @@ def _pareto_section(out: Path, ranked: list[Record], settings: dict[str, Any]) -
         "",
         "## Pareto front (accuracy against latency)",
         "",
-        f"Candidates no other beats in both proxy accuracy and lookup-table latency of the full-size network "
+        f"Candidates no other beats in both proxy accuracy and {latency_source(settings)} "
         f"({len(front)} of {len(point)}); picture: pareto.png" + (f"; target {target:g} ms." if target else "."),
         "",
         "| trial | accuracy | latency (ms) | reward |",

@@ -23,6 +23,7 @@ from nas.latency_model import (
     save_model,
 )
 from nas.objective import TABLE_LATENCY
+from nas.search.report import latency_source
 from nas.search.run import build_latency_evaluator, check_objective_metrics
 from nas.search.settings import SearchSettings
 from nas.space import sample_choices
@@ -214,6 +215,8 @@ def test_the_mnas_objective_of_a_search_reads_the_fitted_model(fitted, tmp_path:
     metrics = {"accuracy": 0.9, **latency.evaluate(genotype)}
     assert metrics[TABLE_LATENCY] == pytest.approx(synthetic_ms(genotype))
     assert objective.reward(metrics) == pytest.approx(0.9 * (synthetic_ms(genotype) / 3.0) ** -0.07)
+    assert "fitted model `device.json`" in latency_source(settings.identity())  # what report.md says it is
+    assert latency_source({"latency": {}}) == "lookup-table latency of the full-size network"
     for options, message in (({"resolution": 64}, "resolution"), ({"measure": True}, "measure")):
         with pytest.raises(ValueError, match=message):
             LatencyEvaluator(SPACE, model=path, **options)
