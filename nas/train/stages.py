@@ -48,9 +48,11 @@ def run_fixres(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     """FixRes at every ``settings.fixres`` resolution, from ``trained``, fine-tuned on the labeled
-    ``train_set``; resumes per resolution. The adapting BatchNorm layers' statistics are re-estimated
-    at the end on ``precise_bn`` images at R_test: what the reference's 56 epochs at momentum 0.1
-    converge to, which a short fine-tune at TF's momentum 0.01 would leave half-way."""
+    ``train_set``; resumes per resolution. What trains is ``fixres_parts``'s rule for the network and
+    the two resolutions (the whole network where R_test reaches kernel taps R_train never did). The
+    adapting BatchNorm layers' statistics are re-estimated at the end on ``precise_bn`` images at
+    R_test: what the reference's 56 epochs at momentum 0.1 converge to, which a short fine-tune at
+    TF's momentum 0.01 would leave half-way."""
 
     path = out / FIXRES_FILE
     document = json.loads(path.read_text()) if path.exists() else {"train_resolution": data.resolution, "rows": []}
@@ -63,9 +65,10 @@ def run_fixres(
         seeds = trial_seeds(settings.seed, 0, repeat=r)
         torch.manual_seed(seeds.other)
         model = copy.deepcopy(trained.model).to(device)
-        parts = fixres_parts(model)
-        prepare_fixres(model, parts)
         view = data.view(r)
+        sample, _ = next(iter(batches_of(data.test, 1)))
+        parts = fixres_parts(model, data.view()(sample).shape[1:], view(sample).shape[1:])
+        prepare_fixres(model, parts)
         _, before = evaluate(model, batches_of(data.test, EVAL_BATCH), device, view)
         _, val_before = evaluate(model, batches_of(splits.validation, EVAL_BATCH), device, view)
         learning_rate = settings.fixres_learning_rate or 0.1 * (
@@ -125,6 +128,7 @@ def run_fixres(
             "rule": parts.family,
             "trained_parameters": list(parts.trained),
             "adapting_modules": list(parts.adapting),
+            "unreached_convolutions": list(parts.unreached),
         }
         document["rows"].append(row)
         atomic_write_text(path, json.dumps(document, indent=2))

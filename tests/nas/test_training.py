@@ -13,7 +13,7 @@ import nas
 from nas.cost import build_on_meta
 from nas.recipe import Recipe
 from nas.train.augment import EvalView, TrainAugment, center_view, source_resolution
-from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres
+from nas.train.fixres import FixResMode, fixres_parts, prepare_fixres, reached_taps, unreached_convolutions
 from nas.train.noisy_student import balance, pseudo_label
 from nas.training import Trainer, WeightAverage, learning_rate_factor, parameter_groups
 
@@ -157,6 +157,42 @@ def test_fixres_changes_only_its_parameters_and_statistics() -> None:
     assert changed <= set(parts.trained) | adapting_buffers  # and nothing else did
     assert adapting_buffers <= changed  # the last BatchNorm's statistics adapted to the new resolution
     assert not model.stages.training and all(model.get_submodule(name).training for name in parts.adapting)
+
+
+def test_kernel_taps_reached_through_zero_padding() -> None:
+    assert reached_taps(1, 5, 1, 2) == {2}  # a 1x1 map: a 5x5 kernel multiplies pixels by its centre only
+    assert reached_taps(2, 5, 1, 2) == {1, 2, 3} and reached_taps(2, 5, 2, 2) == {2, 3}
+    assert reached_taps(3, 5, 2, 2) == set(range(5)) and reached_taps(4, 7, 1, 3) == set(range(7))
+    assert reached_taps(5, 3, 1, 2, dilation=2) == {0, 1, 2}
+
+
+def test_fixres_trains_the_whole_network_where_the_test_resolution_reaches_untrained_kernel_taps() -> None:
+    """MobileNetV3-Small at 16 px has 1x1 maps from its stride-16 block on: its 5x5 depthwise kernels train
+    their centre only, and at 24 px (2x2 maps) the untrained taps read the image (digits: 0.61 -> 0.92
+    after FixRes, benchmarks/results/fixres_gap). A network whose maps cover its kernels at R_train keeps
+    its family's rule."""
+    torch.manual_seed(0)
+    model = nas.materialize("mobilenetv3-small", num_classes=4, seed=0, width_multiplier=0.25, resolution=16)
+    family = fixres_parts(model)
+    parts = fixres_parts(model, (3, 16, 16), (3, 24, 24))
+    assert parts.unreached == unreached_convolutions(model, (3, 16, 16), (3, 24, 24))
+    assert parts.unreached[0] == "stages.2.0.block.1.0" and "stages.3.0.block.1.0" in parts.unreached
+    assert not any(name.startswith(("stem.", "stages.0.", "stages.1.")) for name in parts.unreached)
+    assert set(parts.trained) == {n for n, _ in model.named_parameters()} and "whole network" in parts.family
+    assert set(parts.adapting) == {"stem", "stages", "head", "pool", "classifier"}
+    assert model.training and all(m.training for m in model.modules())  # the size probe left every mode as it was
+    for shapes in (((3, 16, 16), (3, 14, 14)), ((3, 224, 224), (3, 320, 320))):  # no new tap: the family's rule
+        assert fixres_parts(model, *shapes) == family
+    proxy = nas.materialize("nasnet-a-cifar", num_classes=4, seed=0, num_cells=1, penultimate_filters=24)
+    assert fixres_parts(proxy, (3, 16, 16), (3, 24, 24)) == fixres_parts(proxy)  # 4x4 maps cover 7x7 kernels
+    # and the fine-tune then moves the weights and statistics the family's rule froze
+    prepare_fixres(model, parts)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, Recipe(epochs=1, batch_size=8, learning_rate=0.05, gradient_clip=None), 2)
+    batches = [(torch.randn(8, 3, 24, 24), torch.randint(0, 4, (8,))) for _ in range(2)]
+    trainer.train_epoch(batches, transform=EvalView(24), set_mode=FixResMode(parts))
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"stem.0.weight", "stages.2.0.block.1.0.weight", "stages.2.0.block.1.1.running_mean"} <= moved
 
 
 def test_balance_duplicates_and_filters_per_class() -> None:
