@@ -126,6 +126,12 @@ class SupernetEvaluator(ProxyEvaluator):
             return
         self.train(Path(out) / CHECKPOINT)
 
+    def controller_defaults(self) -> dict[str, Any]:
+        """ENAS: the controller's trials are its policy's samples (``dedup: false``), as ENAS's REINFORCE
+        needs; a controller that skips the classes it has tried draws off its policy once it settles
+        (measured on NAS-Bench-201: benchmarks/README.md, "ENAS")."""
+        return {"dedup": False} if self.enas else {}
+
     def follow(self, controller: Any, budget: int, sequential: bool) -> None:
         """ENAS: draw the supernet's training paths from ``controller``'s policy (its ``draw(seed)``).
 

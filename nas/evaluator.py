@@ -99,6 +99,11 @@ class EvaluatorBase(Generic[G]):
         """Nothing learnt from the controller (a supernet trained ENAS's way draws its paths from the
         controller's policy: ``ValueError`` here for a search it cannot run)."""
 
+    def controller_defaults(self) -> dict[str, Any]:
+        """Options the search's controller starts with, where it takes them and the search names none
+        (ENAS asks the reinforce controller for on-policy samples, ``dedup: false``)."""
+        return {}
+
     def final_options(self) -> dict[str, Any]:
         """The options of ``final_evaluator`` that follow this one's (the network's reduction, say)."""
         return {}

@@ -91,7 +91,7 @@ class SearchRun(RunKind[SearchSettings, SearchParts]):
                 )
         parts = SearchParts(
             space,
-            build_controller(settings, space),
+            build_controller(settings, space, defaults=controller_defaults(evaluator)),
             evaluator,
             objective,
             latency,
@@ -285,17 +285,26 @@ def _duration(seconds: float) -> str:
 
 
 def build_controller(
-    settings: SearchSettings, space: SearchSpace[Any], config: Mapping[str, Any] | None = None
+    settings: SearchSettings,
+    space: SearchSpace[Any],
+    config: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Controller[Any]:
     """The controller of ``settings``, given the search budget so that its defaults suit it.
 
     ``config`` is the ``config`` of a resumed run's controller state: the options the controller
     resolved when the run began (budget-derived defaults included). They are given back explicitly,
     so a run resumed with a larger ``--budget`` continues with the settings it started with.
+    ``defaults``: options the evaluator asks of a controller that takes them (``controller_defaults``),
+    under the search's own ``controller_options``.
     """
     if "budget" in settings.controller_options:
         raise ValueError("controller_options: 'budget' is the search's --budget, not a controller option")
     options = dict(settings.controller_options)
+    if defaults:
+        factory, _ = controller_factory(settings.controller)
+        _, valid = registry.unknown_options(factory, {}, ("space", "seed", "budget", "variant"))
+        options = {**{key: value for key, value in defaults.items() if key in valid}, **options}
     if config is not None:
         factory, _ = controller_factory(settings.controller)
         _, valid = registry.unknown_options(factory, {}, ("space", "seed", "budget", "variant"))
@@ -353,6 +362,13 @@ def attach(evaluator: Evaluator[Any], out: Path) -> None:
     hook = getattr(evaluator, "attach", None)
     if callable(hook):
         hook(out)
+
+
+def controller_defaults(evaluator: Evaluator[Any]) -> dict[str, Any]:
+    """The controller options ``evaluator`` asks for (``EvaluatorBase.controller_defaults``: ENAS's
+    on-policy samples), if it asks for any."""
+    hook = getattr(evaluator, "controller_defaults", None)
+    return dict(hook()) if callable(hook) else {}
 
 
 def follow(evaluator: Evaluator[Any], controller: Controller[Any], settings: SearchSettings) -> None:

@@ -192,6 +192,7 @@ def test_an_enas_search_killed_at_an_epoch_resumes_to_the_same_trials(tmp_path: 
     assert sorted(path.name for path in (whole / "enas").iterdir()) == ["epoch-001.pt", "epoch-002.pt"]
     report = (whole / "report.md").read_text()
     assert "paths drawn from the controller's policy, one epoch before every 2 trials (ENAS)" in report
+    assert '"dedup": false' in report  # ENAS's REINFORCE learns from its policy's own samples
     save = supernet_module._save
 
     def killed(path, training):
@@ -236,3 +237,19 @@ def test_nasnet_candidates_share_each_nodes_op_on_the_input_it_reads() -> None:
     shared = _parameters(one) & _parameters(two)
     assert shared and shared != _parameters(one) and len(bank.parts) > created
     assert bank.assemble(nasnet.lower(nasnet.decode(first), **options)).state_dict().keys() == one.state_dict().keys()
+
+
+def test_enas_asks_the_controller_for_on_policy_samples_unless_the_search_says_otherwise(tmp_path: Path) -> None:
+    from nas.search.run import build_controller
+    from nas.search.settings import SearchSettings
+
+    defaults = _evaluator(training="enas").controller_defaults()
+    assert defaults == {"dedup": False} and _evaluator().controller_defaults() == {}
+
+    def settings(controller: str, **options) -> SearchSettings:
+        return SearchSettings(out=str(tmp_path), space="nb201", controller=controller, budget=400, **options)
+
+    assert build_controller(settings("reinforce"), SPACE, defaults=defaults).dedup is False  # type: ignore[attr-defined]
+    explicit = settings("reinforce", controller_options={"dedup": True})
+    assert build_controller(explicit, SPACE, defaults=defaults).dedup is True  # type: ignore[attr-defined]
+    assert build_controller(settings("random"), SPACE, defaults=defaults) is not None  # an option it lacks: not passed
