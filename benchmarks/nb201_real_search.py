@@ -7,7 +7,10 @@ accuracy and its rank in the space against the top-1% line (93.78), the best cel
 evaluated at all, how the proxy's reward ranked the evaluated cells against the truth (Spearman), the
 wall time from the first to the last write of the run, and for a ``--warm-start`` run how its
 zero-cost scores, computed on the same images, ranked their candidates (Spearman of the rank mean
-against the 200-epoch test accuracy) and what the cells it chose first were worth.
+against the 200-epoch test accuracy) and what the cells it chose first were worth. Whether the search
+collapsed to parameter-free cells, as the NB201 paper found ENAS and DARTS do: the convolutions per
+cell among its last ``LATE`` trials and the share of those without any (drawn uniformly: 2.4 of the 6
+edges, and 4.7% of cells without a convolution).
 
     .venv/bin/python benchmarks/nb201_real_search.py --out benchmarks/results/nb201_real_search \\
         'reinforce + warm start=/tmp/realruns/rf' 'random=/tmp/realruns/random'
@@ -30,6 +33,7 @@ from nb201_fidelity import TEST, read_table
 
 TOP_ONE_PERCENT = 93.78  # test_200ep of the 1% best of the 15,625 cells
 OPTIMUM = 94.37
+LATE = 100  # the trials whose cells tell what the search settled on
 
 
 def _arch(space: Any, genotype: Mapping[str, Any]) -> str:
@@ -64,6 +68,13 @@ def analyse(label: str, out: Path, table: Mapping[str, float], order: np.ndarray
         "minutes": (max(stamps) - min(stamps)).total_seconds() / 60 if stamps else None,
         "cpu_seconds_per_trial": float(np.mean([t.user_attrs["metrics"].get("cpu_seconds", np.nan) for t in done])),
     }
+    ordered = sorted(done, key=lambda t: t.user_attrs["trial_id"])[-LATE:]
+    convolutions = np.array([_arch(space, t.user_attrs["genotype"]).count("nor_conv") for t in ordered])
+    result["late"] = {
+        "trials": len(ordered),
+        "convolutions": float(convolutions.mean()),
+        "parameter_free": float((convolutions == 0).mean()),
+    }
     warm = out / "warm_start.json"
     if warm.exists():
         document = json.loads(warm.read_text())
@@ -94,6 +105,14 @@ def report(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{r['found_test']:.2f} ({r['found_percentile']:.1f}) | {'yes' if r['found_top_one_percent'] else 'no'} | "
             f"{r['best_evaluated_test']:.2f} | {r['evaluated_top_one_percent']} | {r['reward_rho']:.2f} |"
         )
+    lines += [
+        "",
+        f"| search | its last {LATE} trials: convolutions per cell (uniform: 2.4) | without any (uniform: 4.7%) |",
+        "|---|---:|---:|",
+    ]
+    for r in rows:
+        late = r["late"]
+        lines.append(f"| {r['label']} | {late['convolutions']:.2f} | {late['parameter_free']:.1%} |")
     lines.append("")
     for r in rows:
         lines.append(f"- {r['label']}: found `{r['found']}`")
