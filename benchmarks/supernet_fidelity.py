@@ -11,15 +11,18 @@ run resumes). Then:
   ``benchmarks/results/nb201_fidelity/cells.json``, are scored with the shared weights (``--workers``
   processes, one thread each); Spearman and Kendall against ``test_200ep`` over all and over the top
   10%, beside the parameter count (NASLib's column) on the same cells and, on the 60 cells, the
-  stand-alone proxy's best setting from that benchmark's log (SoTL-E of 20 epochs at 16 px);
+  stand-alone proxy's best setting from that benchmark's log (SoTL-E of 20 epochs at 16 px); and the
+  supernet's ranks averaged with a free score's (the parameter count, NASLib's jacov), whose biases
+  differ (the supernet favours shallow paths, the parameter count convolutions). Per-cell scores go
+  to ``OUT/scores.json``;
 - each of ``--controllers`` searches ``--budget`` queries through the supernet's scores (a cell's
   score is computed once and shared by every search; seed 0), and the cell it picks is looked up in
   the table: its 200-epoch test accuracy, against the optimum 94.37 and the top-1% line 93.78.
 
 Costs are CPU seconds of this process (training: one thread) and of the workers (scoring).
 
-    .venv/bin/python benchmarks/supernet_fidelity.py --out /tmp/supernet-e30 \\
-        --setting '{"epochs": 30, "C": 8, "N": 1, "resolution": 16}'
+    .venv/bin/python benchmarks/supernet_fidelity.py --out /tmp/supernet-e60 \\
+        --setting '{"epochs": 60, "C": 8, "N": 1, "resolution": 16}'   # + "finetune_steps": 0 / 100
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fidelity_stats import correlations
+from fidelity_stats import correlations, normalised_ranks
 from nb201_fidelity import (
     JPEG_TAR,
     TEST,
@@ -125,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the checkpoint and the results")
     parser.add_argument(
-        "--setting", default='{"epochs": 30, "C": 8, "N": 1, "resolution": 16}', help="supernet options"
+        "--setting", default='{"C": 8, "N": 1, "resolution": 16}', help="supernet options (default: its defaults)"
     )
     parser.add_argument("--cells", type=int, default=160, help="cells stratified by test_200ep")
     parser.add_argument("--top-cells", type=int, default=40, help="further cells from the best 10%%")
@@ -163,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     scores = {s["arch"]: float(s["accuracy"]) for s in scored if s["accuracy"] is not None}
     params = {cell["arch"]: float(zero_cost[cell["arch"]]["params"]) for cell in cells}
+    jacov = {cell["arch"]: float(zero_cost[cell["arch"]]["jacov"]) for cell in cells}
     fidelity_cells = json.loads((FIDELITY / "cells.json").read_text())
     rows = {
         "supernet (all cells)": correlations(scores, cells),
@@ -172,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _standalone(fidelity_cells), fidelity_cells
         ),
         "parameter count (the 60 fidelity cells)": correlations(params, fidelity_cells),
+        "supernet + parameter count, rank mean (all cells)": correlations(rank_mean(scores, params), cells),
+        "supernet + jacov, rank mean (all cells)": correlations(rank_mean(scores, jacov), cells),
     }
     table = {row["arch"]: float(row[TEST]) for row in nb201}
     cpu = time.process_time()
@@ -188,14 +194,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         "top_threshold": threshold,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
+    (args.out / "scores.json").write_text(json.dumps(scores, indent=0))  # arch -> accuracy with the shared weights
     print(report(result))
     (args.out / "results.md").write_text(report(result))
+
+
+def rank_mean(first: Mapping[str, float], second: Mapping[str, float]) -> dict[str, float]:
+    """The mean of each cell's normalised ranks under two scores (cells both score): a free prior (the
+    parameter count, a zero-cost score) beside the supernet, whose errors differ in kind."""
+    archs = [arch for arch in first if arch in second]
+    a = normalised_ranks(np.array([first[arch] for arch in archs]))
+    b = normalised_ranks(np.array([second[arch] for arch in archs]))
+    return {arch: float(x + y) / 2 for arch, x, y in zip(archs, a, b)}
 
 
 def report(result: Mapping[str, Any]) -> str:
     training, scoring = result["training"], result["scoring"]
     lines = [
-        "# Supernet (SPOS) ranking of NAS-Bench-201 cells on CIFAR-10",
+        "# Supernet ranking of NAS-Bench-201 cells on CIFAR-10",
         "",
         f"Setting `{json.dumps(result['setting'])}`; training {training['epochs']} epochs, "
         f"{training['cpu_seconds'] / 60:.1f} CPU min in this session ({training['seconds'] / 60:.1f} min of training "

@@ -323,8 +323,9 @@ class SupernetEvaluator(ProxyEvaluator):
     def evaluate(self, genotype: Any, trial_id: int, repeat: int = 0, report: Any = None) -> dict[str, Any]:
         """Score one candidate with the supernet's weights. Never raises for a bad candidate.
 
-        The calibration images are the same for every candidate of a repeat (drawn by the seed and
-        the repeat, not the trial), so candidates differ by their weights alone.
+        The calibration images and the fine-tune's batches are the same for every candidate of a
+        repeat (drawn by the seed and the repeat, not the trial), so candidates differ by their
+        weights alone.
         """
         if self.enas:  # the epochs this trial's place in the search calls for (ENAS: one per enas_trials)
             bank = self.train(epochs=min(self.epochs, trial_id // self.options.enas_trials + 1))  # type: ignore[attr-defined]
@@ -351,7 +352,7 @@ class SupernetEvaluator(ProxyEvaluator):
             with torch.random.fork_rng(devices=[], device_type="cuda"):
                 torch.manual_seed(seed)
                 if self.finetune_steps:
-                    model = self._finetune(copy.deepcopy(model), splits, trial_seed(self.seed, trial_id, _SCORE_STREAM))
+                    model = self._finetune(copy.deepcopy(model), splits, seed)
                 metrics["accuracy"] = self.validated(model, splits, seed)
             metrics["validation_images"] = len(splits.validation)  # type: ignore[arg-type]
         except Exception as error:

@@ -253,3 +253,11 @@ def test_enas_asks_the_controller_for_on_policy_samples_unless_the_search_says_o
     explicit = settings("reinforce", controller_options={"dedup": True})
     assert build_controller(explicit, SPACE, defaults=defaults).dedup is True  # type: ignore[attr-defined]
     assert build_controller(settings("random"), SPACE, defaults=defaults) is not None  # an option it lacks: not passed
+
+
+def test_candidates_are_fine_tuned_before_scoring_by_default_with_spos_not_with_enas() -> None:
+    from evaluators.supernet_options import SPOS_FINETUNE_STEPS, SupernetOptions
+
+    assert SupernetOptions().finetune_steps == SPOS_FINETUNE_STEPS > 0
+    assert SupernetOptions(training="enas").finetune_steps == 0  # ENAS rewards the shared weights themselves
+    assert SupernetOptions(training="enas", finetune_steps=5).finetune_steps == 5
