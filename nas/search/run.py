@@ -20,13 +20,14 @@ from nas import registry
 from nas.backend import EvaluationJob, intra_op_threads
 from nas.controller import Controller, controller_factory, make_controller
 from nas.controller_base import ControllerBase
-from nas.evaluator import Evaluator, check_evaluator_options, make_evaluator, repeated
+from nas.evaluator import Evaluator, check_evaluator_options, repeated
 from nas.files import atomic_write_text
 from nas.journal import Journal, Record
 from nas.loop import SearchStats
-from nas.objective import TABLE_LATENCY, Objective, make_objective
+from nas.objective import Objective, make_objective
 from nas.run import Loop, Run, RunKind, execute
 from nas.search.final import FINAL_STUDY_SUFFIX, Pair, run_final_stage
+from nas.search.latency import build_latency_evaluator, check_objective_metrics, with_latency
 from nas.search.settings import WARM_START_EVALUATOR, SearchSettings, default_objective
 from nas.search.status import BUDGET_KEY, run_status
 from nas.search.warm_start import select as select_warm_start
@@ -314,37 +315,6 @@ def build_controller(
     return make_controller(settings.controller, space, seed=settings.seed, budget=settings.budget, **options)
 
 
-def build_latency_evaluator(
-    settings: SearchSettings, space: SearchSpace[Any], evaluator: Evaluator[Any], objective: Objective
-) -> Evaluator[Any] | None:
-    """The registered ``latency`` evaluator (``settings.latency`` its options), checked now, when the
-    objective reads the lookup table's ``latency_ms`` and the search's evaluator does not return it."""
-    if TABLE_LATENCY not in objective.metrics or TABLE_LATENCY in (evaluator.metrics() or ()):
-        return None
-    try:
-        latency = make_evaluator("latency", space, seed=settings.seed, **settings.latency)
-        latency.prepare()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"latency: {error}") from None
-    return latency
-
-
-def check_objective_metrics(
-    objective: Objective, evaluator: Evaluator[Any], latency: Evaluator[Any] | None, name: str
-) -> None:
-    """``ValueError`` if the objective reads a metric the evaluators declare they do not return."""
-    declared = evaluator.metrics()
-    if declared is None:
-        return  # not declared: a missing metric fails the first trial, with its name
-    available = {*declared, *((latency.metrics() or ()) if latency is not None else ())}
-    missing = [metric for metric in objective.metrics if metric not in available]
-    if missing:
-        raise ValueError(
-            f"objective: {objective.name!r} reads the metric {missing[0]!r}, which evaluator {name!r} "
-            f"does not return; it returns {sorted(available)}"
-        )
-
-
 def search_evaluation(settings: SearchSettings) -> Callable[..., dict[str, Any]]:
     """The evaluation of a search's trials, built from its settings alone (in a Ray worker, say).
 
@@ -377,27 +347,6 @@ def follow(evaluator: Evaluator[Any], controller: Controller[Any], settings: Sea
     hook = getattr(evaluator, "follow", None)
     if callable(hook):
         hook(controller, settings.budget, settings.backend == "local" and settings.workers == 1)
-
-
-def with_latency(
-    evaluate: Callable[..., Mapping[str, Any]], latency: Evaluator[Any] | None
-) -> Callable[..., dict[str, Any]]:
-    """``evaluate`` with the latency evaluator's metrics added (first: a candidate it cannot build is not
-    trained); a ``report`` callback is passed on, its per-epoch metrics with the latency added too."""
-    if latency is None:
-        return evaluate  # type: ignore[return-value]
-
-    def evaluate_with_latency(
-        genotype: Any, trial_id: int, report: Callable[[dict[str, Any]], None] | None = None
-    ) -> dict[str, Any]:
-        cost = latency.evaluate(genotype, trial_id)
-        if cost.get("error"):
-            return dict(cost)
-        if report is None:
-            return {**evaluate(genotype, trial_id), **cost}
-        return {**evaluate(genotype, trial_id, report=lambda metrics: report({**metrics, **cost})), **cost}
-
-    return evaluate_with_latency
 
 
 def _execution(settings: SearchSettings) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from nas.latency_model import (
     save_model,
 )
 from nas.objective import TABLE_LATENCY
+from nas.search.latency import build_latency_evaluator, check_objective_metrics
 from nas.search.report import latency_source
-from nas.search.run import build_latency_evaluator, check_objective_metrics
 from nas.search.settings import SearchSettings
 from nas.space import sample_choices
 from search_spaces.nb201 import OPS, cell_graph, from_string, to_string
