@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "supernet.pt"
 ENAS_CHECKPOINTS = "enas"  # folder of an ENAS search's per-epoch checkpoints, in the run directory
+LEGACY_PLAN = {"epochs": 30, "finetune_steps": 0}  # the defaults of checkpoints saved before they recorded a plan
 _PATH_STREAM = 11  # trial_rng stream of the path sampled at each training step
 _ORDER_STREAM = 12  # trial_seed stream of each epoch's data order
 _SCORE_STREAM = 13  # trial_seed stream of the calibration images and a candidate's fine-tune
@@ -212,7 +213,7 @@ class SupernetEvaluator(ProxyEvaluator):
             logger.info("supernet epoch %d/%d: train loss %.4f", epoch + 1, epochs, training.losses[-1])
             path = self._checkpoint(checkpoint, epoch + 1)
             if path is not None:
-                _save(path, training)
+                _save(path, training, self._plan())
         self._training = training
         self.bank, self.trained_epochs, self.losses = bank, training.epoch, list(training.losses)
         self.training_seconds = training.seconds
@@ -253,6 +254,14 @@ class SupernetEvaluator(ProxyEvaluator):
         training = _Training(WeightBank(self.seed, torch.channels_last if self.options.channels_last else None))
         if state is None:
             return training
+        planned = {**LEGACY_PLAN, **dict(state.get("plan") or {})}
+        for key, value in self._plan().items():
+            if planned.get(key) != value:
+                raise ValueError(
+                    f"{path}: this supernet was made with {key} {planned.get(key)!r}, this run asks for {value!r} "
+                    f"(a default may have changed): set evaluator_options {key}: {planned.get(key)!r} to resume it, "
+                    "or use another --out"
+                )
         for choices in state["history"]:
             self._path(training.bank, choices, training.history)
         training.optimizer = self._add_groups(None, training.bank)
@@ -262,6 +271,11 @@ class SupernetEvaluator(ProxyEvaluator):
         training.epoch, training.rng = int(state["epoch"]), state["rng"]
         training.losses, training.seconds = list(state["losses"]), float(state["seconds"])
         return training
+
+    def _plan(self) -> dict[str, int]:
+        """What a checkpoint's weights and its run's scores depend on beyond the run's identity (whose
+        options are kept as given): a resumed run with other values would mix two supernets."""
+        return {"epochs": int(self.epochs), "finetune_steps": int(self.finetune_steps)}
 
     def _draw(self, step: int) -> Mapping[str, Any]:
         """The path of training step ``step``: uniform (SPOS), or the controller policy's draw (ENAS)."""
@@ -395,9 +409,10 @@ class SupernetEvaluator(ProxyEvaluator):
         return None  # scoring costs seconds; the supernet's training is paid once
 
 
-def _save(path: Path, training: _Training) -> None:
-    """The checkpoint of ``training``, written atomically (tensors and plain data only)."""
+def _save(path: Path, training: _Training, plan: Mapping[str, int]) -> None:
+    """The checkpoint of ``training`` under ``plan``, written atomically (tensors and plain data only)."""
     state = {
+        "plan": dict(plan),
         "bank": training.bank.state_dict(),
         "optimizer": training.optimizer.state_dict() if training.optimizer is not None else {},
         "history": training.history,

@@ -86,6 +86,22 @@ def test_training_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path: Pa
     assert whole.evaluate(genotype, trial_id=5)["accuracy"] == scored["accuracy"]
 
 
+def test_a_checkpoint_made_with_other_epochs_or_fine_tune_is_refused_not_mixed(tmp_path: Path) -> None:
+    """A run's identity keeps its options as given: if a default changed since a checkpoint was made,
+    resuming would mix two supernets (or two scorings); the checkpoint's plan says so in one line."""
+    torch.set_num_threads(1)
+    _evaluator(epochs=1, finetune_steps=0).attach(tmp_path)
+    with pytest.raises(ValueError, match="made with epochs 1, this run asks for 2"):
+        _evaluator(epochs=2, finetune_steps=0).attach(tmp_path)
+    with pytest.raises(ValueError, match="made with finetune_steps 0, this run asks for 100"):
+        _evaluator(epochs=1).attach(tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    del state["plan"]  # a checkpoint from before plans were recorded: the defaults of then (30 epochs, no fine-tune)
+    torch.save(state, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match="made with epochs 30"):
+        _evaluator(epochs=1, finetune_steps=0).attach(tmp_path)
+
+
 def test_a_damaged_checkpoint_and_bad_options_are_refused(tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable supernet checkpoint"):
@@ -195,12 +211,12 @@ def test_an_enas_search_killed_at_an_epoch_resumes_to_the_same_trials(tmp_path: 
     assert '"dedup": false' in report  # ENAS's REINFORCE learns from its policy's own samples
     save = supernet_module._save
 
-    def killed(path, training):
+    def killed(path, training, *rest):
         if training.epoch == 2:
             if killed_at == "after":
-                save(path, training)
+                save(path, training, *rest)
             raise KeyboardInterrupt
-        save(path, training)
+        save(path, training, *rest)
 
     monkeypatch.setattr(supernet_module, "_save", killed)
     killed_out = tmp_path / "killed"
