@@ -187,14 +187,23 @@ def draw_sample(pool: Sequence[Row], threshold: float, cells: int, top_cells: in
 # --------------------------------------------------------------------------------------------- data
 
 
+def extracted(into: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of the extraction ``into`` holds (``extracted.json``) if it is the ``wanted`` one, None if
+    there is none; another extraction there stops the benchmark (its folder is the user's to clear)."""
+    marker = into / "extracted.json"
+    if not marker.exists():
+        return None
+    found: dict[str, Any] = json.loads(marker.read_text())
+    if {key: found.get(key) for key in wanted} != wanted:
+        raise SystemExit(f"--scratch {into} holds another extraction ({found}): give another folder or delete it")
+    return found
+
+
 def extract(tar: Path, into: Path, per_class: int | None) -> dict[str, Any]:
     """The training images of ``tar`` (the first ``per_class`` of each class) under ``into/train``, once."""
     marker = into / "extracted.json"
     wanted = {"tar": str(tar.resolve()), "max_images_per_class": per_class}
-    if marker.exists():
-        found: dict[str, Any] = json.loads(marker.read_text())
-        if {key: found.get(key) for key in wanted} != wanted:
-            raise SystemExit(f"--scratch {into} holds another extraction ({found}): give another folder or delete it")
+    if (found := extracted(into, wanted)) is not None:
         return found
     started = time.perf_counter()
     counts: dict[str, int] = {}

@@ -66,6 +66,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings
+from nb201_fidelity import extracted
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar"
@@ -86,10 +88,7 @@ def extract(tar: Path, into: Path) -> dict[str, Any]:
     """All of ``tar``'s ``train/`` and ``test/`` images under ``into``, once (``extracted.json`` marks it)."""
     marker = into / "extracted.json"
     wanted = {"tar": str(tar.resolve()), "trees": ["test", "train"]}
-    if marker.exists():
-        found: dict[str, Any] = json.loads(marker.read_text())
-        if {key: found.get(key) for key in wanted} != wanted:
-            raise SystemExit(f"--scratch {into} holds another extraction ({found}): give another folder or delete it")
+    if (found := extracted(into, wanted)) is not None:
         return found
     started = time.perf_counter()
     into.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,7 @@ class SupernetEvaluator(ProxyEvaluator):
     def _train_supernet(self, checkpoint: Path | None, until: int) -> WeightBank:
         splits = self.splits
         training = self._training
-        if training is None or training.epoch > until or training.epoch < self._saved_epoch(checkpoint, until):
+        if training is None or training.epoch > until or training.epoch < self._saved_epoch(until):
             training = self._restore(checkpoint, until)
         if training.rng is not None:
             torch.set_rng_state(training.rng)
@@ -225,19 +225,18 @@ class SupernetEvaluator(ProxyEvaluator):
             return self._folder / f"epoch-{epoch:03d}.pt"
         return checkpoint
 
-    def _saved_epoch(self, checkpoint: Path | None, until: int) -> int:
-        """The most epochs a checkpoint holds, up to ``until`` (0: none)."""
-        if self.enas:
-            if self._folder is None:
-                return 0
-            saved = (int(path.stem[6:]) for path in self._folder.glob("epoch-*.pt") if path.stem[6:].isdigit())
-            return max((epoch for epoch in saved if epoch <= until), default=0)
-        return 0  # SPOS reads its one checkpoint when it has no training in memory
+    def _saved_epoch(self, until: int) -> int:
+        """ENAS: the most epochs a kept checkpoint holds, up to ``until`` (0: none). SPOS: 0 (it reads its
+        one checkpoint when it has no training in memory)."""
+        if not self.enas or self._folder is None:
+            return 0
+        saved = (int(path.stem[6:]) for path in self._folder.glob("epoch-*.pt") if path.stem[6:].isdigit())
+        return max((epoch for epoch in saved if epoch <= until), default=0)
 
     def _restore(self, checkpoint: Path | None, until: int) -> _Training:
         """The training from the checkpoint that holds the most epochs up to ``until``, else a new one."""
         if self.enas:
-            epoch = self._saved_epoch(checkpoint, until)
+            epoch = self._saved_epoch(until)
             path = self._checkpoint(checkpoint, epoch) if epoch else None
             if self._folder is not None:
                 self._folder.mkdir(parents=True, exist_ok=True)
