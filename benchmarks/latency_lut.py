@@ -1,15 +1,21 @@
-"""How well the latency lookup table predicts whole networks on this machine (issue 10).
+"""How well the latency lookup table predicts whole networks on this machine (issues 10 and 27).
 
-Draws ``--networks`` random genotypes of a space (default: 20 of ``mobilenetv3``, seeded), lowers
-each at full size (``--resolution``, default 224; 1000 classes) and, for each: measures the
-compiled network end to end, predicts it from a table of its own parts measured right then (the
-"same window": the sum-of-parts model alone), predicts it from one table shared by all networks
-and built as they come (how a search uses it: entries measured minutes apart), and measures the
-network again. The measured latency is the mean of the two end-to-end medians; their difference
-is the machine's drift within the window. Prints one line per network and the distributions of
-|predicted - measured| / measured, with the thread count and the machine's load before and after.
+Two sets of networks at full size (``--resolution``, default 224; 1000 classes): ``--networks``
+random genotypes of a space (default: 20 of ``mobilenetv3``, seeded) and NetAdapt-like pruned ones
+(``--pruned`` per start, default 10: MobileNetV3-Small and -Large, each step shrinking one prunable
+width of the one before to a smaller allowed width, as ``nas netadapt`` does, so each network shares
+all but a block or two with the one before). For each network, interleaved (A/B/A): it is measured
+end to end (A), predicted by two tables shared by all networks and built as they come, how a search or
+NetAdapt uses them (B): the ``network`` method (parts timed inside the network that first lacked them,
+the default) and the ``alone`` method (parts timed by themselves, the table before issue 27), and
+measured again (A). The measured latency is the mean of the two end-to-end medians; their difference
+is the machine's drift within the window, printed per network. A third estimate, ``alone`` calibrated,
+scales the ``alone`` prediction by the ratio measured / predicted of the first network of its set (a
+per-network calibration from one end-to-end measurement). Prints one line per network and, per set and
+estimate, the distribution of (predicted - measured) / measured: median and p90 of its absolute value,
+max, signed mean, within 5% and 10%, with the thread count and the machine's load before and after.
 
-    .venv/bin/python benchmarks/latency_lut.py [--networks 20] [--space mobilenetv3] [--threads 1] [--json FILE]
+    .venv/bin/python benchmarks/latency_lut.py [--networks 20] [--pruned 10] [--threads 1] [--json FILE]
 
 For devices that are not here: ``--hw-nas-bench [--rows 100] [--seeds 10]`` fits the latency model of
 ``nas latency --fit`` to a few NAS-Bench-201 cells of each HW-NAS-Bench device and predicts the rest
@@ -23,8 +29,8 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +39,26 @@ from evaluators.latency import device_fingerprint, measure_network
 from evaluators.latency_table import LatencyTable
 from nas import registry
 from nas.space import sample_choices
+from nas.spaces.widths import WidthSpace
+
+# Estimate -> (the prediction's field, the measured figure it is compared with).
+ESTIMATES = {
+    "network": ("network_ms", "measured_ms"),
+    "alone": ("alone_ms", "measured_ms"),
+    "alone_calibrated": ("alone_calibrated_ms", "measured_ms"),
+    "network_parent_calibrated": ("network_parent_ms", "measured_ms"),
+    "alone_parent_calibrated": ("alone_parent_ms", "measured_ms"),
+    "network_p10": ("network_p10_ms", "measured_p10_ms"),
+    "alone_p10": ("alone_p10_ms", "measured_p10_ms"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="mobilenetv3")
     parser.add_argument("--networks", type=int, default=20)
+    parser.add_argument("--pruned", type=int, default=10, help="pruned networks per start (0: none)")
+    parser.add_argument("--starts", nargs="*", default=["mobilenetv3-small", "mobilenetv3-large"])
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -56,61 +76,114 @@ def main() -> None:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
-    space = registry.spaces.get(args.space)
     table_path = Path(args.table) if args.table else Path(tempfile.mkdtemp()) / "latency.json"
-    table = LatencyTable(table_path, threads=args.threads)
-    rng = np.random.default_rng(args.seed)
+    tables = {method: LatencyTable(table_path, threads=args.threads, method=method) for method in ("network", "alone")}
     load_before = os.getloadavg()
-    rows, build_seconds = [], 0.0
-    for index in range(args.networks):
-        genotype = space.decode(sample_choices(space.decisions(), rng))
-        ir = space.lower(genotype, resolution=args.resolution)
-        model = nas.compile(ir, seed=0)
-        first = measure_network(model, args.resolution, threads=args.threads)
-        window = LatencyTable(table_path.with_name(f"window-{index}.json"), threads=args.threads).predict(ir).total_ms
-        started = time.perf_counter()
-        predicted = table.predict(ir).total_ms
-        build_seconds += time.perf_counter() - started
-        second = measure_network(model, args.resolution, threads=args.threads)
-        measured = (first.median_ms + second.median_ms) / 2
-        row = {
-            "network": index,
-            "blocks": len(ir.named_blocks()),
-            "predicted_ms": predicted,
-            "window_ms": window,
-            "measured_ms": measured,
-            "measured_first_ms": first.median_ms,
-            "measured_second_ms": second.median_ms,
-            "measured_p10_ms": first.p10_ms,
-            "measured_p90_ms": first.p90_ms,
-            "error": (predicted - measured) / measured,
-            "window_error": (window - measured) / measured,
-            "drift": abs(first.median_ms - second.median_ms) / measured,
-        }
-        rows.append(row)
-        print(
-            f"network {index:2d}: {row['blocks']:2d} blocks, measured {first.median_ms:7.2f} / {second.median_ms:7.2f} "
-            f"ms (p10 {first.p10_ms:.2f}, p90 {first.p90_ms:.2f}); same-window table {window:7.2f} ms "
-            f"({100 * row['window_error']:+.1f}%), shared table {predicted:7.2f} ms ({100 * row['error']:+.1f}%)",
-            flush=True,
-        )
-    summary = {
+    rows: list[dict[str, Any]] = []
+    for name, networks in _network_sets(args):
+        calibration, parent = None, None
+        for index, ir in enumerate(networks):
+            row = _interleaved(tables, ir, args.resolution, args.threads)
+            calibration = calibration or row["measured_ms"] / row["alone_ms"]  # the set's first network
+            row.update(set=name, network=index, alone_calibrated_ms=row["alone_ms"] * calibration)
+            if parent is not None and name.startswith("pruned"):  # NetAdapt's rule: the parent's measured / predicted
+                for method in ("network", "alone"):
+                    ratio = parent["measured_ms"] / parent[f"{method}_ms"]
+                    row[f"{method}_parent_ms"] = row[f"{method}_ms"] * ratio
+            for estimate, (field, measured) in ESTIMATES.items():
+                if field in row:
+                    row[f"{estimate}_error"] = (row[field] - row[measured]) / row[measured]
+            rows.append(row)
+            parent = row
+            print(
+                f"{name} {index:2d}: {row['blocks']:2d} blocks, measured {row['measured_first_ms']:7.2f} / "
+                f"{row['measured_second_ms']:7.2f} ms (drift {100 * row['drift']:4.1f}%); network table "
+                f"{row['network_ms']:7.2f} ({100 * row['network_error']:+5.1f}%, {row['network_new']} new; p10 "
+                f"{100 * row['network_p10_error']:+5.1f}%), alone {row['alone_ms']:7.2f} "
+                f"({100 * row['alone_error']:+5.1f}%; p10 {100 * row['alone_p10_error']:+5.1f}%)",
+                flush=True,
+            )
+    summary: dict[str, Any] = {
         "space": args.space,
-        "networks": len(rows),
         "resolution": args.resolution,
         "threads": args.threads,
         "fingerprint": device_fingerprint("cpu", args.threads),
-        "shared_table_entries": len(table),
-        "shared_table_seconds": build_seconds,
+        "table_entries": {method: len(table) for method, table in tables.items()},
         "load_before": load_before,
         "load_after": os.getloadavg(),
-        "shared_table": _distribution([row["error"] for row in rows]),
-        "same_window_table": _distribution([row["window_error"] for row in rows]),
-        "drift_between_two_measurements": _distribution([row["drift"] for row in rows]),
     }
+    for name in dict.fromkeys(row["set"] for row in rows):
+        chosen = [row for row in rows if row["set"] == name]
+        summary[name] = {
+            "networks": len(chosen),
+            **{
+                estimate: _distribution([row[f"{estimate}_error"] for row in chosen if f"{estimate}_error" in row])
+                for estimate in ESTIMATES
+                if any(f"{estimate}_error" in row for row in chosen)
+            },
+            "drift_between_A_and_A": _distribution([row["drift"] for row in chosen]),
+            "drift_of_the_p10": _distribution([row["drift_p10"] for row in chosen]),
+        }
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "networks": rows}, indent=2) + "\n")
+
+
+def _network_sets(args: argparse.Namespace) -> list[tuple[str, list[Any]]]:
+    """``random``: ``--networks`` seeded genotypes of ``--space``; ``pruned-START``: the pruning chains."""
+    space = registry.spaces.get(args.space)
+    rng = np.random.default_rng(args.seed)
+    random = [
+        space.lower(space.decode(sample_choices(space.decisions(), rng)), resolution=args.resolution)
+        for _ in range(args.networks)
+    ]
+    sets = [("random", random)] if random else []
+    for start in args.starts if args.pruned else []:
+        resolved = nas.resolve(start)
+        widths = WidthSpace(resolved.space, resolved.genotype)
+        choices, chain = dict(widths.start_widths), [resolved.genotype]
+        while len(chain) <= args.pruned:
+            name = str(rng.choice(sorted(choices)))
+            smaller = [
+                width
+                for width in next(d for d in widths.decisions() if d.name == name).choices
+                if width < choices[name]
+            ]
+            if not smaller:
+                continue
+            candidate = {**choices, name: int(rng.choice(smaller[len(smaller) // 2 :]))}  # a NetAdapt-sized step
+            try:
+                chain.append(widths.decode(candidate))
+            except ValueError:  # would change the structure: NetAdapt makes no such proposal
+                continue
+            choices = candidate
+        sets.append((f"pruned-{start}", [resolved.space.lower(g, resolution=args.resolution) for g in chain]))
+    return sets
+
+
+def _interleaved(tables: dict[str, LatencyTable], ir: Any, resolution: int, threads: int) -> dict[str, Any]:
+    """A (end to end), B (each table's prediction, measuring what it lacks), A again."""
+    model = nas.compile(ir, seed=0)
+    first = measure_network(model, resolution, threads=threads)
+    row: dict[str, Any] = {"blocks": len(ir.all_blocks())}
+    for method, table in tables.items():
+        before = table.measured
+        prediction = table.predict(ir)
+        row.update({f"{method}_ms": prediction.total_ms, f"{method}_p10_ms": prediction.p10_ms})
+        row[f"{method}_new"] = table.measured - before
+    second = measure_network(model, resolution, threads=threads)
+    measured, measured_p10 = (first.median_ms + second.median_ms) / 2, (first.p10_ms + second.p10_ms) / 2
+    return {
+        **row,
+        "measured_ms": measured,
+        "measured_p10_ms": measured_p10,
+        "measured_first_ms": first.median_ms,
+        "measured_second_ms": second.median_ms,
+        "measured_first_p10_ms": first.p10_ms,
+        "measured_second_p10_ms": second.p10_ms,
+        "drift": (second.median_ms - first.median_ms) / measured,
+        "drift_p10": (second.p10_ms - first.p10_ms) / measured_p10,
+    }
 
 
 def _distribution(signed: list[float]) -> dict[str, float]:

@@ -7,11 +7,17 @@ Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.spaces.widt
   starting latency; NetAdapt's schedule, its reference code uses 0.025 and decay 0.96, MobileNetV3
   a fixed 0.01 * L0), never below the target, so the last iteration stops at the target instead
   of overshooting it;
+- latency is measured where it can be (NetAdapt §3.2 allows empirical measurement): a trial's
+  ``measured_ms`` metric (the run times every proposal end to end) is the network's latency once it
+  is known; the ``latency`` function (the lookup table) only ranks the widths of the next proposals,
+  its predictions scaled by the current network's measured / predicted ratio (a calibration from
+  one end-to-end measurement: the networks proposed differ from it in one width). Without
+  ``measured_ms`` the predictions are used as they are;
 - for every prunable width (``prunable_widths``: each expansion layer, each bottleneck width shared
   through residual connections, the head) it proposes the largest width, in multiples of the
-  space's granularity, whose network meets the constraint by the ``latency`` function (the
-  lookup table: "ChooseNumFilters"); a width that cannot meet it, or only by changing the
-  network's structure, makes no proposal;
+  space's granularity, whose network meets the constraint by the calibrated prediction
+  ("ChooseNumFilters"); a width that cannot meet it, or only by changing the network's
+  structure, makes no proposal;
 - each proposal is one trial; the caller's evaluator inherits the current network's weights,
   fine-tunes briefly and reports the accuracy as the reward;
 - when every proposal of the iteration is told, the best becomes the current network:
@@ -20,9 +26,11 @@ Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.spaces.widt
 - when no width can meet an iteration's constraint (late in a run a single layer often cannot
   remove a fixed step), the step is halved, at most ``MAX_HALVINGS`` times over the run, and the
   proposals are made again; the halving is kept for the later iterations;
-- ``finished`` once the current network meets ``target_ms`` (``status`` ``met``), no width can
-  meet an iteration's constraint even after the halvings (``stuck``), every proposal of an iteration failed or the
-  starting network failed (``failed``), or ``max_iterations`` were run (``stopped``).
+- ``finished`` once the current network meets ``target_ms``, measured when it was (``status``
+  ``met``), no width can meet an iteration's constraint even after the halvings (``stuck``: the
+  target is out of reach of the widths; ``current`` is the lowest latency reached), every
+  proposal of an iteration failed or the starting network failed (``failed``), or
+  ``max_iterations`` were run (``stopped``).
 
 The controller never trains anything; the long-term fine-tune of the result is the run's
 (``nas netadapt``). Its whole state (the iteration, the proposals with their predicted
@@ -58,12 +66,17 @@ class NetAdapt(ControllerBase):
         space: a ``WidthSpace`` (decisions: the prunable widths; ``start_widths``: the start's).
         latency: genotype -> predicted latency in ms (a lookup table); called while proposing.
         target_ms: the latency budget.
-        start_latency_ms: the starting network's latency (default: ``latency(start)``); a run
+        start_predicted_ms: the ``latency`` function's prediction of the start (default: computed);
+            a run records it once so that a resumed run keeps its targets.
+        start_latency_ms: the starting network's latency, the schedule's L0 (default: its prediction;
+            a run measuring latency gives the start's measurement); a run
             records it once so that a resumed run keeps its targets.
         reduction: latency removed per iteration, as a fraction of the starting latency.
         decay: the reduction of iteration k is ``reduction * decay^k``.
         selection: ``accuracy`` or ``efficiency`` (see the module docstring).
         max_iterations: iterations after which the controller stops (status ``stopped``).
+        measured: read the trials' ``measured_ms`` (see the module docstring); False: the
+            ``latency`` function's predictions alone decide, and a run replays them exactly.
     """
 
     def __init__(
@@ -75,10 +88,12 @@ class NetAdapt(ControllerBase):
         latency: Callable[[Any], float],
         target_ms: float,
         start_latency_ms: float | None = None,
+        start_predicted_ms: float | None = None,
         reduction: float = DEFAULT_REDUCTION,
         decay: float = 1.0,
         selection: Selection = "accuracy",
         max_iterations: int = DEFAULT_MAX_ITERATIONS,
+        measured: bool = True,
     ) -> None:
         super().__init__(space, seed, budget)
         if not isinstance(space, WidthSpace):
@@ -97,21 +112,28 @@ class NetAdapt(ControllerBase):
             raise ValueError(f"max_iterations: must be a positive integer, got {max_iterations!r}")
         self.latency = latency
         self.start_choices = dict(space.start_widths)
-        start_latency = float(
-            latency(space.decode(self.start_choices)) if start_latency_ms is None else start_latency_ms
+        predicted = float(
+            latency(space.decode(self.start_choices)) if start_predicted_ms is None else start_predicted_ms
         )
-        for name, value in (("target_ms", target_ms), ("start_latency_ms", start_latency)):
+        start_latency = predicted if start_latency_ms is None else float(start_latency_ms)
+        for name, value in (
+            ("target_ms", target_ms),
+            ("start_latency_ms", start_latency),
+            ("start_predicted_ms", predicted),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive number of milliseconds, got {value!r}")
         self.target_ms, self.start_latency_ms = float(target_ms), start_latency
         self.reduction, self.decay, self.selection = float(reduction), float(decay), selection
         self.max_iterations = max_iterations
+        self.measured = bool(measured)
         self.status = "running"
         self.iteration = 0  # iterations finished
         self.current: dict[str, Any] = {
             "choices": dict(self.start_choices),
             "trial": None,
-            "latency_ms": start_latency,
+            "latency_ms": predicted,  # the table's prediction; ``measured_ms`` its measurement once told
+            "measured_ms": None,
             "accuracy": None,
         }
         self.proposals: list[dict[str, Any]] = []  # this iteration's: name, width, choices, predicted_ms, trial, ...
@@ -134,7 +156,31 @@ class NetAdapt(ControllerBase):
     def constraint(self) -> float:
         """This iteration's latency constraint (ms): the schedule's step, never below the target."""
         step = self.reduction * self.start_latency_ms * self.decay**self.iteration / 2**self.halvings
-        return max(self.current["latency_ms"] - step, self.target_ms)
+        return max(self.latency_now() - step, self.target_ms)
+
+    def latency_now(self) -> float:
+        """The current network's latency: measured once it was, else predicted."""
+        measured = self.current.get("measured_ms")
+        return float(self.current["latency_ms"] if measured is None else measured)
+
+    def calibration(self) -> float:
+        """Measured / predicted latency of the current network (1 before it was measured)."""
+        measured = self.current.get("measured_ms")
+        return 1.0 if measured is None else float(measured) / float(self.current["latency_ms"])
+
+    def narrowest(self) -> dict[str, Any]:
+        """The start with every width at the smallest value the network's structure allows, in order
+        (each width given the narrower ones before it): about the lowest latency the widths reach."""
+        choices = dict(self.start_choices)
+        for decision in self.decisions:
+            for width in sorted(value for value in decision.choices if value < choices[decision.name]):
+                try:
+                    self.space.decode({**choices, decision.name: width})
+                except ValueError:
+                    continue
+                choices[decision.name] = width
+                break
+        return choices
 
     # ---- ask / tell ----------------------------------------------------------------------------
 
@@ -158,10 +204,12 @@ class NetAdapt(ControllerBase):
                 self.status = "failed"
                 return
             self.current["accuracy"] = float(result.reward)
+            self.current["measured_ms"] = _measured(result) if self.measured else None
             self._next_iteration()
             return
         proposal = next(p for p in self.proposals if p["trial"] == trial_id)
         proposal["accuracy"] = None if result.failed else float(result.reward)
+        proposal["measured_ms"] = _measured(result) if self.measured else None
         proposal["error"] = result.error
         if all("accuracy" in p for p in self.proposals):
             self._choose()
@@ -185,6 +233,7 @@ class NetAdapt(ControllerBase):
             "choices": dict(best["choices"]),
             "trial": best["trial"],
             "latency_ms": best["predicted_ms"],
+            "measured_ms": best.get("measured_ms"),
             "accuracy": best["accuracy"],
         }
         self.iteration += 1
@@ -193,7 +242,7 @@ class NetAdapt(ControllerBase):
             self.iteration,
             best["name"],
             best["width"],
-            best["predicted_ms"],
+            self.latency_now(),
             best["accuracy"],
         )
         self._next_iteration()
@@ -201,12 +250,13 @@ class NetAdapt(ControllerBase):
     def _score(self, proposal: Mapping[str, Any]) -> float:
         if self.selection == "accuracy":
             return float(proposal["accuracy"])
-        saved = max(self.current["latency_ms"] - proposal["predicted_ms"], 1e-9)
+        expected = proposal.get("measured_ms") or proposal.get("expected_ms", proposal["predicted_ms"])
+        saved = max(self.latency_now() - expected, 1e-9)
         return (float(proposal["accuracy"]) - float(self.current["accuracy"])) / saved
 
     def _next_iteration(self) -> None:
         """Decide whether to stop; otherwise make this iteration's proposals."""
-        if self.current["latency_ms"] <= self.target_ms:
+        if self.latency_now() <= self.target_ms:
             self.status = "met"
         elif self.iteration >= self.max_iterations:
             self.status = "stopped"
@@ -222,18 +272,25 @@ class NetAdapt(ControllerBase):
                 self.status = "stuck"
 
     def _make_proposals(self, constraint: float) -> list[dict[str, Any]]:
-        proposals = []
+        proposals, calibration = [], self.calibration()
         for name, width in self.current["choices"].items():
-            found = self._largest_width(name, width, constraint)
+            found = self._largest_width(name, width, constraint / calibration)
             if found is not None:
                 choices, predicted = found
                 proposals.append(
-                    {"name": name, "width": choices[name], "choices": choices, "predicted_ms": predicted, "trial": None}
+                    {
+                        "name": name,
+                        "width": choices[name],
+                        "choices": choices,
+                        "predicted_ms": predicted,
+                        "expected_ms": predicted * calibration,
+                        "trial": None,
+                    }
                 )
         return proposals
 
     def _largest_width(self, name: str, width: int, constraint: float) -> tuple[dict[str, Any], float] | None:
-        """The largest allowed width of ``name`` below ``width`` whose network meets ``constraint``.
+        """The largest allowed width of ``name`` below ``width`` whose network's prediction meets ``constraint``.
 
         Latency grows with a width, so the smallest width is tried first (none fits: no proposal)
         and the largest fitting one is found by bisection over the allowed widths.
@@ -274,6 +331,7 @@ class NetAdapt(ControllerBase):
             "decay": self.decay,
             "selection": self.selection,
             "max_iterations": self.max_iterations,
+            "measured": self.measured,
             "start": dict(self.start_choices),
         }
 
@@ -298,3 +356,11 @@ class NetAdapt(ControllerBase):
         self.start_latency_ms, self.start_trial = float(state["start_latency_ms"]), state["start_trial"]
         self.constraint_ms = None if state["constraint_ms"] is None else float(state["constraint_ms"])
         self.halvings = int(state["halvings"])
+
+
+def _measured(result: Result) -> float | None:
+    """The trial's end-to-end latency (``measured_ms``) if it has a usable one."""
+    value = result.metrics.get("measured_ms")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)

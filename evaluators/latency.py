@@ -7,13 +7,16 @@ tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``
 1. runs the module in eval mode under ``torch.inference_mode`` with ``threads`` intra-op threads
    (the caller's setting is restored) and the garbage collector paused, as ``timeit`` does;
 2. warms up for ``warmup`` runs and at least ``WARMUP_SECONDS`` (allocator, oneDNN kernel choice,
-   CUDA context and cuDNN autotuning happen there, not in the timed runs);
+   CUDA context and cuDNN autotuning happen there, not in the timed runs), the first measurement of
+   a process for ``PROCESS_WARMUP_SECONDS`` (on this project's CPU the first second of a process's
+   forward passes ran 25-35% slower than the rest, whatever the network);
 3. times single runs with ``time.perf_counter_ns``, synchronizing the device before starting the
    clock and before stopping it (CUDA, MPS), so queued kernels are counted;
 4. repeats until the 95% confidence interval of the median, from the order statistics of the
    runs so far, is narrower than ``precision`` of the median (default ±2%), with at least
-   ``min_repetitions`` runs a round, in ``rounds`` rounds on fresh copies of the input, each round
-   stopping at ``max_repetitions / rounds`` runs or ``max_seconds / rounds`` (see ``measure``);
+   ``min_repetitions`` runs a round, in ``rounds`` rounds on fresh copies of the input and the
+   module (their memory placement changes a network's latency by up to a third on this project's
+   CPU), each round stopping at ``max_repetitions / rounds`` runs or ``max_seconds / rounds``;
 5. reports the median, the 10th / 90th percentiles and the mean, with the device's fingerprint
    (processor, machine, cores, threads, torch version, device name): a latency number without
    the machine it was measured on means nothing, and a lookup table is valid only on its own.
@@ -22,14 +25,17 @@ tens of percent between calls (``../shared/reference/nas-engines.md`` §4.1). ``
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import gc
 import hashlib
+import itertools
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,6 +47,7 @@ from nas.backend import intra_op_threads
 
 WARMUP = 5
 WARMUP_SECONDS = 0.05
+PROCESS_WARMUP_SECONDS = 1.0
 MIN_REPETITIONS = 10
 MAX_REPETITIONS = 1000
 MAX_SECONDS = 2.0  # per measurement, after warm-up, unless the minimum runs take longer (see ``measure``)
@@ -173,14 +180,64 @@ def measure(
 
     ``inputs`` is one tensor or a sequence of them (a NASNet cell takes two); the batch size is
     the first dimension of the first. The module must already be on that device. The runs are
-    taken in ``rounds`` rounds, each on a fresh copy of the inputs (another address, so other
-    cache sets and alignment: on this project's CPU one placement of the same layer ran 4x slower
-    than another, consistently within a process), each with ``min_repetitions`` runs at least and
+    taken in ``rounds`` rounds, each on a fresh copy of the inputs and of the module (other
+    addresses, so other cache sets and alignment: on this project's CPU one placement of the same
+    layer ran 4x slower than another, and one of six compiled MobileNetV3-Small 33% slower than the
+    other five, consistently within a process), each with ``min_repetitions`` runs at least and
     ``max_seconds / rounds`` at most unless its median is stable sooner; the median and
-    percentiles are of all runs pooled, so one unlucky placement does not become the entry.
+    percentiles are of all runs pooled, so one unlucky placement does not become the figure.
     """
     tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-    device = tensors[0].device
+    _check_measure(tensors, threads, warmup, min_repetitions, max_repetitions, precision, rounds)
+    times: list[float] = []
+    with _timing(module, threads):
+        for placed, placed_inputs in _placements(module, tensors, rounds):
+            times += _round(
+                placed,
+                placed_inputs,
+                warmup,
+                _warmup_seconds() if placed is module else 0.0,
+                min_repetitions,
+                max_repetitions // rounds,
+                max_seconds / rounds,
+                precision,
+            )
+    return _latency(times, tensors, threads)
+
+
+def _placements(
+    module: nn.Module, tensors: tuple[torch.Tensor, ...], rounds: int
+) -> Iterator[tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    """``module`` and ``tensors``, then ``rounds - 1`` copies of both at new addresses (each kept alive until
+    the last round, so none reuses another's memory). Copied outside inference mode, in eval mode."""
+    copies: list[tuple[nn.Module, tuple[torch.Tensor, ...]]] = [(module, tensors)]
+    yield copies[0]
+    for _ in range(rounds - 1):
+        with torch.inference_mode(False):
+            placed = copy.deepcopy(module).eval()
+        copies.append((placed, tuple(tensor.clone() for tensor in tensors)))
+        yield copies[-1]
+
+
+_warm = False  # whether this process has measured before (``PROCESS_WARMUP_SECONDS``)
+
+
+def _warmup_seconds() -> float:
+    global _warm
+    seconds = WARMUP_SECONDS if _warm else PROCESS_WARMUP_SECONDS
+    _warm = True
+    return seconds
+
+
+def _check_measure(
+    tensors: tuple[torch.Tensor, ...],
+    threads: int,
+    warmup: int,
+    min_repetitions: int,
+    max_repetitions: int,
+    precision: float,
+    rounds: int,
+) -> None:
     check_measure_settings(int(tensors[0].shape[0]), threads)
     if (
         min_repetitions < 3
@@ -195,29 +252,23 @@ def measure(
             f"measure: need 3 <= min_repetitions <= max_repetitions, warmup >= 0, precision in (0, 1) "
             f"and rounds >= 1; got {min_repetitions}, {max_repetitions}, {warmup}, {precision}, {rounds}"
         )
+
+
+@contextlib.contextmanager
+def _timing(module: nn.Module, threads: int) -> Iterator[None]:
+    """Eval mode, ``threads`` intra-op threads, inference mode, no garbage collection; the caller's state after."""
     was_training = module.training
     module.eval()
-    times: list[float] = []
-    copies: list[tuple[torch.Tensor, ...]] = []  # kept alive, so every round's copy lives at a new address
     try:
         with intra_op_threads(threads), torch.inference_mode(), _quiet():
-            for round_index in range(rounds):
-                copies.append(tuple(tensor.clone() for tensor in tensors) if round_index else tensors)
-                times += _round(
-                    module,
-                    copies[-1],
-                    device,
-                    warmup,
-                    WARMUP_SECONDS if round_index == 0 else 0.0,
-                    min_repetitions,
-                    max_repetitions // rounds,
-                    max_seconds / rounds,
-                    precision,
-                )
+            yield
     finally:
         module.train(was_training)
+
+
+def _latency(times: list[float], tensors: tuple[torch.Tensor, ...], threads: int) -> Latency:
     ordered = sorted(times)
-    fingerprint = fingerprint_key(device_fingerprint(device, threads))
+    device = tensors[0].device
     return Latency(
         median_ms=percentile(ordered, 0.5),
         p10_ms=percentile(ordered, 0.1),
@@ -227,14 +278,13 @@ def measure(
         batch_size=int(tensors[0].shape[0]),
         threads=threads,
         device=str(device),
-        fingerprint=fingerprint,
+        fingerprint=fingerprint_key(device_fingerprint(device, threads)),
     )
 
 
 def _round(
-    module: nn.Module,
+    module: Callable[..., Any],
     tensors: tuple[torch.Tensor, ...],
-    device: torch.device,
     warmup: int,
     warmup_seconds: float,
     min_repetitions: int,
@@ -243,6 +293,7 @@ def _round(
     precision: float,
 ) -> list[float]:
     """Warm up, then time single runs until the median is stable or the round's time is spent."""
+    device = tensors[0].device
     started = time.perf_counter()
     runs = 0
     while runs < warmup or time.perf_counter() - started < warmup_seconds:
@@ -270,6 +321,87 @@ def _stable(times: list[float], precision: float) -> bool:
     low, high = median_interval(ordered)
     middle = percentile(ordered, 0.5)
     return middle > 0 and (high - low) / 2 <= precision * middle
+
+
+def measure_in_context(
+    module: nn.Module,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    parts: Sequence[nn.Module],
+    *,
+    threads: int = 1,
+    warmup: int = WARMUP,
+    min_repetitions: int = MIN_REPETITIONS,
+    max_repetitions: int = MAX_REPETITIONS,
+    max_seconds: float = MAX_SECONDS,
+    precision: float = PRECISION,
+    rounds: int = ROUNDS,
+) -> tuple[Latency, list[float]]:
+    """The latency of ``module(*inputs)`` and the share of it each of ``parts`` takes, timed inside it.
+
+    A part timed alone runs with its weights and input hot in cache; inside the network it reads
+    what the part before it left and its weights were evicted by the others', so parts timed alone
+    sum to less than the network (5-25% on this project's CPU, ``benchmarks/latency_lut.py``).
+    Here forward hooks mark the end of each of ``parts`` (submodules the forward runs once each,
+    in this order): segment k runs from the end of part k-1 (the start of the forward) to the end of
+    part k, and a last segment from the end of the last part to the return (pooling, a classifier),
+    so the segments cover the whole forward. Hooks cost microseconds each, so rounds of hooked runs
+    alternate with rounds of plain runs (each kind up to ``max_seconds``), and the segments' means
+    are scaled to sum to the plain runs' median: the returned ``Latency`` is that of the plain runs,
+    the list has ``len(parts) + 1`` milliseconds. ``ValueError`` if a part does not run exactly once, in order.
+    """
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    device = tensors[0].device
+    marks: list[tuple[int, int]] = []  # (part index, perf_counter_ns at its end)
+
+    def mark(index: int) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: Any, _output: Any) -> None:
+            synchronize(device)
+            marks.append((index, time.perf_counter_ns()))
+
+        return hook
+
+    segments: list[list[float]] = []
+
+    def hooked(placed: nn.Module, *args: torch.Tensor) -> None:
+        marks.clear()
+        begin = time.perf_counter_ns()
+        placed(*args)
+        synchronize(device)
+        end = time.perf_counter_ns()
+        if [index for index, _ in marks] != list(range(len(parts))):
+            raise ValueError(
+                f"measure_in_context: the parts ran in the order {[index for index, _ in marks][:8]}, not each "
+                f"once in the order given ({len(parts)} parts)"
+            )
+        stamps = [begin, *(stamp for _, stamp in marks), end]
+        segments.append([(later - earlier) / 1e6 for earlier, later in itertools.pairwise(stamps)])
+
+    names = {id(submodule): name for name, submodule in module.named_modules()}
+    missing = [index for index, part in enumerate(parts) if id(part) not in names]
+    if missing:
+        raise ValueError(f"measure_in_context: part {missing[0]} is not a submodule of the module")
+    _check_measure(tensors, threads, warmup, min_repetitions, max_repetitions, precision, rounds)
+    plain: list[float] = []
+    kept: list[list[float]] = []
+    limits = (min_repetitions, max_repetitions // rounds, max_seconds / rounds, precision)
+    with _timing(module, threads):
+        for placed, placed_inputs in _placements(module, tensors, rounds):
+            first = placed is module
+            located = [placed.get_submodule(names[id(part)]) for part in parts]
+            handles = [part.register_forward_hook(mark(index)) for index, part in enumerate(located)]
+            try:  # hooked and plain runs alternate round by round, so both see the same drift and placements
+                segments.clear()
+                seconds = _warmup_seconds() if first else 0.0
+                timed = _round(functools.partial(hooked, placed), placed_inputs, warmup, seconds, *limits)
+                kept += segments[len(segments) - len(timed) :]  # the timed runs, not the warm-up
+            finally:
+                for handle in handles:
+                    handle.remove()
+            plain += _round(placed, placed_inputs, warmup if first else 1, 0.0, *limits)
+    latency = _latency(plain, tensors, threads)
+    means = [sum(run[k] for run in kept) / len(kept) for k in range(len(parts) + 1)]
+    scale = latency.median_ms / sum(means)
+    return latency, [value * scale for value in means]
 
 
 def measure_network(

@@ -8,9 +8,19 @@ its parts. Here a part is an IR record, which is its own key: a ``BlockSpec`` of
 pool and linear layers) at its input size; for a ``CellNet`` the stem, each live placed ``CellSpec``
 (which network states it reads is left out of its key: that changes nothing it runs) and the head
 with the classifier. Which function splits an IR into parts is chosen by its ``kind``. Entries are
-measured lazily (``nas.evaluators.latency.measure``) the first time a network needs them.
+measured lazily the first time a network needs them, by one of two ``methods``:
 
-The table is one JSON file holding one table per device fingerprint and batch size (processor,
+- ``network`` (the default): the network that lacks an entry is compiled and timed whole, each
+  part inside it (``measure_in_context``), and the parts it lacked take their share of its median.
+  Parts timed alone keep their weights and input hot in cache and sum to 5-25% less than the
+  network on this project's CPU; timed in their network they sum to it (``benchmarks/latency_lut.py``,
+  the figures in benchmarks/README.md). A key that occurs twice in the network gets the mean of both.
+- ``alone``: each part timed by itself (``measure``), the table of earlier versions.
+
+Each entry records how it was measured: the method, the network's digest, the time and the machine's
+load average then.
+
+The table is one JSON file holding one table per device fingerprint, batch size and method (processor,
 machine, cores, threads, torch version, device): a table measured elsewhere is never used for this
 machine, and one file can hold the tables of several machines. A write re-reads the file, merges
 its new entries into what another process wrote meanwhile and replaces the file atomically (two
@@ -20,10 +30,12 @@ processes saving at the same instant may lose one's new entries, which are then 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +50,7 @@ from evaluators.latency import (
     device_fingerprint,
     fingerprint_key,
     measure,
+    measure_in_context,
     measure_network,
 )
 from nas.cell_ir import CellNet, CellSpec, Network
@@ -58,6 +71,7 @@ NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the 
 # A table entry is a layer of well under a few ms: half a second of runs gives a median of dozens of
 # them, and a NetAdapt iteration measures a hundred or more new layers.
 ENTRY_MAX_SECONDS = 0.5
+METHODS = ("network", "alone")  # how a missing entry is measured (the module docstring)
 MAX_TABLE_BYTES = 256 * 2**20  # a table entry is about 200 bytes
 
 
@@ -71,18 +85,26 @@ def default_table_path() -> Path:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A network's predicted latency: the sum of its parts' table entries (milliseconds)."""
+    """A network's predicted latency: the sum of its parts' table entries (milliseconds).
+
+    ``total_ms`` sums each part's ``mean_ms`` (alone: its mean; in its network: its share of the
+    network's median), ``p10_ms`` their 10th percentiles (a part's own, or its share of the network's),
+    the figure that varied least between measurements on this project's shared CPU.
+    """
 
     total_ms: float
-    parts: tuple[tuple[str, float], ...]  # (path in the IR, mean ms)
+    parts: tuple[tuple[str, float], ...]  # (path in the IR, ms)
+    p10_ms: float = 0.0
 
 
 class LatencyTable:
     """Latency (mean, median, p10, p90) per IR record on one device, thread count and batch size; measured on
     first use.
 
-    ``path`` is the JSON file (``default_table_path()`` if None); ``measure_options`` go to
-    ``measure`` (repetitions, precision). Nothing is read or measured until a latency is asked for.
+    ``path`` is the JSON file (``default_table_path()`` if None); ``method`` how a missing entry is
+    measured (``METHODS``, the module docstring); ``measure_options`` go to ``measure`` or
+    ``measure_in_context`` (repetitions, precision). Nothing is read or measured until a latency is
+    asked for.
     """
 
     def __init__(
@@ -92,10 +114,14 @@ class LatencyTable:
         device: str | torch.device = "cpu",
         threads: int = 1,
         batch_size: int = 1,
+        method: str = "network",
         **measure_options: Any,
     ) -> None:
         check_measure_settings(batch_size, threads)
         check_measure_options(measure_options)
+        if method not in METHODS:
+            raise ValueError(f"method: {method!r} is not a way to measure a table's entries; valid: {list(METHODS)}")
+        self.method = method
         self.path = Path(path) if path is not None else default_table_path()
         try:
             self.device = torch.device(device)
@@ -113,8 +139,10 @@ class LatencyTable:
 
     @property
     def key(self) -> str:
-        """The name of this device's table in the file: fingerprint and batch size."""
-        return f"{fingerprint_key(self.fingerprint)}-batch{self.batch_size}"
+        """The name of this device's table in the file: fingerprint, batch size and (but ``alone``, the
+        method of the tables before there were two) method."""
+        suffix = "" if self.method == "alone" else f"-{self.method}"
+        return f"{fingerprint_key(self.fingerprint)}-batch{self.batch_size}{suffix}"
 
     def __len__(self) -> int:
         return len(self._table())
@@ -160,8 +188,8 @@ class LatencyTable:
             self._entries = dict(entries)
         return self._entries
 
-    def lookup(self, key: str, build: Any) -> float:
-        """The mean ms of entry ``key``; ``build()`` gives ``(module, inputs)`` to measure it if absent.
+    def lookup(self, key: str, build: Callable[[], tuple[nn.Module, list[torch.Tensor]]]) -> float:
+        """The mean ms of entry ``key``; ``build()`` gives ``(module, inputs)`` to measure it alone if absent.
 
         The mean, not the median: a part's times are skewed to the right (a slow memory placement, an
         interrupt), and the median of a sum of many such parts is close to the sum of their means,
@@ -173,9 +201,45 @@ class LatencyTable:
             module = module.to(self.device)
             inputs = [tensor.to(self.device) for tensor in inputs]
             latency = measure(module, inputs, threads=self.threads, **self.measure_options)
-            table[key] = self._new[key] = _entry(latency)
-            self.measured += 1
+            self._add(key, {**_entry(latency), "measured": _how("alone")})
         return float(table[key]["mean_ms"])
+
+    def _add(self, key: str, entry: dict[str, Any]) -> None:
+        self._table()[key] = self._new[key] = entry
+        self.measured += 1
+
+    def _measure_network(self, ir: Network, parts: list[_Part]) -> None:
+        """Time ``ir``'s network with each part inside it; add the entries it lacks (``network`` method)."""
+        network = compile_ir(ir, seed=0).to(self.device)
+        located = [part.locate(network) for part in parts if part.locate is not None]
+        if [part.locate is None for part in parts] != [False] * len(located) + [True]:
+            raise AssertionError("every part but the last is located in the network")  # the split functions' contract
+        latency, shares = measure_in_context(
+            network,
+            self.images(3, ir.resolution).to(self.device),
+            located,
+            threads=self.threads,
+            **self.measure_options,
+        )
+        digest = hashlib.sha256(json.dumps([part.key for part in parts]).encode()).hexdigest()[:16]
+        by_key: dict[str, list[float]] = {}
+        for part, share in zip(parts, shares):
+            by_key.setdefault(part.key, []).append(share)
+        table = self._table()
+        for key, values in by_key.items():
+            if key not in table:
+                mean = sum(values) / len(values)
+                self._add(
+                    key,
+                    {
+                        "mean_ms": mean,  # its share of the network's median
+                        "p10_ms": mean * latency.p10_ms / latency.median_ms,
+                        "network_median_ms": latency.median_ms,
+                        "network_p10_ms": latency.p10_ms,
+                        "repetitions": latency.repetitions,
+                        "measured": {**_how("network"), "network": digest},
+                    },
+                )
 
     def save(self) -> None:
         """Merge the entries measured here into the file (another process may have added its own)."""
@@ -201,11 +265,15 @@ class LatencyTable:
             raise TypeError(
                 f"predict() takes an IR of kind {sorted(_PARTS)} (ChainNet, CellNet), got {type(ir).__name__}"
             )
+        parts: list[_Part] = split(self, ir)
         try:
-            parts = split(self, ir)
+            if self.method == "network" and any(part.key not in self._table() for part in parts):
+                self._measure_network(ir, parts)
+            values = [(part.path, self.lookup(part.key, part.build)) for part in parts]
         finally:
             self.save()
-        return Prediction(sum(ms for _, ms in parts), tuple(parts))
+        p10 = sum(float(self._table()[part.key].get("p10_ms", 0.0)) for part in parts)
+        return Prediction(sum(ms for _, ms in values), tuple(values), p10)
 
     def images(self, channels: int, size: int) -> torch.Tensor:
         return torch.randn(self.batch_size, channels, size, size, generator=torch.Generator().manual_seed(0))
@@ -214,6 +282,12 @@ class LatencyTable:
 def _usable_ms(value: Any) -> bool:
     """True for a time a prediction can sum: a finite number of milliseconds > 0 (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _how(method: str) -> dict[str, Any]:
+    """How an entry was measured: the method, when (UTC) and the machine's 1-minute load average then."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"method": method, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": load}
 
 
 def _entry(latency: Latency) -> dict[str, Any]:
@@ -230,6 +304,17 @@ def _key(kind: str, record: Mapping[str, Any]) -> str:
     return json.dumps({"kind": kind, **record}, sort_keys=True, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One table entry of a network: its path in the IR, its key, how to build it alone, and where it runs
+    in the compiled network (``locate(network)``; None: the end of the forward, after every located part)."""
+
+    path: str
+    key: str
+    build: Callable[[], tuple[nn.Module, list[torch.Tensor]]]
+    locate: Callable[[nn.Module], nn.Module] | None
+
+
 class _Pooled(nn.Module):
     """Global average pool, flatten, classifier: the end of a ``ChainModule``."""
 
@@ -241,8 +326,21 @@ class _Pooled(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
+def _submodule(*path: str | int) -> Callable[[nn.Module], nn.Module]:
+    """The submodule at ``path`` (attribute names, indices into ``nn.Sequential`` or ``nn.ModuleList``)."""
+
+    def locate(network: nn.Module) -> nn.Module:
+        module = network
+        for step in path:
+            module = module[step] if isinstance(step, int) else getattr(module, step)  # type: ignore[index]
+        return module
+
+    return locate
+
+
+def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[_Part]:
     parts = []
+    counts = {"stem": len(ir.stem), "head": len(ir.head)}
     for path, block in ir.all_blocks():
         record = {
             "op": block.op,
@@ -257,35 +355,35 @@ def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[tuple[str, float]]:
             module = build_op(block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), **NORM)
             return module, [table.images(block.in_channels, block.input_size)]
 
-        parts.append((path, table.lookup(_key("block", record), build)))
+        name, _, rest = path.partition("[")
+        indices = [int(index) for index in rest.rstrip("]").split("][")]
+        # ``build_blocks``: a stem or head of one block is that block's module, of several an nn.Sequential.
+        locate = _submodule(name) if name != "stages" and counts[name] == 1 else _submodule(name, *indices)
+        parts.append(_Part(path, _key("block", record), build, locate))
     last = ir.all_blocks()[-1][1]
     classifier = replace(ir.classifier, dropout=0.0)
+    record = {**asdict(classifier), "input_size": last.output_size}
     parts.append(
-        (
+        _Part(
             "classifier",
-            table.lookup(
-                _key("classifier", {**asdict(classifier), "input_size": last.output_size}),
-                lambda: (
-                    _Pooled(build_classifier(classifier)),
-                    [table.images(classifier.in_features, last.output_size)],
-                ),
-            ),
+            _key("classifier", record),
+            lambda: (_Pooled(build_classifier(classifier)), [table.images(classifier.in_features, last.output_size)]),
+            None,
         )
     )
     return parts
 
 
-def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
+def _cell_parts(table: LatencyTable, ir: CellNet) -> list[_Part]:
     live = ir.live_states()  # a cell nothing reads is not built (``CellModule``), so it costs nothing
     norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
     stem_record = {"blocks": [asdict(block) for block in ir.stem]}
     parts = [
-        (
+        _Part(
             "stem",
-            table.lookup(
-                _key("cell_stem", stem_record),
-                lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)]),
-            ),
+            _key("cell_stem", stem_record),
+            lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)]),
+            _submodule("stem"),
         )
     ]
     for i, cell in enumerate(ir.cells):
@@ -298,7 +396,7 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
             inputs = [table.images(cell_input.channels, cell_input.size) for cell_input in cell.inputs]
             return Cell(cell, ir.bn_eps, ir.bn_momentum), inputs
 
-        parts.append((f"cells[{i}]", table.lookup(_key("cell", asdict(cell)), build)))
+        parts.append(_Part(f"cells[{i}]", _key("cell", asdict(cell)), build, _submodule("cells", i)))
     channels, size = ir.cells[-1].out_channels, ir.cells[-1].output_size
     classifier = replace(ir.classifier, dropout=0.0)
     record = {"head": [asdict(block) for block in ir.head], "classifier": asdict(classifier), "input_size": size}
@@ -307,7 +405,7 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[tuple[str, float]]:
         head = nn.Sequential(build_blocks("head", ir.head, norm), _Pooled(build_classifier(classifier)))
         return head, [table.images(channels, size)]
 
-    parts.append(("classifier", table.lookup(_key("cell_classifier", record), build_head)))
+    parts.append(_Part("classifier", _key("cell_classifier", record), build_head, None))
     return parts
 
 
@@ -324,7 +422,8 @@ class LatencyEvaluator(EvaluatorBase[Any]):
     ``measure`` also times the whole compiled network (metrics ``measured_ms``, ``measured_p10_ms``,
     ``measured_p90_ms``); those are timings, not functions of the genotype. ``model`` (a file
     written by ``nas latency --fit``, ``nas.latency_model``) predicts ``latency_ms`` on the device
-    it was fitted to instead of the table on this machine; it predicts only the networks it was
+    it was fitted to instead of the table on this machine; ``method`` how the table measures a missing
+    entry (``METHODS``: in its network, the default, or alone); it predicts only the networks it was
     fitted on, so ``resolution`` and ``measure`` are refused with it. The data settings of
     ``make_evaluator`` (dataset, seed) are taken and ignored: latency needs no data.
     """
@@ -345,6 +444,7 @@ class LatencyEvaluator(EvaluatorBase[Any]):
         measure: bool = False,
         device: str = "cpu",
         model: str | Path | None = None,
+        method: str = "network",
         **measure_options: Any,
     ) -> None:
         for name, value in (("resolution", resolution), ("num_classes", num_classes)):
@@ -364,7 +464,9 @@ class LatencyEvaluator(EvaluatorBase[Any]):
                     )
             self.model = load_model(model, space)
         self.space, self.resolution, self.num_classes, self.measure = space, resolution, num_classes, measure
-        self.table = LatencyTable(table, device=device, threads=threads, batch_size=batch_size, **measure_options)
+        self.table = LatencyTable(
+            table, device=device, threads=threads, batch_size=batch_size, method=method, **measure_options
+        )
         self.measure_options = measure_options  # the whole network: the harness's defaults unless given
 
     def prepare(self) -> None:

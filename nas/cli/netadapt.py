@@ -33,6 +33,7 @@ FLAGS = (
     "reduction",
     "decay",
     "selection",
+    "latency_source",
     "seed",
     "threads",
     "table",
@@ -79,6 +80,12 @@ def add_netadapt_command(commands: Any) -> None:
         help="choose the proposal with the "
         "best accuracy (NetAdapt, default) or the best dAccuracy/|dLatency| (MobileNetV3)",
     )
+    netadapt.add_argument(
+        "--latency-source",
+        choices=("measured", "table"),
+        help="latency that sets the target and stops the run: end-to-end measurement with the table's "
+        "predictions calibrated by it (default), or the lookup table alone (replays exactly)",
+    )
     netadapt.add_argument("--seed", type=int, help="seed (default 0)")
     netadapt.add_argument("--threads", type=int, help="intra-op threads of training (default 1)")
     add_execution_flags(netadapt, early_stop=False)
@@ -115,9 +122,17 @@ def cmd_netadapt(args: argparse.Namespace) -> None:
 
     print(
         f"{document['status']}: {len(document['iterations'])} iterations; latency {number(start['latency_ms'])} -> "
-        f"{number(final['predicted_ms'])} ms predicted (target {document['target_ms']:.3f}), "
-        f"{number(start['measured_ms'])} -> {number(final['measured_ms'])} ms measured at {document['resolution']} px; "
+        f"{number(final['predicted_ms'])} ms predicted, {number(start['measured_ms'])} -> "
+        f"{number(final['measured_ms'])} ms measured at {document['resolution']} px (target "
+        f"{document['target_ms']:.3f}, {100 * final['measured_off_target']:+.1f}% off it measured); "
         f"accuracy {number(start['accuracy'], 4)} -> {number(final['accuracy'], 4)} after "
         f"{final['long_term_steps']} steps"
     )
     print(f"wrote {out / 'best.json'}, {out / 'best.pt'}, {out / 'netadapt.json'} and {out / 'netadapt.png'}")
+    if document["status"] == "stuck":
+        print(
+            f"nas netadapt: the target {document['target_ms']:.3f} ms is out of reach of the widths; the lowest "
+            f"latency reached is {final['lowest_reached_ms']:.3f} ms ({document['latency_source']}), "
+            f"{final['measured_ms']:.3f} ms measured now",
+            file=sys.stderr,
+        )

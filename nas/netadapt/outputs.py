@@ -76,6 +76,7 @@ def summary(
                     "width": proposal["name"],
                     "channels": proposal["width"],
                     "predicted_ms": proposal["predicted_ms"],
+                    "expected_ms": proposal.get("expected_ms"),  # the prediction calibrated by the parent's measurement
                     "accuracy": proposal["accuracy"],
                     "measured_ms": metrics.get("measured_ms"),
                     "error": proposal.get("error"),
@@ -99,6 +100,7 @@ def summary(
         "num_classes": parts.finetune.splits.num_classes,
         "fingerprint": parts.latency.table.fingerprint,
         "latency_table": str(parts.latency.table.path),
+        "latency_source": settings.latency_source,
         "target_ms": target,
         "start_latency_ms": start_latency,
         "start": {"genotype": parts.start.to_json(), **{key: start.get(key) for key in keep}},
@@ -112,6 +114,9 @@ def summary(
             "measured_ms": final["measured_ms"],
             "measured_p10_ms": final["measured_p10_ms"],
             "measured_p90_ms": final["measured_p90_ms"],
+            # measured after the run, independently of the trials' measurements: how far from the target it ended
+            "measured_off_target": final["measured_ms"] / target - 1,
+            "lowest_reached_ms": controller.latency_now(),
             "genotype": genotype_json(parts.start.space.name, final["genotype"]),
         },
     }

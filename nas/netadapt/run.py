@@ -10,8 +10,11 @@ weights of every proposal are written to ``OUT/weights/trial-T.pt`` before its t
 those of proposals that were not chosen are deleted once their iteration is decided.
 
 The starting network is trained first (``initial_steps``) unless ``weights`` are given; its
-weights are kept in ``OUT/start.pt`` and its predicted latency in the study, so a resumed run
-keeps its targets even if the lookup table was lost. Latency is of the network at ``resolution``
+weights are kept in ``OUT/start.pt`` and its latency (``latency_source`` ``measured``: timed end to
+end, with the table's prediction beside it; ``table``: predicted) in the study, so a resumed run
+keeps its targets even if the lookup table was lost or the machine got slower. A target below the
+narrowest network the widths allow (``NetAdapt.narrowest``, predicted and calibrated by the start's
+measurement) is refused in one line before anything is trained. Latency is of the network at ``resolution``
 (default: the genotype's own) with the data set's classes; the images are loaded at
 ``train_resolution`` (default: the space's proxy resolution; the networks are fully
 convolutional, so their widths are trained on small images and timed at their real size).
@@ -40,7 +43,8 @@ if TYPE_CHECKING:
     from nas.netadapt.parts import NetAdaptEvaluation, NetAdaptParts
 
 NETADAPT_STUDY = "nas-netadapt"
-START_LATENCY_KEY = "nas_start_latency_ms"
+START_LATENCY_KEY = "nas_start_latency_ms"  # predicted by the table
+START_MEASURED_KEY = "nas_start_measured_ms"  # measured end to end (``latency_source`` ``measured``)
 SUMMARY_FILE = "netadapt.json"
 MAX_TRIALS = 100_000
 ACCURACY = MetricObjective("accuracy")  # NetAdapt picks the proposal with the best accuracy (§3.2)
@@ -94,14 +98,7 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
 
         settings, parts, journal = run.settings, run.parts, run.journal
         assert journal is not None and parts.job is not None
-        weights_dir = run.out / "weights"
-        weights_dir.mkdir(exist_ok=True)
-        with intra_op_threads(settings.threads):
-            start_state = parts.weights or trained_start(run.out, settings, parts)
-        start_latency = journal.study.user_attrs.get(START_LATENCY_KEY)
-        if start_latency is None:
-            start_latency = parts.latency.predict_ms(parts.start.genotype)
-            journal.study.set_user_attr(START_LATENCY_KEY, start_latency)
+        start_latency, predicted = _start_latency(settings, parts, journal.study)
         target = settings.latency_target_ms or settings.latency_ratio * start_latency  # type: ignore[operator]
         controller = make_controller(
             "netadapt",
@@ -110,11 +107,18 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
             latency=parts.latency.predict_ms,
             target_ms=target,
             start_latency_ms=start_latency,
+            start_predicted_ms=predicted,
             reduction=settings.reduction,
             decay=settings.decay,
             selection=settings.selection,
             max_iterations=settings.max_iterations,
+            measured=settings.latency_source == "measured",
         )
+        _check_reachable(controller, parts, target, start_latency / predicted)
+        weights_dir = run.out / "weights"
+        weights_dir.mkdir(exist_ok=True)
+        with intra_op_threads(settings.threads):
+            start_state = parts.weights or trained_start(run.out, settings, parts)
         evaluation = parts.job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
         run.state = NetAdaptState(controller, evaluation, target, start_latency)
 
@@ -178,6 +182,36 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
 def run_netadapt(settings: NetAdaptSettings, on_record: Any = None) -> dict[str, Any]:
     """Run (or resume) NetAdapt; write best.json, best.pt, netadapt.json and netadapt.png; return the summary."""
     return execute(NetAdaptRun(), settings, on_record)  # type: ignore[no-any-return]
+
+
+def _start_latency(settings: NetAdaptSettings, parts: NetAdaptParts, study: Any) -> tuple[float, float]:
+    """The start's latency the targets are set from (measured, or with ``table`` predicted) and its prediction,
+    both kept in the study."""
+    predicted = study.user_attrs.get(START_LATENCY_KEY)
+    if predicted is None:
+        predicted = parts.latency.predict_ms(parts.start.genotype)
+        study.set_user_attr(START_LATENCY_KEY, predicted)
+    if settings.latency_source == "table":
+        return float(predicted), float(predicted)
+    measured = study.user_attrs.get(START_MEASURED_KEY)
+    if measured is None:
+        metrics = parts.latency.evaluate(parts.start.genotype)
+        if "error" in metrics:
+            raise ValueError(f"the starting network: {metrics['error']}")
+        measured = metrics["measured_ms"]
+        study.set_user_attr(START_MEASURED_KEY, measured)
+    return float(measured), float(predicted)
+
+
+def _check_reachable(controller: Any, parts: NetAdaptParts, target: float, calibration: float) -> None:
+    """``ValueError`` naming the lowest latency the widths reach if ``target`` is below it."""
+    narrowest = parts.latency.predict_ms(parts.space.decode(controller.narrowest()))
+    if narrowest * calibration > target:
+        raise ValueError(
+            f"latency target {target:.3f} ms: out of reach of the widths; the narrowest network they allow is "
+            f"{narrowest * calibration:.3f} ms ({narrowest:.3f} predicted x {calibration:.3f}, the start's measured / "
+            "predicted); give a larger --latency-ratio or --latency-target-ms"
+        )
 
 
 def _drop_unchosen(weights_dir: Path, controller: Any) -> None:

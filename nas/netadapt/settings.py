@@ -15,6 +15,7 @@ from nas.settings import MAX_THREADS, RunSettings, check_counts, check_option_na
 from nas.spaces.widths import DEFAULT_GRANULARITY
 
 SELECTIONS = ("accuracy", "efficiency")
+LATENCY_SOURCES = ("measured", "table")
 _NUMBER_OR_NONE = (float, int, type(None))
 _INT_OR_NONE = (int, type(None))
 
@@ -26,7 +27,10 @@ class NetAdaptSettings(BackendSettings, RunSettings):
     Exactly one of ``latency_ratio`` (the budget as a fraction of the starting network's predicted
     latency) and ``latency_target_ms`` is given. ``reduction`` / ``decay``: the schedule (each
     iteration removes ``reduction * decay^k`` of the starting latency); ``selection``: how the
-    proposal of an iteration is chosen (``controllers.netadapt``). ``latency`` (config file only)
+    proposal of an iteration is chosen (``controllers.netadapt``). ``latency_source``: ``measured``
+    (the default) takes the start's latency, the target and the stopping rule from end-to-end
+    measurements and calibrates the table's predictions by them; ``table`` uses the lookup table's
+    predictions alone (a run that replays exactly on another day). ``latency`` (config file only)
     holds options of the measurement harness (``min_repetitions``, ``max_seconds``, ``rounds``, ...).
     Execution (``backend``, ``workers``, ...) is ``nas search``'s: the proposals of an iteration are
     fine-tuned in parallel; there are no epochs to stop early.
@@ -49,6 +53,7 @@ class NetAdaptSettings(BackendSettings, RunSettings):
         "reduction": (float, int),
         "decay": (float, int),
         "selection": str,
+        "latency_source": str,
         "batch_size": int,
         "learning_rate": (float, int),
         "initial_learning_rate": (float, int),
@@ -76,6 +81,7 @@ class NetAdaptSettings(BackendSettings, RunSettings):
         "reduction",
         "decay",
         "selection",
+        "latency_source",
         "batch_size",
         "learning_rate",
         "initial_learning_rate",
@@ -102,6 +108,7 @@ class NetAdaptSettings(BackendSettings, RunSettings):
     reduction: float = 0.1
     decay: float = 1.0
     selection: str = "accuracy"
+    latency_source: str = "measured"
     batch_size: int = 64
     learning_rate: float = 0.01
     initial_learning_rate: float = 0.1
@@ -126,6 +133,10 @@ class NetAdaptSettings(BackendSettings, RunSettings):
         check_registered(self, {"dataset": registry.datasets})
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection: {self.selection!r} is not a selection; valid: {list(SELECTIONS)}")
+        if self.latency_source not in LATENCY_SOURCES:
+            raise ValueError(
+                f"latency_source: {self.latency_source!r} is not a latency source; valid: {list(LATENCY_SOURCES)}"
+            )
         for name in ("reduction", "decay"):  # NetAdapt's schedule (arXiv 1804.03230 §3.2)
             if not (math.isfinite(getattr(self, name)) and 0 < getattr(self, name) <= 1):
                 raise ValueError(f"{name}: must be a number in (0, 1], got {getattr(self, name)!r}")

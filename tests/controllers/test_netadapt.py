@@ -107,6 +107,41 @@ def test_the_step_is_halved_when_no_width_can_meet_it_and_stuck_after() -> None:
     assert floor.status == "stuck" and floor.current["latency_ms"] > 1.0
 
 
+def test_measured_latency_stops_the_run_and_calibrates_the_tables_predictions() -> None:
+    """On a machine 25% slower than its table, the table alone stops early; the measurements do not."""
+    slower = 1.25
+
+    def run(**options: Any) -> NetAdapt:
+        controller = make(**options)
+        while not controller.finished:
+            trial = controller.ask()
+            measured = {"measured_ms": slower * latency(trial.genotype)}
+            controller.tell(trial.id, Result(reward=accuracy(trial.genotype), metrics=measured))
+        return controller
+
+    by_table, by_measurement = run(measured=False), run()
+    target = 0.6 * START_MS
+    assert by_table.status == by_measurement.status == "met"
+    assert by_table.current["latency_ms"] <= target < slower * by_table.current["latency_ms"]  # missed, measured
+    assert by_measurement.current["measured_ms"] == by_measurement.latency_now() <= target
+    assert by_measurement.latency_now() > 0.9 * target  # not overshot either: the last step aims at the target
+    for iteration in by_measurement.history:
+        for proposal in iteration["proposals"]:
+            assert proposal["expected_ms"] == pytest.approx(slower * proposal["predicted_ms"])
+            assert proposal["expected_ms"] <= iteration["constraint_ms"] + 1e-9
+
+
+def test_the_narrowest_network_is_every_width_at_the_least_its_structure_allows() -> None:
+    controller = make()
+    narrowest = SPACE.decode(controller.narrowest())
+    assert latency(narrowest) < 0.25 * START_MS
+    for name, width in controller.narrowest().items():
+        decision = next(d for d in SPACE.decisions() if d.name == name)
+        for smaller in (value for value in decision.choices if value < width):  # each is as small as it can be
+            with pytest.raises(ValueError):
+                SPACE.decode({**controller.narrowest(), name: smaller})
+
+
 def test_a_failed_start_or_a_failed_iteration_ends_the_run() -> None:
     controller = make()
     drive(controller, fail={0})

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 import nas
-from evaluators.latency import device_fingerprint, fingerprint_key, measure, median_interval, percentile
+from evaluators.latency import (
+    device_fingerprint,
+    fingerprint_key,
+    measure,
+    measure_in_context,
+    median_interval,
+    percentile,
+)
 from evaluators.latency_table import LatencyEvaluator, LatencyTable
 from nas import registry
 from nas.cli.app import main
@@ -38,6 +45,21 @@ def test_measure_reports_a_median_inside_its_spread_and_restores_the_threads() -
     assert torch.get_num_threads() == before and module.training  # the caller's state is given back
 
 
+def test_each_round_runs_a_fresh_copy_of_the_module_and_its_input() -> None:
+    """Memory placement changes a network's latency by up to a third here: the rounds pool placements."""
+    seen: set[tuple[int, int]] = set()
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.add((id(self), x.data_ptr()))
+            return x
+
+    probe = Probe()
+    measure(probe, torch.zeros(1, 4), rounds=3, **FAST)
+    modules, addresses = {module for module, _ in seen}, {address for _, address in seen}
+    assert len(modules) == len(addresses) == 3 and id(probe) in modules  # the first round runs the module itself
+
+
 def test_the_fingerprint_names_the_machine_threads_and_torch() -> None:
     fingerprint = device_fingerprint("cpu", 3)
     assert set(fingerprint) == {"processor", "machine", "cpus", "threads", "torch", "device"}
@@ -52,6 +74,19 @@ def test_the_fingerprint_names_the_machine_threads_and_torch() -> None:
 def test_measure_refuses_bad_settings(options: dict) -> None:
     with pytest.raises(ValueError):
         measure(nn.Identity(), torch.randn(1, 3, 4, 4), **options)
+
+
+def test_parts_timed_inside_their_network_share_its_median_and_leave_no_hooks() -> None:
+    first, second = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+    network = nn.Sequential(first, nn.ReLU(), second, nn.AdaptiveAvgPool2d(1))
+    images = torch.randn(1, 3, 16, 16)
+    latency, shares = measure_in_context(network, images, [first, second], **FAST)
+    assert len(shares) == 3 and min(shares) > 0  # the two parts, and what follows the last (ReLU-free pooling)
+    assert sum(shares) == pytest.approx(latency.median_ms) and latency.repetitions >= 3 * 5
+    assert not first._forward_hooks and not second._forward_hooks
+    with pytest.raises(ValueError, match="not each once in the order given"):
+        measure_in_context(network, images, [second, first], **FAST)
+    assert not first._forward_hooks and not second._forward_hooks  # removed on failure too
 
 
 def _toy_ir(widths: tuple[int, ...] = (8, 16)) -> ChainNet:
@@ -78,6 +113,26 @@ def test_the_table_predicts_the_sum_of_its_parts_measured_once_and_saved(tmp_pat
     assert again.predict(ir) == prediction and again.measured == 0
     wider = again.predict(_toy_ir((8, 24)))  # only the blocks that differ are new
     assert again.measured == 2 and wider.parts[1] == prediction.parts[1]
+
+
+def test_missing_parts_are_timed_in_their_network_or_alone_and_each_entry_says_how(tmp_path: Path) -> None:
+    path, ir = tmp_path / "table.json", _toy_ir()
+    table = LatencyTable(path, **FAST)
+    prediction = table.predict(ir)
+    stored = json.loads(path.read_text())["tables"]
+    entries = stored[table.key]["entries"]
+    assert table.method == "network" and table.key.endswith("-network") and len(entries) == len(prediction.parts)
+    assert {entry["measured"]["method"] for entry in entries.values()} == {"network"}
+    assert len({entry["measured"]["network"] for entry in entries.values()}) == 1  # one network measured
+    # The parts of the network they were timed in add up to its measured median.
+    assert prediction.total_ms == pytest.approx(next(iter(entries.values()))["network_median_ms"])
+    alone = LatencyTable(path, method="alone", **FAST)  # the table of the earlier versions, beside it
+    alone.predict(ir)
+    stored = json.loads(path.read_text())["tables"]
+    assert alone.key == table.key.removesuffix("-network") and alone.measured == len(prediction.parts)
+    assert {entry["measured"]["method"] for entry in stored[alone.key]["entries"].values()} == {"alone"}
+    with pytest.raises(ValueError, match="method"):
+        LatencyTable(path, method="guess")
 
 
 def test_tables_of_other_settings_live_beside_each_other(tmp_path: Path) -> None:

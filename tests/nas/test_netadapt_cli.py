@@ -62,6 +62,8 @@ def _args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
         str(files["table"]),
         "--config",
         str(files["folder"] / "config.yaml"),
+        "--latency-source",  # the table's predictions alone: the runs compared below replay each other exactly
+        "table",
         *extra,
     ]
 
@@ -97,6 +99,38 @@ def test_netadapt_meets_its_target_and_writes_a_network_that_materializes(
     assert "met: " in capsys.readouterr().out
     assert main(["show", str(out), "--num-classes", "4"]) == 0
     assert "nas netadapt run" in capsys.readouterr().out
+
+
+def test_measured_latency_sets_the_target_and_stops_the_run(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = files["folder"] / "measured"
+    assert main(_args(files, out, "--latency-source", "measured")) == 0, capsys.readouterr().err
+    document = json.loads((out / "netadapt.json").read_text())
+    study = optuna.load_study(study_name=NETADAPT_STUDY, storage=f"sqlite:///{out / 'study.db'}")
+    start_measured = study.user_attrs["nas_start_measured_ms"]
+    assert document["latency_source"] == "measured" and document["status"] == "met"
+    assert document["start_latency_ms"] == start_measured  # timed end to end, not predicted
+    assert document["target_ms"] == pytest.approx(0.7 * start_measured)
+    parent = document["start"]
+    for iteration in document["iterations"]:  # each proposal's prediction calibrated by its parent's measurement
+        ratio = parent["measured_ms"] / (parent.get("latency_ms") or parent["predicted_ms"])
+        for proposal in iteration["proposals"]:
+            assert proposal["expected_ms"] == pytest.approx(ratio * proposal["predicted_ms"])
+        parent = iteration["chosen"]
+    assert document["final"]["lowest_reached_ms"] == parent["measured_ms"] <= document["target_ms"]
+    assert "off it measured" in capsys.readouterr().out
+
+
+def test_a_target_out_of_reach_is_refused_before_training_naming_the_lowest(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = files["folder"] / "unreachable"
+    for source in ("measured", "table"):
+        assert main(_args(files, out, "--latency-ratio", "0.05", "--latency-source", source)) == 2
+        err = capsys.readouterr().err
+        assert "out of reach of the widths; the narrowest network they allow is" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_a_killed_run_resumes_after_its_last_finished_proposal(files: dict[str, Path], run_and_kill) -> None:
