@@ -17,6 +17,11 @@ max, signed mean, within 5% and 10%, with the thread count and the machine's loa
 
     .venv/bin/python benchmarks/latency_lut.py [--networks 20] [--pruned 10] [--threads 1] [--json FILE]
 
+``--netadapt RUN [RUN ...]``: for each finished ``nas netadapt`` run directory, its start and its result
+measured end to end in turn, three times each (A/B/A/B/A/B, a fresh compile each time, the run's
+resolution and classes): the result's latency against the run's target and against the start's, by a
+measurement independent of the run's.
+
 For devices that are not here: ``--hw-nas-bench [--rows 100] [--seeds 10]`` fits the latency model of
 ``nas latency --fit`` to a few NAS-Bench-201 cells of each HW-NAS-Bench device and predicts the rest
 (``benchmarks/hw_nas_bench_fit.py``, which it runs with the flags that follow).
@@ -64,6 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", help="lookup table file (default: a fresh one, measured here)")
     parser.add_argument("--json", help="write the per-network figures here")
+    parser.add_argument("--netadapt", nargs="+", metavar="RUN", help="measure nas netadapt runs' results (A/B/A)")
     parser.add_argument(
         "--hw-nas-bench", action="store_true", help="fit-and-predict per HW-NAS-Bench device (hw_nas_bench_fit.py)"
     )
@@ -75,6 +81,10 @@ def main() -> None:
         return
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.netadapt:
+        for run in args.netadapt:
+            print(json.dumps(_netadapt(Path(run), args.threads), indent=2))
+        return
 
     table_path = Path(args.table) if args.table else Path(tempfile.mkdtemp()) / "latency.json"
     tables = {method: LatencyTable(table_path, threads=args.threads, method=method) for method in ("network", "alone")}
@@ -183,6 +193,36 @@ def _interleaved(tables: dict[str, LatencyTable], ir: Any, resolution: int, thre
         "measured_second_p10_ms": second.p10_ms,
         "drift": (second.median_ms - first.median_ms) / measured,
         "drift_p10": (second.p10_ms - first.p10_ms) / measured_p10,
+    }
+
+
+def _netadapt(run: Path, threads: int, repeats: int = 3) -> dict[str, Any]:
+    """A finished NetAdapt run's start and result, measured in turn ``repeats`` times each."""
+    document = json.loads((run / "netadapt.json").read_text())
+    start = nas.resolve(document["start"]["genotype"])
+    final = nas.resolve(document["final"]["genotype"])
+    macro = {"resolution": document["resolution"], "num_classes": document["num_classes"]}
+    irs = {"start": start.space.lower(start.genotype, **macro), "final": final.space.lower(final.genotype, **macro)}
+    times: dict[str, list[Any]] = {"start": [], "final": []}
+    for _ in range(repeats):
+        for name, ir in irs.items():
+            times[name].append(measure_network(nas.compile(ir, seed=0), ir.resolution, threads=threads))
+    median = {name: statistics.median(t.median_ms for t in runs) for name, runs in times.items()}
+    p10 = {name: statistics.median(t.p10_ms for t in runs) for name, runs in times.items()}
+    target = document["target_ms"]
+    return {
+        "run": str(run),
+        "status": document["status"],
+        "latency_source": document.get("latency_source", "table"),
+        "target_ms": target,
+        "target_ratio": document["settings"].get("latency_ratio"),
+        "start_ms": [t.median_ms for t in times["start"]],
+        "final_ms": [t.median_ms for t in times["final"]],
+        "final_over_start": median["final"] / median["start"],
+        "final_over_start_p10": p10["final"] / p10["start"],
+        "final_off_target": median["final"] / target - 1,
+        "run_measured_final_off_target": document["final"].get("measured_off_target"),
+        "load": os.getloadavg(),
     }
 
 

@@ -7,12 +7,14 @@ Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.spaces.widt
   starting latency; NetAdapt's schedule, its reference code uses 0.025 and decay 0.96, MobileNetV3
   a fixed 0.01 * L0), never below the target, so the last iteration stops at the target instead
   of overshooting it;
-- latency is measured where it can be (NetAdapt §3.2 allows empirical measurement): a trial's
-  ``measured_ms`` metric (the run times every proposal end to end) is the network's latency once it
-  is known; the ``latency`` function (the lookup table) only ranks the widths of the next proposals,
-  its predictions scaled by the current network's measured / predicted ratio (a calibration from
-  one end-to-end measurement: the networks proposed differ from it in one width). Without
-  ``measured_ms`` the predictions are used as they are;
+- latency is calibrated by measurement (NetAdapt §3.2 allows empirical measurement): every trial's
+  ``measured_ms`` metric (the run times every proposal end to end) gives a ratio measured /
+  predicted, and the ``latency`` function's predictions (the lookup table) are scaled by the median
+  of the last ``CALIBRATION_WINDOW`` ratios: the current network's latency, the constraint, the
+  proposals and the stopping rule are in measured milliseconds. One measurement of one network
+  drifts by 10-30% on a shared machine; the median of many follows the table's bias and the
+  machine's speed without following the noise. Without ``measured_ms`` the predictions are used
+  as they are;
 - for every prunable width (``prunable_widths``: each expansion layer, each bottleneck width shared
   through residual connections, the head) it proposes the largest width, in multiples of the
   space's granularity, whose network meets the constraint by the calibrated prediction
@@ -26,11 +28,11 @@ Algorithm 1 of the paper, behind the ask/tell protocol, over a ``nas.spaces.widt
 - when no width can meet an iteration's constraint (late in a run a single layer often cannot
   remove a fixed step), the step is halved, at most ``MAX_HALVINGS`` times over the run, and the
   proposals are made again; the halving is kept for the later iterations;
-- ``finished`` once the current network meets ``target_ms``, measured when it was (``status``
-  ``met``), no width can meet an iteration's constraint even after the halvings (``stuck``: the
-  target is out of reach of the widths; ``current`` is the lowest latency reached), every
-  proposal of an iteration failed or the starting network failed (``failed``), or
-  ``max_iterations`` were run (``stopped``).
+- ``finished`` once the current network meets ``target_ms`` (calibrated; ``status`` ``met``), no
+  single width can meet an iteration's constraint even after the halvings (``stuck``: the target is
+  out of reach of one-width steps; ``current`` is the lowest latency reached), every proposal of an
+  iteration failed or the starting network failed (``failed``), or ``max_iterations`` were run
+  (``stopped``).
 
 The controller never trains anything; the long-term fine-tune of the result is the run's
 (``nas netadapt``). Its whole state (the iteration, the proposals with their predicted
@@ -57,6 +59,7 @@ SELECTIONS: tuple[str, ...] = ("accuracy", "efficiency")
 DEFAULT_REDUCTION = 0.1
 DEFAULT_MAX_ITERATIONS = 100
 MAX_HALVINGS = 3  # the step may shrink to 1/8 of the schedule's before the controller gives up
+CALIBRATION_WINDOW = 20  # measured / predicted ratios of the latest trials the calibration is the median of
 
 
 class NetAdapt(ControllerBase):
@@ -127,6 +130,7 @@ class NetAdapt(ControllerBase):
         self.reduction, self.decay, self.selection = float(reduction), float(decay), selection
         self.max_iterations = max_iterations
         self.measured = bool(measured)
+        self.ratios: list[float] = []  # measured / predicted of every trial measured, in the order told
         self.status = "running"
         self.iteration = 0  # iterations finished
         self.current: dict[str, Any] = {
@@ -159,14 +163,16 @@ class NetAdapt(ControllerBase):
         return max(self.latency_now() - step, self.target_ms)
 
     def latency_now(self) -> float:
-        """The current network's latency: measured once it was, else predicted."""
-        measured = self.current.get("measured_ms")
-        return float(self.current["latency_ms"] if measured is None else measured)
+        """The current network's latency: its prediction, calibrated by the measurements so far."""
+        return float(self.current["latency_ms"]) * self.calibration()
 
     def calibration(self) -> float:
-        """Measured / predicted latency of the current network (1 before it was measured)."""
-        measured = self.current.get("measured_ms")
-        return 1.0 if measured is None else float(measured) / float(self.current["latency_ms"])
+        """The median measured / predicted latency of the latest trials (1 before any was measured)."""
+        ratios = sorted(self.ratios[-CALIBRATION_WINDOW:])
+        if not ratios:
+            return 1.0
+        middle = len(ratios) // 2
+        return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
     def narrowest(self) -> dict[str, Any]:
         """The start with every width at the smallest value the network's structure allows, in order
@@ -204,15 +210,22 @@ class NetAdapt(ControllerBase):
                 self.status = "failed"
                 return
             self.current["accuracy"] = float(result.reward)
-            self.current["measured_ms"] = _measured(result) if self.measured else None
+            self.current["measured_ms"] = self._note(result, self.current["latency_ms"])
             self._next_iteration()
             return
         proposal = next(p for p in self.proposals if p["trial"] == trial_id)
         proposal["accuracy"] = None if result.failed else float(result.reward)
-        proposal["measured_ms"] = _measured(result) if self.measured else None
+        proposal["measured_ms"] = self._note(result, proposal["predicted_ms"])
         proposal["error"] = result.error
         if all("accuracy" in p for p in self.proposals):
             self._choose()
+
+    def _note(self, result: Result, predicted: float) -> float | None:
+        """The trial's measured latency (None without one, or when not ``measured``), its ratio kept."""
+        measured = _measured(result) if self.measured else None
+        if measured is not None:
+            self.ratios.append(measured / float(predicted))
+        return measured
 
     def _choose(self) -> None:
         done = [p for p in self.proposals if p["accuracy"] is not None]
@@ -250,7 +263,7 @@ class NetAdapt(ControllerBase):
     def _score(self, proposal: Mapping[str, Any]) -> float:
         if self.selection == "accuracy":
             return float(proposal["accuracy"])
-        expected = proposal.get("measured_ms") or proposal.get("expected_ms", proposal["predicted_ms"])
+        expected = proposal.get("expected_ms", proposal["predicted_ms"])
         saved = max(self.latency_now() - expected, 1e-9)
         return (float(proposal["accuracy"]) - float(self.current["accuracy"])) / saved
 
@@ -346,6 +359,7 @@ class NetAdapt(ControllerBase):
             "start_trial": self.start_trial,
             "constraint_ms": self.constraint_ms,
             "halvings": self.halvings,
+            "ratios": list(self.ratios),
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
@@ -356,6 +370,7 @@ class NetAdapt(ControllerBase):
         self.start_latency_ms, self.start_trial = float(state["start_latency_ms"]), state["start_trial"]
         self.constraint_ms = None if state["constraint_ms"] is None else float(state["constraint_ms"])
         self.halvings = int(state["halvings"])
+        self.ratios = [float(ratio) for ratio in state.get("ratios", [])]
 
 
 def _measured(result: Result) -> float | None:

@@ -130,9 +130,12 @@ def cmd_netadapt(args: argparse.Namespace) -> None:
     )
     print(f"wrote {out / 'best.json'}, {out / 'best.pt'}, {out / 'netadapt.json'} and {out / 'netadapt.png'}")
     if document["status"] == "stuck":
+        narrowest = document.get("narrowest_ms")
         print(
-            f"nas netadapt: the target {document['target_ms']:.3f} ms is out of reach of the widths; the lowest "
-            f"latency reached is {final['lowest_reached_ms']:.3f} ms ({document['latency_source']}), "
-            f"{final['measured_ms']:.3f} ms measured now",
+            f"nas netadapt: stuck above the target {document['target_ms']:.3f} ms: no single width saves another "
+            f"step; the lowest latency reached is {final['lowest_reached_ms']:.3f} ms "
+            f"({'calibrated by measurement' if document['latency_source'] == 'measured' else 'predicted'}), "
+            f"{final['measured_ms']:.3f} ms measured now"
+            + (f"; every width at its narrowest: {narrowest:.3f} ms predicted" if narrowest else ""),
             file=sys.stderr,
         )

@@ -62,6 +62,7 @@ def summary(
     final: dict[str, Any],
     target: float,
     start_latency: float,
+    narrowest_ms: float | None = None,
 ) -> dict[str, Any]:
     """The ``netadapt.json`` document (see the module docstring)."""
     start = _metrics(journal, 0)
@@ -103,6 +104,8 @@ def summary(
         "latency_source": settings.latency_source,
         "target_ms": target,
         "start_latency_ms": start_latency,
+        "narrowest_ms": narrowest_ms,
+        "calibration": controller.calibration(),
         "start": {"genotype": parts.start.to_json(), **{key: start.get(key) for key in keep}},
         "iterations": iterations,
         "final": {
@@ -131,11 +134,12 @@ def write_outputs(
     final: dict[str, Any],
     target: float,
     start_latency: float,
+    narrowest_ms: float | None = None,
 ) -> dict[str, Any]:
     """Write the run's files (atomically) and return the ``netadapt.json`` document."""
     from nas.plotting import plot_netadapt  # lazy: reading a run's summary (nas show) draws nothing
 
-    document = summary(settings, parts, controller, journal, final, target, start_latency)
+    document = summary(settings, parts, controller, journal, final, target, start_latency, narrowest_ms)
     best = genotype_json(parts.start.space.name, final["genotype"])
     atomic_write_text(out / "best.json", json.dumps(best, indent=2) + "\n")
     write_model(

@@ -58,6 +58,7 @@ class NetAdaptState:
     evaluation: NetAdaptEvaluation
     target: float
     start_latency: float
+    narrowest_ms: float  # the narrowest network the widths allow, predicted and calibrated by the start
 
 
 class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
@@ -114,13 +115,13 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
             max_iterations=settings.max_iterations,
             measured=settings.latency_source == "measured",
         )
-        _check_reachable(controller, parts, target, start_latency / predicted)
+        narrowest = _check_reachable(controller, parts, target, start_latency / predicted)
         weights_dir = run.out / "weights"
         weights_dir.mkdir(exist_ok=True)
         with intra_op_threads(settings.threads):
             start_state = parts.weights or trained_start(run.out, settings, parts)
         evaluation = parts.job.prebuilt = NetAdaptEvaluation(parts.space, parts.finetune, weights_dir, start_state)
-        run.state = NetAdaptState(controller, evaluation, target, start_latency)
+        run.state = NetAdaptState(controller, evaluation, target, start_latency, narrowest)
 
         def parent(genotype: Any, trial_id: int) -> dict[str, Any]:
             current, trial = controller.parent  # the iteration's network: every proposal in flight shares it
@@ -151,7 +152,15 @@ class NetAdaptRun(RunKind[NetAdaptSettings, "NetAdaptParts"]):
         with intra_op_threads(settings.threads):
             final = long_term(settings, parts, state.controller, state.evaluation.state(state.controller.parent[1]))
         return write_outputs(
-            run.out, settings, parts, state.controller, run.journal, final, state.target, state.start_latency
+            run.out,
+            settings,
+            parts,
+            state.controller,
+            run.journal,
+            final,
+            state.target,
+            state.start_latency,
+            state.narrowest_ms,
         )
 
     def space_of(self, recorded: Mapping[str, Any], where: Path) -> WidthSpace:
@@ -203,8 +212,8 @@ def _start_latency(settings: NetAdaptSettings, parts: NetAdaptParts, study: Any)
     return float(measured), float(predicted)
 
 
-def _check_reachable(controller: Any, parts: NetAdaptParts, target: float, calibration: float) -> None:
-    """``ValueError`` naming the lowest latency the widths reach if ``target`` is below it."""
+def _check_reachable(controller: Any, parts: NetAdaptParts, target: float, calibration: float) -> float:
+    """The narrowest network's latency (predicted, calibrated); ``ValueError`` naming it if ``target`` is below."""
     narrowest = parts.latency.predict_ms(parts.space.decode(controller.narrowest()))
     if narrowest * calibration > target:
         raise ValueError(
@@ -212,6 +221,7 @@ def _check_reachable(controller: Any, parts: NetAdaptParts, target: float, calib
             f"{narrowest * calibration:.3f} ms ({narrowest:.3f} predicted x {calibration:.3f}, the start's measured / "
             "predicted); give a larger --latency-ratio or --latency-target-ms"
         )
+    return float(narrowest * calibration)
 
 
 def _drop_unchosen(weights_dir: Path, controller: Any) -> None:

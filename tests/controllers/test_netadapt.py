@@ -131,6 +131,17 @@ def test_measured_latency_stops_the_run_and_calibrates_the_tables_predictions() 
             assert proposal["expected_ms"] <= iteration["constraint_ms"] + 1e-9
 
 
+def test_the_calibration_is_the_median_of_recent_ratios_so_one_noisy_measurement_does_not_move_it() -> None:
+    controller = make()
+    controller.ratios = [1.2, 1.25, 5.0]
+    assert controller.calibration() == 1.25
+    controller.ratios = [9.0] + [1.1] * 20  # only the latest 20 count
+    assert controller.calibration() == pytest.approx(1.1)
+    resumed = make()
+    resumed.load_state_dict(_round_trip(controller.state_dict()))
+    assert resumed.ratios == controller.ratios
+
+
 def test_the_narrowest_network_is_every_width_at_the_least_its_structure_allows() -> None:
     controller = make()
     narrowest = SPACE.decode(controller.narrowest())
