@@ -13,9 +13,13 @@ squared L2 norm are kept, in their order, and every
 tensor that reads or writes the space (convs, BatchNorms, SE, the classifier's first linear
 layer) is sliced to them. Everything else is copied.
 
-Ops understood: ``conv_bn_act`` and ``mbconv`` (the chain ops of MobileNetV3 and EfficientNet);
-another op, a change of structure (a layer, a residual connection or SE added or removed) or a
-width that grows is a ``ValueError`` naming the block.
+A residual ``mbconv`` block (stride 1, input width = output width) may be missing from the new
+network (NetAdapt's block removal, ``removable_widths``): the blocks are matched in order, an old
+residual block the next new one does not match is dropped with its weights, and the others keep
+theirs under their new names. Ops understood: ``conv_bn_act`` and ``mbconv`` (the chain ops of
+MobileNetV3 and EfficientNet); another op, another change of structure (a layer, a residual
+connection or SE added, or a block that is not residual removed) or a width that grows is a
+``ValueError`` naming the block.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class ChannelSpace:
 @dataclass
 class _Plan:
     spaces: list[ChannelSpace] = field(default_factory=list)
+    # old block prefix -> its new prefix (None: the block was removed)
+    rename: dict[str, str | None] = field(default_factory=dict)
     # module prefix -> (kind, output space, input space); kinds: conv, depthwise, bn, linear_in
     layers: dict[str, tuple[str, ChannelSpace | None, ChannelSpace | None]] = field(default_factory=dict)
 
@@ -67,6 +73,62 @@ def _block_modules(module: ChainModule, ir: ChainNet) -> list[tuple[str, nn.Modu
     return [(names[id(part)], part) for part in parts]
 
 
+def _residual(block: BlockSpec) -> bool:
+    return block.op == "mbconv" and block.stride == 1 and block.in_channels == block.out_channels
+
+
+def _same_layers(old: BlockSpec, new: BlockSpec) -> bool:
+    """Whether ``new`` is ``old`` with other widths: op, stride, input size, kernel, layers, residual."""
+    kernel = old.option("kernel_size") == new.option("kernel_size")
+    return (
+        (old.op, old.stride, old.input_size) == (new.op, new.stride, new.input_size)
+        and kernel
+        and all(bool(old.option(name)) == bool(new.option(name)) for name in ("expand_channels", "se_channels"))
+        and _residual(old) == _residual(new)
+    )
+
+
+def _align(old_blocks: list[tuple[str, BlockSpec]], new_blocks: list[tuple[str, BlockSpec]]) -> list[int | None]:
+    """For each old block the index of its new block, None for a residual block the new network dropped.
+
+    The same number of blocks: in order (``_check_same_block`` names what differs). Fewer: the
+    alignment (dynamic programming) that drops only residual blocks, pairs only blocks with the same
+    layers, and pairs the most blocks that are equal, widths included (a removal changes no other
+    width, so identical neighbours do not take each other's weights).
+    """
+    n, m = len(old_blocks), len(new_blocks)
+    if n == m:
+        for (path, old), (_, new) in zip(old_blocks, new_blocks):
+            _check_same_block(path, old, new)
+        return list(range(n))
+    if m > n:
+        raise ValueError("the new network has blocks the old one does not; inheritance needs the same layers")
+    impossible = -1
+    best = [[impossible] * (m + 1) for _ in range(n + 1)]  # best[i][j]: equal pairs aligning old[i:] with new[j:]
+    best[n][m] = 0
+    for i in range(n - 1, -1, -1):
+        old = old_blocks[i][1]
+        for j in range(m, -1, -1):
+            if j < m and best[i + 1][j + 1] != impossible and _same_layers(old, new_blocks[j][1]):
+                best[i][j] = best[i + 1][j + 1] + (old == new_blocks[j][1])
+            if _residual(old) and best[i + 1][j] > best[i][j]:
+                best[i][j] = best[i + 1][j]
+    if best[0][0] == impossible:
+        raise ValueError(
+            "the new network is not the old one with residual blocks removed; inheritance needs the same layers"
+        )
+    mapping: list[int | None] = []
+    j = 0
+    for i, (_, old) in enumerate(old_blocks):
+        pair = j < m and best[i + 1][j + 1] != impossible and _same_layers(old, new_blocks[j][1])
+        if pair and best[i][j] == best[i + 1][j + 1] + (old == new_blocks[j][1]):
+            mapping.append(j)
+            j += 1
+        else:
+            mapping.append(None)
+    return mapping
+
+
 def _check_same_block(path: str, old: BlockSpec, new: BlockSpec) -> None:
     for name in ("op", "stride", "input_size"):
         if getattr(old, name) != getattr(new, name):
@@ -85,11 +147,15 @@ def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
     if getattr(old_ir, "kind", None) != "chain" or getattr(new_ir, "kind", None) != "chain":
         raise ValueError("weight inheritance works on chain networks (ChainNet)")
     old_blocks, new_blocks = old_ir.all_blocks(), new_ir.all_blocks()
-    if [path for path, _ in old_blocks] != [path for path, _ in new_blocks]:
-        raise ValueError("the two networks have different blocks; inheritance needs the same layers")
+    mapping = _align(old_blocks, new_blocks)
+    new_prefixes = [prefix for prefix, _ in _block_modules(compile_ir(new_ir), new_ir)]
     result = _Plan()
     running = result.space(3, 3, "input")
-    for (path, old), (_, new), (prefix, _block) in zip(old_blocks, new_blocks, _block_modules(module, old_ir)):
+    for (path, old), index, (prefix, _block) in zip(old_blocks, mapping, _block_modules(module, old_ir)):
+        result.rename[prefix] = None if index is None else new_prefixes[index]
+        if index is None:
+            continue
+        new = new_blocks[index][1]
         _check_same_block(path, old, new)
         if old.op == "conv_bn_act":
             out = result.space(old.out_channels, new.out_channels, path)
@@ -154,6 +220,11 @@ def inherit_weights(module: nn.Module, old_ir: ChainNet, new_ir: ChainNet) -> nn
             tensor = _select(_select(tensor, 0, out), 1, inp) if leaf == "weight" else _select(tensor, 0, out)
         elif kind == "linear_in" and leaf == "weight":
             tensor = _select(tensor, 1, inp)
+        block = next((old for old in layout.rename if key.startswith(old + ".")), None)
+        if block is not None:
+            if layout.rename[block] is None:
+                continue  # a removed block's weights go with it
+            key = str(layout.rename[block]) + key[len(block) :]
         inherited[key] = tensor.clone()
     target = compile_ir(new_ir).to(next(module.parameters()).device)
     target.load_state_dict(inherited)  # strict: any tensor the plan missed is an error, not a silent re-init

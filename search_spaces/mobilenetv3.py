@@ -325,8 +325,52 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
         widths["head_channels"] = genotype.head_channels
         return widths
 
+    def removable_widths(self, genotype: MobileNetV3Genotype) -> set[str]:
+        """The widths whose value 0 removes their block: the expansion width of each residual block
+        (stride 1, input width = output width, an expansion layer), whose removal leaves every other
+        shape as it was. Below about 16 channels a block's latency no longer falls with its width
+        (its fixed cost stays): removing it is the step left (NetAdapt extended, issue 27)."""
+        names, in_channels = set(), genotype.stem_channels
+        for i, block in enumerate(genotype.blocks):
+            if block.expand_channels != in_channels and block.stride == 1 and block.out_channels == in_channels:
+                names.add(f"blocks.{i}.expand_channels")
+            in_channels = block.out_channels
+        return names
+
+    def widths_of(self, start: MobileNetV3Genotype, genotype: MobileNetV3Genotype) -> dict[str, int]:
+        """The ``prunable_widths`` of ``start`` (0: a removed block, ``removable_widths``) that make it
+        ``genotype``: its blocks matched to ``start``'s in order, a residual block of ``start`` that
+        does not match the next one of ``genotype`` taken as removed (``ValueError`` if none fits)."""
+        names, removable = self.prunable_widths(start), self.removable_widths(start)
+        widths = {"stem_channels": genotype.stem_channels, "head_channels": genotype.head_channels}
+        j, old_in, new_in = 0, start.stem_channels, genotype.stem_channels
+        for i, block in enumerate(start.blocks):
+            expand_name, out_name = f"blocks.{i}.expand_channels", f"blocks.{i}.out_channels"
+            candidate = genotype.blocks[j] if j < len(genotype.blocks) else None
+            residual = block.stride == 1 and block.out_channels == old_in
+            if (
+                candidate is not None
+                and (candidate.kernel_size, candidate.se, candidate.activation, candidate.stride)
+                == (block.kernel_size, block.se, block.activation, block.stride)
+                and residual == (candidate.stride == 1 and candidate.out_channels == new_in)
+            ):
+                if expand_name in names:
+                    widths[expand_name] = candidate.expand_channels
+                if out_name in names:
+                    widths[out_name] = candidate.out_channels
+                new_in, j = candidate.out_channels, j + 1
+            elif expand_name in removable:
+                widths[expand_name] = 0
+            else:
+                raise ValueError(f"genotype: block {i} of the start is neither there nor removable")
+            old_in = block.out_channels
+        if j != len(genotype.blocks):
+            raise ValueError("genotype: has blocks the start does not")
+        return widths
+
     def with_widths(self, genotype: MobileNetV3Genotype, widths: Mapping[str, int]) -> MobileNetV3Genotype:
-        """``genotype`` with the ``prunable_widths`` given (all of them), the same layers, only narrower or wider.
+        """``genotype`` with the ``prunable_widths`` given (all of them), the same layers, only narrower or wider;
+        a ``removable_widths`` name given 0 removes its residual block.
 
         ``ValueError`` if the widths would change the network's structure: an expansion layer that
         would vanish (its width equal to its input's) or a residual connection that would appear
@@ -340,11 +384,15 @@ class MobileNetV3Space(SpaceBase[MobileNetV3Genotype]):
                 f"widths: need exactly the prunable widths of this genotype; missing {missing[:3]}, "
                 f"unknown {unknown[:3]}"
             )
+        removable = self.removable_widths(genotype)
         for name, value in widths.items():
-            BOUNDS["channels"].check(name, value)
+            if not (value == 0 and name in removable):  # 0 removes a residual block
+                BOUNDS["channels"].check(name, value)
         new_in, blocks = widths["stem_channels"], []
         for i, block in enumerate(genotype.blocks):
             expand_name, out_name = f"blocks.{i}.expand_channels", f"blocks.{i}.out_channels"
+            if widths.get(expand_name) == 0:
+                continue  # a residual block removed: its input is its output's width, every shape stays
             expand = widths.get(expand_name, new_in)
             out = widths.get(out_name, new_in)
             if expand_name in widths and expand == new_in:

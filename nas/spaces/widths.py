@@ -9,8 +9,13 @@ A space that can be pruned implements ``nas.space.Prunable``:
 - ``with_widths(genotype, widths) -> genotype``: the same network with those widths, the same
   layers (``ValueError`` if the widths would add or remove a layer or a residual connection).
 
+A space may also remove blocks: ``removable_widths(genotype) -> set[str]`` names the widths whose
+value 0 removes their block (MobileNetV3: a residual block's expansion width), and ``widths_of(start,
+genotype)`` gives the widths of ``start`` (0 for a removed block) that make ``genotype``.
+
 ``WidthSpace(base, start)`` turns them into a ``SearchSpace`` whose decisions are the widths of
-``start`` (choices: multiples of ``granularity`` below the starting width, and the starting width)
+``start`` (choices: multiples of ``granularity`` below the starting width, and the starting width;
+0 first where the width can remove its block)
 and whose genotypes are plain genotypes of ``base`` with the same name, so that a journal of a
 NetAdapt run holds genotypes that ``nas materialize`` and ``nas latency`` read like any other.
 """
@@ -53,8 +58,10 @@ class WidthSpace:
         }
         self.genotype_class = base.genotype_class
         self.start_widths: dict[str, int] = dict(base.prunable_widths(start))
+        removable = base.removable_widths(start) if hasattr(base, "removable_widths") else set()
         self._decisions = [
-            Decision(name, width_choices(width, granularity)) for name, width in self.start_widths.items()
+            Decision(name, ((0,) if name in removable else ()) + width_choices(width, granularity))
+            for name, width in self.start_widths.items()
         ]
 
     def decisions(self) -> Sequence[Decision]:
@@ -65,7 +72,10 @@ class WidthSpace:
         return self.base.with_widths(self.start, dict(choices))
 
     def encode(self, genotype: Any) -> dict[str, Choice]:
-        widths = dict(self.base.prunable_widths(genotype))
+        if hasattr(self.base, "widths_of"):  # names relative to the start, even with blocks removed
+            widths = dict(self.base.widths_of(self.start, genotype))
+        else:
+            widths = dict(self.base.prunable_widths(genotype))
         check_choices(self._decisions, widths)
         if self.decode(widths) != genotype:
             raise ValueError("genotype: not the starting network with other widths")

@@ -142,6 +142,15 @@ def test_the_calibration_is_the_median_of_recent_ratios_so_one_noisy_measurement
     assert resumed.ratios == controller.ratios
 
 
+def test_a_residual_block_is_removed_when_no_width_of_it_saves_enough() -> None:
+    """Block 4's expansion (240) narrowed to 8 saves 232 "ms"; removing the block saves 240."""
+    controller = make()
+    drive(controller, steps=1)
+    found = controller._largest_width("blocks.4.expand_channels", 240, START_MS - 235)
+    assert found is not None and found[0]["blocks.4.expand_channels"] == 0 and found[1] == START_MS - 240
+    assert controller._largest_width("blocks.4.expand_channels", 240, START_MS - 200)[0]["blocks.4.expand_channels"] > 0
+
+
 def test_the_narrowest_network_is_every_width_at_the_least_its_structure_allows() -> None:
     controller = make()
     narrowest = SPACE.decode(controller.narrowest())

@@ -83,3 +83,23 @@ def test_growing_or_changing_the_structure_is_refused() -> None:
     other = SPACE.lower(SPACE.presets()["mobilenetv3-large"], num_classes=10, resolution=32)
     with pytest.raises(ValueError, match="same layers"):
         inherit_weights(old, old_ir, other)
+
+
+def test_a_removed_residual_block_takes_its_weights_and_leaves_its_neighbours_theirs() -> None:
+    """Small's blocks 4 and 5 are alike; block 5 is pruned first, then block 4 removed: the network that
+    is left computes block 3, the pruned block 5 and block 6 with their own weights (none moves)."""
+    pruned = {**SPACE.prunable_widths(SMALL), "blocks.5.expand_channels": 64}
+    parent = SPACE.with_widths(SMALL, pruned)
+    child = SPACE.with_widths(SMALL, {**pruned, "blocks.4.expand_channels": 0})
+    old_ir, new_ir = (SPACE.lower(g, num_classes=10, resolution=32) for g in (parent, child))
+    assert len(new_ir.all_blocks()) == len(old_ir.all_blocks()) - 1
+    old = nas.compile(old_ir, seed=0).eval()
+    new = inherit_weights(old, old_ir, new_ir).eval()
+    x = torch.randn(2, 24, 8, 8)
+    with torch.no_grad():  # stages[2]: blocks 3-7 of the parent; 3, the pruned 5, 6 and 7 of the child
+        after_three = old.stages[2][0](x)
+        assert torch.equal(new.stages[2][0](x), after_three)
+        assert torch.equal(new.stages[2][1](after_three), old.stages[2][2](after_three))
+        assert torch.equal(new.stages[2][2](after_three), old.stages[2][3](after_three))
+    with pytest.raises(ValueError, match="only residual blocks|same layers"):  # a block that is not residual
+        inherit_weights(new, new_ir, old_ir)

@@ -137,3 +137,22 @@ def test_with_widths_refuses_a_change_of_structure_or_range(change, message):
         space.with_widths(small, {**space.prunable_widths(small), **change})
     with pytest.raises(ValueError, match="missing"):
         space.with_widths(small, {"stem_channels": 16})
+
+
+def test_a_residual_block_is_removed_by_a_zero_expansion_width_and_found_again_by_its_start():
+    from nas.spaces.widths import WidthSpace
+
+    space = nas.space.get("mobilenetv3")
+    small = space.presets()["mobilenetv3-small"]
+    assert space.removable_widths(small) == {f"blocks.{i}.expand_channels" for i in (2, 4, 5, 7, 9, 10)}
+    widths = {**space.prunable_widths(small), "blocks.7.expand_channels": 0, "blocks.5.expand_channels": 64}
+    removed = space.with_widths(small, widths)
+    assert len(removed.blocks) == 10 and removed.blocks[7] == small.blocks[8]  # every other block as it was
+    assert space.widths_of(small, removed) == widths  # names relative to the start, 0 for the removed block
+    pruning = WidthSpace(space, small)
+    assert pruning.encode(removed) == widths and pruning.decode(widths) == removed
+    assert next(d for d in pruning.decisions() if d.name == "blocks.7.expand_channels").choices[0] == 0
+    with pytest.raises(ValueError, match="blocks.3.expand_channels"):  # block 3 is not residual: 0 is no width
+        space.with_widths(small, {**space.prunable_widths(small), "blocks.3.expand_channels": 0})
+    with pytest.raises(ValueError, match="has blocks the start does not|neither there nor removable"):
+        space.widths_of(removed, small)
