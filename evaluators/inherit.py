@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nas.compile import ChainModule
+from nas.compile import ChainModule, chain_blocks
 from nas.compile import compile as compile_ir
 from nas.ir import BlockSpec, ChainNet
 
@@ -62,15 +62,6 @@ class _Plan:
     def conv(self, prefix: str, out: ChannelSpace, inp: ChannelSpace | None, depthwise: bool = False) -> None:
         self.layers[f"{prefix}.0"] = ("depthwise" if depthwise else "conv", out, inp)
         self.layers[f"{prefix}.1"] = ("bn", out, None)
-
-
-def _block_modules(module: ChainModule, ir: ChainNet) -> list[tuple[str, nn.Module]]:
-    """(state-dict prefix, module) of every block of ``ir``, in order."""
-    names = {id(sub): name for name, sub in module.named_modules()}
-    stem = [module.stem] if len(ir.stem) == 1 else list(module.stem)
-    head = [] if not ir.head else [module.head] if len(ir.head) == 1 else list(module.head)
-    parts = stem + [block for stage in module.stages for block in stage] + head
-    return [(names[id(part)], part) for part in parts]
 
 
 def _residual(block: BlockSpec) -> bool:
@@ -148,10 +139,10 @@ def plan(module: ChainModule, old_ir: ChainNet, new_ir: ChainNet) -> _Plan:
         raise ValueError("weight inheritance works on chain networks (ChainNet)")
     old_blocks, new_blocks = old_ir.all_blocks(), new_ir.all_blocks()
     mapping = _align(old_blocks, new_blocks)
-    new_prefixes = [prefix for prefix, _ in _block_modules(compile_ir(new_ir), new_ir)]
+    new_prefixes = [prefix for prefix, _ in chain_blocks(compile_ir(new_ir), new_ir)]
     result = _Plan()
     running = result.space(3, 3, "input")
-    for (path, old), index, (prefix, _block) in zip(old_blocks, mapping, _block_modules(module, old_ir)):
+    for (path, old), index, (prefix, _block) in zip(old_blocks, mapping, chain_blocks(module, old_ir)):
         result.rename[prefix] = None if index is None else new_prefixes[index]
         if index is None:
             continue

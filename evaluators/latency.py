@@ -340,7 +340,7 @@ def measure_in_context(
 
     A part timed alone runs with its weights and input hot in cache; inside the network it reads
     what the part before it left and its weights were evicted by the others', so parts timed alone
-    sum to less than the network (5-25% on this project's CPU, ``benchmarks/latency_lut.py``).
+    sum to less than the network (15-29% on this project's CPU, ``benchmarks/latency_lut.py``).
     Here forward hooks mark the end of each of ``parts`` (submodules the forward runs once each,
     in this order): segment k runs from the end of part k-1 (the start of the forward) to the end of
     part k, and a last segment from the end of the last part to the return (pooling, a classifier),

@@ -12,8 +12,8 @@ measured lazily the first time a network needs them, by one of two ``methods``:
 
 - ``network`` (the default): the network that lacks an entry is compiled and timed whole, each
   part inside it (``measure_in_context``), and the parts it lacked take their share of its median.
-  Parts timed alone keep their weights and input hot in cache and sum to 5-25% less than the
-  network on this project's CPU; timed in their network they sum to it (``benchmarks/latency_lut.py``,
+  Parts timed alone keep their weights and input hot in cache and summed 15-29% below their
+  networks on this project's CPU; timed in their network they sum to it (``benchmarks/latency_lut.py``,
   the figures in benchmarks/README.md). A key that occurs twice in the network gets the mean of both.
 - ``alone``: each part timed by itself (``measure``), the table of earlier versions.
 
@@ -54,7 +54,7 @@ from evaluators.latency import (
     measure_network,
 )
 from nas.cell_ir import CellNet, CellSpec, Network
-from nas.compile import Cell, build_blocks, build_classifier
+from nas.compile import Cell, build_blocks, build_classifier, chain_blocks
 from nas.compile import compile as compile_ir
 from nas.errors import quoted
 from nas.evaluator import EvaluatorBase
@@ -211,9 +211,7 @@ class LatencyTable:
     def _measure_network(self, ir: Network, parts: list[_Part]) -> None:
         """Time ``ir``'s network with each part inside it; add the entries it lacks (``network`` method)."""
         network = compile_ir(ir, seed=0).to(self.device)
-        located = [part.locate(network) for part in parts if part.locate is not None]
-        if [part.locate is None for part in parts] != [False] * len(located) + [True]:
-            raise AssertionError("every part but the last is located in the network")  # the split functions' contract
+        located = [part.locate(network) for part in parts[:-1] if part.locate is not None]
         latency, shares = measure_in_context(
             network,
             self.images(3, ir.resolution).to(self.device),
@@ -326,22 +324,9 @@ class _Pooled(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-def _submodule(*path: str | int) -> Callable[[nn.Module], nn.Module]:
-    """The submodule at ``path`` (attribute names, indices into ``nn.Sequential`` or ``nn.ModuleList``)."""
-
-    def locate(network: nn.Module) -> nn.Module:
-        module = network
-        for step in path:
-            module = module[step] if isinstance(step, int) else getattr(module, step)  # type: ignore[index]
-        return module
-
-    return locate
-
-
 def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[_Part]:
     parts = []
-    counts = {"stem": len(ir.stem), "head": len(ir.head)}
-    for path, block in ir.all_blocks():
+    for index, (path, block) in enumerate(ir.all_blocks()):
         record = {
             "op": block.op,
             "in_channels": block.in_channels,
@@ -355,10 +340,9 @@ def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[_Part]:
             module = build_op(block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), **NORM)
             return module, [table.images(block.in_channels, block.input_size)]
 
-        name, _, rest = path.partition("[")
-        indices = [int(index) for index in rest.rstrip("]").split("][")]
-        # ``build_blocks``: a stem or head of one block is that block's module, of several an nn.Sequential.
-        locate = _submodule(name) if name != "stages" and counts[name] == 1 else _submodule(name, *indices)
+        def locate(network: nn.Module, index: int = index) -> nn.Module:
+            return chain_blocks(network, ir)[index][1]  # type: ignore[arg-type]
+
         parts.append(_Part(path, _key("block", record), build, locate))
     last = ir.all_blocks()[-1][1]
     classifier = replace(ir.classifier, dropout=0.0)
@@ -383,7 +367,7 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[_Part]:
             "stem",
             _key("cell_stem", stem_record),
             lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)]),
-            _submodule("stem"),
+            lambda network: network.stem,
         )
     ]
     for i, cell in enumerate(ir.cells):
@@ -396,7 +380,7 @@ def _cell_parts(table: LatencyTable, ir: CellNet) -> list[_Part]:
             inputs = [table.images(cell_input.channels, cell_input.size) for cell_input in cell.inputs]
             return Cell(cell, ir.bn_eps, ir.bn_momentum), inputs
 
-        parts.append(_Part(f"cells[{i}]", _key("cell", asdict(cell)), build, _submodule("cells", i)))
+        parts.append(_Part(f"cells[{i}]", _key("cell", asdict(cell)), build, lambda network, i=i: network.cells[i]))
     channels, size = ir.cells[-1].out_channels, ir.cells[-1].output_size
     classifier = replace(ir.classifier, dropout=0.0)
     record = {"head": [asdict(block) for block in ir.head], "classifier": asdict(classifier), "input_size": size}

@@ -79,6 +79,19 @@ class ChainModule(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
+def chain_blocks(module: ChainModule, ir: ChainNet) -> list[tuple[str, nn.Module]]:
+    """(state-dict prefix, module) of every block of ``ir`` in ``module``, in the order ``ir.all_blocks()``
+    lists them (``build_blocks``: a stem or head of one block is that block's module)."""
+    names = {id(sub): name for name, sub in module.named_modules()}
+
+    def members(part: nn.Module, count: int) -> list[nn.Module]:
+        return [] if count == 0 else [part] if count == 1 else list(part.children())
+
+    stages = [block for stage in module.stages.children() for block in stage.children()]
+    parts = members(module.stem, len(ir.stem)) + stages + members(module.head, len(ir.head))
+    return [(names[id(part)], part) for part in parts]
+
+
 def preprocess_name(index: int) -> str:
     """The attribute of a cell's input ``index``'s preprocessing: NASNet's names for its two inputs (h_i, h_{i-1}),
     so that the state dicts of models saved before cells were general still load."""
