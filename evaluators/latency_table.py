@@ -35,8 +35,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +53,18 @@ from evaluators.latency import (
     measure_in_context,
     measure_network,
 )
-from nas.cell_ir import CellNet, CellSpec, Network
-from nas.compile import Cell, build_blocks, build_classifier, chain_blocks
+from evaluators.latency_parts import Part, split
+from nas.cell_ir import CellNet, Network
 from nas.compile import compile as compile_ir
 from nas.errors import quoted
 from nas.evaluator import EvaluatorBase
 from nas.files import atomic_write_text, read_user_file
-from nas.ir import BlockSpec, ChainNet, IRKind
 from nas.latency_model import LatencyModel, load_model
-from nas.ops import build_op
 from nas.space import SearchSpace
 
 logger = logging.getLogger(__name__)
 
 TABLE_VERSION = 2  # 2: entries hold the mean, which predictions sum
-NORM = {"bn_eps": 1e-5, "bn_momentum": 0.1}  # BatchNorm in eval mode costs the same whatever its constants
 # A table entry is a layer of well under a few ms: half a second of runs gives a median of dozens of
 # them, and a NetAdapt iteration measures a hundred or more new layers.
 ENTRY_MAX_SECONDS = 0.5
@@ -208,7 +205,7 @@ class LatencyTable:
         self._table()[key] = self._new[key] = entry
         self.measured += 1
 
-    def _measure_network(self, ir: Network, parts: list[_Part]) -> None:
+    def _measure_network(self, ir: Network, parts: list[Part]) -> None:
         """Time ``ir``'s network with each part inside it; add the entries it lacks (``network`` method)."""
         network = compile_ir(ir, seed=0).to(self.device)
         located = [part.locate(network) for part in parts[:-1] if part.locate is not None]
@@ -258,12 +255,7 @@ class LatencyTable:
 
     def predict(self, ir: Network) -> Prediction:
         """The network's latency as the sum of its parts, measuring any part the table lacks (then saved)."""
-        split = _PARTS.get(getattr(ir, "kind", None))  # type: ignore[arg-type]
-        if split is None:
-            raise TypeError(
-                f"predict() takes an IR of kind {sorted(_PARTS)} (ChainNet, CellNet), got {type(ir).__name__}"
-            )
-        parts: list[_Part] = split(self, ir)
+        parts = split(ir, self.images)
         try:
             if self.method == "network" and any(part.key not in self._table() for part in parts):
                 self._measure_network(ir, parts)
@@ -296,105 +288,6 @@ def _entry(latency: Latency) -> dict[str, Any]:
         "mean_ms": latency.mean_ms,
         "repetitions": latency.repetitions,
     }
-
-
-def _key(kind: str, record: Mapping[str, Any]) -> str:
-    return json.dumps({"kind": kind, **record}, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class _Part:
-    """One table entry of a network: its path in the IR, its key, how to build it alone, and where it runs
-    in the compiled network (``locate(network)``; None: the end of the forward, after every located part)."""
-
-    path: str
-    key: str
-    build: Callable[[], tuple[nn.Module, list[torch.Tensor]]]
-    locate: Callable[[nn.Module], nn.Module] | None
-
-
-class _Pooled(nn.Module):
-    """Global average pool, flatten, classifier: the end of a ``ChainModule``."""
-
-    def __init__(self, classifier: nn.Module) -> None:
-        super().__init__()
-        self.pool, self.classifier = nn.AdaptiveAvgPool2d(1), classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(x), 1))
-
-
-def _chain_parts(table: LatencyTable, ir: ChainNet) -> list[_Part]:
-    parts = []
-    for index, (path, block) in enumerate(ir.all_blocks()):
-        record = {
-            "op": block.op,
-            "in_channels": block.in_channels,
-            "out_channels": block.out_channels,
-            "stride": block.stride,
-            "input_size": block.input_size,
-            "options": block.options,
-        }
-
-        def build(block: BlockSpec = block) -> tuple[nn.Module, list[torch.Tensor]]:
-            module = build_op(block.op, block.in_channels, block.out_channels, block.stride, block.op_options(), **NORM)
-            return module, [table.images(block.in_channels, block.input_size)]
-
-        def locate(network: nn.Module, index: int = index) -> nn.Module:
-            return chain_blocks(network, ir)[index][1]  # type: ignore[arg-type]
-
-        parts.append(_Part(path, _key("block", record), build, locate))
-    last = ir.all_blocks()[-1][1]
-    classifier = replace(ir.classifier, dropout=0.0)
-    record = {**asdict(classifier), "input_size": last.output_size}
-    parts.append(
-        _Part(
-            "classifier",
-            _key("classifier", record),
-            lambda: (_Pooled(build_classifier(classifier)), [table.images(classifier.in_features, last.output_size)]),
-            None,
-        )
-    )
-    return parts
-
-
-def _cell_parts(table: LatencyTable, ir: CellNet) -> list[_Part]:
-    live = ir.live_states()  # a cell nothing reads is not built (``CellModule``), so it costs nothing
-    norm = {"bn_eps": ir.bn_eps, "bn_momentum": ir.bn_momentum}
-    stem_record = {"blocks": [asdict(block) for block in ir.stem]}
-    parts = [
-        _Part(
-            "stem",
-            _key("cell_stem", stem_record),
-            lambda: (build_blocks("stem", ir.stem, norm), [table.images(3, ir.resolution)]),
-            lambda network: network.stem,
-        )
-    ]
-    for i, cell in enumerate(ir.cells):
-        if i + 1 not in live:
-            continue
-        # Eval mode: drop-path costs nothing; which states the cell reads changes nothing it runs.
-        cell = replace(cell, drop_path=0.0, inputs=tuple(replace(x, state=0) for x in cell.inputs))
-
-        def build(cell: CellSpec = cell) -> tuple[nn.Module, list[torch.Tensor]]:
-            inputs = [table.images(cell_input.channels, cell_input.size) for cell_input in cell.inputs]
-            return Cell(cell, ir.bn_eps, ir.bn_momentum), inputs
-
-        parts.append(_Part(f"cells[{i}]", _key("cell", asdict(cell)), build, lambda network, i=i: network.cells[i]))
-    channels, size = ir.cells[-1].out_channels, ir.cells[-1].output_size
-    classifier = replace(ir.classifier, dropout=0.0)
-    record = {"head": [asdict(block) for block in ir.head], "classifier": asdict(classifier), "input_size": size}
-
-    def build_head() -> tuple[nn.Module, list[torch.Tensor]]:
-        head = nn.Sequential(build_blocks("head", ir.head, norm), _Pooled(build_classifier(classifier)))
-        return head, [table.images(channels, size)]
-
-    parts.append(_Part("classifier", _key("cell_classifier", record), build_head, None))
-    return parts
-
-
-# How each kind of IR (``ir.kind``) is split into table entries.
-_PARTS: dict[IRKind, Any] = {"chain": _chain_parts, "cell": _cell_parts}
 
 
 class LatencyEvaluator(EvaluatorBase[Any]):
