@@ -53,6 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings
 from train_recipes import CIFAR_TAR, PLAIN, SCRATCH, extract
+from train_recipes import subset as recipe_subset
 
 CLASSES = 10
 BASE_WIDTH = 0.5
@@ -101,22 +102,9 @@ def cost(genotype_json: dict[str, Any]) -> dict[str, int]:
 
 
 def subset(scratch: Path, per_class: int, test: bool) -> Path:
-    """``scratch/scaling-K[-test]``: the first ``per_class`` training images of each class (hard links, in
-    CIFAR-10's order) as ``train/``; with ``test``, ``test/`` a link to the 10,000 test images. Once."""
-    into = scratch / f"scaling-{per_class}{'-test' if test else ''}"
-    marker = into / "subset.json"
-    if marker.exists():
-        return into
-    for folder in sorted((scratch / "train").iterdir()):
-        target = into / "train" / folder.name
-        target.mkdir(parents=True, exist_ok=True)
-        for image in sorted(folder.glob("*.jpg"))[:per_class]:
-            if not (target / image.name).exists():
-                os.link(image, target / image.name)
-    if test and not (into / "test").exists():
-        (into / "test").symlink_to(scratch / "test", target_is_directory=True)
-    marker.write_text(json.dumps({"per_class": per_class, "of": str(scratch), "test": test}))
-    return into
+    """``scratch/scaling-K[-test]``: ``train_recipes.subset``'s first ``per_class`` training images of each
+    class; with ``test``, ``test/`` a link to the 10,000 test images. Once."""
+    return recipe_subset(scratch, per_class, test=test, name=f"scaling-{per_class}{'-test' if test else ''}")
 
 
 def run_grid(out: Path, base_file: Path, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:

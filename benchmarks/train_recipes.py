@@ -100,10 +100,11 @@ def extract(tar: Path, into: Path) -> dict[str, Any]:
     return found
 
 
-def subset(scratch: Path, per_class: int) -> Path:
-    """``scratch/subset-K``: the first ``per_class`` training images of each class (hard links into the
-    extraction, in CIFAR-10's order) as ``train/``, and ``test/`` a link to the whole test tree; once."""
-    into = scratch / f"subset-{per_class}"
+def subset(scratch: Path, per_class: int, test: bool = True, name: str | None = None) -> Path:
+    """``scratch/NAME`` (default ``subset-K``): the first ``per_class`` training images of each class (hard
+    links into the extraction, in CIFAR-10's order) as ``train/``, and with ``test`` ``test/`` a link to the
+    whole test tree; once."""
+    into = scratch / (name or f"subset-{per_class}")
     marker = into / "subset.json"
     if marker.exists():
         return into
@@ -113,9 +114,9 @@ def subset(scratch: Path, per_class: int) -> Path:
         for image in sorted(folder.glob("*.jpg"))[:per_class]:
             if not (target / image.name).exists():
                 os.link(image, target / image.name)
-    if not (into / "test").exists():
+    if test and not (into / "test").exists():
         (into / "test").symlink_to(scratch / "test", target_is_directory=True)
-    marker.write_text(json.dumps({"per_class": per_class, "of": str(scratch)}))
+    marker.write_text(json.dumps({"per_class": per_class, "of": str(scratch), "test": test}))
     return into
 
 
